@@ -1,0 +1,38 @@
+package hostsync
+
+import "time"
+
+// Extent is a run of bytes of one disk changed within a cycle. A zero extent
+// (TRIM, WRITE_ZEROES) has Zero set, Length bytes and no Data; otherwise
+// len(Data) == Length.
+type Extent struct {
+	Disk   string
+	Offset int64
+	Length int64
+	Zero   bool
+	Data   []byte
+}
+
+// End is the offset just past the extent.
+func (e Extent) End() int64 { return e.Offset + e.Length }
+
+// Cycle is one closed cycle of a VM: every change to its disks between the
+// previous cycle's close and this one, overwrites coalesced. Applied whole
+// on top of the previous cycle's point, it gives a crash-consistent point of
+// the VM's disks at ClosedAt.
+//
+// The pipeline: the source's change log (the .hrl) closes cycles, the
+// shipper encodes a Cycle as delta batches, the recovery host decodes and
+// assembles them back into a Cycle and the replica applies it whole.
+type Cycle struct {
+	VM    string
+	Epoch uint64
+	// Seq numbers the VM's cycles from 1 without gaps within an epoch.
+	Seq           uint64
+	ClosedAt      time.Time
+	AppConsistent bool
+	// Initial marks cycles of the initial replication or a resync: their
+	// extents are full copies of disk ranges, not tracked writes.
+	Initial bool
+	Extents []Extent
+}
