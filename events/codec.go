@@ -121,6 +121,14 @@ func decodeData(t Type, raw json.RawMessage) (Data, error) {
 		return decodeAs[CloudCreatedData](raw)
 	case CloudHostAdded:
 		return decodeAs[CloudHostAddedData](raw)
+	case CloudPaired:
+		return decodeAs[CloudPairedData](raw)
+	case CloudUnpaired:
+		return decodeAs[CloudUnpairedData](raw)
+	case HostAssigned:
+		return decodeAs[HostAssignedData](raw)
+	case HostUnassigned:
+		return decodeAs[HostUnassignedData](raw)
 	case PolicyCreated:
 		return decodeAs[PolicyCreatedData](raw)
 	case PolicyUpdated:

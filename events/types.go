@@ -32,6 +32,10 @@ const (
 
 	CloudCreated   Type = "cloud_created"
 	CloudHostAdded Type = "cloud_host_added"
+	CloudPaired    Type = "cloud_paired"
+	CloudUnpaired  Type = "cloud_unpaired"
+	HostAssigned   Type = "host_assigned"
+	HostUnassigned Type = "host_unassigned"
 
 	PolicyCreated Type = "policy_created"
 	PolicyUpdated Type = "policy_updated"
@@ -103,6 +107,7 @@ var typeKinds = map[Type]Kind{
 	HostRegistered: KindHost, HostUnregistered: KindHost, HostReachable: KindHost, HostUnreachable: KindHost,
 
 	CloudCreated: KindCloud, CloudHostAdded: KindCloud,
+	CloudPaired: KindCloud, CloudUnpaired: KindCloud, HostAssigned: KindHost, HostUnassigned: KindHost,
 
 	PolicyCreated: KindPolicy, PolicyUpdated: KindPolicy, PolicyDeleted: KindPolicy,
 
