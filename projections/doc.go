@@ -1,0 +1,26 @@
+// Package projections keeps the read models of siterecovery: sites, hosts,
+// clouds, policies, pairings, network mappings, VMs, recovery plans and jobs,
+// in one bbolt file (<data>/projections.db), fed by the event log.
+//
+// A Store runs one goroutine, the runner, that follows events.Log from its
+// checkpoint + 1 and applies the events in log order. Each batch of events
+// (up to 1000, as many as the log has ready) is applied in one bbolt
+// transaction that also writes the checkpoint, the sequence of the batch's
+// last event: a crash at any instant leaves the read models exactly at the
+// checkpoint, so no event is applied twice or skipped. An event whose
+// sequence is not checkpoint + 1 stops the runner with ErrOutOfOrder; an
+// event that does not decode stops it too, and Err reports why. Errors of
+// the log connection are retried with backoff. Deleting the file rebuilds
+// every read model from the log.
+//
+// The VM read model folds the VM with events.VM.Apply, the one state machine
+// of the project, and adds what only a reader needs (progress, issues, disk
+// images); allowed_operations comes from events.VM.Allowed. A job is one
+// operation: the event that starts it creates it, under the event's
+// correlation id, and every later event with that correlation id adds a step
+// and may end it.
+//
+// Query answers the queries of the micro service (sr.q.<name>) with values
+// that marshal to the JSON of the contract; WaitFor lets a caller read its
+// own writes: wait for the sequence its command appended, then query.
+package projections

@@ -1,0 +1,247 @@
+package projections
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Job is one operation, as ASR's jobs view shows it: the event that starts
+// the operation creates it under the event's correlation id, and each later
+// event with that correlation id adds a step.
+type Job struct {
+	ID         string     `json:"id"`
+	Operation  string     `json:"operation"`
+	TargetKind string     `json:"target_kind"`
+	Target     string     `json:"target"`
+	State      string     `json:"state"`
+	StartedAt  time.Time  `json:"started_at"`
+	EndedAt    *time.Time `json:"ended_at"`
+	Steps      []Step     `json:"steps"`
+	Errors     []string   `json:"errors"`
+	// Seq is the log sequence of the event that started the job.
+	Seq uint64 `json:"seq"`
+}
+
+// Step is one event of a job.
+type Step struct {
+	Seq    uint64    `json:"seq"`
+	Name   string    `json:"name"`
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// jobStarts names the operation each starting event type begins
+// (failover_started and plan_job_started are named from their data).
+var jobStarts = map[events.Type]string{
+	events.ProtectionEnableStarted:   "EnableProtection",
+	events.ProtectionDisableStarted:  "DisableProtection",
+	events.TestFailoverStarted:       "TestFailover",
+	events.TestCleanupStarted:        "TestFailoverCleanup",
+	events.FailoverCommitted:         "Commit",
+	events.FailoverCancelled:         "CancelFailover",
+	events.ReverseReplicationStarted: "ReverseReplication",
+	events.ResyncStarted:             "Resync",
+	events.ReplicationPaused:         "PauseReplication",
+	events.ReplicationResumed:        "ResumeReplication",
+}
+
+// jobSucceeds lists the event types that end their job with success.
+var jobSucceeds = map[events.Type]bool{
+	events.InitialReplicationCompleted: true, events.TestFailoverCompleted: true,
+	events.TestFailoverCleanedUp: true, events.FailoverCompleted: true, events.FailoverCommitted: true,
+	events.FailoverCancelled: true, events.ReverseReplicationCompleted: true, events.ResyncCompleted: true,
+	events.ProtectionDisabled: true, events.ReplicationPaused: true, events.ReplicationResumed: true,
+}
+
+// planOperations names plan operations as the VM jobs are named.
+var planOperations = map[string]string{
+	"test_failover": "TestFailover", "test_cleanup": "TestFailoverCleanup",
+	"planned_failover": "PlannedFailover", "unplanned_failover": "UnplannedFailover",
+	"commit": "Commit", "reverse": "ReverseReplication", "cancel_failover": "CancelFailover",
+}
+
+// startedOperation returns the operation r starts, if it starts one.
+func startedOperation(r events.Record) (string, bool) {
+	switch d := r.Data.(type) {
+	case events.FailoverStartedData:
+		if d.Mode == events.FailoverUnplanned {
+			return "UnplannedFailover", true
+		}
+		return "PlannedFailover", true
+	case events.PlanJobStartedData:
+		if op, ok := planOperations[d.Operation]; ok {
+			return "Plan" + op, true
+		}
+		return "Plan" + camel(d.Operation), true
+	}
+	op, ok := jobStarts[r.Type()]
+	return op, ok
+}
+
+func camel(s string) string {
+	var b strings.Builder
+	for part := range strings.SplitSeq(s, "_") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
+
+// jobID is the job r belongs to: the plan job its data names, else its
+// correlation id, else (a command that is its own operation) its command id.
+func jobID(r events.Record) string {
+	var job string
+	switch d := r.Data.(type) {
+	case events.PlanJobStartedData:
+		job = d.Job
+	case events.PlanGroupStartedData:
+		job = d.Job
+	case events.PlanActionCompletedData:
+		job = d.Job
+	case events.PlanSuspendedData:
+		job = d.Job
+	case events.PlanResumedData:
+		job = d.Job
+	case events.PlanJobCompletedData:
+		job = d.Job
+	case events.PlanJobCancelledData:
+		job = d.Job
+	}
+	switch {
+	case job != "":
+		return job
+	case r.Meta.CorrelationID != "":
+		return r.Meta.CorrelationID
+	}
+	return r.Meta.CommandID
+}
+
+// applyJob creates, extends or ends the job r belongs to.
+func (b *batch) applyJob(r events.Record) error {
+	id := jobID(r)
+	op, starts := startedOperation(r)
+	if id == "" || (!starts && !b.has(bucketJobs, id)) {
+		return nil
+	}
+	job, err := load[Job](b, bucketJobs, id)
+	if err != nil {
+		return err
+	}
+	own := job.ID == "" || (job.TargetKind == string(r.Aggregate.Kind) && job.Target == r.Aggregate.ID)
+	switch {
+	case job.ID == "":
+		*job = Job{ID: id, Operation: op, TargetKind: string(r.Aggregate.Kind), Target: r.Aggregate.ID,
+			State: events.JobInProgress, StartedAt: r.Meta.At, Steps: []Step{}, Errors: []string{}, Seq: r.Seq}
+		if err := b.tx.Bucket(bucketJobIndex).Put(u64(r.Seq), []byte(id)); err != nil {
+			return fmt.Errorf("index job %s: %w", id, err)
+		}
+	case starts && own:
+		job.State, job.EndedAt = events.JobInProgress, nil
+	}
+	job.addStep(r)
+	if own {
+		job.settle(r)
+	}
+	return nil
+}
+
+// addStep appends r as a step; a progress event replaces the progress step
+// before it, so a long copy does not make a long list.
+func (j *Job) addStep(r events.Record) {
+	msg, failed := failure(r)
+	st := Step{Seq: r.Seq, Name: string(r.Type()), Time: r.Meta.At, State: events.JobSucceeded, Detail: detail(r)}
+	if failed {
+		st.State, st.Detail = events.JobFailed, msg
+		j.Errors = append(j.Errors, msg)
+	}
+	if n := len(j.Steps); n > 0 && j.Steps[n-1].Name == st.Name && strings.HasSuffix(st.Name, "_progress") {
+		j.Steps[n-1] = st
+		return
+	}
+	j.Steps = append(j.Steps, st)
+}
+
+// settle moves the job's state for events of the job's own target.
+func (j *Job) settle(r events.Record) {
+	state := ""
+	switch d := r.Data.(type) {
+	case events.ProtectionEnableFailedData, events.FailoverFailedData:
+		state = events.JobFailed
+	case events.PlanSuspendedData:
+		j.State = events.JobSuspended
+	case events.PlanResumedData:
+		j.State = events.JobInProgress
+	case events.PlanJobCancelledData:
+		state = events.JobCancelled
+	case events.PlanJobCompletedData:
+		state = planJobState(d.State)
+		j.Errors = append(j.Errors, d.Errors...)
+	default:
+		if jobSucceeds[r.Type()] {
+			state = events.JobSucceeded
+		}
+	}
+	if state != "" {
+		at := r.Meta.At
+		j.State, j.EndedAt = state, &at
+	}
+}
+
+func planJobState(s string) string {
+	switch s {
+	case events.JobSucceeded, events.JobFailed, events.JobCancelled:
+		return s
+	case "":
+		return events.JobSucceeded
+	}
+	return events.JobFailed
+}
+
+// failure returns the error an event reports, if it reports one.
+func failure(r events.Record) (string, bool) {
+	switch d := r.Data.(type) {
+	case events.ProtectionEnableFailedData:
+		return d.Reason, true
+	case events.FailoverFailedData:
+		return fmt.Sprintf("%s failover failed at %s: %s", d.Mode, d.Step, d.Reason), true
+	case events.ReplicationErrorData:
+		return fmt.Sprintf("%s on %s: %s", d.Code, d.Host, d.Message), true
+	case events.PlanActionCompletedData:
+		if d.Error != "" {
+			return fmt.Sprintf("group %d %s %s: %s", d.Group, d.Action, d.Target, d.Error), true
+		}
+	}
+	return "", false
+}
+
+// detail is a short human description of a step.
+func detail(r events.Record) string {
+	switch d := r.Data.(type) {
+	case events.InitialReplicationProgressData:
+		return fmt.Sprintf("%d of %d bytes", d.DoneBytes, d.TotalBytes)
+	case events.ResyncProgressData:
+		return fmt.Sprintf("%d of %d bytes compared, %d sent", d.DoneBytes, d.TotalBytes, d.SentBytes)
+	case events.FailoverStartedData:
+		return fmt.Sprintf("%s failover %s -> %s, recovery point %q", d.Mode, d.FromHost, d.ToHost, d.RecoveryPoint)
+	case events.FailoverCompletedData:
+		return fmt.Sprintf("running on %s at epoch %d from %s", d.Host, d.Epoch, d.RecoveryPoint)
+	case events.SourceStoppedData:
+		return fmt.Sprintf("%s stopped after cycle %d", d.Host, d.FinalCycle)
+	case events.RecoveryPointCreatedData:
+		return d.ID
+	case events.PlanGroupStartedData:
+		return fmt.Sprintf("group %d", d.Group)
+	case events.PlanActionCompletedData:
+		return fmt.Sprintf("group %d %s %s", d.Group, d.Action, d.Target)
+	case events.PlanSuspendedData:
+		return d.Text
+	case events.PlanJobCompletedData:
+		return d.State
+	}
+	return ""
+}
