@@ -1,0 +1,63 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Sentinel errors of the service. Domain errors come from events (match them
+// with errors.Is on events.ErrNotFound and the others).
+var (
+	// ErrUnavailable means the service cannot answer now: it is closed, has
+	// no read model, or the log did not answer in time.
+	ErrUnavailable = errors.New("unavailable")
+
+	// ErrUnauthorized means the caller may not run the command.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// The error codes of a reply, DESIGN.md section 4.
+const (
+	CodeInvalidArgument = "invalid_argument"
+	CodeNotFound        = "not_found"
+	CodeAlreadyExists   = "already_exists"
+	CodeInvalidState    = "invalid_state"
+	CodeConflict        = "conflict"
+	CodeUnavailable     = "unavailable"
+	CodeUnauthorized    = "unauthorized"
+)
+
+// codeRules maps sentinels to codes, first match wins.
+var codeRules = []struct {
+	err  error
+	code string
+}{
+	{events.ErrInvalidArgument, CodeInvalidArgument},
+	{events.ErrInvalidToken, CodeInvalidArgument},
+	{events.ErrUnknownType, CodeInvalidArgument},
+	{events.ErrUnknownVersion, CodeInvalidArgument},
+	{events.ErrDecode, CodeInvalidArgument},
+	{events.ErrNoEvents, CodeInvalidArgument},
+	{events.ErrNotFound, CodeNotFound},
+	{events.ErrAlreadyExists, CodeAlreadyExists},
+	{events.ErrInvalidState, CodeInvalidState},
+	{events.ErrConflict, CodeConflict},
+	{ErrUnauthorized, CodeUnauthorized},
+	{ErrUnavailable, CodeUnavailable},
+	{events.ErrClosed, CodeUnavailable},
+	{context.DeadlineExceeded, CodeUnavailable},
+	{context.Canceled, CodeUnavailable},
+}
+
+// Code is the reply code of err: one of the Code constants, unavailable for
+// an error of no known kind.
+func Code(err error) string {
+	for _, r := range codeRules {
+		if errors.Is(err, r.err) {
+			return r.code
+		}
+	}
+	return CodeUnavailable
+}
