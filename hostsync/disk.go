@@ -1,0 +1,354 @@
+package hostsync
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+)
+
+// DiskOptions tune a TrackedDisk. The zero value is usable.
+type DiskOptions struct {
+	// Name is the disk name set on the extents of its cycles; default the
+	// image's base name without extension.
+	Name string
+	// MaxLogBytes is the change log size above which the disk needs a
+	// resync; default half the disk.
+	MaxLogBytes int64
+	// BootID identifies the running kernel boot; default
+	// /proc/sys/kernel/random/boot_id. Tests set it to simulate a reboot.
+	BootID string
+	Logger zerolog.Logger
+}
+
+// TrackedDisk is a raw sparse disk image with its change log (<image>.hrl)
+// beside it. Every write is appended to the log before it reaches the
+// image; cycles of changes are closed, read back from the log, and dropped
+// once the recovery host has applied them. Safe for concurrent use.
+type TrackedDisk struct {
+	path, logPath, name string
+	size, maxLog        int64
+	boot                string
+	logger              zerolog.Logger
+	img                 *os.File
+	isClosed            atomic.Bool
+
+	// mu guards the fields below and orders each log append with its image
+	// write, so that the log's order is the image's order.
+	mu       sync.Mutex
+	log      *os.File
+	logEnd   int64
+	baseSeq  uint64 // first cycle number the log file holds
+	nextSeq  uint64 // number the next closed cycle gets
+	closed   []hrlCycle
+	open     []hrlRec
+	resync   string // non-empty: the log is unusable, for this reason
+	overflow bool
+	failed   error
+	gen      uint64 // appends so far, for group commit
+	scratch  []byte
+
+	// filesMu is held shared while the log file is read or fsynced outside
+	// mu, exclusively (after mu) to replace or close it.
+	filesMu sync.RWMutex
+	syncer  diskGroupSync
+}
+
+var _ ExportDisk = (*TrackedDisk)(nil)
+
+// OpenTrackedDisk opens the disk image at path, creating a sparse image of
+// size bytes (and an empty change log) if it does not exist; size 0 means
+// "whatever the existing image holds". It recovers the change log after a
+// crash (see the package doc). A log that cannot be trusted does not fail
+// the open: the disk is returned in the NeedsResync state, which persists
+// until ResetAfterResync.
+func OpenTrackedDisk(path string, size int64, opts DiskOptions) (*TrackedDisk, error) {
+	d := &TrackedDisk{path: path, logPath: path + ".hrl", name: opts.Name, logger: opts.Logger}
+	if d.name == "" {
+		d.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	d.syncer.cond = sync.NewCond(&d.syncer.mu)
+	boot, err := diskBootID(opts.BootID)
+	if err != nil {
+		return nil, err
+	}
+	d.boot = boot
+	created, err := d.openImage(size)
+	if err != nil {
+		return nil, err
+	}
+	d.maxLog = opts.MaxLogBytes
+	if d.maxLog <= 0 {
+		d.maxLog = d.size / 2
+	}
+	if err := d.openLog(created); err != nil {
+		return nil, errors.Join(err, d.img.Close())
+	}
+	return d, nil
+}
+
+func diskBootID(given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("read boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// openImage opens or creates the image; it reports whether it created it.
+func (d *TrackedDisk) openImage(size int64) (bool, error) {
+	if size < 0 {
+		return false, fmt.Errorf("disk %s: negative size %d", d.path, size)
+	}
+	f, err := os.OpenFile(d.path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, d.createImage(size)
+	}
+	if err != nil {
+		return false, fmt.Errorf("open disk image: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return false, errors.Join(fmt.Errorf("stat disk image: %w", err), f.Close())
+	}
+	if st.Size() == 0 || (size > 0 && st.Size() != size) {
+		return false, errors.Join(fmt.Errorf("disk image %s holds %d bytes, want %d", d.path, st.Size(), size), f.Close())
+	}
+	d.img, d.size = f, st.Size()
+	return false, nil
+}
+
+func (d *TrackedDisk) createImage(size int64) error {
+	if size == 0 {
+		return fmt.Errorf("disk image %s does not exist and no size was given", d.path)
+	}
+	f, err := os.OpenFile(d.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create disk image: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		return errors.Join(fmt.Errorf("size disk image: %w", err), f.Close(), os.Remove(d.path))
+	}
+	if err := errors.Join(f.Sync(), diskSyncDir(filepath.Dir(d.path))); err != nil {
+		return errors.Join(fmt.Errorf("sync new disk image: %w", err), f.Close())
+	}
+	d.img, d.size = f, size
+	return nil
+}
+
+// Size returns the disk size in bytes.
+func (d *TrackedDisk) Size() int64 { return d.size }
+
+// Name returns the disk name its extents carry.
+func (d *TrackedDisk) Name() string { return d.name }
+
+// Path returns the image path; the change log is Path()+".hrl".
+func (d *TrackedDisk) Path() string { return d.path }
+
+func (d *TrackedDisk) checkRange(off, length int64) error {
+	if off < 0 || length < 0 || off > d.size || length > d.size-off {
+		return fmt.Errorf("disk %s: %d bytes at %d (size %d): %w", d.name, length, off, d.size, ErrOutOfRange)
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off from the image.
+func (d *TrackedDisk) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.checkRange(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	if d.isClosed.Load() {
+		return 0, ErrDiskClosed
+	}
+	n, err := d.img.ReadAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("read disk %s: %w", d.name, err)
+	}
+	return n, nil
+}
+
+// WriteAt writes p at off: the change log record first, then the image.
+// With fua it returns only once both are durable (group-committed).
+func (d *TrackedDisk) WriteAt(p []byte, off int64, fua bool) error {
+	if err := d.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		n := min(len(p), hrlMaxRecordData)
+		if err := d.write(hrlWrite, 0, off, int64(n), p[:n]); err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	if fua {
+		return d.Flush()
+	}
+	return nil
+}
+
+// WriteZeroes makes length bytes at off read as zero, keeping them
+// allocated where the filesystem can.
+func (d *TrackedDisk) WriteZeroes(off, length int64, fua bool) error {
+	return d.zero(off, length, 0, fua)
+}
+
+// Trim discards length bytes at off (a hole is punched); they read as zero
+// afterwards and are tracked as a zero extent.
+func (d *TrackedDisk) Trim(off, length int64, fua bool) error {
+	return d.zero(off, length, hrlFlagTrim, fua)
+}
+
+func (d *TrackedDisk) zero(off, length int64, flags uint8, fua bool) error {
+	if err := d.checkRange(off, length); err != nil {
+		return err
+	}
+	if length == 0 {
+		return nil
+	}
+	if err := d.write(hrlZero, flags, off, length, nil); err != nil {
+		return err
+	}
+	if fua {
+		return d.Flush()
+	}
+	return nil
+}
+
+// write appends one record (unless the log is unusable) and applies it to
+// the image, both under mu.
+func (d *TrackedDisk) write(kind, flags uint8, off, length int64, data []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.writable(); err != nil {
+		return err
+	}
+	rec := hrlRec{kind: kind, flags: flags, a: uint64(off), b: uint64(length)}
+	if d.resync == "" {
+		var err error
+		if rec, err = d.appendRecord(kind, flags, uint64(off), uint64(length), data); err != nil {
+			return d.failLocked(err)
+		}
+		d.open = append(d.open, rec)
+	}
+	if err := applyHRLRecord(d.img, rec, data); err != nil {
+		return d.failLocked(err)
+	}
+	d.gen++
+	d.checkOverflowLocked()
+	return nil
+}
+
+func (d *TrackedDisk) writable() error {
+	if d.isClosed.Load() {
+		return ErrDiskClosed
+	}
+	if d.failed != nil {
+		return fmt.Errorf("disk %s: %w: %w", d.name, ErrDiskFailed, d.failed)
+	}
+	return nil
+}
+
+// failLocked makes an I/O error sticky: after a failed write or fsync the
+// disk's durability is unknown.
+func (d *TrackedDisk) failLocked(err error) error {
+	if d.failed == nil {
+		d.failed = err
+		d.logger.Error().Err(err).Str("disk", d.name).Msg("disk failed")
+	}
+	return fmt.Errorf("disk %s: %w: %w", d.name, ErrDiskFailed, err)
+}
+
+// appendRecord writes one record at the end of the log (not synced).
+func (d *TrackedDisk) appendRecord(kind, flags uint8, a, b uint64, data []byte) (hrlRec, error) {
+	size := int64(hrlRecHeaderSize + len(data))
+	if cap(d.scratch) < hrlRecHeaderSize+64<<10 {
+		d.scratch = make([]byte, hrlRecHeaderSize+64<<10)
+	}
+	hdr := d.scratch[:hrlRecHeaderSize]
+	encodeHRLRecHeader(hdr, kind, flags, a, b, data)
+	var err error
+	if len(data) <= 64<<10 {
+		buf := append(hdr, data...)
+		_, err = d.log.WriteAt(buf, d.logEnd)
+	} else if _, err = d.log.WriteAt(hdr, d.logEnd); err == nil {
+		_, err = d.log.WriteAt(data, d.logEnd+hrlRecHeaderSize)
+	}
+	if err != nil {
+		return hrlRec{}, fmt.Errorf("append to change log: %w", err)
+	}
+	rec := hrlRec{kind: kind, flags: flags, a: a, b: b, at: d.logEnd, dataAt: d.logEnd + hrlRecHeaderSize, size: size}
+	d.logEnd += size
+	return rec, nil
+}
+
+// checkOverflowLocked moves the disk to NeedsResync once the log passes its
+// limit.
+func (d *TrackedDisk) checkOverflowLocked() {
+	if d.resync != "" || d.logEnd <= d.maxLog {
+		return
+	}
+	reason := fmt.Sprintf("change log holds %d bytes, above the limit of %d", d.logEnd, d.maxLog)
+	d.overflow = true
+	if err := d.markResyncLocked(reason); err != nil {
+		_ = d.failLocked(err)
+	}
+}
+
+// markResyncLocked appends a durable resync marker so that the state
+// survives a restart, and stops tracking.
+func (d *TrackedDisk) markResyncLocked(reason string) error {
+	d.resync = reason
+	d.closed, d.open = nil, nil
+	d.logger.Warn().Str("disk", d.name).Str("reason", reason).Msg("disk needs resync")
+	if _, err := d.appendRecord(hrlResync, 0, 0, 0, []byte(reason)); err != nil {
+		return err
+	}
+	if err := diskFdatasync(d.log); err != nil {
+		return fmt.Errorf("sync change log: %w", err)
+	}
+	return nil
+}
+
+// Flush makes every write acknowledged so far durable, in the log and in the
+// image. Concurrent callers share one fsync of each file.
+func (d *TrackedDisk) Flush() error {
+	if d.isClosed.Load() {
+		return ErrDiskClosed
+	}
+	return d.sync()
+}
+
+// Close writes a clean-shutdown marker, syncs and closes the files. Safe
+// twice.
+func (d *TrackedDisk) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.isClosed.Swap(true) {
+		return nil
+	}
+	d.filesMu.Lock()
+	defer d.filesMu.Unlock()
+	var errs []error
+	if d.failed == nil {
+		if d.resync == "" {
+			if _, err := d.appendRecord(hrlClean, 0, 0, 0, nil); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, diskFdatasync(d.img), diskFdatasync(d.log))
+	}
+	errs = append(errs, d.img.Close(), d.log.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close disk %s: %w", d.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,266 @@
+package hostsync
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// ExportDisk is what an NBD export serves. The server checks every request
+// against Size before calling, so offsets and lengths are in range. Calls
+// come concurrently from several connections and from several requests of
+// one connection; the order of overlapping requests in flight at the same
+// time is undefined (as in NBD). WriteAt, WriteZeroes and Trim with fua
+// return once the change is durable; Flush makes every completed write
+// durable. TrackedDisk implements it.
+type ExportDisk interface {
+	Size() int64
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64, fua bool) error
+	WriteZeroes(off, length int64, fua bool) error
+	Trim(off, length int64, fua bool) error
+	Flush() error
+}
+
+// NBDServer serves named exports over the NBD protocol (fixed newstyle
+// negotiation) on Unix sockets and, on request, TCP. Safe for concurrent
+// use.
+type NBDServer struct {
+	logger zerolog.Logger
+
+	mu        sync.Mutex
+	exports   map[string]*nbdExport
+	listeners []net.Listener
+	conns     map[*nbdConn]struct{}
+	closed    bool
+
+	wg sync.WaitGroup // accept loops and connections
+}
+
+type nbdExport struct {
+	name  string
+	disk  ExportDisk
+	conns map[*nbdConn]struct{}
+}
+
+// NewNBDServer returns a server with no export and no listener.
+func NewNBDServer(logger zerolog.Logger) *NBDServer {
+	return &NBDServer{
+		logger:  logger.With().Str("component", "nbd").Logger(),
+		exports: map[string]*nbdExport{},
+		conns:   map[*nbdConn]struct{}{},
+	}
+}
+
+// NBDURL gives the URL QEMU and libnbd use for an export on a Unix socket:
+// nbd+unix:///<disk>?socket=<path>.
+func NBDURL(disk, socket string) string {
+	return "nbd+unix:///" + nbdURLEscape(disk, false) + "?socket=" + nbdURLEscape(socket, true)
+}
+
+// nbdURLEscape percent-encodes everything but unreserved characters (and
+// '/' in a path).
+func nbdURLEscape(s string, keepSlash bool) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '-', c == '_', c == '.', c == '~', keepSlash && c == '/':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// AddExport serves disk under name. The name must be 1 to 255 bytes
+// without NUL; an existing name is ErrExportExists.
+func (s *NBDServer) AddExport(name string, disk ExportDisk) error {
+	if name == "" || len(name) > 255 || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("nbd export name %q: must be 1 to 255 bytes without NUL", name)
+	}
+	if disk == nil || disk.Size() <= 0 {
+		return fmt.Errorf("nbd export %s: no disk or empty disk", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if _, ok := s.exports[name]; ok {
+		return fmt.Errorf("nbd export %s: %w", name, ErrExportExists)
+	}
+	s.exports[name] = &nbdExport{name: name, disk: disk, conns: map[*nbdConn]struct{}{}}
+	return nil
+}
+
+// RemoveExport stops serving name: new clients are refused and existing
+// connections are closed. It returns once no request of those connections
+// is running, so the disk sees no call from the server afterwards (a fence).
+func (s *NBDServer) RemoveExport(name string) error {
+	s.mu.Lock()
+	e, ok := s.exports[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("nbd export %s: %w", name, ErrExportNotFound)
+	}
+	delete(s.exports, name)
+	conns := e.conns
+	e.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.shutdown()
+	}
+	for c := range conns {
+		<-c.done
+	}
+	return nil
+}
+
+// Exports lists the names served.
+func (s *NBDServer) Exports() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.exports))
+	for n := range s.exports {
+		out = append(out, n)
+	}
+	return out
+}
+
+// ListenUnix serves on a Unix socket at path. A stale socket file left at
+// path is replaced; any other file there is an error.
+func (s *NBDServer) ListenUnix(path string) error {
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&fs.ModeSocket == 0 {
+			return fmt.Errorf("nbd socket %s: a file that is not a socket is in the way", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("remove stale nbd socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("nbd listen: %w", err)
+	}
+	return s.serve(l)
+}
+
+// ListenTCP serves on a TCP address (host:port; port 0 picks one) and
+// returns the address bound.
+func (s *NBDServer) ListenTCP(addr string) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("nbd listen: %w", err)
+	}
+	if err := s.serve(l); err != nil {
+		return nil, err
+	}
+	return l.Addr(), nil
+}
+
+func (s *NBDServer) serve(l net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.Join(ErrServerClosed, l.Close())
+	}
+	s.listeners = append(s.listeners, l)
+	s.wg.Add(1)
+	go s.acceptLoop(l)
+	return nil
+}
+
+func (s *NBDServer) acceptLoop(l net.Listener) {
+	defer s.wg.Done()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.logger.Error().Err(err).Msg("nbd accept failed; listener stops")
+			}
+			return
+		}
+		c := newNBDConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = nc.Close() // refused: the server is closing
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.runConn(c)
+	}
+}
+
+func (s *NBDServer) runConn(c *nbdConn) {
+	defer s.wg.Done()
+	defer close(c.done)
+	err := c.run()
+	if err != nil {
+		c.logger.Debug().Err(err).Msg("nbd connection ended")
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	if c.export != nil && c.export.conns != nil {
+		delete(c.export.conns, c)
+	}
+	s.mu.Unlock()
+}
+
+// bind attaches a connection to an export at the end of negotiation; it
+// fails if the export is gone.
+func (s *NBDServer) bind(c *nbdConn, name string) (*nbdExport, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.exports[name]
+	if !ok || s.closed {
+		return nil, false
+	}
+	e.conns[c] = struct{}{}
+	c.export = e
+	return e, true
+}
+
+func (s *NBDServer) lookup(name string) (*nbdExport, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.exports[name]
+	return e, ok
+}
+
+// Close stops listening, closes every connection and waits for them.
+// Safe twice.
+func (s *NBDServer) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, l := range s.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	conns := make([]*nbdConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,162 @@
+package hostsync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// nbdWorkers is how many requests of one connection run at once.
+const nbdWorkers = 4
+
+type nbdJob struct {
+	req     nbdRequest
+	payload []byte
+	buf     *[]byte
+}
+
+// nbdBufs recycles request and reply payload buffers.
+var nbdBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128<<10); return &b }}
+
+func getNBDBuf(n int) *[]byte {
+	bp := nbdBufs.Get().(*[]byte)
+	if cap(*bp) < n {
+		*bp = make([]byte, n)
+	}
+	*bp = (*bp)[:n]
+	return bp
+}
+
+// transmit reads requests and runs them on a few workers; it returns once
+// every request read has been answered.
+func (c *nbdConn) transmit(e *nbdExport) error {
+	jobs := make(chan nbdJob, nbdWorkers*2)
+	var wg sync.WaitGroup
+	for range nbdWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				c.handle(e.disk, j)
+			}
+		}()
+	}
+	err := c.readRequests(jobs)
+	close(jobs)
+	wg.Wait()
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// readRequests reads request headers and write payloads until the client
+// disconnects or breaks the protocol.
+func (c *nbdConn) readRequests(jobs chan<- nbdJob) error {
+	var hb [nbdRequestHeaderLen]byte
+	for {
+		if _, err := io.ReadFull(c.r, hb[:]); err != nil {
+			return err
+		}
+		req, err := parseNBDRequest(hb[:])
+		if err != nil {
+			return err
+		}
+		switch {
+		case req.typ == nbdCmdDisc:
+			return nil
+		case req.typ == nbdCmdWrite && req.length > nbdMaxPayload:
+			// The payload cannot be skipped safely: answer and hang up.
+			c.reply(req, nil, nbdEINVAL, "write longer than the maximum block size")
+			return fmt.Errorf("nbd: write of %d bytes above the maximum %d", req.length, nbdMaxPayload)
+		case req.typ == nbdCmdWrite:
+			bp := getNBDBuf(int(req.length))
+			if _, err := io.ReadFull(c.r, *bp); err != nil {
+				nbdBufs.Put(bp)
+				return err
+			}
+			jobs <- nbdJob{req: req, payload: *bp, buf: bp}
+		default:
+			jobs <- nbdJob{req: req}
+		}
+	}
+}
+
+// handle runs one request against the disk and answers it.
+func (c *nbdConn) handle(disk ExportDisk, j nbdJob) {
+	if j.buf != nil {
+		defer nbdBufs.Put(j.buf)
+	}
+	r := j.req
+	if errno := r.check(disk.Size()); errno != 0 {
+		c.reply(r, nil, errno, fmt.Sprintf("request type %d flags %#x, %d bytes at %d refused (export size %d)",
+			r.typ, r.flags, r.length, r.offset, disk.Size()))
+		return
+	}
+	fua := r.flags&nbdCmdFlagFUA != 0
+	off, n := int64(r.offset), int64(r.length)
+	var err error
+	switch r.typ {
+	case nbdCmdRead:
+		bp := getNBDBuf(int(n))
+		defer nbdBufs.Put(bp)
+		if _, err = disk.ReadAt(*bp, off); err == nil {
+			c.reply(r, *bp, 0, "")
+			return
+		}
+	case nbdCmdWrite:
+		err = disk.WriteAt(j.payload, off, fua)
+	case nbdCmdFlush:
+		err = disk.Flush()
+	case nbdCmdTrim:
+		err = disk.Trim(off, n, fua)
+	case nbdCmdWriteZeroes:
+		err = disk.WriteZeroes(off, n, fua)
+	}
+	if err != nil {
+		c.logger.Warn().Err(err).Uint16("type", r.typ).Int64("offset", off).Int64("length", n).Msg("nbd request failed")
+		c.reply(r, nil, nbdErrno(err), err.Error())
+		return
+	}
+	c.reply(r, nil, 0, "")
+}
+
+func nbdErrno(err error) uint32 {
+	switch {
+	case errors.Is(err, ErrOutOfRange):
+		return nbdENOSPC
+	case errors.Is(err, ErrDiskClosed):
+		return nbdESHUTDOWN
+	}
+	return nbdEIO
+}
+
+// reply sends a simple reply, or structured chunks when negotiated. A
+// failed send means the connection is gone; the reader notices it.
+func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := c.wbuf[:0]
+	switch {
+	case !c.structured:
+		b = putSimpleReply(b, errno, r.cookie)
+	case errno != 0:
+		b = putErrorChunk(b, r.cookie, errno, msg)
+	case len(data) > 0:
+		b = putChunkHeader(b, nbdReplyFlagDone, nbdReplyTypeOffData, r.cookie, uint32(8+len(data)))
+		b = append(b, byte(r.offset>>56), byte(r.offset>>48), byte(r.offset>>40), byte(r.offset>>32),
+			byte(r.offset>>24), byte(r.offset>>16), byte(r.offset>>8), byte(r.offset))
+	default:
+		b = putChunkHeader(b, nbdReplyFlagDone, nbdReplyTypeNone, r.cookie, 0)
+	}
+	c.wbuf = b
+	bufs := net.Buffers{b}
+	if errno == 0 && len(data) > 0 {
+		bufs = append(bufs, data)
+	}
+	if _, err := bufs.WriteTo(c.nc); err != nil {
+		c.logger.Debug().Err(err).Msg("nbd reply not sent")
+	}
+}
