@@ -13,7 +13,7 @@ import (
 )
 
 // protectedVM folds a VM created on hv01 and protected to hv02.
-func protectedVM(t *testing.T, state events.ProtectionState) events.VM {
+func agentTestVM(t *testing.T, state events.ProtectionState) events.VM {
 	t.Helper()
 	vm := events.FoldVM([]events.Record{
 		{Seq: 1, Data: events.VMCreatedData{Name: "web01", Host: "hv01", Site: "primary", Cloud: "gold", Disks: []events.DiskSpec{{Name: "d0", Size: 1 << 20}}}},
@@ -46,7 +46,7 @@ func TestDecideRecoveryPoint(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			vm := protectedVM(t, c.state)
+			vm := agentTestVM(t, c.state)
 			r := rp
 			if c.mod != nil {
 				c.mod(&r)
@@ -58,18 +58,18 @@ func TestDecideRecoveryPoint(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			require.Equal(t, c.want, types(evs))
+			require.Equal(t, c.want, agentEvTypes(evs))
 		})
 	}
 }
 
 func TestDecideRecoveryPointDuplicateAndHealth(t *testing.T) {
-	vm := protectedVM(t, events.Protected)
+	vm := agentTestVM(t, events.Protected)
 	r := RecoveryPointReport{VM: "web01", ID: "rp-1-5", Time: time.Now(), Cycle: 5, Epoch: 1}
 	vm.Health = events.HealthCritical
 	evs, err := DecideRecoveryPoint(vm, "hv02", r)
 	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.RecoveryPointCreated, events.HealthChanged}, types(evs))
+	require.Equal(t, []events.Type{events.RecoveryPointCreated, events.HealthChanged}, agentEvTypes(evs))
 	vm.Apply(events.Record{Seq: 3, Data: evs[0]})
 	evs, err = DecideRecoveryPoint(vm, "hv02", r)
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func TestDecideInitialReplication(t *testing.T) {
 		{events.Unprotected, nil, nil, true},
 		{events.DisablingProtection, nil, nil, true},
 	} {
-		vm := protectedVM(t, c.state)
+		vm := agentTestVM(t, c.state)
 		p, perr := DecideIRProgress(vm, "hv01", IRProgressReport{VM: "web01", DoneBytes: 1, TotalBytes: 2})
 		d, derr := DecideIRCompleted(vm, "hv01", IRCompletedReport{VM: "web01", SentBytes: 2})
 		if c.err {
@@ -100,10 +100,10 @@ func TestDecideInitialReplication(t *testing.T) {
 		}
 		require.NoError(t, perr)
 		require.NoError(t, derr)
-		require.Equal(t, c.progress, types(p), c.state)
-		require.Equal(t, c.done, types(d), c.state)
+		require.Equal(t, c.progress, agentEvTypes(p), c.state)
+		require.Equal(t, c.done, agentEvTypes(d), c.state)
 	}
-	vm := protectedVM(t, events.InitialReplication)
+	vm := agentTestVM(t, events.InitialReplication)
 	_, err := DecideIRProgress(vm, "hv02", IRProgressReport{VM: "web01"})
 	require.ErrorIs(t, err, ErrUnauthorized)
 	_, err = DecideIRProgress(vm, "hv01", IRProgressReport{VM: "web01", DoneBytes: 3, TotalBytes: 2})
@@ -111,11 +111,11 @@ func TestDecideInitialReplication(t *testing.T) {
 }
 
 func TestDecideDiskProvisioned(t *testing.T) {
-	vm := protectedVM(t, events.EnablingProtection)
+	vm := agentTestVM(t, events.EnablingProtection)
 	src := DiskProvisionedReport{VM: "web01", Disk: "d0", Role: events.DiskRoleSource, Image: "/d/web01/d0.img", NBDURL: "nbd+unix:///web01-d0?socket=/d/nbd.sock", Epoch: 1}
 	evs, err := DecideDiskProvisioned(vm, "hv01", src)
 	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.DiskProvisioned}, types(evs))
+	require.Equal(t, []events.Type{events.DiskProvisioned}, agentEvTypes(evs))
 	vm.Apply(events.Record{Seq: 3, Data: evs[0]})
 	evs, err = DecideDiskProvisioned(vm, "hv01", src)
 	require.NoError(t, err)
@@ -143,18 +143,18 @@ func TestDecideDiskProvisioned(t *testing.T) {
 }
 
 func TestDecideErrorPrunedDisabled(t *testing.T) {
-	vm := protectedVM(t, events.Protected)
+	vm := agentTestVM(t, events.Protected)
 	evs, err := DecideError(vm, "hv01", ErrorReport{VM: "web01", Code: ErrorCodeResyncRequired, Message: "log overflow"})
 	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.ResyncRequired, events.HealthChanged}, types(evs))
+	require.Equal(t, []events.Type{events.ResyncRequired, events.HealthChanged}, agentEvTypes(evs))
 	evs, err = DecideError(vm, "hv02", ErrorReport{VM: "web01", Code: "bad_batch", Message: "crc"})
 	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.ReplicationError, events.HealthChanged}, types(evs))
+	require.Equal(t, []events.Type{events.ReplicationError, events.HealthChanged}, agentEvTypes(evs))
 	_, err = DecideError(vm, "hv09", ErrorReport{VM: "web01", Code: "x"})
 	require.ErrorIs(t, err, ErrUnauthorized)
 	_, err = DecideError(vm, "hv01", ErrorReport{VM: "web01", Code: "not a token"})
 	require.ErrorIs(t, err, events.ErrInvalidToken)
-	resync := protectedVM(t, events.ResyncRequiredState)
+	resync := agentTestVM(t, events.ResyncRequiredState)
 	evs, err = DecideError(resync, "hv01", ErrorReport{VM: "web01", Code: ErrorCodeResyncRequired})
 	require.NoError(t, err)
 	require.Empty(t, evs)
@@ -171,7 +171,7 @@ func TestDecideErrorPrunedDisabled(t *testing.T) {
 
 	_, err = DecideDisabled(vm, "hv02", DisabledReport{VM: "web01"})
 	require.ErrorIs(t, err, events.ErrInvalidState)
-	disabling := protectedVM(t, events.DisablingProtection)
+	disabling := agentTestVM(t, events.DisablingProtection)
 	evs, err = DecideDisabled(disabling, "hv02", DisabledReport{VM: "web01", ReplicaDeleted: true})
 	require.NoError(t, err)
 	require.Equal(t, []events.Data{events.ProtectionDisabledData{ReplicaDeleted: true}}, evs)
@@ -186,13 +186,13 @@ func TestDecideReachability(t *testing.T) {
 	h := events.Host{Name: "hv01", Site: "primary", Version: 1}
 	evs, err := DecideHeartbeat(h, "hv01", HeartbeatReport{Agent: "v1"}, now)
 	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.HostReachable}, types(evs))
+	require.Equal(t, []events.Type{events.HostReachable}, agentEvTypes(evs))
 	h.Reachable = true
 	evs, err = DecideHeartbeat(h, "hv01", HeartbeatReport{}, now)
 	require.NoError(t, err)
 	require.Empty(t, evs, "only a transition is an event")
 	require.Empty(t, DecideUnreachable(h, now.Add(-5*time.Second), now, 10*time.Second))
-	require.Equal(t, []events.Type{events.HostUnreachable}, types(DecideUnreachable(h, now.Add(-11*time.Second), now, 10*time.Second)))
+	require.Equal(t, []events.Type{events.HostUnreachable}, agentEvTypes(DecideUnreachable(h, now.Add(-11*time.Second), now, 10*time.Second)))
 	h.Reachable = false
 	require.Empty(t, DecideUnreachable(h, now.Add(-time.Hour), now, 10*time.Second))
 }
@@ -250,7 +250,7 @@ func TestParseAgentSubject(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrInvalidArgument)
 }
 
-func types(evs []events.Data) []events.Type {
+func agentEvTypes(evs []events.Data) []events.Type {
 	var out []events.Type
 	for _, e := range evs {
 		out = append(out, e.EventType())
