@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/events/jetstream"
+	"github.com/siterecovery/siterecovery/handlers"
+	"github.com/siterecovery/siterecovery/projections"
+)
+
+// maxPayload is the embedded server's max message size (8 MiB): delta
+// batches are cut to fit it.
+const maxPayload = 8 << 20
+
+// controlPlane is what `serve` runs: the embedded NATS server (unless --nats
+// names one), the event log, the projections, the command handlers and the
+// HTTP endpoint.
+type controlPlane struct {
+	logger zerolog.Logger
+	srv    *server.Server
+	nc     *nats.Conn
+	log    *jetstream.Log
+	store  *projections.Store
+	svc    *handlers.Service
+	http   *http.Server
+	httpLn net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logger) (cp *controlPlane, err error) {
+	cp = &controlPlane{logger: logger}
+	defer func() {
+		if err != nil {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = errors.Join(err, cp.Close(closeCtx))
+		}
+	}()
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return cp, fmt.Errorf("data dir: %w", err)
+	}
+	url := cfg.NATSURL
+	if url == "" {
+		if err := cp.startServer(cfg, logger); err != nil {
+			return cp, err
+		}
+		url = cp.srv.ClientURL()
+	}
+	if cp.nc, err = connect(url, "siterecovery-serve", logger); err != nil {
+		return cp, err
+	}
+	if cp.log, err = jetstream.Open(ctx, cp.nc, jetstream.Config{Replicas: cfg.Replicas, Logger: logger.With().Str("component", "log").Logger()}); err != nil {
+		return cp, fmt.Errorf("event log: %w", err)
+	}
+	dbPath := filepath.Join(cfg.Data, "projections.db")
+	if cp.store, err = projections.Open(ctx, dbPath, cp.log, logger.With().Str("component", "projections").Logger()); err != nil {
+		return cp, fmt.Errorf("projections: %w", err)
+	}
+	cp.svc = handlers.New(cp.log, cp.store, logger.With().Str("component", "handlers").Logger())
+	if err := cp.svc.Open(ctx, cp.nc); err != nil {
+		return cp, fmt.Errorf("command service: %w", err)
+	}
+	if cfg.HTTP != "" {
+		if err := cp.startHTTP(cfg.HTTP); err != nil {
+			return cp, err
+		}
+	}
+	return cp, nil
+}
+
+func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) error {
+	host, port, err := splitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if port == 0 {
+		port = -1 // a random free port, as net.Listen does for :0
+	}
+	srv, err := jetstream.StartServer(jetstream.ServerConfig{
+		Name:       "siterecovery",
+		Dir:        filepath.Join(cfg.Data, "nats"),
+		Host:       host,
+		Port:       port,
+		SyncAlways: true,
+		MaxPayload: maxPayload,
+		NoLog:      true,
+	})
+	if err != nil {
+		return fmt.Errorf("embedded NATS server: %w", err)
+	}
+	cp.srv = srv
+	logger.Info().Str("url", srv.ClientURL()).Str("store", filepath.Join(cfg.Data, "nats")).Msg("embedded NATS server with JetStream")
+	return nil
+}
+
+// connect opens a NATS connection that reconnects forever and logs its
+// state changes.
+func connect(url, name string, logger zerolog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn().Err(err).Msg("NATS disconnected")
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info().Str("url", c.ConnectedUrl()).Msg("NATS reconnected")
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func (cp *controlPlane) startHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", cp.healthz)
+	cp.httpLn = ln
+	cp.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := cp.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cp.logger.Error().Err(err).Msg("HTTP server stopped")
+		}
+	}()
+	return nil
+}
+
+func (cp *controlPlane) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := cp.store.Err(); err != nil {
+		http.Error(w, "projections stopped: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if cp.nc.Status() != nats.CONNECTED {
+		http.Error(w, "NATS "+cp.nc.Status().String(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ok checkpoint=%d\n", cp.store.Checkpoint())
+}
+
+// URL is the NATS URL agents and operators use.
+func (cp *controlPlane) URL() string {
+	if cp.srv != nil {
+		return cp.srv.ClientURL()
+	}
+	return cp.nc.ConnectedUrl()
+}
+
+// Close stops everything in reverse order; it is safe twice.
+func (cp *controlPlane) Close(ctx context.Context) error {
+	cp.closeOnce.Do(func() {
+		var errs []error
+		if cp.http != nil {
+			errs = append(errs, cp.http.Shutdown(ctx))
+		}
+		if cp.svc != nil {
+			errs = append(errs, cp.svc.Close(ctx))
+		}
+		if cp.store != nil {
+			errs = append(errs, cp.store.Close())
+		}
+		if cp.log != nil {
+			errs = append(errs, cp.log.Close())
+		}
+		if cp.nc != nil {
+			errs = append(errs, cp.nc.Drain())
+		}
+		if cp.srv != nil {
+			cp.srv.Shutdown()
+			cp.srv.WaitForShutdown()
+		}
+		cp.closeErr = errors.Join(errs...)
+	})
+	return cp.closeErr
+}

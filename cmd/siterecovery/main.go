@@ -1,0 +1,47 @@
+// Command siterecovery is the whole product in one binary: the control plane
+// (serve), the host agent (agent), the two-site demo (demo), the benchmarks
+// (bench) and the operator commands that talk to the control plane over NATS.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `siterecovery: disaster recovery for virtual machines between two sites.
+
+Usage:
+  siterecovery serve  [--data DIR] [--nats URL] [--listen ADDR] [--http ADDR] [--replicas N]
+  siterecovery agent  --host NAME [--nats URL] [--data DIR]
+  siterecovery demo   [--keep]
+  siterecovery bench  [--json] [--quick]
+  siterecovery <noun> <verb> [args] [--nats URL] [--json]   (site, host, cloud, policy,
+               pairing, netmap, vm, plan, status, jobs, job, events; see docs/operations.md)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit status: 0 success, 1 a
+// refused command or a failure, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	}
+	return runOperator(args, stdout, stderr)
+}
