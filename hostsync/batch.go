@@ -1,0 +1,347 @@
+package hostsync
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// The delta batch wire format, version 1. All integers little endian.
+//
+//	offset size  field
+//	0      4     magic "SRDB"
+//	4      1     format version (1)
+//	5      1     flags: 1 last of cycle (end-of-cycle marker), 2 app-consistent, 4 initial
+//	6      1     compression: 0 none, 1 S2, 2 zstd
+//	7      1     reserved, 0
+//	8      8     epoch
+//	16     8     cycle sequence
+//	24     4     batch index within the cycle, from 0
+//	28     4     extent count
+//	32     8     cycle closed at, Unix nanoseconds (MinInt64: zero time)
+//	40     4     body length uncompressed
+//	44     4     body length as stored
+//	48     2     VM name length, then the VM name
+//	...          body as stored
+//	end-4  4     CRC32C (Castagnoli) of every byte before it
+//
+// The body (after decompression) is the extents, one after the other:
+// disk name length (2) and name, offset (8), length (8), flags (1: zero),
+// then length bytes of data unless the extent is a zero extent.
+const (
+	batchMagic       = "SRDB"
+	BatchVersion     = 1
+	batchFixedHeader = 50
+	batchCRCLen      = 4
+	extentHeaderLen  = 19
+	// MaxBatchBody caps a batch's decompressed body: a batch declaring
+	// more is refused before any allocation (no decompression bombs).
+	MaxBatchBody = 64 << 20
+	// maxNameLen bounds VM and disk names on the wire.
+	maxNameLen = 255
+
+	flagLast          = 1
+	flagAppConsistent = 2
+	flagInitial       = 4
+	extentFlagZero    = 1
+)
+
+// Compression kinds of BatchOptions.Compression and Batch.Compression.
+const (
+	CompressionNone = "none"
+	CompressionS2   = "s2"
+	CompressionZstd = "zstd"
+)
+
+var compressionCodes = map[string]byte{CompressionNone: 0, CompressionS2: 1, CompressionZstd: 2}
+var compressionNames = []string{CompressionNone, CompressionS2, CompressionZstd}
+
+var batchCRCTable = crc32.MakeTable(crc32.Castagnoli)
+
+// zstd coders are safe for concurrent EncodeAll/DecodeAll; one of each is
+// made on first use and reused.
+var (
+	zstdEncoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+		return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	})
+	zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxBatchBody))
+	})
+)
+
+// BatchOptions say how EncodeCycle cuts and compresses a cycle.
+type BatchOptions struct {
+	// MaxPayload bounds every encoded batch, header included: the NATS
+	// server's max payload (e.g. 8 MiB). At most MaxBatchBody.
+	MaxPayload int
+	// Compression is "none" (or empty), "s2" or "zstd". A batch that does
+	// not shrink is stored uncompressed.
+	Compression string
+}
+
+// Batch is one decoded delta batch: a slice of one cycle of one VM.
+type Batch struct {
+	VM    string
+	Epoch uint64
+	Cycle uint64
+	// Index numbers the batches of a cycle from 0.
+	Index int
+	// Last is the end-of-cycle marker.
+	Last          bool
+	AppConsistent bool
+	Initial       bool
+	ClosedAt      time.Time
+	// Compression is how the body was stored on the wire.
+	Compression string
+	Extents     []Extent
+}
+
+// BatchMsgID is the JetStream Nats-Msg-Id of a batch, so a batch sent
+// twice within the duplicate window is stored once.
+func BatchMsgID(vm string, epoch, cycle uint64, index int) string {
+	return fmt.Sprintf("%s.%d.%d.%d", vm, epoch, cycle, index)
+}
+
+// EncodeCycle cuts a cycle into batches of at most opts.MaxPayload bytes
+// each, splitting extents too big for one batch. The last batch carries
+// the end-of-cycle marker; an empty cycle is one batch with the marker.
+func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
+	if err := checkBatchOptions(c.VM, opts); err != nil {
+		return nil, err
+	}
+	avail := opts.MaxPayload - batchFixedHeader - len(c.VM) - batchCRCLen
+	if avail > MaxBatchBody {
+		avail = MaxBatchBody
+	}
+	enc := cycleEncoder{c: c, opts: opts, avail: avail}
+	for _, e := range c.Extents {
+		if err := enc.add(e); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.flush(true); err != nil {
+		return nil, err
+	}
+	return enc.out, nil
+}
+
+func checkBatchOptions(vm string, opts BatchOptions) error {
+	if _, ok := compressionCode(opts.Compression); !ok {
+		return fmt.Errorf("%w: compression %q (want none, s2 or zstd)", ErrBatchOptions, opts.Compression)
+	}
+	if len(vm) == 0 || len(vm) > maxNameLen {
+		return fmt.Errorf("%w: vm name of %d bytes", ErrBatchOptions, len(vm))
+	}
+	minimum := batchFixedHeader + len(vm) + batchCRCLen + extentHeaderLen + maxNameLen + 1
+	if opts.MaxPayload < minimum {
+		return fmt.Errorf("%w: max payload %d below %d", ErrBatchOptions, opts.MaxPayload, minimum)
+	}
+	return nil
+}
+
+func compressionCode(name string) (byte, bool) {
+	if name == "" {
+		return 0, true
+	}
+	code, ok := compressionCodes[name]
+	return code, ok
+}
+
+// cycleEncoder fills batch bodies up to avail bytes (uncompressed, so a
+// batch fits whether or not compression helps).
+type cycleEncoder struct {
+	c     Cycle
+	opts  BatchOptions
+	avail int
+	body  []byte
+	count int
+	out   [][]byte
+}
+
+func (ce *cycleEncoder) add(e Extent) error {
+	if err := checkBatchExtent(e); err != nil {
+		return err
+	}
+	need := extentHeaderLen + len(e.Disk)
+	if e.Zero || e.Length == 0 {
+		if e.Length == 0 {
+			return nil
+		}
+		return ce.put(e, need)
+	}
+	for off := int64(0); off < e.Length; {
+		room := ce.avail - len(ce.body) - need
+		if room <= 0 {
+			if err := ce.flush(false); err != nil {
+				return err
+			}
+			continue
+		}
+		n := min(int64(room), e.Length-off)
+		piece := Extent{Disk: e.Disk, Offset: e.Offset + off, Length: n, Data: e.Data[off : off+n]}
+		ce.body = appendBatchExtent(ce.body, piece)
+		ce.count++
+		off += n
+	}
+	return nil
+}
+
+func (ce *cycleEncoder) put(e Extent, need int) error {
+	if len(ce.body)+need > ce.avail {
+		if err := ce.flush(false); err != nil {
+			return err
+		}
+	}
+	ce.body = appendBatchExtent(ce.body, e)
+	ce.count++
+	return nil
+}
+
+func (ce *cycleEncoder) flush(last bool) error {
+	b := Batch{
+		VM: ce.c.VM, Epoch: ce.c.Epoch, Cycle: ce.c.Seq, Index: len(ce.out), Last: last,
+		AppConsistent: ce.c.AppConsistent, Initial: ce.c.Initial, ClosedAt: ce.c.ClosedAt,
+		Compression: ce.opts.Compression,
+	}
+	msg, err := sealBatch(b, ce.body, ce.count)
+	if err != nil {
+		return err
+	}
+	if len(msg) > ce.opts.MaxPayload {
+		return fmt.Errorf("%w: batch of %d bytes over %d", ErrBatchTooLarge, len(msg), ce.opts.MaxPayload)
+	}
+	ce.out = append(ce.out, msg)
+	ce.body, ce.count = nil, 0
+	return nil
+}
+
+func checkBatchExtent(e Extent) error {
+	switch {
+	case len(e.Disk) == 0 || len(e.Disk) > maxNameLen:
+		return fmt.Errorf("%w: disk name of %d bytes", ErrBadCycle, len(e.Disk))
+	case e.Offset < 0 || e.Length < 0 || e.Offset > math.MaxInt64-e.Length:
+		return fmt.Errorf("%w: extent %s@%d+%d out of range", ErrBadCycle, e.Disk, e.Offset, e.Length)
+	case e.Zero && len(e.Data) != 0:
+		return fmt.Errorf("%w: zero extent %s@%d carries data", ErrBadCycle, e.Disk, e.Offset)
+	case !e.Zero && int64(len(e.Data)) != e.Length:
+		return fmt.Errorf("%w: extent %s@%d length %d with %d data bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, len(e.Data))
+	}
+	return nil
+}
+
+func appendBatchExtent(body []byte, e Extent) []byte {
+	body = binary.LittleEndian.AppendUint16(body, uint16(len(e.Disk)))
+	body = append(body, e.Disk...)
+	body = binary.LittleEndian.AppendUint64(body, uint64(e.Offset))
+	body = binary.LittleEndian.AppendUint64(body, uint64(e.Length))
+	if e.Zero {
+		return append(body, extentFlagZero)
+	}
+	body = append(body, 0)
+	return append(body, e.Data...)
+}
+
+// EncodeBatch encodes one batch as it is (no splitting): the inverse of
+// DecodeBatch.
+func EncodeBatch(b Batch) ([]byte, error) {
+	if len(b.VM) == 0 || len(b.VM) > maxNameLen || b.Index < 0 || b.Index > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: vm %q index %d", ErrBatchOptions, b.VM, b.Index)
+	}
+	var body []byte
+	count := 0
+	for _, e := range b.Extents {
+		if err := checkBatchExtent(e); err != nil {
+			return nil, err
+		}
+		if e.Length > 0 {
+			body = appendBatchExtent(body, e)
+			count++
+		}
+	}
+	if len(body) > MaxBatchBody {
+		return nil, fmt.Errorf("%w: body of %d bytes", ErrBatchTooLarge, len(body))
+	}
+	return sealBatch(b, body, count)
+}
+
+// sealBatch compresses the body and frames it with header and CRC.
+func sealBatch(b Batch, body []byte, count int) ([]byte, error) {
+	code, ok := compressionCode(b.Compression)
+	if !ok {
+		return nil, fmt.Errorf("%w: compression %q", ErrBatchOptions, b.Compression)
+	}
+	stored, code, err := compressBody(body, code)
+	if err != nil {
+		return nil, err
+	}
+	msg := make([]byte, 0, batchFixedHeader+len(b.VM)+len(stored)+batchCRCLen)
+	msg = append(msg, batchMagic...)
+	msg = append(msg, BatchVersion, batchFlags(b), code, 0)
+	msg = binary.LittleEndian.AppendUint64(msg, b.Epoch)
+	msg = binary.LittleEndian.AppendUint64(msg, b.Cycle)
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(b.Index))
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(count))
+	msg = binary.LittleEndian.AppendUint64(msg, uint64(encodeTime(b.ClosedAt)))
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(body)))
+	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(stored)))
+	msg = binary.LittleEndian.AppendUint16(msg, uint16(len(b.VM)))
+	msg = append(msg, b.VM...)
+	msg = append(msg, stored...)
+	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, batchCRCTable)), nil
+}
+
+func batchFlags(b Batch) byte {
+	var f byte
+	if b.Last {
+		f |= flagLast
+	}
+	if b.AppConsistent {
+		f |= flagAppConsistent
+	}
+	if b.Initial {
+		f |= flagInitial
+	}
+	return f
+}
+
+// compressBody returns the body as stored and the kind used: a body that
+// does not shrink is stored as it is.
+func compressBody(body []byte, code byte) ([]byte, byte, error) {
+	var out []byte
+	switch code {
+	case 0:
+		return body, 0, nil
+	case 1:
+		out = s2.Encode(nil, body)
+	case 2:
+		enc, err := zstdEncoder()
+		if err != nil {
+			return nil, 0, fmt.Errorf("zstd encoder: %w", err)
+		}
+		out = enc.EncodeAll(body, make([]byte, 0, len(body)/2+64))
+	}
+	if len(out) >= len(body) {
+		return body, 0, nil
+	}
+	return out, code, nil
+}
+
+func encodeTime(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+func decodeTime(n int64) time.Time {
+	if n == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

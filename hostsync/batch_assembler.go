@@ -1,0 +1,85 @@
+package hostsync
+
+import "fmt"
+
+// Assembler collects the batches of one VM's cycles, in batch order, and
+// yields each cycle whole when its last batch arrives. It expects cycles in
+// sequence (next = last applied + 1) at one epoch. Redelivered batches are
+// ignored; a gap, another epoch or an unexpected cycle is refused with a
+// typed error and nothing is yielded. Not safe for concurrent use: one
+// consumer goroutine owns it.
+type Assembler struct {
+	vm    string
+	epoch uint64
+	next  uint64
+	parts []Batch
+}
+
+// NewAssembler expects batches of vm at epoch, starting with cycle next
+// (the replica's last applied sequence + 1).
+func NewAssembler(vm string, epoch, next uint64) *Assembler {
+	return &Assembler{vm: vm, epoch: epoch, next: next}
+}
+
+// Reset drops any partial cycle and expects cycle next of epoch, e.g.
+// after an apply failed and the replica's last applied point is known.
+func (a *Assembler) Reset(epoch, next uint64) {
+	a.epoch, a.next, a.parts = epoch, next, nil
+}
+
+// Next is the cycle sequence the assembler expects.
+func (a *Assembler) Next() uint64 { return a.next }
+
+// Add takes one batch. It returns the whole cycle and true when b was the
+// cycle's last batch, then expects the following cycle. A batch of an
+// already yielded cycle, or already held, returns an error matching
+// ErrCycleApplied or nothing at all: both are safe to acknowledge.
+func (a *Assembler) Add(b Batch) (Cycle, bool, error) {
+	if err := a.check(b); err != nil {
+		return Cycle{}, false, err
+	}
+	if b.Index < len(a.parts) {
+		return Cycle{}, false, nil
+	}
+	if b.Index > len(a.parts) {
+		return Cycle{}, false, &GapError{VM: a.vm, Cycle: b.Cycle, WantIndex: len(a.parts), GotIndex: b.Index}
+	}
+	a.parts = append(a.parts, b)
+	if !b.Last {
+		return Cycle{}, false, nil
+	}
+	c := a.cycle()
+	a.parts = nil
+	a.next++
+	return c, true, nil
+}
+
+func (a *Assembler) check(b Batch) error {
+	if b.VM != a.vm {
+		return fmt.Errorf("%w: batch of vm %q on vm %q's stream", ErrBadCycle, b.VM, a.vm)
+	}
+	seqErr := &SeqError{VM: a.vm, WantEpoch: a.epoch, GotEpoch: b.Epoch, WantSeq: a.next, GotSeq: b.Cycle}
+	switch {
+	case b.Epoch != a.epoch:
+		seqErr.Err = ErrStaleEpoch
+	case b.Cycle < a.next:
+		seqErr.Err = ErrCycleApplied
+	case b.Cycle > a.next:
+		seqErr.Err = ErrCycleGap
+	default:
+		return nil
+	}
+	return seqErr
+}
+
+func (a *Assembler) cycle() Cycle {
+	last := a.parts[len(a.parts)-1]
+	c := Cycle{
+		VM: a.vm, Epoch: last.Epoch, Seq: last.Cycle, ClosedAt: last.ClosedAt,
+		AppConsistent: last.AppConsistent, Initial: last.Initial,
+	}
+	for _, p := range a.parts {
+		c.Extents = append(c.Extents, p.Extents...)
+	}
+	return c
+}

@@ -1,0 +1,142 @@
+package hostsync
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/klauspost/compress/s2"
+)
+
+// DecodeBatch verifies and decodes one batch: magic, version, CRC32C and
+// every length are checked, and the body is decompressed only up to its
+// declared length (at most MaxBatchBody). The extents' Data alias one
+// buffer owned by the returned Batch.
+func DecodeBatch(msg []byte) (Batch, error) {
+	if len(msg) < batchFixedHeader+batchCRCLen {
+		return Batch{}, fmt.Errorf("%w: %d bytes, shorter than a header", ErrBatchCorrupt, len(msg))
+	}
+	if string(msg[:4]) != batchMagic {
+		return Batch{}, fmt.Errorf("%w: bad magic", ErrBatchCorrupt)
+	}
+	if msg[4] != BatchVersion {
+		return Batch{}, fmt.Errorf("%w: version %d", ErrBatchVersion, msg[4])
+	}
+	end := len(msg) - batchCRCLen
+	if crc32.Checksum(msg[:end], batchCRCTable) != binary.LittleEndian.Uint32(msg[end:]) {
+		return Batch{}, fmt.Errorf("%w: CRC32C mismatch", ErrBatchCorrupt)
+	}
+	b, hdr, err := decodeHeader(msg[:end])
+	if err != nil {
+		return Batch{}, err
+	}
+	body, err := decompressBody(msg[hdr.bodyAt:end], msg[6], hdr.rawLen)
+	if err != nil {
+		return Batch{}, err
+	}
+	b.Extents, err = decodeExtents(body, hdr.count)
+	if err != nil {
+		return Batch{}, err
+	}
+	return b, nil
+}
+
+type batchHeader struct {
+	bodyAt int
+	rawLen int
+	count  int
+}
+
+func decodeHeader(msg []byte) (Batch, batchHeader, error) {
+	le := binary.LittleEndian
+	flags, code := msg[5], msg[6]
+	if flags&^(flagLast|flagAppConsistent|flagInitial) != 0 || code >= byte(len(compressionNames)) || msg[7] != 0 {
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: flags %#x compression %d", ErrBatchCorrupt, flags, code)
+	}
+	b := Batch{
+		Epoch: le.Uint64(msg[8:]), Cycle: le.Uint64(msg[16:]), Index: int(le.Uint32(msg[24:])),
+		Last: flags&flagLast != 0, AppConsistent: flags&flagAppConsistent != 0, Initial: flags&flagInitial != 0,
+		ClosedAt: decodeTime(int64(le.Uint64(msg[32:]))), Compression: compressionNames[code],
+	}
+	hdr := batchHeader{count: int(le.Uint32(msg[28:])), rawLen: int(le.Uint32(msg[40:]))}
+	stored := int(le.Uint32(msg[44:]))
+	vmLen := int(le.Uint16(msg[48:]))
+	hdr.bodyAt = batchFixedHeader + vmLen
+	switch {
+	case vmLen == 0 || vmLen > maxNameLen || hdr.bodyAt > len(msg):
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: vm name length %d", ErrBatchCorrupt, vmLen)
+	case stored != len(msg)-hdr.bodyAt:
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: body of %d bytes declared, %d present", ErrBatchCorrupt, stored, len(msg)-hdr.bodyAt)
+	case hdr.rawLen > MaxBatchBody:
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: body of %d bytes declared", ErrBatchTooLarge, hdr.rawLen)
+	case hdr.count > hdr.rawLen/extentHeaderLen+1:
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: %d extents in %d bytes", ErrBatchCorrupt, hdr.count, hdr.rawLen)
+	case code == 0 && stored != hdr.rawLen:
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: uncompressed body %d != %d", ErrBatchCorrupt, stored, hdr.rawLen)
+	}
+	b.VM = string(msg[batchFixedHeader:hdr.bodyAt])
+	return b, hdr, nil
+}
+
+// decompressBody inflates a stored body to exactly rawLen bytes, never
+// allocating more than rawLen (already bounded by MaxBatchBody).
+func decompressBody(stored []byte, code byte, rawLen int) ([]byte, error) {
+	switch code {
+	case 0:
+		return stored, nil
+	case 1:
+		n, err := s2.DecodedLen(stored)
+		if err != nil || n != rawLen {
+			return nil, fmt.Errorf("%w: s2 body declares %d bytes, header %d: %v", ErrBatchCorrupt, n, rawLen, err)
+		}
+		out, err := s2.Decode(make([]byte, rawLen), stored)
+		if err != nil {
+			return nil, fmt.Errorf("%w: s2: %v", ErrBatchCorrupt, err)
+		}
+		return out, nil
+	default:
+		dec, err := zstdDecoder()
+		if err != nil {
+			return nil, fmt.Errorf("zstd decoder: %w", err)
+		}
+		out, err := dec.DecodeAll(stored, make([]byte, 0, rawLen))
+		if err != nil || len(out) != rawLen {
+			return nil, fmt.Errorf("%w: zstd body of %d bytes, header %d: %v", ErrBatchCorrupt, len(out), rawLen, err)
+		}
+		return out, nil
+	}
+}
+
+func decodeExtents(body []byte, count int) ([]Extent, error) {
+	out := make([]Extent, 0, min(count, 1024))
+	le := binary.LittleEndian
+	for i := 0; i < count; i++ {
+		if len(body) < 2 {
+			return nil, fmt.Errorf("%w: extent %d truncated", ErrBatchCorrupt, i)
+		}
+		n := int(le.Uint16(body))
+		if n == 0 || n > maxNameLen || len(body) < 2+n+17 {
+			return nil, fmt.Errorf("%w: extent %d header", ErrBatchCorrupt, i)
+		}
+		e := Extent{Disk: string(body[2 : 2+n])}
+		body = body[2+n:]
+		e.Offset, e.Length = int64(le.Uint64(body)), int64(le.Uint64(body[8:]))
+		flags := body[16]
+		body = body[17:]
+		if flags&^extentFlagZero != 0 || e.Offset < 0 || e.Length <= 0 || e.Offset+e.Length < 0 {
+			return nil, fmt.Errorf("%w: extent %d range or flags", ErrBatchCorrupt, i)
+		}
+		e.Zero = flags&extentFlagZero != 0
+		if !e.Zero {
+			if int64(len(body)) < e.Length {
+				return nil, fmt.Errorf("%w: extent %d data truncated", ErrBatchCorrupt, i)
+			}
+			e.Data, body = body[:e.Length:e.Length], body[e.Length:]
+		}
+		out = append(out, e)
+	}
+	if len(body) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing body bytes", ErrBatchCorrupt, len(body))
+	}
+	return out, nil
+}

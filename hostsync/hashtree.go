@@ -1,0 +1,266 @@
+package hostsync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+)
+
+// HashLeafSize is the block a hash tree leaf covers.
+const HashLeafSize = 64 << 10
+
+type hashNode = [sha256.Size]byte
+
+// HashTree is a Merkle tree over a disk's fixed blocks: leaf i is SHA-256 of
+// 0x00 and block i (the last one padded with zeros), a parent is SHA-256 of
+// 0x01 and its two children, and an odd last node is promoted as it is. Two
+// trees of one size compare from the root down. Not safe for concurrent
+// mutation; the owner serialises Update.
+type HashTree struct {
+	size   int64
+	levels [][]hashNode // levels[0] the leaves, the last level the root
+}
+
+// BlockRange is a run of bytes of a disk.
+type BlockRange struct {
+	Offset int64
+	Length int64
+}
+
+var zeroLeafHash = sync.OnceValue(func() hashNode {
+	return leafHash(make([]byte, HashLeafSize))
+})
+
+func leafHash(block []byte) hashNode {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(block)
+	var out hashNode
+	h.Sum(out[:0])
+	return out
+}
+
+func parentHash(l, r hashNode) hashNode {
+	var buf [1 + 2*sha256.Size]byte
+	buf[0] = 1
+	copy(buf[1:], l[:])
+	copy(buf[1+sha256.Size:], r[:])
+	return sha256.Sum256(buf[:])
+}
+
+func leafCount(size int64) int {
+	return int(max(1, (size+HashLeafSize-1)/HashLeafSize))
+}
+
+// BuildHashTree hashes a whole disk of size bytes. Holes of an *os.File
+// are skipped (their leaves are the zero leaf), so a sparse disk builds fast.
+func BuildHashTree(r io.ReaderAt, size int64) (*HashTree, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("%w: size %d", ErrHashTree, size)
+	}
+	leaves := make([]hashNode, leafCount(size))
+	data := dataRegions(r, size)
+	buf := make([]byte, HashLeafSize)
+	for i := range leaves {
+		off := int64(i) * HashLeafSize
+		if !overlapsAny(data, off, HashLeafSize) {
+			leaves[i] = zeroLeafHash()
+			continue
+		}
+		h, err := hashLeafAt(r, buf, off, size)
+		if err != nil {
+			return nil, err
+		}
+		leaves[i] = h
+	}
+	return treeFromLeaves(size, leaves), nil
+}
+
+// hashLeafAt reads and hashes the leaf at off (zero padded past size).
+func hashLeafAt(r io.ReaderAt, buf []byte, off, size int64) (hashNode, error) {
+	n := min(int64(len(buf)), size-off)
+	clear(buf[n:])
+	if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+		return hashNode{}, fmt.Errorf("hash tree: read at %d: %w", off, err)
+	}
+	if isZeroBlock(buf) {
+		return zeroLeafHash(), nil
+	}
+	return leafHash(buf), nil
+}
+
+func isZeroBlock(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func treeFromLeaves(size int64, leaves []hashNode) *HashTree {
+	t := &HashTree{size: size, levels: [][]hashNode{leaves}}
+	for level := leaves; len(level) > 1; {
+		up := make([]hashNode, (len(level)+1)/2)
+		for i := range up {
+			up[i] = nodeOf(level, i)
+		}
+		t.levels = append(t.levels, up)
+		level = up
+	}
+	return t
+}
+
+// nodeOf computes parent i from the level below.
+func nodeOf(below []hashNode, i int) hashNode {
+	if 2*i+1 >= len(below) {
+		return below[2*i]
+	}
+	return parentHash(below[2*i], below[2*i+1])
+}
+
+// Size is the disk size the tree covers.
+func (t *HashTree) Size() int64 { return t.size }
+
+// Root is the hex root hash.
+func (t *HashTree) Root() string {
+	root := t.levels[len(t.levels)-1][0]
+	return hex.EncodeToString(root[:])
+}
+
+// Update re-hashes the leaves the extents touch, reading them from r (the
+// disk after the extents were written), and their ancestors: the cost
+// grows with the extents, not with the disk. Extents past the end are
+// clipped; the extents' Disk is not looked at.
+func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
+	dirty := t.dirtyLeaves(extents)
+	buf := make([]byte, HashLeafSize)
+	for _, i := range dirty {
+		h, err := hashLeafAt(r, buf, int64(i)*HashLeafSize, t.size)
+		if err != nil {
+			return err
+		}
+		t.levels[0][i] = h
+	}
+	for l := 1; l < len(t.levels); l++ {
+		dirty = parentsOf(dirty)
+		for _, i := range dirty {
+			t.levels[l][i] = nodeOf(t.levels[l-1], i)
+		}
+	}
+	return nil
+}
+
+func (t *HashTree) dirtyLeaves(extents []Extent) []int {
+	var dirty []int
+	for _, e := range extents {
+		end := min(e.End(), t.size)
+		for off := e.Offset - e.Offset%HashLeafSize; off < end; off += HashLeafSize {
+			dirty = append(dirty, int(off/HashLeafSize))
+		}
+	}
+	slices.Sort(dirty)
+	return slices.Compact(dirty)
+}
+
+func parentsOf(sorted []int) []int {
+	out := make([]int, 0, len(sorted))
+	for _, i := range sorted {
+		if n := len(out); n == 0 || out[n-1] != i/2 {
+			out = append(out, i/2)
+		}
+	}
+	return out
+}
+
+// Diff walks both trees from the root and returns the byte ranges whose
+// blocks differ, in order, adjacent blocks merged. The trees must cover the
+// same size.
+func (t *HashTree) Diff(other *HashTree) ([]BlockRange, error) {
+	if t.size != other.size {
+		return nil, fmt.Errorf("%w: sizes %d and %d differ", ErrHashTree, t.size, other.size)
+	}
+	var out []BlockRange
+	t.diffNode(other, len(t.levels)-1, 0, &out)
+	return out, nil
+}
+
+func (t *HashTree) diffNode(o *HashTree, level, i int, out *[]BlockRange) {
+	if t.levels[level][i] == o.levels[level][i] {
+		return
+	}
+	if level > 0 {
+		below := len(t.levels[level-1])
+		for c := 2 * i; c <= 2*i+1 && c < below; c++ {
+			t.diffNode(o, level-1, c, out)
+		}
+		return
+	}
+	off := int64(i) * HashLeafSize
+	length := min(int64(HashLeafSize), t.size-off)
+	if n := len(*out); n > 0 && (*out)[n-1].Offset+(*out)[n-1].Length == off {
+		(*out)[n-1].Length += length
+		return
+	}
+	*out = append(*out, BlockRange{Offset: off, Length: length})
+}
+
+// LeafHashes exports the leaves, 32 bytes each in block order, so the other
+// side can rebuild the tree with HashTreeFromLeaves and compare.
+func (t *HashTree) LeafHashes() []byte {
+	out := make([]byte, 0, len(t.levels[0])*sha256.Size)
+	for _, h := range t.levels[0] {
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+// HashTreeFromLeaves rebuilds a tree of a disk of size bytes from exported
+// leaf hashes.
+func HashTreeFromLeaves(size int64, leaves []byte) (*HashTree, error) {
+	if size < 0 || len(leaves) != leafCount(size)*sha256.Size {
+		return nil, fmt.Errorf("%w: %d leaf bytes for a disk of %d bytes", ErrHashTree, len(leaves), size)
+	}
+	nodes := make([]hashNode, len(leaves)/sha256.Size)
+	for i := range nodes {
+		copy(nodes[i][:], leaves[i*sha256.Size:])
+	}
+	return treeFromLeaves(size, nodes), nil
+}
+
+// dataRegions lists the data (non-hole) regions of r if it is a file that
+// can tell (SEEK_DATA/SEEK_HOLE), else one region covering everything.
+func dataRegions(r io.ReaderAt, size int64) []BlockRange {
+	f, ok := r.(*os.File)
+	if !ok {
+		return []BlockRange{{0, size}}
+	}
+	var out []BlockRange
+	for _, reg := range fileRegions(f, 0, size) {
+		if reg.data {
+			out = append(out, BlockRange{reg.off, reg.length})
+		}
+	}
+	return out
+}
+
+func overlapsAny(rs []BlockRange, off, length int64) bool {
+	i, _ := slices.BinarySearchFunc(rs, off, func(r BlockRange, off int64) int {
+		if r.Offset+r.Length <= off {
+			return -1
+		}
+		return 1
+	})
+	return i < len(rs) && rs[i].Offset < off+length
+}

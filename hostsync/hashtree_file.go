@@ -1,0 +1,143 @@
+package hostsync
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// lseek whences of Linux for sparse files.
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// fileRegion is a run of a file that is data or a hole.
+type fileRegion struct {
+	off, length int64
+	data        bool
+}
+
+// fileRegions splits [off, end) of f into data and hole regions with
+// SEEK_DATA/SEEK_HOLE; where the file system cannot tell, it is all data.
+// It moves f's offset: callers use ReadAt/WriteAt only.
+func fileRegions(f *os.File, off, end int64) []fileRegion {
+	var out []fileRegion
+	for off < end {
+		start, err := f.Seek(off, seekData)
+		if errors.Is(err, syscall.ENXIO) {
+			return append(out, fileRegion{off, end - off, false})
+		}
+		if err != nil {
+			return append(out, fileRegion{off, end - off, true})
+		}
+		if start >= end {
+			return append(out, fileRegion{off, end - off, false})
+		}
+		if start > off {
+			out = append(out, fileRegion{off, start - off, false})
+		}
+		stop, err := f.Seek(start, seekHole)
+		if err != nil {
+			stop = end
+		}
+		stop = min(stop, end)
+		out = append(out, fileRegion{start, stop - start, true})
+		off = stop
+	}
+	return out
+}
+
+// Hash tree file, version 1: magic "SRHT", version (1), leaf size (4),
+// disk size (8), stamp length (2) and stamp, the leaves (32 bytes each),
+// CRC32C of everything before (4). Interior nodes are recomputed on load.
+const (
+	hashTreeMagic   = "SRHT"
+	hashTreeVersion = 1
+)
+
+// Save writes the tree to path crash-safely (temp file, fsync, rename,
+// fsync of the directory). stamp is stored with it, e.g. the point the
+// tree describes, so a reader can tell a stale file.
+func (t *HashTree) Save(path, stamp string) error {
+	if len(stamp) > 0xffff {
+		return fmt.Errorf("%w: stamp of %d bytes", ErrHashTree, len(stamp))
+	}
+	buf := make([]byte, 0, 19+len(stamp)+len(t.levels[0])*sha256.Size+4)
+	buf = append(buf, hashTreeMagic...)
+	buf = append(buf, hashTreeVersion)
+	buf = binary.LittleEndian.AppendUint32(buf, HashLeafSize)
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(t.size))
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(stamp)))
+	buf = append(buf, stamp...)
+	buf = append(buf, t.LeafHashes()...)
+	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, batchCRCTable))
+	return writeFileSynced(path, buf)
+}
+
+// LoadHashTree reads a tree saved by Save and its stamp.
+func LoadHashTree(path string) (*HashTree, string, error) {
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("hash tree: %w", err)
+	}
+	if len(buf) < 23 || string(buf[:4]) != hashTreeMagic || buf[4] != hashTreeVersion {
+		return nil, "", fmt.Errorf("%w: %s: bad header", ErrHashTree, path)
+	}
+	end := len(buf) - 4
+	if crc32.Checksum(buf[:end], batchCRCTable) != binary.LittleEndian.Uint32(buf[end:]) {
+		return nil, "", fmt.Errorf("%w: %s: CRC mismatch", ErrHashTree, path)
+	}
+	if binary.LittleEndian.Uint32(buf[5:]) != HashLeafSize {
+		return nil, "", fmt.Errorf("%w: %s: leaf size %d", ErrHashTree, path, binary.LittleEndian.Uint32(buf[5:]))
+	}
+	size := int64(binary.LittleEndian.Uint64(buf[9:]))
+	n := int(binary.LittleEndian.Uint16(buf[17:]))
+	if 19+n > end {
+		return nil, "", fmt.Errorf("%w: %s: stamp length", ErrHashTree, path)
+	}
+	t, err := HashTreeFromLeaves(size, buf[19+n:end])
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return t, string(buf[19 : 19+n]), nil
+}
+
+// writeFileSynced replaces path with data: temp file, fsync, rename,
+// fsync of the directory.
+func writeFileSynced(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncParentDir(path)
+}
+
+func syncParentDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

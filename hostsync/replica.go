@@ -1,0 +1,346 @@
+package hostsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Replica is the recovery host's copy of one VM's disks: one plain sparse
+// raw image per disk, dir/<disk>.img, always at the latest recovery point,
+// plus the undo data that restores every older retained point, a hash tree
+// per disk and a state file. A cycle applies whole or not at all, across a
+// crash at any instant. Safe for concurrent use: applies, reverts and
+// pruning are serialised; reads (materialize, test copies) run alongside
+// each other.
+type Replica struct {
+	dir    string
+	vm     string
+	disks  map[string]events.DiskSpec
+	order  []string
+	log    zerolog.Logger
+	hook   func(stage string) error
+	mu     sync.RWMutex
+	state  replicaState
+	images map[string]*os.File
+	trees  map[string]*HashTree
+	undoMu sync.Mutex // guards undos, filled by concurrent readers
+	undos  map[string]*undoFile
+	pins   map[string]int
+	// broken is set when an apply failed after its commit and could not
+	// be rolled back in process: the next operation recovers first.
+	broken bool
+	closed bool
+}
+
+// ReplicaOptions tune a replica. The zero value is the default.
+type ReplicaOptions struct {
+	// Hook, when set, is called after each stage of an apply or revert
+	// (see the Stage constants) and again within stages that touch
+	// several files. An error it returns fails the operation at that
+	// stage; tests use it to inject crashes and full disks.
+	Hook func(stage string) error
+}
+
+// Stages of an apply and a revert, as passed to ReplicaOptions.Hook.
+const (
+	StageReserved     = "reserved"      // image blocks allocated for the new data
+	StageUndoWritten  = "undo-written"  // undo file synced, nothing committed
+	StageCommitted    = "committed"     // pending record synced: a crash now rolls back (apply) or forward (revert)
+	StageImageWritten = "image-written" // one image written, not yet synced
+	StageImagesSynced = "images-synced" // every image written and synced
+	StageTreesSaved   = "trees-saved"   // hash trees saved
+	StageStateWritten = "state-written" // state file names the new point: the operation is durable
+	StageDone         = "done"          // pending record removed
+)
+
+const (
+	stateFile   = "replica.json"
+	pendingFile = "pending.json"
+	undoDir     = "undo"
+	stateFormat = 1
+)
+
+// replicaState is the durable state, replica.json.
+type replicaState struct {
+	Format   int               `json:"format"`
+	VM       string            `json:"vm"`
+	Disks    []events.DiskSpec `json:"disks"`
+	Epoch    uint64            `json:"epoch"`
+	Seq      uint64            `json:"seq"`
+	Fence    uint64            `json:"fence,omitempty"`
+	NextUndo uint64            `json:"next_undo"`
+	// Gen counts the changes of the images' contents (applies, reverts);
+	// hash tree files are stamped with it.
+	Gen    uint64        `json:"gen"`
+	Points   []pointRecord     `json:"points"`
+}
+
+// pointRecord is a retained point and its undo file (none for the oldest).
+type pointRecord struct {
+	Point
+	Undo string `json:"undo,omitempty"`
+}
+
+// OpenReplica opens (or creates) the replica of vm in dir with the default
+// options.
+func OpenReplica(dir string, vm string, disks []events.DiskSpec, logger zerolog.Logger) (*Replica, error) {
+	return OpenReplicaWithOptions(dir, vm, disks, logger, ReplicaOptions{})
+}
+
+// OpenReplicaWithOptions opens (or creates) the replica of vm in dir. An
+// operation interrupted by a crash is finished or rolled back first: the
+// replica opens at a retained point, bit for bit.
+func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zerolog.Logger, opts ReplicaOptions) (*Replica, error) {
+	if err := checkReplicaArgs(vm, disks); err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		dir: dir, vm: vm, disks: map[string]events.DiskSpec{}, hook: opts.Hook,
+		log:    logger.With().Str("component", "replica").Str("vm", vm).Logger(),
+		images: map[string]*os.File{}, trees: map[string]*HashTree{}, undos: map[string]*undoFile{}, pins: map[string]int{},
+	}
+	for _, d := range disks {
+		r.disks[d.Name] = d
+		r.order = append(r.order, d.Name)
+	}
+	if err := r.open(); err != nil {
+		r.closeFiles()
+		return nil, err
+	}
+	return r, nil
+}
+
+func checkReplicaArgs(vm string, disks []events.DiskSpec) error {
+	if vm == "" || len(disks) == 0 {
+		return fmt.Errorf("%w: vm %q with %d disks", ErrReplicaState, vm, len(disks))
+	}
+	seen := map[string]bool{}
+	for _, d := range disks {
+		if d.Name == "" || strings.ContainsAny(d.Name, "/\\") || d.Name[0] == '.' || d.Size < 0 || seen[d.Name] {
+			return fmt.Errorf("%w: disk %q of %d bytes", ErrReplicaState, d.Name, d.Size)
+		}
+		seen[d.Name] = true
+	}
+	return nil
+}
+
+func (r *Replica) open() error {
+	if err := os.MkdirAll(filepath.Join(r.dir, undoDir), 0o755); err != nil {
+		return err
+	}
+	if err := r.loadState(); err != nil {
+		return err
+	}
+	for _, name := range r.order {
+		f, err := openImage(r.ImagePath(name), r.disks[name].Size)
+		if err != nil {
+			return err
+		}
+		r.images[name] = f
+	}
+	if err := r.recoverPending(); err != nil {
+		return err
+	}
+	if err := r.loadTrees(); err != nil {
+		return err
+	}
+	return r.removeOrphans()
+}
+
+func openImage(path string, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() == 0 && size > 0 {
+		err = f.Truncate(size)
+	} else if err == nil && st.Size() != size {
+		err = fmt.Errorf("%w: %s is %d bytes, disk is %d", ErrReplicaState, path, st.Size(), size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (r *Replica) loadState() error {
+	buf, err := os.ReadFile(filepath.Join(r.dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		r.state = replicaState{Format: stateFormat, VM: r.vm, Disks: r.diskSpecs(), NextUndo: 1}
+		return r.saveState()
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(buf, &r.state); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrReplicaState, stateFile, err)
+	}
+	if r.state.Format != stateFormat || r.state.VM != r.vm || !sameDisks(r.state.Disks, r.diskSpecs()) {
+		return fmt.Errorf("%w: %s holds vm %q disks %v, opened for %q %v", ErrReplicaState, r.dir, r.state.VM, r.state.Disks, r.vm, r.diskSpecs())
+	}
+	return nil
+}
+
+func (r *Replica) diskSpecs() []events.DiskSpec {
+	out := make([]events.DiskSpec, 0, len(r.order))
+	for _, n := range r.order {
+		out = append(out, r.disks[n])
+	}
+	return out
+}
+
+func sameDisks(a, b []events.DiskSpec) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Replica) saveState() error {
+	buf, err := json.MarshalIndent(r.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileSynced(filepath.Join(r.dir, stateFile), buf)
+}
+
+// ImagePath is the raw image of a disk at the latest recovery point.
+func (r *Replica) ImagePath(disk string) string {
+	return filepath.Join(r.dir, disk+".img")
+}
+
+func (r *Replica) treePath(disk string) string {
+	return filepath.Join(r.dir, disk+".hashtree")
+}
+
+func (r *Replica) undoPath(name string) string {
+	return filepath.Join(r.dir, undoDir, name)
+}
+
+// LastApplied is the epoch and sequence of the last applied cycle (0, 0
+// before the first).
+func (r *Replica) LastApplied() (epoch, seq uint64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.state.Epoch, r.state.Seq
+}
+
+// Roots are the current hash tree roots of the disks (hex).
+func (r *Replica) Roots() map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.roots()
+}
+
+func (r *Replica) roots() map[string]string {
+	out := map[string]string{}
+	for name, t := range r.trees {
+		out[name] = t.Root()
+	}
+	return out
+}
+
+// HashTree is a copy of a disk's current hash tree, for verify and resync.
+func (r *Replica) HashTree(disk string) (*HashTree, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.trees[disk]
+	if !ok {
+		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+	}
+	return HashTreeFromLeaves(t.size, t.LeafHashes())
+}
+
+// Fence refuses, from now on and durably, every cycle of an epoch below
+// epoch: call it when the VM's epoch rises.
+func (r *Replica) Fence(ctx context.Context, epoch uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if epoch <= r.state.Fence {
+		return nil
+	}
+	r.state.Fence = epoch
+	return r.saveState()
+}
+
+// Close closes the replica's files. Safe twice.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.closeFiles()
+}
+
+func (r *Replica) closeFiles() error {
+	var first error
+	for _, f := range r.images {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, u := range r.undos {
+		if err := u.close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.undos = map[string]*undoFile{}
+	return first
+}
+
+// usable reports whether the replica can serve an operation, recovering an
+// operation that failed half way first. Callers hold mu for writing.
+func (r *Replica) usable() error {
+	if r.closed {
+		return ErrReplicaClosed
+	}
+	if !r.broken {
+		return nil
+	}
+	if err := r.recoverPending(); err != nil {
+		return fmt.Errorf("replica recovery: %w", err)
+	}
+	if err := r.rebuildTrees(); err != nil {
+		return err
+	}
+	r.broken = false
+	return nil
+}
+
+func (r *Replica) stage(name string) error {
+	if r.hook == nil {
+		return nil
+	}
+	return r.hook(name)
+}
+
+// noSpace maps ENOSPC to ErrNoSpace.
+func noSpace(stage string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return &StageError{Stage: stage, Err: fmt.Errorf("%w: %w", ErrNoSpace, err)}
+	}
+	return &StageError{Stage: stage, Err: err}
+}

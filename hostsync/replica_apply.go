@@ -1,0 +1,307 @@
+package hostsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// pendingOp is pending.json: the commit record of an apply or a revert
+// under way. An apply found pending at open is rolled back with its undo
+// file (unless the state already names its point); a revert is redone.
+type pendingOp struct {
+	Kind   string `json:"kind"` // opApply or opRevert
+	Point  Point  `json:"point,omitzero"`
+	Undo   string `json:"undo,omitempty"`
+	Target string `json:"target,omitempty"`
+}
+
+const (
+	opApply  = "apply"
+	opRevert = "revert"
+)
+
+// PointID names the recovery point of a cycle.
+func PointID(epoch, seq uint64) string { return fmt.Sprintf("rp-%d-%d", epoch, seq) }
+
+// Apply applies a whole cycle on top of the latest point, or nothing: a
+// crash at any instant leaves the replica at the previous point or at the
+// new one, bit for bit. The cycle must be the next of the epoch (last + 1),
+// or cycle 1 of a newer epoch; anything else is refused with a SeqError and
+// changes nothing. A full file system fails with ErrNoSpace and leaves the
+// previous point. It returns the new recovery point.
+func (r *Replica) Apply(ctx context.Context, c Cycle) (Point, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return Point{}, err
+	}
+	if err := r.checkCycle(c); err != nil {
+		return Point{}, err
+	}
+	p := Point{ID: PointID(c.Epoch, c.Seq), Time: c.ClosedAt, AppConsistent: c.AppConsistent, Epoch: c.Epoch, Cycle: c.Seq}
+	pend := pendingOp{Kind: opApply, Point: p, Undo: fmt.Sprintf("%d.undo", r.state.NextUndo)}
+	if err := r.prepareApply(ctx, c, pend.Undo); err != nil {
+		return Point{}, err
+	}
+	if err := r.commit(pend); err != nil {
+		os.Remove(r.undoPath(pend.Undo))
+		return Point{}, err
+	}
+	err := r.stage(StageCommitted)
+	if err == nil {
+		p, err = r.finishApply(c, pend)
+	}
+	if err == nil {
+		r.log.Debug().Str("point", p.ID).Int("extents", len(c.Extents)).Msg("cycle applied")
+		return p, nil
+	}
+	if errors.Is(err, errDurable) {
+		r.broken = true
+		return p, err
+	}
+	if rbErr := r.rollback(pend); rbErr != nil {
+		r.broken = true
+		return Point{}, errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+	}
+	return Point{}, err
+}
+
+// errDurable marks a failure after the operation became durable.
+var errDurable = errors.New("operation durable, cleanup failed")
+
+func (r *Replica) checkCycle(c Cycle) error {
+	if c.VM != r.vm {
+		return fmt.Errorf("%w: cycle of vm %q on replica of %q", ErrBadCycle, c.VM, r.vm)
+	}
+	if err := r.checkSeq(c.Epoch, c.Seq); err != nil {
+		return err
+	}
+	for _, e := range c.Extents {
+		d, ok := r.disks[e.Disk]
+		if !ok {
+			return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
+		}
+		if err := checkBatchExtent(e); err != nil {
+			return err
+		}
+		if e.End() > d.Size {
+			return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, d.Size)
+		}
+	}
+	return nil
+}
+
+func (r *Replica) checkSeq(epoch, seq uint64) error {
+	st := r.state
+	err := &SeqError{VM: r.vm, WantEpoch: max(st.Epoch, st.Fence), GotEpoch: epoch, WantSeq: st.Seq + 1, GotSeq: seq}
+	switch {
+	case epoch < st.Fence || epoch < st.Epoch:
+		err.Err = ErrStaleEpoch
+	case epoch > st.Epoch && seq != 1:
+		err.WantSeq = 1
+		err.Err = ErrCycleGap
+	case epoch > st.Epoch:
+		return nil
+	case seq <= st.Seq:
+		err.Err = ErrCycleApplied
+	case seq > st.Seq+1:
+		err.Err = ErrCycleGap
+	default:
+		return nil
+	}
+	return err
+}
+
+// prepareApply reserves the image blocks the cycle writes and saves the
+// undo file; it changes no image content.
+func (r *Replica) prepareApply(ctx context.Context, c Cycle, undo string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, e := range c.Extents {
+		if e.Zero {
+			continue
+		}
+		if err := imageReserve(r.images[e.Disk], e.Offset, e.Length); err != nil {
+			return noSpace(StageReserved, err)
+		}
+	}
+	if err := r.stage(StageReserved); err != nil {
+		return noSpace(StageReserved, err)
+	}
+	if err := r.writeUndo(c, undo); err != nil {
+		os.Remove(r.undoPath(undo))
+		return noSpace(StageUndoWritten, err)
+	}
+	if err := r.stage(StageUndoWritten); err != nil {
+		os.Remove(r.undoPath(undo))
+		return noSpace(StageUndoWritten, err)
+	}
+	return ctx.Err()
+}
+
+// writeUndo saves the images' current bytes of every range the cycle
+// writes, all read before anything is written.
+func (r *Replica) writeUndo(c Cycle, name string) error {
+	w, err := createUndo(r.undoPath(name))
+	if err != nil {
+		return err
+	}
+	for _, e := range c.Extents {
+		if err := preImage(w, r.images[e.Disk], e); err != nil {
+			w.abort()
+			return err
+		}
+	}
+	return w.finish()
+}
+
+// preImage records the current bytes of e's range: holes as zero records.
+func preImage(w *undoWriter, f *os.File, e Extent) error {
+	for _, reg := range fileRegions(f, e.Offset, e.End()) {
+		if !reg.data {
+			if err := w.add(e.Disk, reg.off, reg.length, true, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		buf := make([]byte, reg.length)
+		if _, err := f.ReadAt(buf, reg.off); err != nil {
+			return err
+		}
+		if err := w.add(e.Disk, reg.off, reg.length, false, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit makes the operation durable as pending: from here a crash is
+// rolled back (apply) or finished (revert) at the next open. On error
+// nothing is pending.
+func (r *Replica) commit(p pendingOp) error {
+	path := filepath.Join(r.dir, pendingFile)
+	if err := writeJSONSynced(path, p); err != nil {
+		os.Remove(path)
+		return noSpace(StageCommitted, err)
+	}
+	return nil
+}
+
+// finishApply writes the cycle into the images, updates the trees and
+// records the point. An error wrapping errDurable means the point is
+// recorded and only the cleanup failed.
+func (r *Replica) finishApply(c Cycle, pend pendingOp) (Point, error) {
+	if err := r.writeImages(c.Extents); err != nil {
+		return Point{}, err
+	}
+	if err := r.updateTrees(c.Extents, r.state.Gen+1); err != nil {
+		return Point{}, err
+	}
+	p := pend.Point
+	p.Roots = r.roots()
+	rec := pointRecord{Point: p, Undo: pend.Undo}
+	firstPoint := len(r.state.Points) == 0
+	if firstPoint {
+		rec.Undo = ""
+	}
+	next := r.state
+	next.Points = append(append([]pointRecord(nil), r.state.Points...), rec)
+	next.Epoch, next.Seq, next.NextUndo, next.Gen = p.Epoch, p.Cycle, r.state.NextUndo+1, r.state.Gen+1
+	if err := r.saveStateAs(next); err != nil {
+		return Point{}, &StageError{Stage: StageStateWritten, Err: err}
+	}
+	if firstPoint {
+		os.Remove(r.undoPath(pend.Undo))
+	}
+	return p, r.done(StageStateWritten)
+}
+
+// done removes the pending record of a durable operation.
+func (r *Replica) done(after string) error {
+	if after != "" {
+		if err := r.stage(after); err != nil {
+			return &StageError{Stage: after, Err: fmt.Errorf("%w: %w", errDurable, err)}
+		}
+	}
+	if err := os.Remove(filepath.Join(r.dir, pendingFile)); err != nil {
+		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
+	}
+	if err := syncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
+		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
+	}
+	return nil
+}
+
+// writeImages writes extents into the images, disk by disk, and syncs.
+func (r *Replica) writeImages(extents []Extent) error {
+	for _, name := range r.order {
+		f := r.images[name]
+		for _, e := range extents {
+			if e.Disk != name {
+				continue
+			}
+			var data []byte
+			if !e.Zero {
+				data = e.Data
+			}
+			if err := imageWriteRange(f, e.Offset, e.Length, data); err != nil {
+				return noSpace(StageImageWritten, err)
+			}
+		}
+		if err := r.stage(StageImageWritten); err != nil {
+			return &StageError{Stage: StageImageWritten, Err: err}
+		}
+	}
+	return r.syncImages(StageImagesSynced)
+}
+
+func (r *Replica) syncImages(stage string) error {
+	for _, name := range r.order {
+		if err := r.images[name].Sync(); err != nil {
+			return noSpace(stage, err)
+		}
+	}
+	if err := r.stage(stage); err != nil {
+		return &StageError{Stage: stage, Err: err}
+	}
+	return nil
+}
+
+// updateTrees re-hashes the ranges written and saves the trees stamped
+// with the image generation they describe.
+func (r *Replica) updateTrees(extents []Extent, gen uint64) error {
+	for _, name := range r.order {
+		var mine []Extent
+		for _, e := range extents {
+			if e.Disk == name {
+				mine = append(mine, Extent{Offset: e.Offset, Length: e.Length})
+			}
+		}
+		if err := r.trees[name].Update(r.images[name], mine); err != nil {
+			return &StageError{Stage: StageTreesSaved, Err: err}
+		}
+		if err := r.trees[name].Save(r.treePath(name), genStamp(gen)); err != nil {
+			return noSpace(StageTreesSaved, err)
+		}
+	}
+	if err := r.stage(StageTreesSaved); err != nil {
+		return &StageError{Stage: StageTreesSaved, Err: err}
+	}
+	return nil
+}
+
+func genStamp(gen uint64) string { return fmt.Sprintf("gen-%d", gen) }
+
+func (r *Replica) saveStateAs(next replicaState) error {
+	prev := r.state
+	r.state = next
+	if err := r.saveState(); err != nil {
+		r.state = prev
+		return err
+	}
+	return nil
+}

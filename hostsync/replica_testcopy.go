@@ -1,0 +1,231 @@
+package hostsync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+// TestView is a test failover's copy-on-write view of a recovery point:
+// one writable TestDisk per disk. Reads come from the point (the replica's
+// image with the undo data of newer points laid over it) unless the test
+// VM wrote the range; writes go to an overlay file in the view's
+// directory. The replica is never modified and replication goes on; the
+// point is kept from pruning until Remove.
+type TestView struct {
+	r     *Replica
+	point string
+	dir   string
+	disks map[string]*TestDisk
+	once  sync.Once
+}
+
+// TestDisk is one disk of a TestView, served over NBD (it implements the
+// NBD server's ExportDisk). Safe for concurrent use.
+type TestDisk struct {
+	view    *TestView
+	name    string
+	size    int64
+	overlay *os.File
+	mu      sync.RWMutex
+	written []BlockRange // sorted, merged: ranges read from the overlay
+}
+
+// TestCopy opens a copy-on-write view of point id with its overlay files
+// in dir (dir/<disk>.overlay).
+func (r *Replica) TestCopy(id string, dir string) (*TestView, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return nil, err
+	}
+	if _, err := r.pointIndex(id); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	v := &TestView{r: r, point: id, dir: dir, disks: map[string]*TestDisk{}}
+	for _, name := range r.order {
+		f, err := os.OpenFile(filepath.Join(dir, name+".overlay"), os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+		if err == nil {
+			err = f.Truncate(r.disks[name].Size)
+		}
+		if err != nil {
+			v.closeOverlays()
+			return nil, err
+		}
+		v.disks[name] = &TestDisk{view: v, name: name, size: r.disks[name].Size, overlay: f}
+	}
+	r.pins[id]++
+	return v, nil
+}
+
+// Point is the id of the point the view shows.
+func (v *TestView) Point() string { return v.point }
+
+// Disk returns the view's disk, or nil if the VM has no such disk.
+func (v *TestView) Disk(name string) *TestDisk { return v.disks[name] }
+
+// Remove closes the view, deletes its overlays and releases the point.
+// Safe twice.
+func (v *TestView) Remove() error {
+	var err error
+	v.once.Do(func() {
+		v.r.mu.Lock()
+		if v.r.pins[v.point]--; v.r.pins[v.point] <= 0 {
+			delete(v.r.pins, v.point)
+		}
+		v.r.mu.Unlock()
+		err = v.closeOverlays()
+		for name := range v.disks {
+			if rmErr := os.Remove(filepath.Join(v.dir, name+".overlay")); rmErr != nil && !os.IsNotExist(rmErr) {
+				err = errors.Join(err, rmErr)
+			}
+		}
+	})
+	return err
+}
+
+func (v *TestView) closeOverlays() error {
+	var err error
+	for _, d := range v.disks {
+		err = errors.Join(err, d.overlay.Close())
+	}
+	return err
+}
+
+// Size is the disk's size in bytes.
+func (d *TestDisk) Size() int64 { return d.size }
+
+// ReadAt reads the test disk: what the test VM wrote, else the point.
+func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > d.size {
+		return 0, fmt.Errorf("%w: read at %d of a %d byte disk", ErrBadCycle, off, d.size)
+	}
+	n := int(min(int64(len(p)), d.size-off))
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, part := range d.split(off, int64(n)) {
+		buf := p[part.off-off : part.off-off+part.length]
+		var err error
+		if part.data {
+			_, err = d.overlay.ReadAt(buf, part.off)
+		} else {
+			err = d.view.r.readPoint(d.view.point, d.name, buf, part.off)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// split cuts [off, off+n) into parts written in the overlay (data) and
+// not. Callers hold mu.
+func (d *TestDisk) split(off, n int64) []fileRegion {
+	var out []fileRegion
+	pos, end := off, off+n
+	i := sort.Search(len(d.written), func(i int) bool { return d.written[i].Offset+d.written[i].Length > pos })
+	for ; i < len(d.written) && pos < end; i++ {
+		w := d.written[i]
+		if w.Offset >= end {
+			break
+		}
+		if w.Offset > pos {
+			out = append(out, fileRegion{pos, w.Offset - pos, false})
+			pos = w.Offset
+		}
+		stop := min(end, w.Offset+w.Length)
+		out = append(out, fileRegion{pos, stop - pos, true})
+		pos = stop
+	}
+	if pos < end {
+		out = append(out, fileRegion{pos, end - pos, false})
+	}
+	return out
+}
+
+// WriteAt writes to the overlay; with fua the overlay is synced before it
+// returns.
+func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
+	if off < 0 || off+int64(len(p)) > d.size {
+		return fmt.Errorf("%w: write at %d+%d of a %d byte disk", ErrBadCycle, off, len(p), d.size)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.overlay.WriteAt(p, off); err != nil {
+		return err
+	}
+	d.written = mergeRanges(append(d.written, BlockRange{off, int64(len(p))}))
+	if fua {
+		return d.overlay.Sync()
+	}
+	return nil
+}
+
+// WriteZeroes zeroes a range of the test disk.
+func (d *TestDisk) WriteZeroes(off, length int64, fua bool) error {
+	if off < 0 || length < 0 || off+length > d.size {
+		return fmt.Errorf("%w: zero at %d+%d of a %d byte disk", ErrBadCycle, off, length, d.size)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := imageWriteRange(d.overlay, off, length, nil); err != nil {
+		return err
+	}
+	d.written = mergeRanges(append(d.written, BlockRange{off, length}))
+	if fua {
+		return d.overlay.Sync()
+	}
+	return nil
+}
+
+// Trim discards a range: on a test disk it reads back as zeros.
+func (d *TestDisk) Trim(off, length int64, fua bool) error {
+	return d.WriteZeroes(off, length, fua)
+}
+
+// Flush syncs the overlay.
+func (d *TestDisk) Flush() error { return d.overlay.Sync() }
+
+// readPoint reads disk bytes at point id: the image with the undo data of
+// every newer point laid over it, newest first so the oldest wins.
+func (r *Replica) readPoint(id, disk string, p []byte, off int64) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return ErrReplicaClosed
+	}
+	k, err := r.pointIndex(id)
+	if err != nil {
+		return err
+	}
+	if _, err := r.images[disk].ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	end := off + int64(len(p))
+	for j := len(r.state.Points) - 1; j > k; j-- {
+		u, err := r.cachedUndo(r.state.Points[j].Undo)
+		if err != nil {
+			return err
+		}
+		for _, rec := range u.recs {
+			if rec.disk != disk || rec.end() <= off || rec.off >= end {
+				continue
+			}
+			from, to := max(rec.off, off), min(rec.end(), end)
+			if err := u.read(rec, from, p[from-off:to-off]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
