@@ -68,10 +68,10 @@ var (
 // SeqError reports a cycle (or batch) refused for its epoch or sequence.
 // It unwraps to ErrStaleEpoch, ErrCycleGap or ErrCycleApplied.
 type SeqError struct {
-	VM                   string
-	WantEpoch, GotEpoch  uint64
-	WantSeq, GotSeq      uint64
-	Err                  error
+	VM                  string
+	WantEpoch, GotEpoch uint64
+	WantSeq, GotSeq     uint64
+	Err                 error
 }
 
 func (e *SeqError) Error() string {

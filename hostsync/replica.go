@@ -83,7 +83,7 @@ type replicaState struct {
 	// Gen counts the changes of the images' contents (applies, reverts);
 	// hash tree files are stamped with it.
 	Gen    uint64        `json:"gen"`
-	Points   []pointRecord     `json:"points"`
+	Points []pointRecord `json:"points"`
 }
 
 // pointRecord is a retained point and its undo file (none for the oldest).
