@@ -1,0 +1,341 @@
+package hostsync
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var allCompressions = []string{CompressionNone, CompressionS2, CompressionZstd}
+
+// testDisks are the disks random cycles write: odd sizes on purpose.
+var testDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
+
+// randomCycle makes a cycle of random data, zero and overlapping extents,
+// compressible and not.
+func randomCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) Cycle {
+	c := Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
+	for range rng.IntN(12) {
+		disk := "sda"
+		if rng.IntN(2) == 0 {
+			disk = "sdb"
+		}
+		size := testDisks[disk]
+		length := int64(1 + rng.IntN(int(min(size, 200_000))))
+		if rng.IntN(8) == 0 {
+			length = min(size, int64(1+rng.IntN(600_000)))
+		}
+		off := rng.Int64N(size - length + 1)
+		e := Extent{Disk: disk, Offset: off, Length: length}
+		switch rng.IntN(5) {
+		case 0:
+			e.Zero = true
+		case 1:
+			e.Data = make([]byte, length)
+			for i := range e.Data {
+				e.Data[i] = byte(i / 100)
+			}
+		default:
+			e.Data = make([]byte, length)
+			fillRandom(rng, e.Data)
+		}
+		c.Extents = append(c.Extents, e)
+	}
+	return c
+}
+
+func fillRandom(rng *rand.Rand, p []byte) {
+	for i := 0; i+8 <= len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
+	}
+	for i := len(p) &^ 7; i < len(p); i++ {
+		p[i] = byte(rng.Uint32())
+	}
+}
+
+// diskModel is the bytes of a VM's disks in memory.
+type diskModel map[string][]byte
+
+func newDiskModel() diskModel {
+	m := diskModel{}
+	for name, size := range testDisks {
+		m[name] = make([]byte, size)
+	}
+	return m
+}
+
+func (m diskModel) apply(c Cycle) {
+	for _, e := range c.Extents {
+		dst := m[e.Disk][e.Offset:e.End()]
+		if e.Zero {
+			clear(dst)
+		} else {
+			copy(dst, e.Data)
+		}
+	}
+}
+
+func (m diskModel) clone() diskModel {
+	out := diskModel{}
+	for k, v := range m {
+		out[k] = append([]byte(nil), v...)
+	}
+	return out
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, comp := range allCompressions {
+		for _, maxPayload := range []int{2048, 64 << 10, 8 << 20} {
+			asm := NewAssembler("web01", 3, 1)
+			for seq := uint64(1); seq <= 8; seq++ {
+				c := randomCycle(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
+				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: maxPayload, Compression: comp})
+				require.NoError(t, err)
+				got := assembleAll(t, asm, msgs, maxPayload)
+				requireSameCycle(t, c, got)
+			}
+		}
+	}
+}
+
+func assembleAll(t *testing.T, asm *Assembler, msgs [][]byte, maxPayload int) Cycle {
+	t.Helper()
+	for i, msg := range msgs {
+		require.LessOrEqual(t, len(msg), maxPayload)
+		b, err := DecodeBatch(msg)
+		require.NoError(t, err)
+		require.Equal(t, i, b.Index)
+		require.Equal(t, i == len(msgs)-1, b.Last)
+		c, done, err := asm.Add(b)
+		require.NoError(t, err)
+		if done {
+			require.Equal(t, len(msgs)-1, i)
+			return c
+		}
+	}
+	t.Fatal("no cycle assembled")
+	return Cycle{}
+}
+
+func requireSameCycle(t *testing.T, want, got Cycle) {
+	t.Helper()
+	require.Equal(t, want.VM, got.VM)
+	require.Equal(t, want.Epoch, got.Epoch)
+	require.Equal(t, want.Seq, got.Seq)
+	require.True(t, want.ClosedAt.Equal(got.ClosedAt))
+	require.Equal(t, want.AppConsistent, got.AppConsistent)
+	require.Equal(t, want.Initial, got.Initial)
+	a, b := newDiskModel(), newDiskModel()
+	a.apply(want)
+	b.apply(got)
+	require.Equal(t, a, b)
+}
+
+func TestBatchSplitsBigExtents(t *testing.T) {
+	data := make([]byte, 1<<20)
+	fillRandom(rand.New(rand.NewPCG(3, 4)), data)
+	c := Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
+	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 64 << 10, Compression: CompressionZstd})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(msgs), 16)
+	got := assembleAll(t, NewAssembler("db01", 1, 1), msgs, 64<<10)
+	requireSameCycle(t, c, got)
+}
+
+func TestBatchEmptyCycle(t *testing.T) {
+	c := Cycle{VM: "idle", Epoch: 2, Seq: 9, ClosedAt: time.Now().UTC(), AppConsistent: true}
+	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20})
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	b, err := DecodeBatch(msgs[0])
+	require.NoError(t, err)
+	require.True(t, b.Last)
+	require.True(t, b.AppConsistent)
+	require.Empty(t, b.Extents)
+	got, done, err := NewAssembler("idle", 2, 9).Add(b)
+	require.NoError(t, err)
+	require.True(t, done)
+	require.Empty(t, got.Extents)
+}
+
+func TestBatchBadOptions(t *testing.T) {
+	c := Cycle{VM: "vm", Epoch: 1, Seq: 1}
+	_, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20, Compression: "lz4"})
+	require.ErrorIs(t, err, ErrBatchOptions)
+	_, err = EncodeCycle(c, BatchOptions{MaxPayload: 100})
+	require.ErrorIs(t, err, ErrBatchOptions)
+	bad := Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "sda", Length: 10, Data: []byte{1}}}}
+	_, err = EncodeCycle(bad, BatchOptions{MaxPayload: 8 << 20})
+	require.ErrorIs(t, err, ErrBadCycle)
+}
+
+func TestBatchCorruptionDetected(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, comp := range allCompressions {
+		c := randomCycle(rng, "web01", 1, 1, time.Now())
+		c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
+		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 4096, Compression: comp})
+		require.NoError(t, err)
+		msg := msgs[0]
+		for i := range msg {
+			for _, flip := range []byte{0x01, 0x80, 0xff} {
+				bad := append([]byte(nil), msg...)
+				bad[i] ^= flip
+				_, err := DecodeBatch(bad)
+				require.Error(t, err, "byte %d flipped by %#x", i, flip)
+				require.True(t, errors.Is(err, ErrBatchCorrupt) || errors.Is(err, ErrBatchVersion), "byte %d: %v", i, err)
+			}
+		}
+		_, err = DecodeBatch(msg[:len(msg)-1])
+		require.ErrorIs(t, err, ErrBatchCorrupt)
+	}
+}
+
+// TestBatchDecompressionBomb: a batch declaring a huge body is refused
+// before anything is allocated, even with a valid CRC.
+func TestBatchDecompressionBomb(t *testing.T) {
+	msgs, err := EncodeCycle(Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "d", Length: 100000, Zero: true}}},
+		BatchOptions{MaxPayload: 4096, Compression: CompressionS2})
+	require.NoError(t, err)
+	msg := append([]byte(nil), msgs[0]...)
+	binary.LittleEndian.PutUint32(msg[40:], MaxBatchBody+1)
+	resealCRC(msg)
+	_, err = DecodeBatch(msg)
+	require.ErrorIs(t, err, ErrBatchTooLarge)
+	binary.LittleEndian.PutUint32(msg[40:], 1<<20)
+	resealCRC(msg)
+	_, err = DecodeBatch(msg)
+	require.ErrorIs(t, err, ErrBatchCorrupt)
+}
+
+func resealCRC(msg []byte) {
+	end := len(msg) - 4
+	binary.LittleEndian.PutUint32(msg[end:], crc32.Checksum(msg[:end], batchCRCTable))
+}
+
+func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
+	data := make([]byte, 10000)
+	c := Cycle{VM: "web01", Epoch: 4, Seq: 7, Extents: []Extent{{Disk: "sda", Length: 10000, Data: data}}}
+	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 2048})
+	require.NoError(t, err)
+	require.Greater(t, len(msgs), 3)
+	batches := make([]Batch, len(msgs))
+	for i, m := range msgs {
+		batches[i], err = DecodeBatch(m)
+		require.NoError(t, err)
+	}
+	asm := NewAssembler("web01", 4, 7)
+
+	_, _, err = asm.Add(batches[1])
+	var gap *GapError
+	require.ErrorAs(t, err, &gap)
+	require.ErrorIs(t, err, ErrBatchGap)
+
+	_, done, err := asm.Add(batches[0])
+	require.NoError(t, err)
+	require.False(t, done)
+	_, done, err = asm.Add(batches[0]) // duplicate: ignored
+	require.NoError(t, err)
+	require.False(t, done)
+
+	other := batches[1]
+	other.Epoch = 3
+	_, _, err = asm.Add(other)
+	require.ErrorIs(t, err, ErrStaleEpoch)
+	ahead := batches[1]
+	ahead.Cycle = 8
+	_, _, err = asm.Add(ahead)
+	require.ErrorIs(t, err, ErrCycleGap)
+	wrongVM := batches[1]
+	wrongVM.VM = "db01"
+	_, _, err = asm.Add(wrongVM)
+	require.ErrorIs(t, err, ErrBadCycle)
+
+	var got Cycle
+	for _, b := range batches[1:] {
+		got, done, err = asm.Add(b)
+		require.NoError(t, err)
+	}
+	require.True(t, done)
+	requireSameCycle(t, c, got)
+	require.Equal(t, uint64(8), asm.Next())
+
+	_, _, err = asm.Add(batches[len(batches)-1]) // redelivery of an applied cycle
+	require.ErrorIs(t, err, ErrCycleApplied)
+}
+
+func TestBatchMsgID(t *testing.T) {
+	require.Equal(t, "web01.3.17.2", BatchMsgID("web01", 3, 17, 2))
+	require.NotEqual(t, BatchMsgID("web01", 3, 17, 2), BatchMsgID("web01", 4, 17, 2))
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, comp := range allCompressions {
+		msgs, err := EncodeCycle(randomCycle(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(msgs[0])
+	}
+	f.Add([]byte("SRDB"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		b, err := DecodeBatch(msg)
+		if err != nil {
+			return
+		}
+		again, err := EncodeBatch(b)
+		if err != nil {
+			t.Fatalf("decoded batch does not re-encode: %v", err)
+		}
+		b2, err := DecodeBatch(again)
+		if err != nil {
+			t.Fatalf("re-encoded batch does not decode: %v", err)
+		}
+		if b2.VM != b.VM || b2.Cycle != b.Cycle || len(b2.Extents) != len(b.Extents) || !b2.ClosedAt.Equal(b.ClosedAt) {
+			t.Fatalf("round trip changed the batch: %+v vs %+v", b, b2)
+		}
+	})
+}
+
+func BenchmarkEncodeDecodeBatch(b *testing.B) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	c := Cycle{VM: "web01", Epoch: 1, Seq: 1}
+	for i := range 128 { // 8 MiB: half random, half text-like
+		data := make([]byte, 64<<10)
+		if i%2 == 0 {
+			fillRandom(rng, data)
+		} else {
+			for j := range data {
+				data[j] = "siterecovery replicates disks "[j%30]
+			}
+		}
+		c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: int64(i) * 1 << 20, Length: 64 << 10, Data: data})
+	}
+	for _, comp := range allCompressions {
+		b.Run(comp, func(b *testing.B) {
+			var wire int
+			b.SetBytes(8 << 20)
+			for b.Loop() {
+				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20, Compression: comp})
+				if err != nil {
+					b.Fatal(err)
+				}
+				wire = 0
+				for _, m := range msgs {
+					wire += len(m)
+					if _, err := DecodeBatch(m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(wire)/float64(8<<20), "wire/raw")
+		})
+	}
+}
