@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // pendingOp is pending.json: the commit record of an apply or a revert
@@ -64,9 +65,17 @@ func (r *Replica) Apply(ctx context.Context, c Cycle) (Point, error) {
 	}
 	if rbErr := r.rollback(pend); rbErr != nil {
 		r.broken = true
-		return Point{}, errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		return Point{}, errors.Join(asNoSpace(err), fmt.Errorf("rollback: %w", rbErr))
 	}
-	return Point{}, err
+	return Point{}, asNoSpace(err)
+}
+
+// asNoSpace makes any ENOSPC in err match ErrNoSpace.
+func asNoSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, ErrNoSpace) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
 }
 
 // errDurable marks a failure after the operation became durable.

@@ -1,0 +1,330 @@
+package hostsync
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+var testEpoch0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+
+func testDiskSpecs() []events.DiskSpec {
+	return []events.DiskSpec{{Name: "sda", Size: testDisks["sda"]}, {Name: "sdb", Size: testDisks["sdb"]}}
+}
+
+// mustOpenReplica opens the replica of web01 in dir; it is closed when the
+// test ends.
+func mustOpenReplica(tb testing.TB, dir string, opts ReplicaOptions) *Replica {
+	tb.Helper()
+	r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), opts)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, r.Close()) })
+	return r
+}
+
+// requireImages checks the replica's image files byte for byte and its
+// hash roots against the model.
+func requireImages(t *testing.T, r *Replica, want diskModel) {
+	t.Helper()
+	for name, data := range want {
+		got, err := os.ReadFile(r.ImagePath(name))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(data, got), "disk %s differs from the model", name)
+	}
+	roots := r.Roots()
+	for name, data := range want {
+		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		require.Equal(t, tree.Root(), roots[name], "disk %s root", name)
+	}
+}
+
+// requirePoint materializes point id and checks it against the model.
+func requirePoint(t *testing.T, r *Replica, id string, want diskModel) {
+	t.Helper()
+	paths, err := r.MaterializePoint(context.Background(), id, t.TempDir())
+	require.NoError(t, err)
+	for name, data := range want {
+		got, err := os.ReadFile(paths[name])
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(data, got), "point %s disk %s differs from the model", id, name)
+	}
+}
+
+// history applies random cycles and remembers the model at every point.
+type history struct {
+	rng   *rand.Rand
+	model diskModel
+	snaps map[string]diskModel
+	clock time.Time
+	epoch uint64
+	seq   uint64
+}
+
+func newHistory(seed uint64) *history {
+	return &history{rng: rand.New(rand.NewPCG(seed, seed+1)), model: newDiskModel(), snaps: map[string]diskModel{}, clock: testEpoch0, epoch: 1}
+}
+
+func (h *history) next() Cycle {
+	h.clock = h.clock.Add(10 * time.Minute)
+	return randomCycle(h.rng, "web01", h.epoch, h.seq+1, h.clock)
+}
+
+func (h *history) applied(c Cycle, p Point) {
+	h.model.apply(c)
+	h.seq = c.Seq
+	h.snaps[p.ID] = h.model.clone()
+}
+
+func (h *history) applyN(t *testing.T, r *Replica, n int) {
+	t.Helper()
+	for range n {
+		c := h.next()
+		p, err := r.Apply(context.Background(), c)
+		require.NoError(t, err)
+		require.Equal(t, PointID(c.Epoch, c.Seq), p.ID)
+		require.True(t, c.ClosedAt.Equal(p.Time), "a point's time is the cycle's close")
+		require.Equal(t, c.AppConsistent, p.AppConsistent)
+		h.applied(c, p)
+	}
+	requireImages(t, r, h.model)
+}
+
+func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	h := newHistory(21)
+	h.applyN(t, r, 12)
+	points := r.Points()
+	require.Len(t, points, 12)
+	for _, p := range points {
+		requirePoint(t, r, p.ID, h.snaps[p.ID])
+		require.Equal(t, p.Roots, rootsOf(t, h.snaps[p.ID]))
+	}
+	epoch, seq := r.LastApplied()
+	require.Equal(t, uint64(1), epoch)
+	require.Equal(t, uint64(12), seq)
+}
+
+func rootsOf(t *testing.T, m diskModel) map[string]string {
+	out := map[string]string{}
+	for name, data := range m {
+		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		out[name] = tree.Root()
+	}
+	return out
+}
+
+func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
+	dir := t.TempDir()
+	r := mustOpenReplica(t, dir, ReplicaOptions{})
+	h := newHistory(22)
+	h.applyN(t, r, 36) // 6 hours of 10 minute cycles
+	before := r.Points()
+	now := h.clock.Add(5 * time.Minute)
+	policy := RetentionPolicy{Retention: 4 * time.Hour, CopyFrequency: 10 * time.Minute}
+	pruned, err := r.Prune(now, policy)
+	require.NoError(t, err)
+	kept := r.Points()
+	require.Len(t, kept, len(before)-len(pruned))
+	requireRetention(t, before, kept, now, policy)
+	for _, p := range kept {
+		requirePoint(t, r, p.ID, h.snaps[p.ID])
+	}
+
+	// More cycles, a later prune (merging merged undo data), a reopen.
+	h.applyN(t, r, 9)
+	now = h.clock.Add(2 * time.Hour)
+	_, err = r.Prune(now, policy)
+	require.NoError(t, err)
+	requireRetention(t, r.Points(), r.Points(), now, policy)
+	require.NoError(t, r.Close())
+	r = mustOpenReplica(t, dir, ReplicaOptions{})
+	requireImages(t, r, h.model)
+	for _, p := range r.Points() {
+		requirePoint(t, r, p.ID, h.snaps[p.ID])
+	}
+	requireNoStrayUndo(t, r)
+}
+
+// requireRetention checks kept against the policy's rules over before.
+func requireRetention(t *testing.T, before, kept []Point, now time.Time, pol RetentionPolicy) {
+	t.Helper()
+	has := map[string]bool{}
+	for _, p := range kept {
+		has[p.ID] = true
+	}
+	require.True(t, has[before[len(before)-1].ID], "latest kept")
+	latestOfHour := map[time.Time]string{}
+	for _, p := range before {
+		if !p.Time.Before(now.Add(-time.Hour)) {
+			require.True(t, has[p.ID], "point %s of the last hour kept", p.ID)
+		}
+		if !p.Time.Before(now.Add(-pol.Retention)) {
+			latestOfHour[p.Time.Truncate(time.Hour)] = p.ID
+		}
+	}
+	for _, id := range latestOfHour {
+		require.True(t, has[id], "hourly point %s kept", id)
+	}
+	for _, p := range kept {
+		if p.ID == before[len(before)-1].ID || !p.Time.Before(now.Add(-time.Hour)) {
+			continue
+		}
+		require.False(t, p.Time.Before(now.Add(-pol.Retention)), "point %s past retention kept", p.ID)
+		require.True(t, latestOfHour[p.Time.Truncate(time.Hour)] == p.ID || p.AppConsistent, "point %s kept for no rule", p.ID)
+	}
+}
+
+// requireNoStrayUndo: the undo directory holds exactly the points' files.
+func requireNoStrayUndo(t *testing.T, r *Replica) {
+	t.Helper()
+	var want []string
+	for _, p := range r.state.Points {
+		if p.Undo != "" {
+			want = append(want, p.Undo)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(r.dir, undoDir))
+	require.NoError(t, err)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	slices.Sort(want)
+	require.Equal(t, want, got)
+	require.Empty(t, r.state.Points[0].Undo, "the oldest point needs no undo data")
+}
+
+func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	h := newHistory(23)
+	h.applyN(t, r, 3)
+	ctx := context.Background()
+	data := []byte("x")
+	bad := []struct {
+		name string
+		c    Cycle
+		err  error
+	}{
+		{"older epoch", Cycle{VM: "web01", Epoch: 0, Seq: 4}, ErrStaleEpoch},
+		{"applied", Cycle{VM: "web01", Epoch: 1, Seq: 3}, ErrCycleApplied},
+		{"gap", Cycle{VM: "web01", Epoch: 1, Seq: 5}, ErrCycleGap},
+		{"new epoch not at 1", Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
+		{"other vm", Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
+		{"unknown disk", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
+		{"past the end", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Offset: testDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
+		{"short data", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
+	}
+	for _, tc := range bad {
+		_, err := r.Apply(ctx, tc.c)
+		require.ErrorIs(t, err, tc.err, tc.name)
+		requireImages(t, r, h.model)
+		require.Len(t, r.Points(), 3)
+	}
+	var seqErr *SeqError
+	_, err := r.Apply(ctx, Cycle{VM: "web01", Epoch: 1, Seq: 9})
+	require.ErrorAs(t, err, &seqErr)
+	require.Equal(t, uint64(4), seqErr.WantSeq)
+
+	// A newer epoch starts at 1; a fence refuses the epochs below it.
+	h.epoch, h.seq = 2, 0
+	h.applyN(t, r, 1)
+	require.NoError(t, r.Fence(ctx, 3))
+	_, err = r.Apply(ctx, h.next())
+	require.ErrorIs(t, err, ErrStaleEpoch)
+	requireImages(t, r, h.model)
+	requireNoStrayUndo(t, r)
+}
+
+func TestReplicaRevertToOlderPoint(t *testing.T) {
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	h := newHistory(24)
+	h.applyN(t, r, 8)
+	target := r.Points()[3]
+	require.NoError(t, r.RevertTo(context.Background(), target.ID))
+	requireImages(t, r, h.snaps[target.ID])
+	require.Equal(t, target.ID, r.Points()[len(r.Points())-1].ID)
+	require.Equal(t, target.Roots, r.Roots())
+	_, seq := r.LastApplied()
+	require.Equal(t, target.Cycle, seq)
+	for _, p := range r.Points() {
+		requirePoint(t, r, p.ID, h.snaps[p.ID])
+	}
+	requireNoStrayUndo(t, r)
+
+	// Replication goes on from the point.
+	h.model, h.seq = h.snaps[target.ID].clone(), target.Cycle
+	h.applyN(t, r, 2)
+	require.ErrorIs(t, r.RevertTo(context.Background(), "rp-9-9"), ErrPointNotFound)
+}
+
+func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	h := newHistory(25)
+	h.applyN(t, r, 5)
+	point := r.Points()[1]
+	view, err := r.TestCopy(point.ID, t.TempDir())
+	require.NoError(t, err)
+	want := h.snaps[point.ID].clone()
+	requireView(t, view, want)
+
+	d := view.Disk("sdb")
+	require.NoError(t, d.WriteAt([]byte("test failover was here"), 1000, true))
+	copy(want["sdb"][1000:], "test failover was here")
+	require.NoError(t, d.WriteZeroes(50_000, 70_000, false))
+	clear(want["sdb"][50_000:120_000])
+	require.NoError(t, d.Flush())
+	requireView(t, view, want)
+	requireImages(t, r, h.model) // the replica is untouched
+
+	// Replication and pruning go on; the view keeps showing its point.
+	h.applyN(t, r, 3)
+	requireView(t, view, want)
+	_, err = r.Prune(h.clock.Add(48*time.Hour), RetentionPolicy{Retention: time.Hour})
+	require.NoError(t, err)
+	require.Contains(t, pointIDs(r.Points()), point.ID, "a point under test is never pruned")
+	requireView(t, view, want)
+
+	require.NoError(t, view.Remove())
+	require.NoError(t, view.Remove())
+	_, err = r.Prune(h.clock.Add(48*time.Hour), RetentionPolicy{Retention: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, []string{PointID(1, 8)}, pointIDs(r.Points()))
+	requireImages(t, r, h.model)
+}
+
+func requireView(t *testing.T, v *TestView, want diskModel) {
+	t.Helper()
+	for name, data := range want {
+		d := v.Disk(name)
+		require.Equal(t, int64(len(data)), d.Size())
+		got := make([]byte, len(data))
+		// Read in odd pieces to cross overlay and undo boundaries.
+		for off := 0; off < len(got); off += 70_001 {
+			end := min(off+70_001, len(got))
+			n, err := d.ReadAt(got[off:end], int64(off))
+			require.NoError(t, err)
+			require.Equal(t, end-off, n)
+		}
+		require.True(t, bytes.Equal(data, got), "test disk %s differs", name)
+	}
+}
+
+func pointIDs(ps []Point) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.ID)
+	}
+	return out
+}
