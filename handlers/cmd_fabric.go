@@ -117,7 +117,9 @@ func (s *Service) policyDelete(ctx context.Context, body []byte) (Result, error)
 
 func (s *Service) netmapCreate(ctx context.Context, body []byte) (Result, error) {
 	var r netmapRequest
-	meta, err := decodeCommand(body, &r, &r.common, func() error { return firstErr(token("name", r.Name), token("source_network", r.SourceNetwork), token("target_network", r.TargetNetwork)) })
+	meta, err := decodeCommand(body, &r, &r.common, func() error {
+		return firstErr(token("name", r.Name), token("source_network", r.SourceNetwork), token("target_network", r.TargetNetwork))
+	})
 	if err != nil {
 		return Result{}, err
 	}

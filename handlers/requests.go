@@ -21,7 +21,6 @@ type common struct {
 	Actor     string `json:"actor,omitempty"`
 }
 
-
 type nameRequest struct {
 	common
 	Name string `json:"name"`

@@ -54,14 +54,11 @@ const (
 const (
 	// DefaultTimeout bounds the handling of one request.
 	DefaultTimeout = 30 * time.Second
-	// DefaultConcurrency bounds the requests handled at once.
-	DefaultConcurrency = 64
 )
 
 // Service is the siterecovery micro service: commands decided against the
-// log, queries answered by the read model. Requests are handled
-// concurrently; the log's optimistic concurrency keeps each aggregate
-// consistent.
+// log, queries answered by the read model. Several Services (serve
+// instances) may run on one log: they share the endpoints' queue group.
 type Service struct {
 	log     events.Log
 	rm      ReadModel
@@ -72,8 +69,9 @@ type Service struct {
 	svc    micro.Service
 	ctx    context.Context
 	cancel context.CancelFunc
-	sem    chan struct{}
-	wg     sync.WaitGroup
+	// closing stops new requests from being counted in wg.
+	closing bool
+	wg      sync.WaitGroup
 }
 
 // New returns a service over log and rm (rm may be nil: queries then answer
@@ -82,7 +80,6 @@ func New(log events.Log, rm ReadModel, logger zerolog.Logger) *Service {
 	return &Service{
 		log: log, rm: rm, timeout: DefaultTimeout,
 		logger: logger.With().Str("component", "handlers").Logger(),
-		sem:    make(chan struct{}, DefaultConcurrency),
 	}
 }
 
@@ -131,7 +128,7 @@ func (s *Service) Open(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("handlers: add service: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.svc = svc
+	s.svc, s.closing = svc, false
 	if err := s.addEndpoints(svc); err != nil {
 		s.cancel()
 		return errors.Join(err, svc.Stop())
@@ -157,35 +154,28 @@ func (s *Service) addEndpoints(svc micro.Service) error {
 	return nil
 }
 
-// handler runs fn for each request in its own goroutine (at most
-// DefaultConcurrency at once) and replies.
+// handler runs fn for each request and replies. micro calls it from the
+// endpoint's subscription, one request at a time per endpoint and instance
+// (a reply must be sent before the handler returns); several instances in the
+// queue group, and different endpoints, run concurrently, and the log's
+// optimistic concurrency keeps each aggregate consistent.
 func (s *Service) handler(subject string, fn func(context.Context, []byte) (any, error)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		s.mu.Lock()
-		ctx := s.ctx
-		if ctx.Err() == nil {
+		ctx, closing := s.ctx, s.closing
+		if !closing {
 			s.wg.Add(1)
 		}
 		s.mu.Unlock()
-		if ctx.Err() != nil {
+		if closing {
 			s.reply(req, subject, nil, fmt.Errorf("service is closing: %w", ErrUnavailable))
 			return
 		}
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			s.wg.Done()
-			s.reply(req, subject, nil, fmt.Errorf("service is closing: %w", ErrUnavailable))
-			return
-		}
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			ctx, cancel := context.WithTimeout(ctx, s.timeout)
-			defer cancel()
-			res, err := fn(ctx, req.Data())
-			s.reply(req, subject, res, err)
-		}()
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		res, err := fn(ctx, req.Data())
+		s.reply(req, subject, res, err)
 	})
 }
 
@@ -228,6 +218,9 @@ func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	svc, cancel := s.svc, s.cancel
 	s.svc = nil
+	if svc != nil {
+		s.closing = true
+	}
 	s.mu.Unlock()
 	if svc == nil {
 		return nil
