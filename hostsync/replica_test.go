@@ -129,10 +129,10 @@ func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
 	dir := t.TempDir()
 	r := mustOpenReplica(t, dir, ReplicaOptions{})
 	h := newHistory(22)
-	h.applyN(t, r, 36) // 6 hours of 10 minute cycles
+	h.applyN(t, r, 24) // 4 hours of 10 minute cycles
 	before := r.Points()
 	now := h.clock.Add(5 * time.Minute)
-	policy := RetentionPolicy{Retention: 4 * time.Hour, CopyFrequency: 10 * time.Minute}
+	policy := RetentionPolicy{Retention: 3 * time.Hour, CopyFrequency: 10 * time.Minute}
 	pruned, err := r.Prune(now, policy)
 	require.NoError(t, err)
 	kept := r.Points()
@@ -143,7 +143,7 @@ func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
 	}
 
 	// More cycles, a later prune (merging merged undo data), a reopen.
-	h.applyN(t, r, 9)
+	h.applyN(t, r, 6)
 	now = h.clock.Add(2 * time.Hour)
 	_, err = r.Prune(now, policy)
 	require.NoError(t, err)

@@ -1,0 +1,316 @@
+package hostsync
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// errInjected is what an injected failure returns.
+var errInjected = errors.New("injected failure")
+
+// crashPanic is what an injected crash panics with.
+type crashPanic struct{ stage string }
+
+// injector fails or crashes at the n-th call of one stage.
+type injector struct {
+	stage string
+	nth   int
+	seen  int
+	crash bool
+	err   error
+}
+
+func (in *injector) hook(stage string) error {
+	if in == nil || stage != in.stage {
+		return nil
+	}
+	in.seen++
+	if in.seen != in.nth {
+		return nil
+	}
+	if in.crash {
+		panic(crashPanic{stage})
+	}
+	return in.err
+}
+
+// applyStages are every hook point of an apply, with how many times each
+// is called (once per disk for image-written), and whether the apply is
+// durable once it is reached.
+var applyStages = []struct {
+	stage   string
+	nth     int
+	durable bool
+}{
+	{StageReserved, 1, false},
+	{StageUndoWritten, 1, false},
+	{StageCommitted, 1, false},
+	{StageImageWritten, 1, false},
+	{StageImageWritten, 2, false},
+	{StageImagesSynced, 1, false},
+	{StageTreesSaved, 1, false},
+	{StageStateWritten, 1, true},
+}
+
+// crashApply applies c with a crash injected, abandons the replica as a
+// killed process would, and reopens it.
+func crashApply(t *testing.T, dir string, in *injector, c Cycle) *Replica {
+	t.Helper()
+	r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+	require.NoError(t, err)
+	func() {
+		defer func() {
+			p := recover()
+			_, ok := p.(crashPanic)
+			require.True(t, ok, "crash at %s: got %v", in.stage, p)
+		}()
+		_, err = r.Apply(context.Background(), c)
+		t.Fatalf("apply survived the crash at %s: %v", in.stage, err)
+	}()
+	require.NoError(t, r.closeFiles()) // the process dies: no cleanup runs
+	return mustOpenReplica(t, dir, ReplicaOptions{})
+}
+
+// TestReplicaCrashAtEveryStage: a crash at any stage of an apply reopens at
+// the previous point or (once durable) the new one, bit for bit, with every
+// older point restorable, and applying again succeeds.
+func TestReplicaCrashAtEveryStage(t *testing.T) {
+	for _, st := range applyStages {
+		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			dir := t.TempDir()
+			r := mustOpenReplica(t, dir, ReplicaOptions{})
+			h := newHistory(31)
+			h.applyN(t, r, 3)
+			require.NoError(t, r.Close())
+
+			c := h.next()
+			r = crashApply(t, dir, &injector{stage: st.stage, nth: st.nth, crash: true}, c)
+			if st.durable {
+				h.applied(c, Point{ID: PointID(c.Epoch, c.Seq)})
+			}
+			requireImages(t, r, h.model)
+			require.Len(t, r.Points(), int(h.seq))
+			for _, p := range r.Points() {
+				requirePoint(t, r, p.ID, h.snaps[p.ID])
+			}
+			if !st.durable {
+				p, err := r.Apply(context.Background(), c)
+				require.NoError(t, err)
+				h.applied(c, p)
+			}
+			h.applyN(t, r, 1)
+			requireNoStrayUndo(t, r)
+		})
+	}
+}
+
+// TestReplicaFailureAtEveryStageRollsBack: an error (not a crash) at any
+// stage before the apply is durable leaves the previous point in process,
+// and a retry succeeds.
+func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
+	for _, st := range applyStages {
+		if st.durable {
+			continue
+		}
+		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			in := &injector{nth: st.nth, err: errInjected}
+			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+			h := newHistory(32)
+			h.applyN(t, r, 2)
+			in.stage = st.stage
+			c := h.next()
+			_, err := r.Apply(context.Background(), c)
+			require.ErrorIs(t, err, errInjected)
+			requireImages(t, r, h.model)
+			require.Len(t, r.Points(), 2)
+			p, err := r.Apply(context.Background(), c)
+			require.NoError(t, err)
+			h.applied(c, p)
+			requireImages(t, r, h.model)
+			requireNoStrayUndo(t, r)
+		})
+	}
+}
+
+// TestReplicaFailureAfterDurable: an error once the point is durable is
+// reported, the point stays, and the next apply cleans up first.
+func TestReplicaFailureAfterDurable(t *testing.T) {
+	in := &injector{nth: 1, err: errInjected}
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+	h := newHistory(35)
+	h.applyN(t, r, 2)
+	in.stage = StageStateWritten
+	c := h.next()
+	p, err := r.Apply(context.Background(), c)
+	require.ErrorIs(t, err, errInjected)
+	require.Equal(t, PointID(1, 3), p.ID)
+	h.applied(c, p)
+	requireImages(t, r, h.model)
+	_, err = r.Apply(context.Background(), c)
+	require.ErrorIs(t, err, ErrCycleApplied)
+	h.applyN(t, r, 1)
+	require.NoFileExists(t, filepath.Join(r.dir, pendingFile))
+	requireNoStrayUndo(t, r)
+}
+
+// TestReplicaNoSpace: a full file system fails the apply as a whole with
+// ErrNoSpace; the previous point stays and a later retry succeeds.
+func TestReplicaNoSpace(t *testing.T) {
+	for _, stage := range []string{StageReserved, StageUndoWritten, StageImageWritten, StageTreesSaved} {
+		t.Run(stage, func(t *testing.T) {
+			in := &injector{stage: stage, nth: 1, err: syscall.ENOSPC}
+			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+			h := newHistory(33)
+			in.stage = "" // fill up only later
+			h.applyN(t, r, 2)
+			in.stage = stage
+			c := h.next()
+			_, err := r.Apply(context.Background(), c)
+			require.ErrorIs(t, err, ErrNoSpace)
+			requireImages(t, r, h.model)
+			epoch, seq := r.LastApplied()
+			require.Equal(t, [2]uint64{1, 2}, [2]uint64{epoch, seq})
+
+			p, err := r.Apply(context.Background(), c) // space freed: in fires once
+			require.NoError(t, err)
+			h.applied(c, p)
+			requireImages(t, r, h.model)
+		})
+	}
+}
+
+// TestReplicaCrashDuringRevert: a revert interrupted at any stage is
+// finished at the next open.
+func TestReplicaCrashDuringRevert(t *testing.T) {
+	stages := []struct {
+		stage string
+		nth   int
+	}{{StageCommitted, 1}, {StageImageWritten, 1}, {StageImageWritten, 2}, {StageImagesSynced, 1}, {StageStateWritten, 1}}
+	for _, st := range stages {
+		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			dir := t.TempDir()
+			in := &injector{}
+			r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+			require.NoError(t, err)
+			h := newHistory(34)
+			h.applyN(t, r, 5)
+			target := r.Points()[1]
+			*in = injector{stage: st.stage, nth: st.nth, crash: true}
+			func() {
+				defer func() { require.IsType(t, crashPanic{}, recover()) }()
+				_ = r.RevertTo(context.Background(), target.ID)
+				t.Fatal("revert survived the crash")
+			}()
+			require.NoError(t, r.closeFiles())
+			r = mustOpenReplica(t, dir, ReplicaOptions{})
+			requireImages(t, r, h.snaps[target.ID])
+			require.Equal(t, []string{PointID(1, 1), target.ID}, pointIDs(r.Points()))
+			requireNoStrayUndo(t, r)
+		})
+	}
+}
+
+const killChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
+
+// killCycle is cycle seq of the kill -9 test, the same in both processes.
+func killCycle(seq uint64) Cycle {
+	rng := rand.New(rand.NewPCG(77, seq))
+	return randomCycle(rng, "web01", 1, seq, testEpoch0.Add(time.Duration(seq)*time.Minute))
+}
+
+// TestReplicaKillChild is the process TestReplicaKill9 kills: it applies
+// cycles until it dies.
+func TestReplicaKillChild(t *testing.T) {
+	dir := os.Getenv(killChildEnv)
+	if dir == "" {
+		t.Skip("helper process of TestReplicaKill9")
+	}
+	r, err := OpenReplica(dir, "web01", testDiskSpecs(), zerolog.Nop())
+	require.NoError(t, err)
+	_, seq := r.LastApplied()
+	for s := seq + 1; ; s++ {
+		_, err := r.Apply(context.Background(), killCycle(s))
+		require.NoError(t, err)
+		fmt.Printf("applied %d\n", s)
+	}
+}
+
+// TestReplicaKill9: a real process applying cycles is killed with SIGKILL
+// at random instants; each reopen is at its last applied point, bit for
+// bit, and every retained point restores.
+func TestReplicaKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for round := range 6 {
+		extra := time.Duration(rng.IntN(60)) * time.Millisecond
+		killAfterApplies(t, dir, round, extra)
+		_, pendErr := os.Stat(filepath.Join(dir, pendingFile))
+		r, err := OpenReplica(dir, "web01", testDiskSpecs(), zerolog.Nop())
+		require.NoError(t, err)
+		_, seq := r.LastApplied()
+		t.Logf("round %d: killed after %s mid-apply=%v, reopened at cycle %d", round, extra, pendErr == nil, seq)
+		model, snaps := newDiskModel(), map[string]diskModel{}
+		for s := uint64(1); s <= seq; s++ {
+			c := killCycle(s)
+			model.apply(c)
+			snaps[PointID(1, s)] = model.clone()
+		}
+		requireImages(t, r, model)
+		for _, p := range r.Points() {
+			requirePoint(t, r, p.ID, snaps[p.ID])
+		}
+		requireNoStrayUndo(t, r)
+		require.NoError(t, r.Close())
+	}
+}
+
+// killAfterApplies starts the child, waits for it to apply a cycle, lets it
+// run a random while longer (so the kill lands anywhere in an apply), and
+// kills it with SIGKILL.
+func killAfterApplies(t *testing.T, dir string, round int, extra time.Duration) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReplicaKillChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	applied := make(chan int, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		n := 0
+		for sc.Scan() {
+			if _, err := strconv.Atoi(string(sc.Bytes()[len("applied "):])); err == nil {
+				n++
+				select {
+				case applied <- n:
+				default:
+				}
+			}
+		}
+		close(applied)
+	}()
+	select {
+	case _, ok := <-applied:
+		require.True(t, ok, "round %d: child exited before applying", round)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("round %d: child applied nothing in 20s", round)
+	}
+	time.Sleep(extra) // where the kill lands, not a wait for a condition
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+}
