@@ -58,7 +58,7 @@ func autoReplicas(nc *nats.Conn) int {
 // ensureStream creates the stream, or checks that the existing one is at
 // least as strong as want. It never changes an existing stream.
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
-	s, err := js.Stream(ctx, want.Name)
+	s, err := lookupStream(ctx, js, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, want)
 		if err == nil {
@@ -77,6 +77,24 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	}
 	return nil
 }
+
+// lookupStream gets the stream's info, asking again when a request goes
+// unanswered (as can happen right after a cluster elects its meta leader)
+// until ctx is done.
+func lookupStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, apiAttemptTimeout)
+		s, err := js.Stream(actx, name)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return s, err
+		}
+	}
+}
+
+// apiAttemptTimeout bounds one attempt of a JetStream API request that is
+// retried.
+const apiAttemptTimeout = 2 * time.Second
 
 // weaknesses lists how got is weaker than want.
 func weaknesses(got, want jetstream.StreamConfig) []string {

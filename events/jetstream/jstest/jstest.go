@@ -62,7 +62,31 @@ func MustRunCluster(tb testing.TB, n int, tags []string) []*server.Server {
 			tb.Fatalf("jstest: start cluster: %v", err)
 		}
 	}
+	for _, s := range servers {
+		waitAPI(tb, s)
+	}
 	return servers
+}
+
+// waitAPI waits until s answers JetStream API requests: right after a
+// cluster elects its meta leader, a first request can go unanswered.
+func waitAPI(tb testing.TB, s *server.Server) {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		tb.Fatalf("jstest: connect %s: %v", s.Name(), err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(jetstream.StartTimeout)
+	for {
+		_, err := nc.Request("$JS.API.INFO", nil, 500*time.Millisecond)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("jstest: %s does not answer JetStream API requests: %v", s.Name(), err)
+		}
+	}
 }
 
 // MustConnect connects to url for tb with a client that reconnects quickly
@@ -100,7 +124,9 @@ func Restart(tb testing.TB, s *server.Server) *server.Server {
 	s.Shutdown()
 	s.WaitForShutdown()
 	configs.Delete(s)
-	return mustStart(tb, v.(jetstream.ServerConfig))
+	s = mustStart(tb, v.(jetstream.ServerConfig))
+	waitAPI(tb, s)
+	return s
 }
 
 func mustStart(tb testing.TB, cfg jetstream.ServerConfig) *server.Server {
