@@ -1,0 +1,352 @@
+package hostsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// AgentConfig configures an Agent.
+type AgentConfig struct {
+	// Host is this host's name, as registered (required).
+	Host string
+	// DataDir holds the VMs' disk images (vms/<vm>/<disk>.img and their
+	// .hrl change logs), the replicas (replicas/<vm>/) and the NBD socket
+	// (nbd.sock) (required).
+	DataDir string
+	// NATS is the connection to the control plane's NATS (required); it
+	// stays the caller's.
+	NATS *nats.Conn
+	// Log is the event log the agent follows (required).
+	Log events.Log
+	// Logger receives the agent's messages.
+	Logger zerolog.Logger
+
+	// HeartbeatEvery is the heartbeat period (default 5s).
+	HeartbeatEvery time.Duration
+	// ResendAfter is how long a shipped cycle may stay unapplied before it
+	// is sent again (default 30s, at least twice the copy frequency).
+	ResendAfter time.Duration
+	// IRChunk is the size of one initial replication cycle (default 8 MiB).
+	IRChunk int64
+	// DiskBootID overrides the boot id of the change logs (tests).
+	DiskBootID string
+	// ReplicaHook is passed to the replicas (tests inject crashes with it).
+	ReplicaHook func(vm, stage string) error
+}
+
+func (c *AgentConfig) check() error {
+	switch {
+	case events.ValidateToken("host", c.Host) != nil:
+		return fmt.Errorf("%w: host %q is not a name", ErrAgentConfig, c.Host)
+	case c.DataDir == "":
+		return fmt.Errorf("%w: no data directory", ErrAgentConfig)
+	case c.NATS == nil:
+		return fmt.Errorf("%w: no NATS connection", ErrAgentConfig)
+	case c.Log == nil:
+		return fmt.Errorf("%w: no event log", ErrAgentConfig)
+	}
+	if c.HeartbeatEvery <= 0 {
+		c.HeartbeatEvery = 5 * time.Second
+	}
+	if c.ResendAfter <= 0 {
+		c.ResendAfter = 30 * time.Second
+	}
+	if c.IRChunk <= 0 {
+		c.IRChunk = 8 << 20
+	}
+	return nil
+}
+
+// Agent is the host agent: it follows the event log, serves the disks of
+// the VMs active on its host over NBD, replicates the VMs it is the source
+// of, applies the cycles of the VMs it is the recovery host of, and reports
+// to the control plane. New, Open, Close.
+type Agent struct {
+	cfg    AgentConfig
+	logger zerolog.Logger
+	js     jetstream.JetStream
+	nbd    *NBDServer
+	rep    reporter
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ackSub *nats.Subscription
+
+	mu  sync.Mutex
+	vms map[string]*vmCtl
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewAgent checks cfg and sets its defaults; Open starts the agent.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
+	return &Agent{
+		cfg: cfg, logger: logger, js: js, nbd: NewNBDServer(logger),
+		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{},
+	}, nil
+}
+
+// SocketPath is the Unix socket the agent serves its NBD exports on.
+func (a *Agent) SocketPath() string { return filepath.Join(a.cfg.DataDir, "nbd.sock") }
+
+// ExportName is the NBD export name of a VM's disk.
+func ExportName(vm, disk string) string { return vm + "." + disk }
+
+// Open creates the data directory, listens on the NBD socket, and starts
+// following the log, heartbeating and receiving cycle acknowledgements.
+func (a *Agent) Open(ctx context.Context) error {
+	for _, dir := range []string{a.cfg.DataDir, a.vmsDir(), a.replicasDir()} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("agent data dir: %w", err)
+		}
+	}
+	if err := a.nbd.ListenUnix(a.SocketPath()); err != nil {
+		return err
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	sub, err := a.cfg.NATS.Subscribe(ackSubject(a.cfg.Host, "*"), a.onAck)
+	if err != nil {
+		a.cancel()
+		return errors.Join(fmt.Errorf("subscribe to cycle acks: %w", err), a.nbd.Close())
+	}
+	a.ackSub = sub
+	a.wg.Add(2)
+	go a.follow()
+	go a.heartbeat()
+	a.logger.Info().Str("data", a.cfg.DataDir).Str("nbd", a.SocketPath()).Msg("agent started")
+	return nil
+}
+
+// Close stops every VM's work, the NBD server and the goroutines, closes
+// the disks and replicas, and returns the first error. Safe twice.
+func (a *Agent) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() {
+		if a.cancel == nil {
+			return
+		}
+		a.cancel()
+		var errs []error
+		if a.ackSub != nil {
+			errs = append(errs, a.ackSub.Unsubscribe())
+		}
+		a.wg.Wait()
+		errs = append(errs, a.nbd.Close())
+		a.mu.Lock()
+		ctls := slices.Collect(maps.Values(a.vms))
+		a.mu.Unlock()
+		for _, c := range ctls {
+			errs = append(errs, c.close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}
+
+func (a *Agent) vmsDir() string              { return filepath.Join(a.cfg.DataDir, "vms") }
+func (a *Agent) replicasDir() string         { return filepath.Join(a.cfg.DataDir, "replicas") }
+func (a *Agent) vmDir(vm string) string      { return filepath.Join(a.vmsDir(), vm) }
+func (a *Agent) replicaDir(vm string) string { return filepath.Join(a.replicasDir(), vm) }
+
+// follow folds the VM aggregates from the start of the log and hands every
+// changed VM that concerns this host to its controller. The agent keeps no
+// checkpoint: folding the log is quick, and acting on the folded state
+// (not on single events) makes a restart pick up where it stopped.
+func (a *Agent) follow() {
+	defer a.wg.Done()
+	folded := map[string]*vmFold{}
+	next := uint64(1)
+	for a.ctx.Err() == nil {
+		cur, err := a.cfg.Log.Follow(a.ctx, next)
+		if err != nil {
+			a.logger.Warn().Err(err).Msg("follow the event log")
+			a.pause(time.Second)
+			continue
+		}
+		next = a.readLog(cur, folded, next)
+		cur.Close()
+	}
+}
+
+// vmFold is a VM's folded state and the log sequence of its last enable.
+type vmFold struct {
+	vm        events.VM
+	enableSeq uint64
+}
+
+func (a *Agent) readLog(cur events.Cursor, folded map[string]*vmFold, next uint64) uint64 {
+	for {
+		recs, err := cur.Next(a.ctx, 512)
+		if err != nil {
+			if a.ctx.Err() == nil {
+				a.logger.Warn().Err(err).Uint64("next", next).Msg("read the event log")
+				a.pause(time.Second)
+			}
+			return next
+		}
+		dirty := map[string]bool{}
+		for _, r := range recs {
+			next = r.Seq + 1
+			if r.Aggregate.Kind != events.KindVM {
+				continue
+			}
+			f := folded[r.Aggregate.ID]
+			if f == nil {
+				f = &vmFold{}
+				folded[r.Aggregate.ID] = f
+			}
+			f.vm.Apply(r)
+			if r.Type() == events.ProtectionEnableStarted {
+				f.enableSeq = r.Seq
+			}
+			dirty[r.Aggregate.ID] = true
+		}
+		for id := range dirty {
+			a.dispatch(folded[id])
+		}
+	}
+}
+
+// dispatch gives a copy of the VM to its controller, starting one for a VM
+// that names this host.
+func (a *Agent) dispatch(f *vmFold) {
+	vm := cloneVM(f.vm)
+	if vm.Name == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.vms[vm.Name]
+	if c == nil {
+		h := a.cfg.Host
+		if vm.SourceHost != h && vm.ActiveHost != h && vm.RecoveryHost != h {
+			return
+		}
+		c = newVMCtl(a, vm.Name)
+		a.vms[vm.Name] = c
+		a.wg.Add(1)
+		go c.run(a.ctx)
+	}
+	c.update(vm, f.enableSeq)
+}
+
+// cloneVM copies the parts of a VM that folding changes in place.
+func cloneVM(vm events.VM) events.VM {
+	vm.Disks = slices.Clone(vm.Disks)
+	vm.RecoveryPoints = slices.Clone(vm.RecoveryPoints)
+	imgs := make(map[string][]events.DiskImage, len(vm.Images))
+	for k, v := range vm.Images {
+		imgs[k] = slices.Clone(v)
+	}
+	vm.Images = imgs
+	return vm
+}
+
+func (a *Agent) ctl(vm string) *vmCtl {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.vms[vm]
+}
+
+// onAck takes a recovery host's acknowledgement of applied cycles.
+func (a *Agent) onAck(m *nats.Msg) {
+	vm := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	var ack cycleAck
+	if err := json.Unmarshal(m.Data, &ack); err != nil {
+		a.logger.Warn().Err(err).Str("subject", m.Subject).Msg("cycle ack does not decode")
+		return
+	}
+	if c := a.ctl(vm); c != nil {
+		c.acked(ack)
+	}
+}
+
+func (a *Agent) heartbeat() {
+	defer a.wg.Done()
+	t := time.NewTicker(a.cfg.HeartbeatEvery)
+	defer t.Stop()
+	for {
+		err := a.rep.report(a.ctx, verbHeartbeat, heartbeatBody{Agent: "siterecovery-agent", Time: time.Now().UTC()})
+		if err != nil && a.ctx.Err() == nil {
+			a.logger.Debug().Err(err).Msg("heartbeat")
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pause waits d or until the agent closes.
+func (a *Agent) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.ctx.Done():
+	case <-t.C:
+	}
+}
+
+// saveJSON writes v to path durably: temp file, fsync, rename, fsync dir.
+func saveJSON(path string, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return diskSyncDir(filepath.Dir(path))
+}
+
+// loadJSON reads path into v; a missing file leaves v and returns false.
+func loadJSON(path string, v any) (bool, error) {
+	buf, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(buf, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
+}

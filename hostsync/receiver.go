@@ -1,0 +1,423 @@
+package hostsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// fetchBytes bounds one fetch of a VM's batches (under 64 MiB).
+const fetchBytes = 32 << 20
+
+// recoverySide is the recovery host's part for a VM: its replica and the
+// goroutine consuming its batches.
+type recoverySide struct {
+	replica   *Replica
+	enableSeq uint64
+	// initialUpTo is receiveState.InitialUpTo, read by run, written by
+	// the receiver goroutine.
+	initialUpTo atomic.Uint64
+	cancel      context.CancelFunc
+	done        chan struct{}
+}
+
+// receiveState is <replicas>/<vm>.agent.json: which protection the replica
+// serves and up to which cycle the cycles were Initial (not points).
+type receiveState struct {
+	EnableSeq   uint64 `json:"enable_seq"`
+	InitialUpTo uint64 `json:"initial_up_to"`
+}
+
+func (c *vmCtl) receiveStatePath() string {
+	return filepath.Join(c.a.replicasDir(), c.name+".agent.json")
+}
+
+// stop stops the consumer goroutine.
+func (r *recoverySide) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+func (r *recoverySide) close() error {
+	r.stop()
+	if r.replica == nil {
+		return nil
+	}
+	err := r.replica.Close()
+	r.replica = nil
+	return err
+}
+
+// reconcileRecovery keeps the replica and its consumer running while this
+// host is the VM's recovery host and replication runs, and finishes a
+// disable.
+func (c *vmCtl) reconcileRecovery(ctx context.Context, vm events.VM, enableSeq uint64) error {
+	if vm.RecoveryHost != c.a.cfg.Host {
+		if c.rcv != nil {
+			c.rcv.stop()
+		}
+		return nil
+	}
+	if vm.State == events.DisablingProtection {
+		return c.disableReplica(ctx, vm)
+	}
+	if !slices.Contains(receiveStates, vm.State) {
+		if c.rcv != nil {
+			c.rcv.stop()
+		}
+		return nil
+	}
+	if c.rcv == nil || c.rcv.replica == nil {
+		if err := c.openReplica(vm, enableSeq); err != nil {
+			c.reportError(ctx, CodeApplyFailed, err)
+			return err
+		}
+	}
+	if c.rcv.cancel == nil {
+		if err := c.startReceiver(ctx, vm); err != nil {
+			return err
+		}
+	}
+	c.reportReplica(ctx, vm)
+	return nil
+}
+
+// openReplica opens the VM's replica; a replica of an earlier protection
+// (another enable) is deleted first.
+func (c *vmCtl) openReplica(vm events.VM, enableSeq uint64) error {
+	dir := c.a.replicaDir(vm.Name)
+	var st receiveState
+	if _, err := loadJSON(c.receiveStatePath(), &st); err != nil {
+		return err
+	}
+	if st.EnableSeq != enableSeq {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove old replica: %w", err)
+		}
+		st = receiveState{EnableSeq: enableSeq}
+		if err := saveJSON(c.receiveStatePath(), st); err != nil {
+			return err
+		}
+	}
+	var opts ReplicaOptions
+	if hook := c.a.cfg.ReplicaHook; hook != nil {
+		opts.Hook = func(stage string) error { return hook(vm.Name, stage) }
+	}
+	rep, err := OpenReplicaWithOptions(dir, vm.Name, vm.Disks, c.logger, opts)
+	if err != nil {
+		return err
+	}
+	c.rcv = &recoverySide{replica: rep, enableSeq: st.EnableSeq}
+	c.rcv.initialUpTo.Store(st.InitialUpTo)
+	return nil
+}
+
+func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
+	if err := EnsureDeltaStream(ctx, c.a.js, vm.TargetSite); err != nil {
+		return err
+	}
+	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, DeltaStream(vm.TargetSite), jetstream.ConsumerConfig{
+		Durable:       deltaConsumer(vm.Name),
+		FilterSubject: deltaFilter(vm.TargetSite, vm.Name),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 1 << 16,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("delta consumer of %s: %w", vm.Name, err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	c.rcv.cancel, c.rcv.done = cancel, make(chan struct{})
+	epoch, seq := c.rcv.replica.LastApplied()
+	rx := &receiver{c: c, rep: c.rcv.replica, cons: cons, asm: NewAssembler(vm.Name, max(epoch, vm.Epoch), seq+1), side: c.rcv}
+	if epoch < vm.Epoch {
+		rx.asm.Reset(vm.Epoch, 1)
+	}
+	go rx.run(rctx, c.rcv.done)
+	return nil
+}
+
+// reportReplica reports the replica's images and the points the VM does
+// not record yet (a report lost, or the agent stopped before sending it).
+func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
+	rep := c.rcv.replica
+	for _, d := range vm.Disks {
+		want := events.DiskImage{Host: c.a.cfg.Host, Role: events.DiskRoleReplica, Image: rep.ImagePath(d.Name), Epoch: vm.Epoch}
+		if !provisioned(vm, d.Name, want) {
+			c.reportOnce(ctx, "provision-replica:"+d.Name, verbDiskProvisioned, diskProvisionedBody{
+				VM: c.name, Disk: d.Name, Role: want.Role, Image: want.Image, Epoch: want.Epoch,
+			})
+		}
+	}
+	for _, p := range rep.Points() {
+		if p.Epoch != vm.Epoch || p.Cycle <= c.rcv.initialUpTo.Load() {
+			continue
+		}
+		if _, ok := vm.RecoveryPoint(p.ID); !ok {
+			c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(c.name, p, 0))
+		}
+	}
+}
+
+func pointBody(vm string, p Point, bytes int64) recoveryPointBody {
+	return recoveryPointBody{
+		CommandID: "point-" + vm + "-" + p.ID, VM: vm, ID: p.ID, Time: p.Time, AppConsistent: p.AppConsistent,
+		Cycle: p.Cycle, Epoch: p.Epoch, Roots: p.Roots, Bytes: bytes,
+	}
+}
+
+// disableReplica stops applying, removes the consumer and the VM's
+// leftover batches, deletes the replica if the policy says so, and reports
+// protection_disabled.
+func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
+	var errs []error
+	if c.rcv != nil {
+		errs = append(errs, c.rcv.close())
+		c.rcv = nil
+	}
+	stream := DeltaStream(vm.TargetSite)
+	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		errs = append(errs, err)
+	}
+	if s, err := c.a.js.Stream(ctx, stream); err == nil {
+		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(deltaFilter(vm.TargetSite, vm.Name))))
+	}
+	deleted := vm.Settings.DeleteReplicaOnDisable
+	if deleted {
+		errs = append(errs, os.RemoveAll(c.a.replicaDir(vm.Name)), os.Remove(c.receiveStatePath()))
+	}
+	if err := errors.Join(errs...); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	c.reportOnce(ctx, "disabled", verbDisabled, disabledBody{VM: c.name, ReplicaDeleted: deleted})
+	return nil
+}
+
+// receiver consumes one VM's batches: it checks them, assembles whole
+// cycles, applies them durably, and only then acknowledges the messages.
+type receiver struct {
+	c    *vmCtl
+	rep  *Replica
+	cons jetstream.Consumer
+	asm  *Assembler
+	held []jetstream.Msg
+	side *recoverySide
+}
+
+func (rx *receiver) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for ctx.Err() == nil {
+		batch, err := rx.cons.FetchBytes(fetchBytes, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			rx.c.logger.Debug().Err(err).Msg("fetch batches")
+			rx.wait(ctx, time.Second)
+			continue
+		}
+		for msg := range batch.Messages() {
+			rx.handle(ctx, msg)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
+			rx.c.logger.Debug().Err(err).Msg("fetch batches")
+			rx.wait(ctx, time.Second)
+		}
+	}
+	for _, m := range rx.held {
+		_ = m.Nak()
+	}
+}
+
+func (rx *receiver) wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// handle takes one message. Nothing in a message can stop the receiver:
+// garbage and batches of another VM or an older epoch are terminated and
+// reported, a gap drops the partial cycle (the source sends it again).
+func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
+	vm, _, _ := rx.c.snapshot()
+	b, err := DecodeBatch(msg.Data())
+	if err == nil {
+		err = checkBatchSubject(msg.Subject(), b)
+	}
+	if err == nil && b.VM != vm.Name {
+		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", ErrBadCycle, b.VM, vm.Name)
+	}
+	if err != nil {
+		rx.refuse(ctx, msg, CodeBadBatch, err)
+		return
+	}
+	if b.Epoch < vm.Epoch {
+		rx.refuse(ctx, msg, CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, ErrStaleEpoch))
+		return
+	}
+	if b.Epoch > vm.Epoch {
+		_ = msg.NakWithDelay(time.Second) // the log will tell us about the new epoch
+		return
+	}
+	rx.add(ctx, msg, b)
+}
+
+func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
+	if b.Epoch > rx.asm.epoch && b.Cycle == 1 {
+		rx.dropHeld()
+		rx.asm.Reset(b.Epoch, 1)
+	}
+	cyc, whole, err := rx.asm.Add(b)
+	switch {
+	case errors.Is(err, ErrCycleApplied):
+		_ = msg.Ack()
+		rx.sendAck()
+		return
+	case errors.Is(err, ErrCycleGap), errors.Is(err, ErrBatchGap):
+		rx.dropHeld()
+		epoch, seq := rx.rep.LastApplied()
+		rx.asm.Reset(max(epoch, b.Epoch), seq+1)
+		_ = msg.Term()
+		rx.c.logger.Info().Err(err).Msg("batch out of order dropped: the source sends it again")
+		return
+	case err != nil:
+		rx.refuse(ctx, msg, CodeBadBatch, err)
+		return
+	}
+	rx.held = append(rx.held, msg)
+	if whole {
+		rx.apply(ctx, cyc)
+	}
+}
+
+// checkBatchSubject checks the subject's epoch token against the batch.
+func checkBatchSubject(subject string, b Batch) error {
+	tok := subject[strings.LastIndexByte(subject, '.')+1:]
+	if e, err := strconv.ParseUint(tok, 10, 64); err != nil || e != b.Epoch {
+		return fmt.Errorf("%w: batch of epoch %d on subject %s", ErrBadCycle, b.Epoch, subject)
+	}
+	return nil
+}
+
+func (rx *receiver) refuse(ctx context.Context, msg jetstream.Msg, code string, err error) {
+	_ = msg.Term()
+	rx.c.reportError(ctx, code, fmt.Errorf("batch %s refused: %w", msg.Subject(), err))
+}
+
+func (rx *receiver) dropHeld() {
+	for _, m := range rx.held {
+		_ = m.Term()
+	}
+	rx.held = nil
+}
+
+// apply applies a whole cycle; the messages are acknowledged once the apply
+// is durable, and the point is reported (unless Initial).
+func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
+	held := rx.held
+	rx.held = nil
+	if cyc.Initial && cyc.Seq > rx.side.initialUpTo.Load() {
+		st := receiveState{EnableSeq: rx.side.enableSeq, InitialUpTo: cyc.Seq}
+		if err := saveJSON(rx.c.receiveStatePath(), st); err != nil {
+			rx.failApply(ctx, held, err)
+			return
+		}
+	}
+	if cyc.Initial {
+		rx.side.initialUpTo.Store(max(rx.side.initialUpTo.Load(), cyc.Seq))
+	}
+	p, err := rx.rep.Apply(ctx, cyc)
+	if errors.Is(err, ErrCycleApplied) {
+		ackAll(held)
+		rx.sendAck()
+		return
+	}
+	if err != nil {
+		rx.failApply(ctx, held, err)
+		return
+	}
+	ackAll(held)
+	rx.sendAck()
+	if !cyc.Initial {
+		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
+	}
+	rx.prune(ctx)
+}
+
+func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err error) {
+	for _, m := range held {
+		_ = m.NakWithDelay(time.Second)
+	}
+	epoch, seq := rx.rep.LastApplied()
+	rx.asm.Reset(max(epoch, rx.asm.epoch), seq+1)
+	rx.c.reportError(ctx, CodeApplyFailed, err)
+}
+
+func ackAll(msgs []jetstream.Msg) {
+	for i, m := range msgs {
+		if i == len(msgs)-1 {
+			_ = m.DoubleAck(context.Background())
+			continue
+		}
+		_ = m.Ack()
+	}
+}
+
+func cycleBytes(c Cycle) int64 {
+	var n int64
+	for _, e := range c.Extents {
+		if !e.Zero {
+			n += e.Length
+		}
+	}
+	return n
+}
+
+// sendAck tells the source host the replica's last applied cycle.
+func (rx *receiver) sendAck() {
+	vm, _, _ := rx.c.snapshot()
+	epoch, seq := rx.rep.LastApplied()
+	data, _ := json.Marshal(cycleAck{Epoch: epoch, Seq: seq})
+	if err := rx.c.a.cfg.NATS.Publish(ackSubject(vm.SourceHost, vm.Name), data); err != nil {
+		rx.c.logger.Debug().Err(err).Msg("cycle ack")
+	}
+}
+
+// prune drops the points the policy does not retain and reports them.
+func (rx *receiver) prune(ctx context.Context) {
+	vm, _, _ := rx.c.snapshot()
+	s := vm.Settings
+	ids, err := rx.rep.Prune(time.Now(), RetentionPolicy{
+		Retention: s.Retention.D(), CopyFrequency: s.CopyFrequency.D(), AppConsistentEvery: s.AppConsistentEvery.D(),
+	})
+	if err != nil {
+		rx.c.logger.Warn().Err(err).Msg("prune recovery points")
+	}
+	var known []string
+	for _, id := range ids {
+		if _, ok := vm.RecoveryPoint(id); ok {
+			known = append(known, id)
+		}
+	}
+	if len(known) > 0 {
+		if err := rx.c.a.rep.report(ctx, verbPointsPruned, pointsPrunedBody{VM: vm.Name, IDs: known}); err != nil {
+			rx.c.logger.Debug().Err(err).Msg("report pruned points")
+		}
+	}
+}

@@ -1,0 +1,384 @@
+package hostsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// sourceSide is the source host's part for a VM: its tracked disks, their
+// NBD exports and the shipping state.
+type sourceSide struct {
+	disks    []*TrackedDisk // in the VM's disk order
+	exported bool
+	ship     shipState
+}
+
+// shipState is the shipper's memory; the durable part is the change logs
+// (closed, unacknowledged cycles) and ir.json.
+type shipState struct {
+	ir        *irState
+	irLoaded  bool
+	pub       *publisher
+	stream    string               // delta stream ensured
+	sentAt    map[uint64]time.Time // cycle → when it was last sent
+	attempt   int
+	ackedTo   uint64
+	lastClose time.Time
+	lastApp   time.Time
+}
+
+func (s *sourceSide) close(nbd *NBDServer) error {
+	var errs []error
+	for _, d := range s.disks {
+		errs = append(errs, d.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileSource opens and serves the VM's disks where it is active and
+// replicates them where this host is the source.
+func (c *vmCtl) reconcileSource(ctx context.Context, vm events.VM, enableSeq uint64, ack cycleAck) error {
+	host := c.a.cfg.Host
+	if vm.SourceHost != host && vm.ActiveHost != host {
+		if c.src != nil && c.src.exported {
+			return c.setExported(false)
+		}
+		return nil
+	}
+	if c.src == nil {
+		if err := c.openDisks(vm); err != nil {
+			c.reportError(ctx, CodeDiskFailed, err)
+			return err
+		}
+	}
+	if err := c.setExported(vm.ActiveHost == host); err != nil {
+		return err
+	}
+	c.reportSourceImages(ctx, vm)
+	if vm.SourceHost != host || vm.RecoveryHost == "" || !slices.Contains(shipStates, vm.State) {
+		return nil
+	}
+	return c.ship(ctx, vm, enableSeq, ack)
+}
+
+func (c *vmCtl) openDisks(vm events.VM) error {
+	dir := c.a.vmDir(vm.Name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("vm dir: %w", err)
+	}
+	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}, pub: &publisher{js: c.a.js}}}
+	for _, spec := range vm.Disks {
+		d, err := OpenTrackedDisk(filepath.Join(dir, spec.Name+".img"), spec.Size, DiskOptions{
+			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("disk %s: %w", spec.Name, err), src.close(nil))
+		}
+		src.disks = append(src.disks, d)
+	}
+	c.src = src
+	return c.alignDisks()
+}
+
+// alignDisks closes cycles on disks that lag behind the others (a crash
+// between closing one disk and the next), so that cycle n is cycle n of
+// every disk.
+func (c *vmCtl) alignDisks() error {
+	var top uint64
+	for _, d := range c.src.disks {
+		if p := d.Pending(); len(p) > 0 {
+			top = max(top, p[len(p)-1])
+		}
+	}
+	for _, d := range c.src.disks {
+		p := d.Pending()
+		if top == 0 || (len(p) > 0 && p[len(p)-1] == top) {
+			continue
+		}
+		for range 4 {
+			seq, err := d.CloseCycle(time.Now(), false)
+			if err != nil || seq >= top {
+				break
+			}
+		}
+		c.logger.Warn().Str("disk", d.Name()).Uint64("cycle", top).Msg("disk cycles realigned after a crash")
+	}
+	return nil
+}
+
+// setExported serves the VM's disks over NBD or stops serving them (a
+// fence: RemoveExport returns once no request runs).
+func (c *vmCtl) setExported(on bool) error {
+	if c.src == nil || c.src.exported == on {
+		return nil
+	}
+	var errs []error
+	for _, d := range c.src.disks {
+		name := ExportName(c.name, d.Name())
+		if on {
+			errs = append(errs, c.a.nbd.AddExport(name, d))
+		} else {
+			errs = append(errs, c.a.nbd.RemoveExport(name))
+		}
+	}
+	c.src.exported = on
+	c.logger.Info().Bool("served", on).Msg("nbd exports")
+	return errors.Join(errs...)
+}
+
+// reportSourceImages reports the disks' images the VM does not record yet.
+func (c *vmCtl) reportSourceImages(ctx context.Context, vm events.VM) {
+	host := c.a.cfg.Host
+	for _, d := range c.src.disks {
+		want := events.DiskImage{Host: host, Role: events.DiskRoleSource, Image: d.Path(), Epoch: vm.Epoch}
+		if vm.ActiveHost == host {
+			want.NBDURL = NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath())
+		}
+		if provisioned(vm, d.Name(), want) {
+			continue
+		}
+		c.reportOnce(ctx, "provision-source:"+d.Name(), verbDiskProvisioned, diskProvisionedBody{
+			VM: c.name, Disk: d.Name(), Role: want.Role, Image: want.Image, NBDURL: want.NBDURL, Epoch: want.Epoch,
+		})
+	}
+}
+
+// ship runs the source's replication: initial replication first, then a
+// cycle every copy interval, shipped and kept until applied.
+func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cycleAck) error {
+	s := &c.src.ship
+	if err := c.ensureStream(ctx, vm.TargetSite); err != nil {
+		return err
+	}
+	done, err := c.initialReplication(ctx, vm, enableSeq, ack)
+	if err != nil || !done {
+		return err
+	}
+	c.takeAcks(ctx, vm, ack)
+	if vm.State == events.Paused {
+		return nil
+	}
+	if bad, why := c.needsResync(); bad {
+		c.reportError(ctx, CodeResyncRequired, errors.New(why))
+		return nil
+	}
+	if time.Since(s.lastClose) >= copyFrequency(vm) {
+		if err := c.closeCycle(ctx, vm); err != nil {
+			return err
+		}
+	}
+	c.resendStale(vm)
+	return c.sendPending(ctx, vm)
+}
+
+func copyFrequency(vm events.VM) time.Duration {
+	if f := vm.Settings.CopyFrequency.D(); f >= time.Second {
+		return f
+	}
+	return 30 * time.Second
+}
+
+func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
+	if c.src.ship.stream == site {
+		return nil
+	}
+	if err := EnsureDeltaStream(ctx, c.a.js, site); err != nil {
+		return err
+	}
+	c.src.ship.stream = site
+	return nil
+}
+
+func (c *vmCtl) needsResync() (bool, string) {
+	for _, d := range c.src.disks {
+		if bad, why := d.NeedsResync(); bad {
+			return true, fmt.Sprintf("disk %s: %s", d.Name(), why)
+		}
+	}
+	return false, ""
+}
+
+// closeCycle closes the current cycle on every disk together, running the
+// policy's quiesce and thaw commands around an app-consistent one.
+func (c *vmCtl) closeCycle(ctx context.Context, vm events.VM) error {
+	s := &c.src.ship
+	now := time.Now()
+	app := vm.Settings.AppConsistentEvery.D() > 0 && now.Sub(s.lastApp) >= vm.Settings.AppConsistentEvery.D()
+	if app && vm.Settings.QuiesceCommand != "" {
+		if err := runHook(ctx, vm.Settings.QuiesceCommand); err != nil {
+			c.logger.Warn().Err(err).Msg("quiesce command failed: closing a crash-consistent cycle")
+			app = false
+		}
+	}
+	var seqs []uint64
+	var errs []error
+	for _, d := range c.src.disks {
+		seq, err := d.CloseCycle(now, app)
+		seqs, errs = append(seqs, seq), append(errs, err)
+	}
+	if app && vm.Settings.ThawCommand != "" {
+		if err := runHook(ctx, vm.Settings.ThawCommand); err != nil {
+			c.logger.Warn().Err(err).Msg("thaw command failed")
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		code := CodeDiskFailed
+		if errors.Is(err, ErrNeedsResync) {
+			code = CodeResyncRequired
+		}
+		c.reportError(ctx, code, err)
+		return err
+	}
+	s.lastClose = now
+	if app {
+		s.lastApp = now
+	}
+	if slices.Min(seqs) != slices.Max(seqs) {
+		c.logger.Error().Uints64("cycles", seqs).Msg("disks closed different cycles")
+		return c.alignDisks()
+	}
+	return nil
+}
+
+// runHook runs a policy's quiesce or thaw command with a bound.
+func runHook(ctx context.Context, command string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/bin/sh", "-c", command).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%q: %w: %s", command, err, out)
+	}
+	return nil
+}
+
+// takeAcks drops from the change logs the cycles the recovery host applied,
+// known from its direct acknowledgement or from its recovery points in the
+// log, and reports initial replication progress.
+func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
+	s := &c.src.ship
+	acked := uint64(0)
+	if ack.Epoch == vm.Epoch {
+		acked = ack.Seq
+	}
+	for _, p := range vm.RecoveryPoints {
+		if p.Epoch == vm.Epoch {
+			acked = max(acked, p.Cycle)
+		}
+	}
+	c.reportIR(ctx, vm, acked)
+	if acked <= s.ackedTo {
+		return
+	}
+	pending := c.src.disks[0].Pending()
+	if len(pending) > 0 && acked >= pending[0] {
+		upTo := min(acked, pending[len(pending)-1])
+		for _, d := range c.src.disks {
+			if err := d.Ack(upTo); err != nil {
+				c.reportError(ctx, CodeDiskFailed, err)
+				return
+			}
+		}
+	}
+	for seq := range s.sentAt {
+		if seq <= acked {
+			delete(s.sentAt, seq)
+		}
+	}
+	s.ackedTo = acked
+}
+
+// resendStale forgets that the unacknowledged cycles were sent when the
+// oldest waited too long, so they go again (with new dedup ids: the
+// recovery host drops what it applied already).
+func (c *vmCtl) resendStale(vm events.VM) {
+	s := &c.src.ship
+	limit := max(c.a.cfg.ResendAfter, 2*copyFrequency(vm))
+	for seq, at := range s.sentAt {
+		if time.Since(at) > limit {
+			c.logger.Warn().Uint64("cycle", seq).Dur("waited", time.Since(at)).Msg("cycle not applied in time: sending the unapplied cycles again")
+			clear(s.sentAt)
+			s.attempt++
+			return
+		}
+	}
+}
+
+// sendPending ships the closed cycles not sent yet, oldest first.
+func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
+	s := &c.src.ship
+	sent := false
+	for _, seq := range c.src.disks[0].Pending() {
+		if _, ok := s.sentAt[seq]; ok || seq <= s.ackedTo {
+			continue
+		}
+		cyc, err := c.diskCycle(vm, seq)
+		if err != nil {
+			c.reportError(ctx, CodeDiskFailed, err)
+			return err
+		}
+		if err := c.publishCycle(ctx, vm, cyc); err != nil {
+			c.reportError(ctx, CodeShipFailed, err)
+			return err
+		}
+		s.sentAt[seq] = time.Now()
+		sent = true
+	}
+	if !sent {
+		return nil
+	}
+	if err := s.pub.flush(ctx); err != nil {
+		clear(s.sentAt)
+		c.reportError(ctx, CodeShipFailed, err)
+		return err
+	}
+	return nil
+}
+
+// diskCycle merges cycle seq of every disk into the VM's cycle.
+func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (Cycle, error) {
+	cyc := Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: seq}
+	for _, d := range c.src.disks {
+		dc, err := d.Cycle(seq)
+		if err != nil {
+			return Cycle{}, err
+		}
+		if dc.ClosedAt.After(cyc.ClosedAt) {
+			cyc.ClosedAt = dc.ClosedAt
+		}
+		cyc.AppConsistent = dc.AppConsistent
+		cyc.Extents = append(cyc.Extents, dc.Extents...)
+	}
+	return cyc, nil
+}
+
+// publishCycle encodes a cycle and publishes its batches (without waiting
+// for the last acknowledgements: flush does).
+func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error {
+	comp := CompressionNone
+	if vm.Settings.Compression {
+		comp = CompressionS2
+	}
+	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()), Compression: comp})
+	if err != nil {
+		return err
+	}
+	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
+	for i, b := range batches {
+		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i)
+		if a := c.src.ship.attempt; a > 0 {
+			id = fmt.Sprintf("%s.r%d", id, a)
+		}
+		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package hostsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The delta streams of DESIGN.md section 6: SR_DELTA_<target_site> holds
+// sr.delta.<target_site>.<source_host>.<vm>.<epoch>, WorkQueue retention,
+// file storage. Every VM has one durable pull consumer on it, on the
+// recovery host.
+
+// DeltaStream is the name of the delta stream of a target site.
+func DeltaStream(site string) string { return "SR_DELTA_" + site }
+
+// DeltaSubject is the subject of a VM's batches at an epoch.
+func DeltaSubject(site, sourceHost, vm string, epoch uint64) string {
+	return "sr.delta." + site + "." + sourceHost + "." + vm + "." + strconv.FormatUint(epoch, 10)
+}
+
+// deltaFilter matches every batch of vm, from any source host, any epoch.
+func deltaFilter(site, vm string) string { return "sr.delta." + site + ".*." + vm + ".*" }
+
+// deltaConsumer is the durable consumer name of vm's batches.
+func deltaConsumer(vm string) string { return "sr-apply-" + vm }
+
+// ackSubject is where a recovery host tells the source host that a cycle
+// of vm is applied: sr.ack.<source_host>.<vm>, core NATS, JSON cycleAck.
+func ackSubject(sourceHost, vm string) string { return "sr.ack." + sourceHost + "." + vm }
+
+// cycleAck says cycles up to Seq of Epoch are applied on the recovery host.
+type cycleAck struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// maxInFlight bounds the bytes published and not yet acknowledged by
+// JetStream, per shipper.
+const maxInFlight = 128 << 20
+
+// EnsureDeltaStream creates the delta stream of site if it does not exist
+// (idempotent: an existing stream is left as it is).
+func EnsureDeltaStream(ctx context.Context, js jetstream.JetStream, site string) error {
+	name := DeltaStream(site)
+	if _, err := js.Stream(ctx, name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delta stream %s: %w", name, err)
+	}
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{"sr.delta." + site + ".>"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		Duplicates: 2 * time.Minute,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create delta stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// publisher publishes batches asynchronously, keeping less than
+// maxInFlight bytes unacknowledged by JetStream. Used by one goroutine.
+type publisher struct {
+	js      jetstream.JetStream
+	pending []pendingPub
+	bytes   int
+}
+
+type pendingPub struct {
+	fut  jetstream.PubAckFuture
+	size int
+}
+
+// publish sends data with a dedup id, first waiting for older publishes
+// when the window is full.
+func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
+	for len(p.pending) > 0 && p.bytes+len(data) > maxInFlight {
+		if err := p.waitOldest(ctx); err != nil {
+			return err
+		}
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	fut, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	p.pending = append(p.pending, pendingPub{fut: fut, size: len(data)})
+	p.bytes += len(data)
+	return nil
+}
+
+func (p *publisher) waitOldest(ctx context.Context) error {
+	pp := p.pending[0]
+	p.pending = p.pending[1:]
+	p.bytes -= pp.size
+	select {
+	case <-pp.fut.Ok():
+		return nil
+	case err := <-pp.fut.Err():
+		return fmt.Errorf("publish %s: %w", pp.fut.Msg().Subject, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush waits until every publish is acknowledged, returning the first
+// error (the remaining ones are still waited for).
+func (p *publisher) flush(ctx context.Context) error {
+	var first error
+	for len(p.pending) > 0 {
+		if err := p.waitOldest(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
