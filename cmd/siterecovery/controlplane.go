@@ -115,7 +115,9 @@ func connect(url, name string, logger zerolog.Logger) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn().Err(err).Msg("NATS disconnected")
+			if err != nil { // nil: our own Close or Drain
+				logger.Warn().Err(err).Msg("NATS disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			logger.Info().Str("url", c.ConnectedUrl()).Msg("NATS reconnected")
