@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,7 +57,7 @@ func renderResult(w io.Writer, name string, raw []byte) error {
 func renderList(columns ...string) func(io.Writer, []byte) error {
 	return func(w io.Writer, raw []byte) error {
 		var rows []map[string]any
-		if err := json.Unmarshal(raw, &rows); err != nil {
+		if err := decodeJSON(raw, &rows); err != nil {
 			return fmt.Errorf("reply is not a list: %w", err)
 		}
 		if len(rows) == 0 {
@@ -91,8 +92,8 @@ func cell(v any) string {
 			return "-"
 		}
 		return x
-	case float64:
-		return fmt.Sprintf("%g", x)
+	case json.Number:
+		return x.String()
 	case bool:
 		return fmt.Sprintf("%t", x)
 	case []any:
@@ -109,11 +110,18 @@ func cell(v any) string {
 	return string(raw)
 }
 
+// decodeJSON decodes raw keeping numbers as written (sizes, sequences).
+func decodeJSON(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
 // renderObject prints an object as "key: value" lines, lists of objects as
 // indented tables.
 func renderObject(w io.Writer, raw []byte) error {
 	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	if err := decodeJSON(raw, &obj); err != nil {
 		return fmt.Errorf("reply is not an object: %w", err)
 	}
 	return printObject(w, obj, nil)
@@ -208,7 +216,7 @@ var vmOrder = []string{"name", "host", "cloud", "protection_state", "test_failov
 
 func renderVM(w io.Writer, raw []byte) error {
 	var obj map[string]any
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	if err := decodeJSON(raw, &obj); err != nil {
 		return fmt.Errorf("reply is not an object: %w", err)
 	}
 	return printObject(w, obj, vmOrder)
