@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -228,3 +229,12 @@ func requireSameBytes(t *testing.T, want, got []byte, what string) {
 }
 
 func pattern(i int) string { return fmt.Sprintf("0x%02x", (i*37+11)%255+1) }
+
+func (w *world) js() jetstreamAPI {
+	w.t.Helper()
+	js, err := natsjs.New(w.nc)
+	require.NoError(w.t, err)
+	return js
+}
+
+type jetstreamAPI = natsjs.JetStream

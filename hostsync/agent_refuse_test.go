@@ -1,0 +1,104 @@
+package hostsync_test
+
+import (
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync"
+)
+
+// errorCodes lists the codes of the VM's replication_error events.
+func (w *world) errorCodes() map[string]int {
+	recs, err := w.log.Load(w.ctx, events.VMAgg("web01"))
+	require.NoError(w.t, err)
+	codes := map[string]int{}
+	for _, r := range recs {
+		if e, ok := r.Data.(events.ReplicationErrorData); ok {
+			codes[e.Code]++
+		}
+	}
+	return codes
+}
+
+func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
+	w := protect(t, nil)
+	base := w.latestPointAfter(time.Now(), 10*time.Second)
+	before := readFile(t, w.replicaImage())
+	points := len(w.vm().RecoveryPoints)
+
+	subject := hostsync.DeltaSubject("secondary", "hv01", "web01", 1)
+	garbage := []byte("this is not a delta batch at all, but it is on the subject")
+	_, err := w.js().Publish(w.ctx, subject, garbage)
+	require.NoError(t, err)
+
+	// A well-formed batch that would overwrite the disk, from epoch 0 (on
+	// epoch 0's subject and on the current one), must never be applied.
+	stale, err := hostsync.EncodeBatch(hostsync.Batch{
+		VM: "web01", Epoch: 0, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
+		Extents: []hostsync.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}},
+	})
+	require.NoError(t, err)
+	_, err = w.js().Publish(w.ctx, hostsync.DeltaSubject("secondary", "hv01", "web01", 0), stale)
+	require.NoError(t, err)
+	_, err = w.js().Publish(w.ctx, subject, stale)
+	require.NoError(t, err)
+	// A corrupt copy of a good batch (one bit flipped).
+	good, err := hostsync.EncodeBatch(hostsync.Batch{VM: "web01", Epoch: 1, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
+		Extents: []hostsync.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}}})
+	require.NoError(t, err)
+	good[len(good)/2] ^= 0x40
+	_, err = w.js().Publish(w.ctx, subject, good)
+	require.NoError(t, err)
+
+	w.waitVM(10*time.Second, "bad batches reported", func(vm events.VM) bool {
+		c := w.errorCodes()
+		return c[hostsync.CodeBadBatch] > 0 && c[hostsync.CodeStaleEpoch] > 0 && vm.Health == events.HealthCritical
+	})
+	require.Greater(t, len(w.vm().RecoveryPoints), points-1)
+	require.Equal(t, before[:4096], readFile(t, w.replicaImage())[:4096], "nothing of the refused batches reached the replica")
+
+	// Replication goes on: both agents are alive and the replica follows.
+	s := w.randomRound(rand.New(rand.NewPCG(3, 4)), 0)
+	w.latestPointAfter(s.end, 10*time.Second)
+	requireSameBytes(t, s.data, readFile(t, w.replicaImage()), "replica after the refused batches")
+	w.waitVM(5*time.Second, "health back to normal", func(vm events.VM) bool { return vm.Health == events.HealthNormal })
+}
+
+func TestAgentPauseResumeAndOverflow(t *testing.T) {
+	w := protect(t, nil)
+	w.cmd("sr.cmd.vm.pause", m{"vm": "web01"})
+	w.waitVM(5*time.Second, "paused", func(vm events.VM) bool { return vm.State == events.Paused })
+	paused := w.vm()
+	w.qemuIO("write -P 0x44 1M 64k")
+	time.Sleep(2500 * time.Millisecond) // two copy intervals: nothing may ship while paused
+	require.Equal(t, len(paused.RecoveryPoints), len(w.vm().RecoveryPoints), "no point while paused")
+
+	w.cmd("sr.cmd.vm.resume", m{"vm": "web01"})
+	w.latestPointAfter(time.Now(), 10*time.Second)
+	requireSameBytes(t, readFile(t, w.sourceImage()), readFile(t, w.replicaImage()), "replica after resume")
+
+	// A change log above half the disk while paused: resume ends in
+	// ResyncRequired, never in a silent gap.
+	w.cmd("sr.cmd.vm.pause", m{"vm": "web01"})
+	w.waitVM(5*time.Second, "paused", func(vm events.VM) bool { return vm.State == events.Paused })
+	w.qemuIO("write -P 0x55 0 5M")
+	w.cmd("sr.cmd.vm.resume", m{"vm": "web01"})
+	w.waitVM(10*time.Second, "resync required", func(vm events.VM) bool { return vm.State == events.ResyncRequiredState })
+}
+
+func TestAgentDisableDeletesReplica(t *testing.T) {
+	w := protect(t, m{"delete_replica_on_disable": true})
+	_, err := os.Stat(w.replicaImage())
+	require.NoError(t, err)
+	w.cmd("sr.cmd.vm.disable", m{"vm": "web01"})
+	w.waitVM(10*time.Second, "unprotected", func(vm events.VM) bool { return vm.State == events.Unprotected })
+	_, err = os.Stat(w.replicaImage())
+	require.ErrorIs(t, err, os.ErrNotExist)
+	// The VM is still served on its source.
+	w.qemuIO("write -P 0x66 0 4k")
+}
