@@ -119,7 +119,7 @@ func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
 	if avail > MaxBatchBody {
 		avail = MaxBatchBody
 	}
-	enc := cycleEncoder{c: c, opts: opts, avail: avail}
+	enc := newCycleEncoder(c, opts, avail)
 	for _, e := range c.Extents {
 		if err := enc.add(e); err != nil {
 			return nil, err
@@ -154,14 +154,38 @@ func compressionCode(name string) (byte, bool) {
 }
 
 // cycleEncoder fills batch bodies up to avail bytes (uncompressed, so a
-// batch fits whether or not compression helps).
+// batch fits whether or not compression helps). buf holds room for the
+// header, then the body; left is what the cycle still has to encode, to
+// size buf once.
 type cycleEncoder struct {
-	c     Cycle
-	opts  BatchOptions
-	avail int
-	body  []byte
-	count int
-	out   [][]byte
+	c      Cycle
+	opts   BatchOptions
+	avail  int
+	prefix int
+	left   int
+	buf    []byte
+	count  int
+	out    [][]byte
+}
+
+func newCycleEncoder(c Cycle, opts BatchOptions, avail int) *cycleEncoder {
+	ce := &cycleEncoder{c: c, opts: opts, avail: avail, prefix: batchFixedHeader + len(c.VM)}
+	for _, e := range c.Extents {
+		ce.left += extentHeaderLen + len(e.Disk) + len(e.Data)
+	}
+	return ce
+}
+
+func (ce *cycleEncoder) bodyLen() int { return len(ce.buf) - ce.prefix }
+
+func (ce *cycleEncoder) appendExtent(e Extent) {
+	if ce.buf == nil {
+		ce.buf = make([]byte, ce.prefix, ce.prefix+min(ce.avail, max(ce.left, 256))+batchCRCLen)
+	}
+	before := len(ce.buf)
+	ce.buf = appendBatchExtent(ce.buf, e)
+	ce.left -= len(ce.buf) - before
+	ce.count++
 }
 
 func (ce *cycleEncoder) add(e Extent) error {
@@ -176,7 +200,10 @@ func (ce *cycleEncoder) add(e Extent) error {
 		return ce.put(e, need)
 	}
 	for off := int64(0); off < e.Length; {
-		room := ce.avail - len(ce.body) - need
+		room := ce.avail - ce.bodyLen() - need
+		if ce.buf == nil {
+			room = ce.avail - need
+		}
 		if room <= 0 {
 			if err := ce.flush(false); err != nil {
 				return err
@@ -184,22 +211,19 @@ func (ce *cycleEncoder) add(e Extent) error {
 			continue
 		}
 		n := min(int64(room), e.Length-off)
-		piece := Extent{Disk: e.Disk, Offset: e.Offset + off, Length: n, Data: e.Data[off : off+n]}
-		ce.body = appendBatchExtent(ce.body, piece)
-		ce.count++
+		ce.appendExtent(Extent{Disk: e.Disk, Offset: e.Offset + off, Length: n, Data: e.Data[off : off+n]})
 		off += n
 	}
 	return nil
 }
 
 func (ce *cycleEncoder) put(e Extent, need int) error {
-	if len(ce.body)+need > ce.avail {
+	if ce.buf != nil && ce.bodyLen()+need > ce.avail {
 		if err := ce.flush(false); err != nil {
 			return err
 		}
 	}
-	ce.body = appendBatchExtent(ce.body, e)
-	ce.count++
+	ce.appendExtent(e)
 	return nil
 }
 
@@ -209,7 +233,10 @@ func (ce *cycleEncoder) flush(last bool) error {
 		AppConsistent: ce.c.AppConsistent, Initial: ce.c.Initial, ClosedAt: ce.c.ClosedAt,
 		Compression: ce.opts.Compression,
 	}
-	msg, err := sealBatch(b, ce.body, ce.count)
+	if ce.buf == nil {
+		ce.buf = make([]byte, ce.prefix, ce.prefix+batchCRCLen)
+	}
+	msg, err := sealBatch(b, ce.buf, ce.count)
 	if err != nil {
 		return err
 	}
@@ -217,7 +244,7 @@ func (ce *cycleEncoder) flush(last bool) error {
 		return fmt.Errorf("%w: batch of %d bytes over %d", ErrBatchTooLarge, len(msg), ce.opts.MaxPayload)
 	}
 	ce.out = append(ce.out, msg)
-	ce.body, ce.count = nil, 0
+	ce.buf, ce.count = nil, 0
 	return nil
 }
 
@@ -253,47 +280,60 @@ func EncodeBatch(b Batch) ([]byte, error) {
 	if len(b.VM) == 0 || len(b.VM) > maxNameLen || b.Index < 0 || b.Index > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: vm %q index %d", ErrBatchOptions, b.VM, b.Index)
 	}
-	var body []byte
+	prefix := batchFixedHeader + len(b.VM)
+	buf := make([]byte, prefix)
 	count := 0
 	for _, e := range b.Extents {
 		if err := checkBatchExtent(e); err != nil {
 			return nil, err
 		}
 		if e.Length > 0 {
-			body = appendBatchExtent(body, e)
+			buf = appendBatchExtent(buf, e)
 			count++
 		}
 	}
-	if len(body) > MaxBatchBody {
-		return nil, fmt.Errorf("%w: body of %d bytes", ErrBatchTooLarge, len(body))
+	if len(buf)-prefix > MaxBatchBody {
+		return nil, fmt.Errorf("%w: body of %d bytes", ErrBatchTooLarge, len(buf)-prefix)
 	}
-	return sealBatch(b, body, count)
+	return sealBatch(b, buf, count)
 }
 
-// sealBatch compresses the body and frames it with header and CRC.
-func sealBatch(b Batch, body []byte, count int) ([]byte, error) {
+// sealBatch compresses the body, buf[prefix:], and frames it with header
+// and CRC. buf[:prefix] is room for the header: an uncompressed body is
+// framed in place, without a copy.
+func sealBatch(b Batch, buf []byte, count int) ([]byte, error) {
 	code, ok := compressionCode(b.Compression)
 	if !ok {
 		return nil, fmt.Errorf("%w: compression %q", ErrBatchOptions, b.Compression)
 	}
+	prefix := batchFixedHeader + len(b.VM)
+	body := buf[prefix:]
 	stored, code, err := compressBody(body, code)
 	if err != nil {
 		return nil, err
 	}
-	msg := make([]byte, 0, batchFixedHeader+len(b.VM)+len(stored)+batchCRCLen)
-	msg = append(msg, batchMagic...)
-	msg = append(msg, BatchVersion, batchFlags(b), code, 0)
-	msg = binary.LittleEndian.AppendUint64(msg, b.Epoch)
-	msg = binary.LittleEndian.AppendUint64(msg, b.Cycle)
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(b.Index))
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(count))
-	msg = binary.LittleEndian.AppendUint64(msg, uint64(encodeTime(b.ClosedAt)))
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(body)))
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(stored)))
-	msg = binary.LittleEndian.AppendUint16(msg, uint16(len(b.VM)))
-	msg = append(msg, b.VM...)
-	msg = append(msg, stored...)
+	msg := buf
+	if code != 0 {
+		msg = make([]byte, prefix, prefix+len(stored)+batchCRCLen)
+		msg = append(msg, stored...)
+	}
+	putBatchHeader(msg[:prefix], b, code, count, len(body), len(stored))
 	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, batchCRCTable)), nil
+}
+
+func putBatchHeader(h []byte, b Batch, code byte, count, rawLen, storedLen int) {
+	le := binary.LittleEndian
+	copy(h, batchMagic)
+	h[4], h[5], h[6], h[7] = BatchVersion, batchFlags(b), code, 0
+	le.PutUint64(h[8:], b.Epoch)
+	le.PutUint64(h[16:], b.Cycle)
+	le.PutUint32(h[24:], uint32(b.Index))
+	le.PutUint32(h[28:], uint32(count))
+	le.PutUint64(h[32:], uint64(encodeTime(b.ClosedAt)))
+	le.PutUint32(h[40:], uint32(rawLen))
+	le.PutUint32(h[44:], uint32(storedLen))
+	le.PutUint16(h[48:], uint16(len(b.VM)))
+	copy(h[batchFixedHeader:], b.VM)
 }
 
 func batchFlags(b Batch) byte {
