@@ -71,16 +71,27 @@ type Service struct {
 	cancel context.CancelFunc
 	// closing stops new requests from being counted in wg.
 	closing bool
+	exts    []Extension
 	wg      sync.WaitGroup
 }
 
+// Extension adds its own endpoints to the micro service when it opens;
+// *AgentHandlers is one. ctx ends when the service closes.
+type Extension interface {
+	AddEndpoints(ctx context.Context, svc micro.Service) error
+}
+
 // New returns a service over log and rm (rm may be nil: queries then answer
-// unavailable).
+// unavailable). logger is used as given (the caller names the component).
 func New(log events.Log, rm ReadModel, logger zerolog.Logger) *Service {
-	return &Service{
-		log: log, rm: rm, timeout: DefaultTimeout,
-		logger: logger.With().Str("component", "handlers").Logger(),
-	}
+	return &Service{log: log, rm: rm, timeout: DefaultTimeout, logger: logger}
+}
+
+// Extend makes Open add e's endpoints too. Call it before Open.
+func (s *Service) Extend(e Extension) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.exts = append(s.exts, e)
 }
 
 // Commands returns the handler of every command subject.
@@ -112,9 +123,13 @@ func CommandSubjects() []string {
 	return out
 }
 
-// Open registers the micro service and its endpoints on nc. It fails when
-// already open.
+// Open registers the micro service and its endpoints on nc (in the micro
+// queue group, so several instances share the load). It fails when already
+// open. The connection stays the caller's.
 func (s *Service) Open(ctx context.Context, nc *nats.Conn) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("handlers: open: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.svc != nil {
@@ -129,11 +144,18 @@ func (s *Service) Open(ctx context.Context, nc *nats.Conn) error {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.svc, s.closing = svc, false
-	if err := s.addEndpoints(svc); err != nil {
+	err = s.addEndpoints(svc)
+	for _, e := range s.exts {
+		if err == nil {
+			err = e.AddEndpoints(s.ctx, svc)
+		}
+	}
+	if err != nil {
 		s.cancel()
+		s.svc = nil
 		return errors.Join(err, svc.Stop())
 	}
-	return ctx.Err()
+	return nil
 }
 
 func (s *Service) addEndpoints(svc micro.Service) error {

@@ -381,8 +381,17 @@ func (f *fixture) vmVersion() uint64 {
 	return lastSeq(recs)
 }
 
+var _ Extension = (*AgentHandlers)(nil)
+
 func TestServiceDiscoverable(t *testing.T) {
-	f := mustStart(t, true)
+	srv := jstest.MustRunServer(t)
+	nc := jstest.MustConnect(t, jstest.URL(srv))
+	log := events.NewMemLog()
+	svc := New(log, logReadModel{log}, zerolog.Nop())
+	svc.Extend(NewAgentHandlers(log, 0, zerolog.Nop()))
+	require.NoError(t, svc.Open(context.Background(), nc))
+	t.Cleanup(func() { require.NoError(t, svc.Close(context.Background())) })
+	f := &fixture{t: t, url: jstest.URL(srv), nc: nc, log: log, svc: svc}
 	msg, err := f.nc.Request("$SRV.INFO."+ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 	var info micro.Info
@@ -397,6 +406,7 @@ func TestServiceDiscoverable(t *testing.T) {
 	}
 	require.True(t, subjects["sr.cmd.vm.planned_failover"])
 	require.True(t, subjects["sr.q.vms"])
+	require.True(t, subjects["sr.cmd.agent.*.heartbeat"], "extension endpoints: %v", subjects)
 	_, err = f.nc.Request("$SRV.PING."+ServiceName, nil, 5*time.Second)
 	require.NoError(t, err)
 
