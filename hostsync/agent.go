@@ -88,8 +88,9 @@ type Agent struct {
 	wg     sync.WaitGroup
 	ackSub *nats.Subscription
 
-	mu  sync.Mutex
-	vms map[string]*vmCtl
+	mu      sync.Mutex
+	vms     map[string]*vmCtl
+	budgets map[string]*byteBudget // delta stream → bytes in flight
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,7 +108,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
 		cfg: cfg, logger: logger, js: js, nbd: NewNBDServer(logger),
-		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{},
+		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }
 
@@ -264,6 +265,18 @@ func cloneVM(vm events.VM) events.VM {
 	}
 	vm.Images = imgs
 	return vm
+}
+
+// budget is the in-flight byte budget of a delta stream.
+func (a *Agent) budget(stream string) *byteBudget {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.budgets[stream]
+	if b == nil {
+		b = newByteBudget(maxInFlight)
+		a.budgets[stream] = b
+	}
+	return b
 }
 
 func (a *Agent) ctl(vm string) *vmCtl {

@@ -58,10 +58,16 @@ func (c *vmCtl) update(vm events.VM, enableSeq uint64) {
 	c.poke()
 }
 
+func (c *vmCtl) enableSeqNow() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.enableSeq
+}
+
 // acked records a recovery host's acknowledgement.
 func (c *vmCtl) acked(ack cycleAck) {
 	c.mu.Lock()
-	if ack.Epoch > c.ack.Epoch || (ack.Epoch == c.ack.Epoch && ack.Seq > c.ack.Seq) {
+	if ack.Enable != c.ack.Enable || ack.Epoch > c.ack.Epoch || (ack.Epoch == c.ack.Epoch && ack.Seq > c.ack.Seq) {
 		c.ack = ack
 	}
 	c.mu.Unlock()

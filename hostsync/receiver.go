@@ -393,7 +393,7 @@ func cycleBytes(c Cycle) int64 {
 func (rx *receiver) sendAck() {
 	vm, _, _ := rx.c.snapshot()
 	epoch, seq := rx.rep.LastApplied()
-	data, _ := json.Marshal(cycleAck{Epoch: epoch, Seq: seq})
+	data, _ := json.Marshal(cycleAck{Enable: rx.side.enableSeq, Epoch: epoch, Seq: seq})
 	if err := rx.c.a.cfg.NATS.Publish(ackSubject(vm.SourceHost, vm.Name), data); err != nil {
 		rx.c.logger.Debug().Err(err).Msg("cycle ack")
 	}

@@ -74,7 +74,7 @@ func (c *vmCtl) openDisks(vm events.VM) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("vm dir: %w", err)
 	}
-	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}, pub: &publisher{js: c.a.js}}}
+	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}}}
 	for _, spec := range vm.Disks {
 		d, err := OpenTrackedDisk(filepath.Join(dir, spec.Name+".img"), spec.Size, DiskOptions{
 			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,
@@ -193,7 +193,13 @@ func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
 	if err := EnsureDeltaStream(ctx, c.a.js, site); err != nil {
 		return err
 	}
+	if c.src.ship.pub != nil {
+		if err := c.src.ship.pub.flush(ctx); err != nil {
+			return err
+		}
+	}
 	c.src.ship.stream = site
+	c.src.ship.pub = &publisher{js: c.a.js, budget: c.a.budget(DeltaStream(site))}
 	return nil
 }
 
@@ -265,7 +271,7 @@ func runHook(ctx context.Context, command string) error {
 func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 	s := &c.src.ship
 	acked := uint64(0)
-	if ack.Epoch == vm.Epoch {
+	if ack.Epoch == vm.Epoch && ack.Enable == c.enableSeqNow() {
 		acked = ack.Seq
 	}
 	for _, p := range vm.RecoveryPoints {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,15 +35,72 @@ func deltaConsumer(vm string) string { return "sr-apply-" + vm }
 // of vm is applied: sr.ack.<source_host>.<vm>, core NATS, JSON cycleAck.
 func ackSubject(sourceHost, vm string) string { return "sr.ack." + sourceHost + "." + vm }
 
-// cycleAck says cycles up to Seq of Epoch are applied on the recovery host.
+// cycleAck says cycles up to Seq of Epoch are applied on the recovery host,
+// for the protection enabled at log sequence Enable (an ack of an earlier
+// protection of the VM is ignored).
 type cycleAck struct {
-	Epoch uint64 `json:"epoch"`
-	Seq   uint64 `json:"seq"`
+	Enable uint64 `json:"enable"`
+	Epoch  uint64 `json:"epoch"`
+	Seq    uint64 `json:"seq"`
 }
 
 // maxInFlight bounds the bytes published and not yet acknowledged by
-// JetStream, per shipper.
+// JetStream, per delta stream (shared by the VMs shipping to it).
 const maxInFlight = 128 << 20
+
+// byteBudget is a byte count shared by the shippers of one stream. Safe
+// for concurrent use.
+type byteBudget struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	used  int
+	limit int
+}
+
+func newByteBudget(limit int) *byteBudget {
+	b := &byteBudget{limit: limit}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// tryAcquire takes n bytes if they fit (always when nothing is in use).
+func (b *byteBudget) tryAcquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// acquire waits until n bytes fit or ctx is done. A caller holding none of
+// the budget may wait: the holders release without waiting for it.
+func (b *byteBudget) acquire(ctx context.Context, n int) error {
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used > 0 && b.used+n > b.limit {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.cond.Wait()
+	}
+	b.used += n
+	return nil
+}
+
+func (b *byteBudget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
 
 // EnsureDeltaStream creates the delta stream of site if it does not exist
 // (idempotent: an existing stream is left as it is).
@@ -71,8 +129,8 @@ func EnsureDeltaStream(ctx context.Context, js jetstream.JetStream, site string)
 // maxInFlight bytes unacknowledged by JetStream. Used by one goroutine.
 type publisher struct {
 	js      jetstream.JetStream
+	budget  *byteBudget
 	pending []pendingPub
-	bytes   int
 }
 
 type pendingPub struct {
@@ -81,9 +139,15 @@ type pendingPub struct {
 }
 
 // publish sends data with a dedup id, first waiting for older publishes
-// when the window is full.
+// when the stream's window is full: its own, then (holding none) others'.
 func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
-	for len(p.pending) > 0 && p.bytes+len(data) > maxInFlight {
+	for !p.budget.tryAcquire(len(data)) {
+		if len(p.pending) == 0 {
+			if err := p.budget.acquire(ctx, len(data)); err != nil {
+				return err
+			}
+			break
+		}
 		if err := p.waitOldest(ctx); err != nil {
 			return err
 		}
@@ -92,17 +156,17 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	fut, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
+		p.budget.release(len(data))
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
 	p.pending = append(p.pending, pendingPub{fut: fut, size: len(data)})
-	p.bytes += len(data)
 	return nil
 }
 
 func (p *publisher) waitOldest(ctx context.Context) error {
 	pp := p.pending[0]
 	p.pending = p.pending[1:]
-	p.bytes -= pp.size
+	defer p.budget.release(pp.size)
 	select {
 	case <-pp.fut.Ok():
 		return nil

@@ -1,0 +1,89 @@
+package hostsync
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+func TestChunkExtentsCoverTheChunk(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 50 {
+		p := make([]byte, rng.IntN(8*zeroBlock)+1)
+		for range rng.IntN(5) {
+			off := rng.IntN(len(p))
+			n := min(len(p)-off, rng.IntN(2*zeroBlock)+1)
+			for i := off; i < off+n; i++ {
+				p[i] = byte(rng.IntN(255) + 1)
+			}
+		}
+		const base = 1 << 30
+		got := make([]byte, len(p))
+		next := int64(base)
+		for i, e := range chunkExtents("d0", base, p) {
+			require.Equal(t, next, e.Offset, "extent %d is contiguous", i)
+			next = e.End()
+			if e.Zero {
+				require.Empty(t, e.Data)
+				continue
+			}
+			require.Len(t, e.Data, int(e.Length))
+			copy(got[e.Offset-base:], e.Data)
+		}
+		require.Equal(t, int64(base+len(p)), next)
+		require.Equal(t, p, got)
+	}
+}
+
+func TestIRPlan(t *testing.T) {
+	plan := irPlan([]events.DiskSpec{{Name: "a", Size: 5 << 20}, {Name: "b", Size: 1 << 20}}, 2<<20)
+	require.Equal(t, []irChunk{{"a", 0, 2 << 20}, {"a", 2 << 20, 2 << 20}, {"a", 4 << 20, 1 << 20}, {"b", 0, 1 << 20}}, plan)
+}
+
+func TestByteBudgetBoundsAndNeverStarves(t *testing.T) {
+	b := newByteBudget(100)
+	require.True(t, b.tryAcquire(60))
+	require.False(t, b.tryAcquire(60))
+	var wg sync.WaitGroup
+	got := make(chan struct{})
+	wg.Go(func() {
+		require.NoError(t, b.acquire(context.Background(), 60))
+		close(got)
+	})
+	select {
+	case <-got:
+		t.Fatal("acquired over the limit")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(60)
+	<-got
+	b.release(60)
+	require.True(t, b.tryAcquire(500), "an oversized request passes when nothing is in flight")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, b.acquire(ctx, 1), context.Canceled)
+	b.release(500)
+	wg.Wait()
+}
+
+func TestDeltaNames(t *testing.T) {
+	require.Equal(t, "sr.delta.dr.hv01.web01.3", DeltaSubject("dr", "hv01", "web01", 3))
+	require.Equal(t, "SR_DELTA_dr", DeltaStream("dr"))
+	require.Equal(t, "sr.delta.dr.*.web01.*", deltaFilter("dr", "web01"))
+	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", Batch{Epoch: 3}))
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", Batch{Epoch: 3}), ErrBadCycle)
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", Batch{Epoch: 3}), ErrBadCycle)
+}
+
+func TestAgentConfigChecked(t *testing.T) {
+	_, err := NewAgent(AgentConfig{Host: "bad host"})
+	require.ErrorIs(t, err, ErrAgentConfig)
+	_, err = NewAgent(AgentConfig{Host: "hv01"})
+	require.ErrorIs(t, err, ErrAgentConfig)
+}
