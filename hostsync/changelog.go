@@ -24,8 +24,12 @@ import (
 //	  4  u32 DataLen
 //	  8  u64 A: disk offset (write, zero) or cycle seq (close)
 //	 16  u64 B: length (write, zero) or unix nanoseconds (close, open)
-//	 24  u32 reserved zero
-//	 28  u32 CRC32C of header bytes 0..28 and the data
+//	 24  u32 CRC32C of header bytes 0..24
+//	 28  u32 CRC32C of the data
+//
+// The header has its own checksum so that a length can be trusted: a record
+// whose header is sound but which ends past the end of the file is a torn
+// tail; a damaged header or data followed by more records is corruption.
 //
 // Records are appended in the order the writes reach the image; a write's
 // record is written before the image is touched.
@@ -112,9 +116,8 @@ func encodeHRLRecHeader(hdr []byte, kind, flags uint8, a, b uint64, data []byte)
 	binary.LittleEndian.PutUint32(hdr[4:], uint32(len(data)))
 	binary.LittleEndian.PutUint64(hdr[8:], a)
 	binary.LittleEndian.PutUint64(hdr[16:], b)
-	binary.LittleEndian.PutUint32(hdr[24:], 0)
-	crc := crc32.Update(crc32.Checksum(hdr[:28], hrlCRC), hrlCRC, data)
-	binary.LittleEndian.PutUint32(hdr[28:], crc)
+	binary.LittleEndian.PutUint32(hdr[24:], crc32.Checksum(hdr[:24], hrlCRC))
+	binary.LittleEndian.PutUint32(hdr[28:], crc32.Checksum(data, hrlCRC))
 }
 
 // hrlScan is what a full read of a change log finds.
@@ -178,9 +181,9 @@ func scanHRL(r io.ReaderAt, fileSize int64) (*hrlScan, error) {
 
 var errHRLTornTail = errors.New("torn tail")
 
-// readHRLRecord decodes the record at offset at. A record that is cut short by
-// the end of the file, or a bad record followed only by zero bytes, is a torn
-// tail; a bad record followed by more data is corruption.
+// readHRLRecord decodes the record at offset at. A record cut short by the
+// end of the file, a bad last record, or a bad record followed only by zero
+// bytes is a torn tail; a bad record followed by more data is corruption.
 func readHRLRecord(r io.ReaderAt, at, fileSize int64) (hrlRec, []byte, error) {
 	rest := fileSize - at
 	if rest < hrlRecHeaderSize {
@@ -191,22 +194,24 @@ func readHRLRecord(r io.ReaderAt, at, fileSize int64) (hrlRec, []byte, error) {
 		return hrlRec{}, nil, &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
 	}
 	n := int64(binary.LittleEndian.Uint32(hdr[4:]))
-	if binary.LittleEndian.Uint16(hdr[0:]) != hrlRecMagic || n > hrlMaxRecordData {
+	if binary.LittleEndian.Uint16(hdr[0:]) != hrlRecMagic ||
+		crc32.Checksum(hdr[:24], hrlCRC) != binary.LittleEndian.Uint32(hdr[24:]) || n > hrlMaxRecordData {
 		return hrlRec{}, nil, hrlTornOrCorrupt(r, at, fileSize, "bad record header")
 	}
 	if hrlRecHeaderSize+n > rest {
 		return hrlRec{}, nil, errHRLTornTail
 	}
 	data := make([]byte, n)
-	if _, err := r.ReadAt(data, at+hrlRecHeaderSize); err != nil {
-		return hrlRec{}, nil, &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
+	if n > 0 {
+		if _, err := r.ReadAt(data, at+hrlRecHeaderSize); err != nil {
+			return hrlRec{}, nil, &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
+		}
 	}
-	crc := crc32.Update(crc32.Checksum(hdr[:28], hrlCRC), hrlCRC, data)
-	if crc != binary.LittleEndian.Uint32(hdr[28:]) {
+	if crc32.Checksum(data, hrlCRC) != binary.LittleEndian.Uint32(hdr[28:]) {
 		if hrlRecHeaderSize+n == rest {
 			return hrlRec{}, nil, errHRLTornTail
 		}
-		return hrlRec{}, nil, hrlTornOrCorrupt(r, at, fileSize, "record checksum mismatch")
+		return hrlRec{}, nil, hrlTornOrCorrupt(r, at+hrlRecHeaderSize+n, fileSize, "record data checksum mismatch")
 	}
 	rec := hrlRec{
 		kind: hdr[2], flags: hdr[3],
