@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -31,7 +32,7 @@ var (
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketSites, bucketHosts, bucketClouds, bucketPolicies, bucketPairings,
-		bucketNetmaps, bucketVMs, bucketPlans, bucketAutomations, bucketJobs, bucketJobIndex,
+		bucketNetmaps, bucketVMs, bucketPlans, bucketAutomations, bucketJobs, bucketJobIndex, bucketPoints,
 	}
 )
 
@@ -55,19 +56,36 @@ func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 type docKey struct{ bucket, key string }
 
+// runnerCache is what the runner keeps in memory across batches, as
+// committed (or as the batch being applied changes it: the runner drops it
+// all when a batch fails). Only the runner goroutine touches it.
+type runnerCache struct {
+	points map[string]*pointList
+	docs   map[docKey]any
+}
+
+func newRunnerCache() *runnerCache {
+	return &runnerCache{points: map[string]*pointList{}, docs: map[docKey]any{}}
+}
+
 // batch applies events inside one write transaction. It keeps every read
 // model it touches decoded in memory and writes each once, at flush: a VM
 // with a hundred events in the batch is decoded and encoded once.
 type batch struct {
 	tx         *bolt.Tx
 	docs       map[docKey]any
+	// points and cache are the runner's, kept across batches: every VM's
+	// point list and the decoded VM read models (the hot ones), as
+	// committed, or as this batch changes them.
+	points map[string]*pointList
+	cache  map[docKey]any
 	checkpoint uint64
 	applied    uint64
 }
 
-func newBatch(tx *bolt.Tx) *batch {
+func newBatch(tx *bolt.Tx, r *runnerCache) *batch {
 	return &batch{
-		tx: tx, docs: map[docKey]any{},
+		tx: tx, docs: map[docKey]any{}, points: r.points, cache: r.docs,
 		checkpoint: readMeta(tx, keyCheckpoint), applied: readMeta(tx, keyApplied),
 	}
 }
@@ -79,6 +97,10 @@ func load[T any](b *batch, bucket []byte, key string) (*T, error) {
 	if v, ok := b.docs[k]; ok {
 		return v.(*T), nil
 	}
+	if v, ok := b.cache[k]; ok {
+		b.docs[k] = v
+		return v.(*T), nil
+	}
 	v := new(T)
 	if raw := b.tx.Bucket(bucket).Get([]byte(key)); raw != nil {
 		if err := json.Unmarshal(raw, v); err != nil {
@@ -86,6 +108,9 @@ func load[T any](b *batch, bucket []byte, key string) (*T, error) {
 		}
 	}
 	b.docs[k] = v
+	if bytes.Equal(bucket, bucketVMs) {
+		b.cache[k] = v
+	}
 	return v, nil
 }
 
@@ -136,7 +161,7 @@ func (b *batch) applyAggregate(r events.Record) error {
 	case events.KindNetmap:
 		return fold[events.Netmap](b, bucketNetmaps, r)
 	case events.KindVM:
-		return fold[vmModel](b, bucketVMs, r)
+		return b.applyVM(r)
 	case events.KindPlan:
 		return fold[events.Plan](b, bucketPlans, r)
 	case events.KindAutomation:

@@ -32,7 +32,7 @@ func TestCrashBetweenCommitAndNextBatch(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for {
+		for range 3000 {
 			select {
 			case <-stop:
 				return

@@ -19,7 +19,7 @@ import (
 var testNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 func withNow(now time.Time) option { return func(s *Store) { s.now = func() time.Time { return now } } }
-func withBatch(n int) option      { return func(s *Store) { s.batchSize = n } }
+func withBatch(n int) option       { return func(s *Store) { s.batchSize = n } }
 func withAfterCommit(fn func(uint64) error) option {
 	return func(s *Store) { s.afterCommit = fn }
 }

@@ -167,13 +167,13 @@ func (s *Store) vms(_ context.Context, _ Params) (any, error) {
 	out := []VMView{}
 	now := s.now()
 	err := s.view(func(tx *bolt.Tx) error {
-		ms, err := all[vmModel](tx, bucketVMs)
-		for _, m := range ms {
-			if m.VM.Exists() {
+		return tx.Bucket(bucketVMs).ForEach(func(k, _ []byte) error {
+			m, err := readVM(tx, string(k))
+			if err == nil && m.VM.Exists() {
 				out = append(out, m.view(now))
 			}
-		}
-		return err
+			return err
+		})
 	})
 	return out, err
 }
@@ -184,17 +184,28 @@ func (s *Store) vm(_ context.Context, p Params) (any, error) {
 	}
 	var out VMView
 	err := s.view(func(tx *bolt.Tx) error {
-		m, ok, err := get[vmModel](tx, bucketVMs, p.VM)
+		m, err := readVM(tx, p.VM)
 		if err != nil {
 			return err
 		}
-		if !ok || !m.VM.Exists() {
+		if !m.VM.Exists() {
 			return fmt.Errorf("vm %q: %w", p.VM, events.ErrNotFound)
 		}
 		out = m.view(s.now())
 		return nil
 	})
 	return out, err
+}
+
+// readVM reads a VM's read model and its recovery points (a zero model
+// when there is none).
+func readVM(tx *bolt.Tx, name string) (vmModel, error) {
+	m, _, err := get[vmModel](tx, bucketVMs, name)
+	if err != nil {
+		return m, err
+	}
+	m.VM.RecoveryPoints, err = readPoints(tx, name)
+	return m, err
 }
 
 func (s *Store) plans(_ context.Context, _ Params) (any, error) {

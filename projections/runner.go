@@ -114,7 +114,7 @@ func (s *Store) applyBatch(recs []events.Record) error {
 	}
 	var last uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := newBatch(tx)
+		b := newBatch(tx, s.cache)
 		for _, r := range recs {
 			if r.Seq != b.checkpoint+1 {
 				return fmt.Errorf("event %d (%s %s) after checkpoint %d: %w", r.Seq, r.Aggregate, r.Type(), b.checkpoint, ErrOutOfOrder)
@@ -128,6 +128,7 @@ func (s *Store) applyBatch(recs []events.Record) error {
 		return b.flush()
 	})
 	if err != nil {
+		s.cache = newRunnerCache() // it may hold what was rolled back
 		return err
 	}
 	s.committed(last)

@@ -38,6 +38,8 @@ type Store struct {
 	// stops the runner as a crash would.
 	afterCommit func(seq uint64) error
 	batchSize   int
+	// cache is the runner's memory across batches.
+	cache *runnerCache
 
 	checkpoint atomic.Uint64
 	closed     atomic.Bool
@@ -70,14 +72,16 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("open projections %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	// The freelist is rebuilt at open rather than written at every commit
+	// (bbolt's advice for write-heavy files).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open projections %s: %w", path, err)
 	}
 	s := &Store{
 		db: db, log: log, now: time.Now, batchSize: 1000,
 		logger:  logger.With().Str(fieldComponent, "projections").Logger(),
-		changed: make(chan struct{}), done: make(chan struct{}),
+		changed: make(chan struct{}), done: make(chan struct{}), cache: newRunnerCache(),
 	}
 	for _, o := range opts {
 		o(s)
