@@ -72,13 +72,13 @@ func newRunnerCache() *runnerCache {
 // model it touches decoded in memory and writes each once, at flush: a VM
 // with a hundred events in the batch is decoded and encoded once.
 type batch struct {
-	tx         *bolt.Tx
-	docs       map[docKey]any
+	tx   *bolt.Tx
+	docs map[docKey]any
 	// points and cache are the runner's, kept across batches: every VM's
 	// point list and the decoded VM read models (the hot ones), as
 	// committed, or as this batch changes them.
-	points map[string]*pointList
-	cache  map[docKey]any
+	points     map[string]*pointList
+	cache      map[docKey]any
 	checkpoint uint64
 	applied    uint64
 }
