@@ -43,7 +43,7 @@ func TestAgentChildProcess(t *testing.T) {
 	require.NoError(t, err)
 	cfg := hostsync.AgentConfig{
 		Host: os.Getenv(envChildHost), DataDir: dir, NATS: nc, Log: log,
-		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 3 * time.Second, DiskBootID: "test-boot",
+		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 2 * time.Second, DiskBootID: "test-boot",
 	}
 	if stage := os.Getenv(envChildCrash); stage != "" {
 		cfg.ReplicaHook = func(vm, s string) error {

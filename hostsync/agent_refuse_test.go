@@ -102,3 +102,52 @@ func TestAgentDisableDeletesReplica(t *testing.T) {
 	// The VM is still served on its source.
 	w.qemuIO("write -P 0x66 0 4k")
 }
+
+func TestAgentResendsLostCycles(t *testing.T) {
+	w := protect(t, nil)
+	w.stopAgent("hv11")
+	w.qemuIO("write -P 0x99 1M 128k")
+	written := time.Now()
+	// Wait until the cycle holding the write is in the stream, then lose it
+	// (and every batch of the VM) before the recovery host reads it.
+	stream, err := w.js().Stream(w.ctx, hostsync.DeltaStream("secondary"))
+	require.NoError(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := stream.Info(w.ctx)
+		require.NoError(t, err)
+		if info.State.Msgs > 0 && time.Since(written) > 1500*time.Millisecond {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no batch reached the stream")
+		time.Sleep(50 * time.Millisecond) // polling the stream's state
+	}
+	require.NoError(t, stream.Purge(w.ctx))
+
+	// The source notices that nothing is left to deliver while its cycles
+	// are unapplied, and sends them again; the gap is never applied over.
+	w.startAgent("hv11")
+	w.latestPointAfter(written, 20*time.Second)
+	requireSameBytes(t, readFile(t, w.sourceImage()), readFile(t, w.replicaImage()), "replica after the lost cycles were sent again")
+}
+
+func TestAgentHonoursStartTime(t *testing.T) {
+	start := time.Now().Add(2 * time.Second)
+	w := mustWorld(t)
+	w.fabric(m{"start_at": start})
+	w.startAgent("hv01")
+	w.startAgent("hv11")
+	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
+	vm := w.waitVM(15*time.Second, "protected", func(vm events.VM) bool { return vm.State == events.Protected })
+	recs, err := w.log.Load(w.ctx, events.VMAgg("web01"))
+	require.NoError(t, err)
+	for _, r := range recs {
+		if r.Type() == events.InitialReplicationStarted {
+			require.False(t, r.Meta.At.Before(start), "initial replication started at %s, before the policy's start %s", r.Meta.At, start)
+		}
+	}
+	require.NotEmpty(t, vm.RecoveryPoints)
+	host, err := w.log.Load(w.ctx, events.HostAgg("hv01"))
+	require.NoError(t, err)
+	require.Equal(t, events.HostReachable, host[len(host)-1].Type(), "the heartbeat made the host reachable")
+}

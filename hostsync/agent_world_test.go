@@ -127,7 +127,7 @@ func (w *world) startAgent(host string, mod ...func(*hostsync.AgentConfig)) *hos
 	require.NoError(w.t, err)
 	cfg := hostsync.AgentConfig{
 		Host: host, DataDir: w.dirs[host], NATS: nc, Log: log, Logger: w.logger.With().Str("agent", host).Logger(),
-		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 3 * time.Second, DiskBootID: "test-boot",
+		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 2 * time.Second, DiskBootID: "test-boot",
 	}
 	for _, f := range mod {
 		f(&cfg)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/siterecovery/siterecovery/events"
 )
 
@@ -175,7 +177,7 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 			return err
 		}
 	}
-	c.resendStale(vm)
+	c.resendStale(ctx, vm)
 	return c.sendPending(ctx, vm)
 }
 
@@ -302,19 +304,48 @@ func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 }
 
 // resendStale forgets that the unacknowledged cycles were sent when the
-// oldest waited too long, so they go again (with new dedup ids: the
-// recovery host drops what it applied already).
-func (c *vmCtl) resendStale(vm events.VM) {
+// oldest waited too long and the recovery host's consumer has nothing left
+// to deliver or acknowledge (so the cycle was lost on the way, not merely
+// waiting for a recovery host that is down): they go again, with new dedup
+// ids, and the recovery host drops what it applied already.
+func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 	s := &c.src.ship
 	limit := max(c.a.cfg.ResendAfter, 2*copyFrequency(vm))
+	var oldest uint64
 	for seq, at := range s.sentAt {
-		if time.Since(at) > limit {
-			c.logger.Warn().Uint64("cycle", seq).Dur("waited", time.Since(at)).Msg("cycle not applied in time: sending the unapplied cycles again")
-			clear(s.sentAt)
-			s.attempt++
-			return
+		if time.Since(at) > limit && (oldest == 0 || seq < oldest) {
+			oldest = seq
 		}
 	}
+	if oldest == 0 {
+		return
+	}
+	if busy, err := c.consumerBusy(ctx, vm); err != nil || busy {
+		for seq := range s.sentAt {
+			s.sentAt[seq] = time.Now() // look again after another limit
+		}
+		return
+	}
+	c.logger.Warn().Uint64("cycle", oldest).Dur("after", limit).Msg("cycle lost on the way: sending the unapplied cycles again")
+	clear(s.sentAt)
+	s.attempt++
+}
+
+// consumerBusy says whether the VM's consumer still has messages to deliver
+// or awaiting acknowledgement (or does not exist yet).
+func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (bool, error) {
+	cons, err := c.a.js.Consumer(ctx, DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return true, err
+	}
+	return info.NumPending > 0 || info.NumAckPending > 0, nil
 }
 
 // sendPending ships the closed cycles not sent yet, oldest first.
