@@ -67,12 +67,17 @@ var AgentVerbs = []string{
 }
 
 // AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>,
-// to svc.
+// to svc. Heartbeats reach every instance of the service (no queue group),
+// so that each instance's sweeper knows when every host was last heard;
+// the log's optimistic concurrency keeps the transition events single.
 func (a *AgentHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
 	for _, verb := range AgentVerbs {
 		h := micro.ContextHandler(ctx, a.serve)
-		subject := AgentSubjectPrefix + ".*." + verb
-		if err := svc.AddEndpoint("agent_"+verb, h, micro.WithEndpointSubject(subject)); err != nil {
+		opts := []micro.EndpointOpt{micro.WithEndpointSubject(AgentSubjectPrefix + ".*." + verb)}
+		if verb == AgentHeartbeat {
+			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
+		}
+		if err := svc.AddEndpoint("agent_"+verb, h, opts...); err != nil {
 			return fmt.Errorf("agent endpoint %s: %w", verb, err)
 		}
 	}
