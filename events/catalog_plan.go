@@ -44,6 +44,15 @@ type PlanGroupStartedData struct {
 	Group int    `json:"group"`
 }
 
+// PlanActionStartedData: the control plane took on a script of a group (the
+// first to append it runs it; Action is pre_script or post_script).
+type PlanActionStartedData struct {
+	Job    string `json:"job"`
+	Group  int    `json:"group"`
+	Action string `json:"action"`
+	Target string `json:"target,omitempty"`
+}
+
 // PlanActionCompletedData: a script, manual action or VM operation of a group
 // ended.
 type PlanActionCompletedData struct {
@@ -117,6 +126,7 @@ func (PlanDeletedData) EventType() Type         { return PlanDeleted }
 func (PlanJobStartedData) EventType() Type      { return PlanJobStarted }
 func (PlanGroupStartedData) EventType() Type    { return PlanGroupStarted }
 func (PlanActionCompletedData) EventType() Type { return PlanActionCompleted }
+func (PlanActionStartedData) EventType() Type   { return PlanActionStarted }
 func (PlanSuspendedData) EventType() Type       { return PlanSuspended }
 func (PlanResumedData) EventType() Type         { return PlanResumed }
 func (PlanJobCompletedData) EventType() Type    { return PlanJobCompleted }

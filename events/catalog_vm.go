@@ -190,13 +190,16 @@ type FailoverStartedData struct {
 }
 
 // SourceStoppedData: the source stopped serving the VM; FinalCycle is the
-// last cycle it closed.
+// last cycle it closed and Roots the hash-tree roots of its disks then (by
+// disk name), which the recovery host verifies its replica against.
 type SourceStoppedData struct {
-	Host       string `json:"host"`
-	FinalCycle uint64 `json:"final_cycle"`
+	Host       string            `json:"host"`
+	FinalCycle uint64            `json:"final_cycle"`
+	Roots      map[string]string `json:"roots,omitempty"`
 }
 
-// FailoverFailedData: a failover step failed.
+// FailoverFailedData: a failover step failed. Mode test ends a test
+// failover that did not come up (the test sub-state goes back to None).
 type FailoverFailedData struct {
 	Mode   string `json:"mode"`
 	Step   string `json:"step"`

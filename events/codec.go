@@ -239,6 +239,8 @@ func decodePlanData(t Type, raw json.RawMessage) (Data, error) {
 		return decodeAs[PlanGroupStartedData](raw)
 	case PlanActionCompleted:
 		return decodeAs[PlanActionCompletedData](raw)
+	case PlanActionStarted:
+		return decodeAs[PlanActionStartedData](raw)
 	case PlanSuspended:
 		return decodeAs[PlanSuspendedData](raw)
 	case PlanResumed:

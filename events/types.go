@@ -87,6 +87,7 @@ const (
 	PlanJobStarted      Type = "plan_job_started"
 	PlanGroupStarted    Type = "plan_group_started"
 	PlanActionCompleted Type = "plan_action_completed"
+	PlanActionStarted   Type = "plan_action_started"
 	PlanSuspended       Type = "plan_suspended"
 	PlanResumed         Type = "plan_resumed"
 	PlanJobCompleted    Type = "plan_job_completed"
@@ -129,7 +130,7 @@ var typeKinds = map[Type]Kind{
 	ReverseReplicationCompleted: KindVM, DivergenceDetected: KindVM,
 
 	PlanCreated: KindPlan, PlanUpdated: KindPlan, PlanDeleted: KindPlan, PlanJobStarted: KindPlan,
-	PlanGroupStarted: KindPlan, PlanActionCompleted: KindPlan, PlanSuspended: KindPlan,
+	PlanGroupStarted: KindPlan, PlanActionCompleted: KindPlan, PlanActionStarted: KindPlan, PlanSuspended: KindPlan,
 	PlanResumed: KindPlan, PlanJobCompleted: KindPlan, PlanJobCancelled: KindPlan,
 
 	AutomationAdded: KindAutomation, AutomationRemoved: KindAutomation, AutomationExecuted: KindAutomation,

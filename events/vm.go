@@ -317,6 +317,10 @@ func (vm *VM) applyFailover(r Record) {
 			vm.State = UnplannedFailoverInProgress
 		}
 	case FailoverFailedData:
+		if d.Mode == FailoverTest {
+			vm.TestState = TestNone
+			return
+		}
 		vm.State = PlannedFailoverFailed
 		if d.Mode == FailoverUnplanned {
 			vm.State = UnplannedFailoverFailed
