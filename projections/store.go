@@ -16,7 +16,6 @@ import (
 
 // Log field names.
 const (
-	fieldComponent  = "component"
 	fieldCheckpoint = "checkpoint"
 	fieldPath       = "path"
 	fieldEvents     = "events"
@@ -60,7 +59,8 @@ type option func(*Store)
 
 // Open opens or creates the bbolt file at path (cmd passes
 // <data>/projections.db) and starts the runner, which follows log from the
-// stored checkpoint + 1 until Close. ctx bounds the opening only.
+// stored checkpoint + 1 until Close. ctx bounds the opening only. logger is
+// used as given (the caller names the component).
 func Open(ctx context.Context, path string, log events.Log, logger zerolog.Logger) (*Store, error) {
 	return open(ctx, path, log, logger)
 }
@@ -80,7 +80,7 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	}
 	s := &Store{
 		db: db, log: log, now: time.Now, batchSize: 1000,
-		logger:  logger.With().Str(fieldComponent, "projections").Logger(),
+		logger:  logger,
 		changed: make(chan struct{}), done: make(chan struct{}), cache: newRunnerCache(),
 	}
 	for _, o := range opts {
