@@ -1,0 +1,169 @@
+package hostsync
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// recordingDisk wraps an ExportDisk and records the calls the server makes.
+type recordingDisk struct {
+	ExportDisk
+	mu    sync.Mutex
+	calls []string
+}
+
+var _ ExportDisk = (*recordingDisk)(nil)
+
+func (r *recordingDisk) record(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
+func (r *recordingDisk) WriteAt(p []byte, off int64, fua bool) error {
+	r.record(fmt.Sprintf("write %d+%d fua=%v", off, len(p), fua))
+	return r.ExportDisk.WriteAt(p, off, fua)
+}
+
+func (r *recordingDisk) WriteZeroes(off, n int64, fua bool) error {
+	r.record(fmt.Sprintf("zero %d+%d fua=%v", off, n, fua))
+	return r.ExportDisk.WriteZeroes(off, n, fua)
+}
+
+func (r *recordingDisk) Trim(off, n int64, fua bool) error {
+	r.record(fmt.Sprintf("trim %d+%d fua=%v", off, n, fua))
+	return r.ExportDisk.Trim(off, n, fua)
+}
+
+func (r *recordingDisk) Flush() error {
+	r.record("flush")
+	return r.ExportDisk.Flush()
+}
+
+func (r *recordingDisk) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func TestNBDQemuIOSendsFUAFlushTrimZero(t *testing.T) {
+	requireNBDTools(t, "qemu-io")
+	f := startNBD(t, 1<<20)
+	d := mustOpenDisk(t, filepath.Join(f.dir, "r.img"), 1<<20, DiskOptions{})
+	rec := &recordingDisk{ExportDisk: d}
+	require.NoError(t, f.srv.AddExport("r", rec))
+	qemuIO(t, f.url("r"), "write -f -P 1 0 4k", "flush", "discard 64k 4k", "write -z 128k 4k")
+	calls := filterFlushes(rec.Calls())
+	require.Len(t, calls, 4, "%v", calls)
+	require.Equal(t, []string{"write 0+4096 fua=true", "flush", "trim 65536+4096 fua=false"}, calls[:3])
+	require.Contains(t, calls[3], "zero 131072+4096 ", "qemu chooses FUA for write -z itself")
+}
+
+// filterFlushes drops the flushes qemu sends on its own at close, keeping
+// the first (asked for).
+func filterFlushes(calls []string) []string {
+	var out []string
+	seen := false
+	for _, c := range calls {
+		if c == "flush" {
+			if seen {
+				continue
+			}
+			seen = true
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func TestNBDRequestErrorsAndBounds(t *testing.T) {
+	for _, structured := range []bool{false, true} {
+		t.Run(fmt.Sprintf("structured=%v", structured), func(t *testing.T) {
+			const size = 1 << 20
+			f := startNBD(t, size, "disk0")
+			c := dialTestNBD(t, "unix", f.sock, "disk0", structured)
+			require.Equal(t, int64(size), c.size)
+			require.Equal(t, uint16(nbdTransmitFlags), c.flags)
+
+			expect := func(errno uint32, typ, flags uint16, off uint64, n uint32, data []byte) {
+				t.Helper()
+				m, err := c.do(typ, flags, off, n, data)
+				require.NoError(t, err)
+				require.Equal(t, errno, m.errno, "type %d off %d len %d", typ, off, n)
+			}
+			expect(0, nbdCmdWrite, nbdCmdFlagFUA, 0, 3, []byte("abc"))
+			expect(nbdEINVAL, nbdCmdRead, 0, size-1, 2, nil)
+			expect(nbdEINVAL, nbdCmdRead, 0, 1<<62, 2, nil)
+			expect(nbdENOSPC, nbdCmdWrite, 0, size-1, 2, []byte("zz"))
+			expect(nbdENOSPC, nbdCmdTrim, 0, size, 1, nil)
+			expect(nbdENOSPC, nbdCmdWriteZeroes, 0, ^uint64(0), 1, nil)
+			expect(nbdEINVAL, 42, 0, 0, 0, nil)                    // unknown command
+			expect(nbdEINVAL, nbdCmdRead, nbdCmdFlagFUA, 0, 1, nil) // flag not allowed
+			expect(nbdEINVAL, nbdCmdRead, 0, 0, nbdMaxPayload+1, nil)
+			expect(0, nbdCmdWriteZeroes, nbdCmdFlagNoHole|nbdCmdFlagFUA, 100, 10, nil)
+			m, err := c.do(nbdCmdRead, 0, 0, 5, nil)
+			require.NoError(t, err, "the connection survives refused requests")
+			require.Equal(t, []byte("abc\x00\x00"), m.data)
+
+			// An over-large write cannot be skipped: error, then disconnect.
+			_, err = c.send(nbdCmdWrite, 0, 0, nbdMaxPayload+1, nil)
+			require.NoError(t, err)
+			m, err = c.recv(func(uint64) int { return 0 })
+			require.NoError(t, err)
+			require.Equal(t, uint32(nbdEINVAL), m.errno)
+			_, err = c.recv(func(uint64) int { return 0 })
+			require.Error(t, err, "server hung up")
+
+			_, err = dialNBDClient("unix", f.sock, "missing", structured)
+			require.ErrorContains(t, err, "refused")
+		})
+	}
+}
+
+func TestNBDRemoveExportFencesClients(t *testing.T) {
+	f := startNBD(t, 1<<20, "disk0", "disk1")
+	c0 := dialTestNBD(t, "unix", f.sock, "disk0", true)
+	c1 := dialTestNBD(t, "unix", f.sock, "disk1", true)
+	m, err := c0.do(nbdCmdWrite, 0, 0, 2, []byte("hi"))
+	require.NoError(t, err)
+	require.Zero(t, m.errno)
+
+	require.NoError(t, f.srv.RemoveExport("disk0"))
+	_, err = c0.do(nbdCmdRead, 0, 0, 2, nil)
+	require.Error(t, err, "the removed export's connection is closed")
+	_, err = dialNBDClient("unix", f.sock, "disk0", true)
+	require.ErrorContains(t, err, "refused", "new clients are refused")
+	m, err = c1.do(nbdCmdRead, 0, 0, 2, nil)
+	require.NoError(t, err, "other exports keep serving")
+	require.Zero(t, m.errno)
+
+	require.ErrorIs(t, f.srv.RemoveExport("disk0"), ErrExportNotFound)
+	require.ErrorIs(t, f.srv.AddExport("disk1", f.disks["disk1"]), ErrExportExists)
+	require.Error(t, f.srv.AddExport("", f.disks["disk1"]))
+	require.NoError(t, f.srv.AddExport("disk0", f.disks["disk0"]), "served again, e.g. after failback")
+	c0 = dialTestNBD(t, "unix", f.sock, "disk0", false)
+	m, err = c0.do(nbdCmdRead, 0, 0, 2, nil)
+	require.NoError(t, err)
+	require.Equal(t, []byte("hi"), m.data)
+	require.NoError(t, c0.disconnect())
+
+	require.NoError(t, f.srv.Close())
+	require.NoError(t, f.srv.Close(), "Close is safe twice")
+	_, err = c1.do(nbdCmdRead, 0, 0, 2, nil)
+	require.Error(t, err)
+	require.ErrorIs(t, f.srv.AddExport("x", f.disks["disk1"]), ErrServerClosed)
+}
+
+func TestNBDListenUnixRefusesNonSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(path, nil, 0o600))
+	s := NewNBDServer(zerolog.Nop())
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Error(t, s.ListenUnix(path))
+}
