@@ -13,19 +13,19 @@ import (
 
 var allCompressions = []string{CompressionNone, CompressionS2, CompressionZstd}
 
-// testDisks are the disks random cycles write: odd sizes on purpose.
-var testDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
+// replicaTestDisks are the disks random cycles write: odd sizes on purpose.
+var replicaTestDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
 
-// randomCycle makes a cycle of random data, zero and overlapping extents,
+// randomTestCycle makes a cycle of random data, zero and overlapping extents,
 // compressible and not.
-func randomCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) Cycle {
+func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) Cycle {
 	c := Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
 	for range rng.IntN(12) {
 		disk := "sda"
 		if rng.IntN(2) == 0 {
 			disk = "sdb"
 		}
-		size := testDisks[disk]
+		size := replicaTestDisks[disk]
 		length := int64(1 + rng.IntN(int(min(size, 200_000))))
 		if rng.IntN(8) == 0 {
 			length = min(size, int64(1+rng.IntN(600_000)))
@@ -42,14 +42,14 @@ func randomCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Tim
 			}
 		default:
 			e.Data = make([]byte, length)
-			fillRandom(rng, e.Data)
+			fillRandomBytes(rng, e.Data)
 		}
 		c.Extents = append(c.Extents, e)
 	}
 	return c
 }
 
-func fillRandom(rng *rand.Rand, p []byte) {
+func fillRandomBytes(rng *rand.Rand, p []byte) {
 	for i := 0; i+8 <= len(p); i += 8 {
 		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
 	}
@@ -58,18 +58,18 @@ func fillRandom(rng *rand.Rand, p []byte) {
 	}
 }
 
-// diskModel is the bytes of a VM's disks in memory.
-type diskModel map[string][]byte
+// replicaModel is the bytes of a VM's disks in memory.
+type replicaModel map[string][]byte
 
-func newDiskModel() diskModel {
-	m := diskModel{}
-	for name, size := range testDisks {
+func newReplicaModel() replicaModel {
+	m := replicaModel{}
+	for name, size := range replicaTestDisks {
 		m[name] = make([]byte, size)
 	}
 	return m
 }
 
-func (m diskModel) apply(c Cycle) {
+func (m replicaModel) apply(c Cycle) {
 	for _, e := range c.Extents {
 		dst := m[e.Disk][e.Offset:e.End()]
 		if e.Zero {
@@ -80,8 +80,8 @@ func (m diskModel) apply(c Cycle) {
 	}
 }
 
-func (m diskModel) clone() diskModel {
-	out := diskModel{}
+func (m replicaModel) clone() replicaModel {
+	out := replicaModel{}
 	for k, v := range m {
 		out[k] = append([]byte(nil), v...)
 	}
@@ -94,7 +94,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		for _, maxPayload := range []int{2048, 64 << 10, 8 << 20} {
 			asm := NewAssembler("web01", 3, 1)
 			for seq := uint64(1); seq <= 5; seq++ {
-				c := randomCycle(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
+				c := randomTestCycle(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
 				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: maxPayload, Compression: comp})
 				require.NoError(t, err)
 				got := assembleAll(t, asm, msgs, maxPayload)
@@ -131,7 +131,7 @@ func requireSameCycle(t *testing.T, want, got Cycle) {
 	require.True(t, want.ClosedAt.Equal(got.ClosedAt))
 	require.Equal(t, want.AppConsistent, got.AppConsistent)
 	require.Equal(t, want.Initial, got.Initial)
-	a, b := newDiskModel(), newDiskModel()
+	a, b := newReplicaModel(), newReplicaModel()
 	a.apply(want)
 	b.apply(got)
 	require.Equal(t, a, b)
@@ -139,7 +139,7 @@ func requireSameCycle(t *testing.T, want, got Cycle) {
 
 func TestBatchSplitsBigExtents(t *testing.T) {
 	data := make([]byte, 1<<20)
-	fillRandom(rand.New(rand.NewPCG(3, 4)), data)
+	fillRandomBytes(rand.New(rand.NewPCG(3, 4)), data)
 	c := Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
 	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 64 << 10, Compression: CompressionZstd})
 	require.NoError(t, err)
@@ -178,7 +178,7 @@ func TestBatchBadOptions(t *testing.T) {
 func TestBatchCorruptionDetected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, comp := range allCompressions {
-		c := randomCycle(rng, "web01", 1, 1, time.Now())
+		c := randomTestCycle(rng, "web01", 1, 1, time.Now())
 		c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
 		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 4096, Compression: comp})
 		require.NoError(t, err)
@@ -278,7 +278,7 @@ func TestBatchMsgID(t *testing.T) {
 func FuzzDecodeBatch(f *testing.F) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, comp := range allCompressions {
-		msgs, err := EncodeCycle(randomCycle(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
+		msgs, err := EncodeCycle(randomTestCycle(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -310,7 +310,7 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 	for i := range 128 { // 8 MiB: half random, half text-like
 		data := make([]byte, 64<<10)
 		if i%2 == 0 {
-			fillRandom(rng, data)
+			fillRandomBytes(rng, data)
 		} else {
 			for j := range data {
 				data[j] = "siterecovery replicates disks "[j%30]

@@ -10,13 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func randomWrites(rng *rand.Rand, disk []byte, n int) []Extent {
+func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []Extent {
 	var out []Extent
 	for range n {
 		length := int64(1 + rng.IntN(3*HashLeafSize))
 		length = min(length, int64(len(disk)))
 		off := rng.Int64N(int64(len(disk)) - length + 1)
-		fillRandom(rng, disk[off:off+length])
+		fillRandomBytes(rng, disk[off:off+length])
 		out = append(out, Extent{Offset: off, Length: length})
 	}
 	return out
@@ -32,7 +32,7 @@ func TestHashTreeUpdateEqualsRebuild(t *testing.T) {
 			if size == 0 {
 				break
 			}
-			ext := randomWrites(rng, disk, 1+rng.IntN(4))
+			ext := randomTreeWrites(rng, disk, 1+rng.IntN(4))
 			require.NoError(t, tree.Update(bytes.NewReader(disk), ext))
 			full, err := BuildHashTree(bytes.NewReader(disk), size)
 			require.NoError(t, err)
@@ -46,7 +46,7 @@ func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	const size = 200*HashLeafSize + 999
 	a := make([]byte, size)
-	fillRandom(rng, a)
+	fillRandomBytes(rng, a)
 	b := append([]byte(nil), a...)
 	changed := map[int64]bool{}
 	for range 25 {
@@ -83,7 +83,7 @@ func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 func TestHashTreeLeavesExportAndPersistence(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	disk := make([]byte, 9*HashLeafSize+5)
-	fillRandom(rng, disk[:3*HashLeafSize])
+	fillRandomBytes(rng, disk[:3*HashLeafSize])
 	tree, err := BuildHashTree(bytes.NewReader(disk), int64(len(disk)))
 	require.NoError(t, err)
 
@@ -138,7 +138,7 @@ func BenchmarkHashTreeUpdate(b *testing.B) {
 	require.NoError(b, err)
 	rng := rand.New(rand.NewPCG(17, 18))
 	block := make([]byte, HashLeafSize)
-	fillRandom(rng, block)
+	fillRandomBytes(rng, block)
 	const perCycle = 64 // 4 MiB of 64 KiB writes per update
 	b.SetBytes(perCycle * HashLeafSize)
 	for b.Loop() {

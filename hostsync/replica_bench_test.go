@@ -32,7 +32,7 @@ func BenchmarkReplicaApply(b *testing.B) {
 
 	rng := rand.New(rand.NewPCG(41, 42))
 	data := make([]byte, blocks*block)
-	fillRandom(rng, data)
+	fillRandomBytes(rng, data)
 	var replicaTime, rawTime time.Duration
 	var cycles int
 	for b.Loop() {

@@ -18,14 +18,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// errInjected is what an injected failure returns.
-var errInjected = errors.New("injected failure")
+// errStageInjected is what an injected failure returns.
+var errStageInjected = errors.New("injected failure")
 
-// crashPanic is what an injected crash panics with.
-type crashPanic struct{ stage string }
+// replicaCrashPanic is what an injected crash panics with.
+type replicaCrashPanic struct{ stage string }
 
-// injector fails or crashes at the n-th call of one stage.
-type injector struct {
+// stageInjector fails or crashes at the n-th call of one stage.
+type stageInjector struct {
 	stage string
 	nth   int
 	seen  int
@@ -33,7 +33,7 @@ type injector struct {
 	err   error
 }
 
-func (in *injector) hook(stage string) error {
+func (in *stageInjector) hook(stage string) error {
 	if in == nil || stage != in.stage {
 		return nil
 	}
@@ -42,15 +42,15 @@ func (in *injector) hook(stage string) error {
 		return nil
 	}
 	if in.crash {
-		panic(crashPanic{stage})
+		panic(replicaCrashPanic{stage})
 	}
 	return in.err
 }
 
-// applyStages are every hook point of an apply, with how many times each
+// replicaApplyStages are every hook point of an apply, with how many times each
 // is called (once per disk for image-written), and whether the apply is
 // durable once it is reached.
-var applyStages = []struct {
+var replicaApplyStages = []struct {
 	stage   string
 	nth     int
 	durable bool
@@ -65,16 +65,16 @@ var applyStages = []struct {
 	{StageStateWritten, 1, true},
 }
 
-// crashApply applies c with a crash injected, abandons the replica as a
+// replicaCrashApply applies c with a crash injected, abandons the replica as a
 // killed process would, and reopens it.
-func crashApply(t *testing.T, dir string, in *injector, c Cycle) *Replica {
+func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle) *Replica {
 	t.Helper()
-	r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
 	require.NoError(t, err)
 	func() {
 		defer func() {
 			p := recover()
-			_, ok := p.(crashPanic)
+			_, ok := p.(replicaCrashPanic)
 			require.True(t, ok, "crash at %s: got %v", in.stage, p)
 		}()
 		_, err = r.Apply(context.Background(), c)
@@ -88,16 +88,16 @@ func crashApply(t *testing.T, dir string, in *injector, c Cycle) *Replica {
 // the previous point or (once durable) the new one, bit for bit, with every
 // older point restorable, and applying again succeeds.
 func TestReplicaCrashAtEveryStage(t *testing.T) {
-	for _, st := range applyStages {
+	for _, st := range replicaApplyStages {
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
 			dir := t.TempDir()
 			r := mustOpenReplica(t, dir, ReplicaOptions{})
-			h := newHistory(31)
+			h := newReplicaHistory(31)
 			h.applyN(t, r, 3)
 			require.NoError(t, r.Close())
 
 			c := h.next()
-			r = crashApply(t, dir, &injector{stage: st.stage, nth: st.nth, crash: true}, c)
+			r = replicaCrashApply(t, dir, &stageInjector{stage: st.stage, nth: st.nth, crash: true}, c)
 			if st.durable {
 				h.applied(c, Point{ID: PointID(c.Epoch, c.Seq)})
 			}
@@ -121,19 +121,19 @@ func TestReplicaCrashAtEveryStage(t *testing.T) {
 // stage before the apply is durable leaves the previous point in process,
 // and a retry succeeds.
 func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
-	for _, st := range applyStages {
+	for _, st := range replicaApplyStages {
 		if st.durable {
 			continue
 		}
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
-			in := &injector{nth: st.nth, err: errInjected}
+			in := &stageInjector{nth: st.nth, err: errStageInjected}
 			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
-			h := newHistory(32)
+			h := newReplicaHistory(32)
 			h.applyN(t, r, 2)
 			in.stage = st.stage
 			c := h.next()
 			_, err := r.Apply(context.Background(), c)
-			require.ErrorIs(t, err, errInjected)
+			require.ErrorIs(t, err, errStageInjected)
 			requireImages(t, r, h.model)
 			require.Len(t, r.Points(), 2)
 			p, err := r.Apply(context.Background(), c)
@@ -148,14 +148,14 @@ func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
 // TestReplicaFailureAfterDurable: an error once the point is durable is
 // reported, the point stays, and the next apply cleans up first.
 func TestReplicaFailureAfterDurable(t *testing.T) {
-	in := &injector{nth: 1, err: errInjected}
+	in := &stageInjector{nth: 1, err: errStageInjected}
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
-	h := newHistory(35)
+	h := newReplicaHistory(35)
 	h.applyN(t, r, 2)
 	in.stage = StageStateWritten
 	c := h.next()
 	p, err := r.Apply(context.Background(), c)
-	require.ErrorIs(t, err, errInjected)
+	require.ErrorIs(t, err, errStageInjected)
 	require.Equal(t, PointID(1, 3), p.ID)
 	h.applied(c, p)
 	requireImages(t, r, h.model)
@@ -171,9 +171,9 @@ func TestReplicaFailureAfterDurable(t *testing.T) {
 func TestReplicaNoSpace(t *testing.T) {
 	for _, stage := range []string{StageReserved, StageUndoWritten, StageImageWritten, StageTreesSaved} {
 		t.Run(stage, func(t *testing.T) {
-			in := &injector{stage: stage, nth: 1, err: syscall.ENOSPC}
+			in := &stageInjector{stage: stage, nth: 1, err: syscall.ENOSPC}
 			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
-			h := newHistory(33)
+			h := newReplicaHistory(33)
 			in.stage = "" // fill up only later
 			h.applyN(t, r, 2)
 			in.stage = stage
@@ -202,15 +202,15 @@ func TestReplicaCrashDuringRevert(t *testing.T) {
 	for _, st := range stages {
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
 			dir := t.TempDir()
-			in := &injector{}
-			r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+			in := &stageInjector{}
+			r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
 			require.NoError(t, err)
-			h := newHistory(34)
+			h := newReplicaHistory(34)
 			h.applyN(t, r, 5)
 			target := r.Points()[1]
-			*in = injector{stage: st.stage, nth: st.nth, crash: true}
+			*in = stageInjector{stage: st.stage, nth: st.nth, crash: true}
 			func() {
-				defer func() { require.IsType(t, crashPanic{}, recover()) }()
+				defer func() { require.IsType(t, replicaCrashPanic{}, recover()) }()
 				_ = r.RevertTo(context.Background(), target.ID)
 				t.Fatal("revert survived the crash")
 			}()
@@ -223,26 +223,26 @@ func TestReplicaCrashDuringRevert(t *testing.T) {
 	}
 }
 
-const killChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
+const replicaKillChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
 
-// killCycle is cycle seq of the kill -9 test, the same in both processes.
-func killCycle(seq uint64) Cycle {
+// replicaKillCycle is cycle seq of the kill -9 test, the same in both processes.
+func replicaKillCycle(seq uint64) Cycle {
 	rng := rand.New(rand.NewPCG(77, seq))
-	return randomCycle(rng, "web01", 1, seq, testEpoch0.Add(time.Duration(seq)*time.Minute))
+	return randomTestCycle(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
 }
 
 // TestReplicaKillChild is the process TestReplicaKill9 kills: it applies
 // cycles until it dies.
 func TestReplicaKillChild(t *testing.T) {
-	dir := os.Getenv(killChildEnv)
+	dir := os.Getenv(replicaKillChildEnv)
 	if dir == "" {
 		t.Skip("helper process of TestReplicaKill9")
 	}
-	r, err := OpenReplica(dir, "web01", testDiskSpecs(), zerolog.Nop())
+	r, err := OpenReplica(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
 	require.NoError(t, err)
 	_, seq := r.LastApplied()
 	for s := seq + 1; ; s++ {
-		_, err := r.Apply(context.Background(), killCycle(s))
+		_, err := r.Apply(context.Background(), replicaKillCycle(s))
 		require.NoError(t, err)
 		fmt.Printf("applied %d\n", s)
 	}
@@ -259,15 +259,15 @@ func TestReplicaKill9(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for round := range 6 {
 		extra := time.Duration(rng.IntN(60)) * time.Millisecond
-		killAfterApplies(t, dir, round, extra)
+		replicaKillAfterApplies(t, dir, round, extra)
 		_, pendErr := os.Stat(filepath.Join(dir, pendingFile))
-		r, err := OpenReplica(dir, "web01", testDiskSpecs(), zerolog.Nop())
+		r, err := OpenReplica(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
 		require.NoError(t, err)
 		_, seq := r.LastApplied()
 		t.Logf("round %d: killed after %s mid-apply=%v, reopened at cycle %d", round, extra, pendErr == nil, seq)
-		model, snaps := newDiskModel(), map[string]diskModel{}
+		model, snaps := newReplicaModel(), map[string]replicaModel{}
 		for s := uint64(1); s <= seq; s++ {
-			c := killCycle(s)
+			c := replicaKillCycle(s)
 			model.apply(c)
 			snaps[PointID(1, s)] = model.clone()
 		}
@@ -280,12 +280,12 @@ func TestReplicaKill9(t *testing.T) {
 	}
 }
 
-// killAfterApplies starts the child, waits for it to apply a cycle, lets it
+// replicaKillAfterApplies starts the child, waits for it to apply a cycle, lets it
 // run a random while longer (so the kill lands anywhere in an apply), and
 // kills it with SIGKILL.
-func killAfterApplies(t *testing.T, dir string, round int, extra time.Duration) {
+func replicaKillAfterApplies(t *testing.T, dir string, round int, extra time.Duration) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReplicaKillChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+	cmd.Env = append(os.Environ(), replicaKillChildEnv+"="+dir)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -16,17 +16,17 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-var testEpoch0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+var replicaTestTime0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
-func testDiskSpecs() []events.DiskSpec {
-	return []events.DiskSpec{{Name: "sda", Size: testDisks["sda"]}, {Name: "sdb", Size: testDisks["sdb"]}}
+func replicaTestDiskSpecs() []events.DiskSpec {
+	return []events.DiskSpec{{Name: "sda", Size: replicaTestDisks["sda"]}, {Name: "sdb", Size: replicaTestDisks["sdb"]}}
 }
 
 // mustOpenReplica opens the replica of web01 in dir; it is closed when the
 // test ends.
 func mustOpenReplica(tb testing.TB, dir string, opts ReplicaOptions) *Replica {
 	tb.Helper()
-	r, err := OpenReplicaWithOptions(dir, "web01", testDiskSpecs(), zerolog.Nop(), opts)
+	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), opts)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, r.Close()) })
 	return r
@@ -34,7 +34,7 @@ func mustOpenReplica(tb testing.TB, dir string, opts ReplicaOptions) *Replica {
 
 // requireImages checks the replica's image files byte for byte and its
 // hash roots against the model.
-func requireImages(t *testing.T, r *Replica, want diskModel) {
+func requireImages(t *testing.T, r *Replica, want replicaModel) {
 	t.Helper()
 	for name, data := range want {
 		got, err := os.ReadFile(r.ImagePath(name))
@@ -50,7 +50,7 @@ func requireImages(t *testing.T, r *Replica, want diskModel) {
 }
 
 // requirePoint materializes point id and checks it against the model.
-func requirePoint(t *testing.T, r *Replica, id string, want diskModel) {
+func requirePoint(t *testing.T, r *Replica, id string, want replicaModel) {
 	t.Helper()
 	paths, err := r.MaterializePoint(context.Background(), id, t.TempDir())
 	require.NoError(t, err)
@@ -61,32 +61,32 @@ func requirePoint(t *testing.T, r *Replica, id string, want diskModel) {
 	}
 }
 
-// history applies random cycles and remembers the model at every point.
-type history struct {
+// replicaHistory applies random cycles and remembers the model at every point.
+type replicaHistory struct {
 	rng   *rand.Rand
-	model diskModel
-	snaps map[string]diskModel
+	model replicaModel
+	snaps map[string]replicaModel
 	clock time.Time
 	epoch uint64
 	seq   uint64
 }
 
-func newHistory(seed uint64) *history {
-	return &history{rng: rand.New(rand.NewPCG(seed, seed+1)), model: newDiskModel(), snaps: map[string]diskModel{}, clock: testEpoch0, epoch: 1}
+func newReplicaHistory(seed uint64) *replicaHistory {
+	return &replicaHistory{rng: rand.New(rand.NewPCG(seed, seed+1)), model: newReplicaModel(), snaps: map[string]replicaModel{}, clock: replicaTestTime0, epoch: 1}
 }
 
-func (h *history) next() Cycle {
+func (h *replicaHistory) next() Cycle {
 	h.clock = h.clock.Add(10 * time.Minute)
-	return randomCycle(h.rng, "web01", h.epoch, h.seq+1, h.clock)
+	return randomTestCycle(h.rng, "web01", h.epoch, h.seq+1, h.clock)
 }
 
-func (h *history) applied(c Cycle, p Point) {
+func (h *replicaHistory) applied(c Cycle, p Point) {
 	h.model.apply(c)
 	h.seq = c.Seq
 	h.snaps[p.ID] = h.model.clone()
 }
 
-func (h *history) applyN(t *testing.T, r *Replica, n int) {
+func (h *replicaHistory) applyN(t *testing.T, r *Replica, n int) {
 	t.Helper()
 	for range n {
 		c := h.next()
@@ -102,7 +102,7 @@ func (h *history) applyN(t *testing.T, r *Replica, n int) {
 
 func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
-	h := newHistory(21)
+	h := newReplicaHistory(21)
 	h.applyN(t, r, 12)
 	points := r.Points()
 	require.Len(t, points, 12)
@@ -115,7 +115,7 @@ func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
 	require.Equal(t, uint64(12), seq)
 }
 
-func rootsOf(t *testing.T, m diskModel) map[string]string {
+func rootsOf(t *testing.T, m replicaModel) map[string]string {
 	out := map[string]string{}
 	for name, data := range m {
 		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
@@ -128,7 +128,7 @@ func rootsOf(t *testing.T, m diskModel) map[string]string {
 func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
 	dir := t.TempDir()
 	r := mustOpenReplica(t, dir, ReplicaOptions{})
-	h := newHistory(22)
+	h := newReplicaHistory(22)
 	h.applyN(t, r, 24) // 4 hours of 10 minute cycles
 	before := r.Points()
 	now := h.clock.Add(5 * time.Minute)
@@ -208,7 +208,7 @@ func requireNoStrayUndo(t *testing.T, r *Replica) {
 
 func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
-	h := newHistory(23)
+	h := newReplicaHistory(23)
 	h.applyN(t, r, 3)
 	ctx := context.Background()
 	data := []byte("x")
@@ -223,7 +223,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		{"new epoch not at 1", Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
 		{"other vm", Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
 		{"unknown disk", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
-		{"past the end", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Offset: testDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
+		{"past the end", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Offset: replicaTestDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
 		{"short data", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
 	}
 	for _, tc := range bad {
@@ -249,7 +249,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 
 func TestReplicaRevertToOlderPoint(t *testing.T) {
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
-	h := newHistory(24)
+	h := newReplicaHistory(24)
 	h.applyN(t, r, 8)
 	target := r.Points()[3]
 	require.NoError(t, r.RevertTo(context.Background(), target.ID))
@@ -271,7 +271,7 @@ func TestReplicaRevertToOlderPoint(t *testing.T) {
 
 func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
-	h := newHistory(25)
+	h := newReplicaHistory(25)
 	h.applyN(t, r, 5)
 	point := r.Points()[1]
 	view, err := r.TestCopy(point.ID, t.TempDir())
@@ -304,7 +304,7 @@ func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
 	requireImages(t, r, h.model)
 }
 
-func requireView(t *testing.T, v *TestView, want diskModel) {
+func requireView(t *testing.T, v *TestView, want replicaModel) {
 	t.Helper()
 	for name, data := range want {
 		d := v.Disk(name)

@@ -10,6 +10,8 @@ import (
 	"sync"
 )
 
+var _ ExportDisk = (*TestDisk)(nil)
+
 // TestView is a test failover's copy-on-write view of a recovery point:
 // one writable TestDisk per disk. Reads come from the point (the replica's
 // image with the undo data of newer points laid over it) unless the test
