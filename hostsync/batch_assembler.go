@@ -27,6 +27,9 @@ func (a *Assembler) Reset(epoch, next uint64) {
 	a.epoch, a.next, a.parts = epoch, next, nil
 }
 
+// Epoch is the epoch the assembler expects.
+func (a *Assembler) Epoch() uint64 { return a.epoch }
+
 // Next is the cycle sequence the assembler expects.
 func (a *Assembler) Next() uint64 { return a.next }
 

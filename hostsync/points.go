@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 	"time"
 )
 
@@ -261,7 +262,8 @@ func mergeRanges(rs []BlockRange) []BlockRange {
 func subtractRanges(x BlockRange, cover []BlockRange) []BlockRange {
 	var out []BlockRange
 	pos, end := x.Offset, x.Offset+x.Length
-	for _, c := range cover {
+	first := sort.Search(len(cover), func(i int) bool { return cover[i].Offset+cover[i].Length > pos })
+	for _, c := range cover[first:] {
 		cEnd := c.Offset + c.Length
 		if cEnd <= pos {
 			continue

@@ -37,6 +37,9 @@ type Replica struct {
 	undoMu sync.Mutex // guards undos, filled by concurrent readers
 	undos  map[string]*undoFile
 	pins   map[string]int
+	// version counts changes of the points in memory (test copies'
+	// indexes follow it).
+	version uint64
 	// broken is set when an apply failed after its commit and could not
 	// be rolled back in process: the next operation recovers first.
 	broken bool

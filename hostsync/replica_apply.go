@@ -308,6 +308,7 @@ func genStamp(gen uint64) string { return fmt.Sprintf("gen-%d", gen) }
 func (r *Replica) saveStateAs(next replicaState) error {
 	prev := r.state
 	r.state = next
+	r.version++
 	if err := r.saveState(); err != nil {
 		r.state = prev
 		return err

@@ -3,6 +3,7 @@ package hostsync
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -327,4 +328,46 @@ func pointIDs(ps []Point) []string {
 		out = append(out, p.ID)
 	}
 	return out
+}
+
+// TestReplicaTestCopyReadsDuringApply: a test VM reads its copy while
+// cycles are applied and pruned; it always sees its point.
+func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
+	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	h := newReplicaHistory(26)
+	h.applyN(t, r, 3)
+	point := r.Points()[2]
+	view, err := r.TestCopy(point.ID, t.TempDir())
+	require.NoError(t, err)
+	defer view.Remove()
+	want := h.snaps[point.ID]
+	done := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readErr)
+		buf := make([]byte, 100_000)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			off := int64(i*37_000) % (replicaTestDisks["sda"] - int64(len(buf)))
+			if _, err := view.Disk("sda").ReadAt(buf, off); err != nil {
+				readErr <- err
+				return
+			}
+			if !bytes.Equal(buf, want["sda"][off:off+int64(len(buf))]) {
+				readErr <- fmt.Errorf("read at %d differs from the point", off)
+				return
+			}
+		}
+	}()
+	for range 6 {
+		h.applyN(t, r, 1)
+		_, err := r.Prune(h.clock.Add(30*time.Hour), RetentionPolicy{Retention: time.Hour})
+		require.NoError(t, err)
+	}
+	close(done)
+	require.NoError(t, <-readErr)
 }

@@ -24,6 +24,10 @@ type TestView struct {
 	dir   string
 	disks map[string]*TestDisk
 	once  sync.Once
+
+	idxMu      sync.Mutex
+	idx        map[string][]viewPiece // by disk, for idxVersion
+	idxVersion uint64
 }
 
 // TestDisk is one disk of a TestView, served over NBD (it implements the
@@ -118,7 +122,7 @@ func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 		if part.data {
 			_, err = d.overlay.ReadAt(buf, part.off)
 		} else {
-			err = d.view.r.readPoint(d.view.point, d.name, buf, part.off)
+			err = d.view.r.readPoint(d.view, d.name, buf, part.off)
 		}
 		if err != nil {
 			return 0, err
@@ -199,14 +203,15 @@ func (d *TestDisk) Trim(off, length int64, fua bool) error {
 func (d *TestDisk) Flush() error { return d.overlay.Sync() }
 
 // readPoint reads disk bytes at point id: the image with the undo data of
-// every newer point laid over it, newest first so the oldest wins.
-func (r *Replica) readPoint(id, disk string, p []byte, off int64) error {
+// every newer point laid over it (the oldest wins), through the view's
+// index of those undo records.
+func (r *Replica) readPoint(v *TestView, disk string, p []byte, off int64) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
 		return ErrReplicaClosed
 	}
-	k, err := r.pointIndex(id)
+	pieces, err := v.index(disk)
 	if err != nil {
 		return err
 	}
@@ -214,20 +219,86 @@ func (r *Replica) readPoint(id, disk string, p []byte, off int64) error {
 		return err
 	}
 	end := off + int64(len(p))
-	for j := len(r.state.Points) - 1; j > k; j-- {
-		u, err := r.cachedUndo(r.state.Points[j].Undo)
-		if err != nil {
+	i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > off })
+	for ; i < len(pieces) && pieces[i].off < end; i++ {
+		pc := pieces[i]
+		from, to := max(pc.off, off), min(pc.end, end)
+		if err := pc.u.read(pc.rec, from, p[from-off:to-off]); err != nil {
 			return err
-		}
-		for _, rec := range u.recs {
-			if rec.disk != disk || rec.end() <= off || rec.off >= end {
-				continue
-			}
-			from, to := max(rec.off, off), min(rec.end(), end)
-			if err := u.read(rec, from, p[from-off:to-off]); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
+}
+
+// viewPiece is a range of a disk whose bytes at a view's point are in an
+// undo record.
+type viewPiece struct {
+	off, end int64
+	u        *undoFile
+	rec      undoRec
+}
+
+// index returns the sorted, non-overlapping undo pieces of disk for the
+// view's point, rebuilt when the replica's points changed. Callers hold
+// the replica's mu for reading.
+func (v *TestView) index(disk string) ([]viewPiece, error) {
+	v.idxMu.Lock()
+	defer v.idxMu.Unlock()
+	if v.idxVersion != v.r.version || v.idx == nil {
+		v.idx, v.idxVersion = map[string][]viewPiece{}, v.r.version
+	}
+	if pieces, ok := v.idx[disk]; ok {
+		return pieces, nil
+	}
+	pieces, err := v.r.buildViewIndex(v.point, disk)
+	if err != nil {
+		return nil, err
+	}
+	v.idx[disk] = pieces
+	return pieces, nil
+}
+
+// buildViewIndex lays the undo records of the points after id over each
+// other, oldest first (it wins), and returns the pieces in disk order.
+func (r *Replica) buildViewIndex(id, disk string) ([]viewPiece, error) {
+	k, err := r.pointIndex(id)
+	if err != nil {
+		return nil, err
+	}
+	var covered []BlockRange
+	var pieces []viewPiece
+	for j := k + 1; j < len(r.state.Points); j++ {
+		u, err := r.cachedUndo(r.state.Points[j].Undo)
+		if err != nil {
+			return nil, err
+		}
+		var added []BlockRange
+		for _, rec := range u.recs {
+			if rec.disk != disk {
+				continue
+			}
+			for _, part := range subtractRanges(BlockRange{rec.off, rec.length}, covered) {
+				pieces = append(pieces, viewPiece{off: part.Offset, end: part.Offset + part.Length, u: u, rec: rec})
+			}
+			added = append(added, BlockRange{rec.off, rec.length})
+		}
+		covered = mergeRanges(append(covered, added...))
+	}
+	return trimPieces(pieces), nil
+}
+
+// trimPieces sorts pieces and trims overlaps, which only pieces of one
+// undo file can have (and then with the same bytes).
+func trimPieces(pieces []viewPiece) []viewPiece {
+	sort.SliceStable(pieces, func(a, b int) bool { return pieces[a].off < pieces[b].off })
+	out := pieces[:0]
+	for _, pc := range pieces {
+		if n := len(out); n > 0 && pc.off < out[n-1].end {
+			pc.off = out[n-1].end
+		}
+		if pc.off < pc.end {
+			out = append(out, pc)
+		}
+	}
+	return out
 }
