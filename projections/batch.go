@@ -29,10 +29,12 @@ var (
 	// bucketJobIndex maps a job's first sequence (8 bytes, big endian) to
 	// its id, so jobs list newest first.
 	bucketJobIndex = []byte("job_index")
+	// bucketOpenJobs lists each aggregate's jobs that have not ended.
+	bucketOpenJobs = []byte("open_jobs")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketSites, bucketHosts, bucketClouds, bucketPolicies, bucketPairings,
-		bucketNetmaps, bucketVMs, bucketPlans, bucketAutomations, bucketJobs, bucketJobIndex, bucketPoints,
+		bucketNetmaps, bucketVMs, bucketPlans, bucketAutomations, bucketJobs, bucketJobIndex, bucketPoints, bucketOpenJobs,
 	}
 )
 

@@ -80,9 +80,16 @@ func (g *gen) start(v *genVM, d events.Data) func() uint64 {
 	}
 }
 
-// then emits an event of the running operation.
+// then emits an event of the running operation, under its correlation id
+// or, as agents report, under one of its own.
 func (g *gen) then(v *genVM, d events.Data) func() uint64 {
-	return func() uint64 { return g.emitVM(v, v.op, d) }
+	return func() uint64 {
+		corr := v.op
+		if g.rng.IntN(2) == 0 {
+			corr = fmt.Sprintf("agent-%d", g.w.n)
+		}
+		return g.emitVM(v, corr, d)
+	}
 }
 
 func (g *gen) candidates(v *genVM) []func() uint64 {

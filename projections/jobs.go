@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,6 +102,8 @@ func jobID(r events.Record) string {
 		job = d.Job
 	case events.PlanGroupStartedData:
 		job = d.Job
+	case events.PlanActionStartedData:
+		job = d.Job
 	case events.PlanActionCompletedData:
 		job = d.Job
 	case events.PlanSuspendedData:
@@ -121,11 +124,134 @@ func jobID(r events.Record) string {
 	return r.Meta.CommandID
 }
 
-// applyJob creates, extends or ends the job r belongs to.
+// jobClaims are the event types that an open job of the same aggregate
+// takes as its steps when their correlation id names no job: agents report
+// (initial replication done, resync done...) under their own command ids.
+var jobClaims = map[events.Type][]string{
+	events.InitialReplicationStarted:   {"EnableProtection"},
+	events.InitialReplicationProgress:  {"EnableProtection"},
+	events.InitialReplicationCompleted: {"EnableProtection"},
+	events.ProtectionEnableFailed:      {"EnableProtection"},
+	events.ProtectionDisabled:          {"DisableProtection"},
+	events.TestFailoverCompleted:       {"TestFailover"},
+	events.TestFailoverCleanedUp:       {"TestFailoverCleanup"},
+	events.SourceStopped:               {"PlannedFailover", "UnplannedFailover"},
+	events.FailoverCompleted:           {"PlannedFailover", "UnplannedFailover"},
+	events.RecoveryPointChanged:        {"PlannedFailover", "UnplannedFailover"},
+	events.ResyncProgress:              {"Resync", "ReverseReplication"},
+	events.ResyncCompleted:             {"Resync"},
+	events.ReverseReplicationCompleted: {"ReverseReplication"},
+	events.DivergenceDetected:          {"ReverseReplication", "PlannedFailover", "UnplannedFailover"},
+}
+
+func claimedBy(r events.Record) []string {
+	if d, ok := r.Data.(events.FailoverFailedData); ok {
+		if d.Mode == events.FailoverTest {
+			return []string{"TestFailover"}
+		}
+		return []string{"PlannedFailover", "UnplannedFailover"}
+	}
+	return jobClaims[r.Type()]
+}
+
+// openJobs are the ids of an aggregate's jobs that have not ended, oldest
+// first, under bucketOpenJobs at "<kind>/<id>".
+type openJobs []string
+
+func openKey(kind, id string) string { return kind + "/" + id }
+
+// claimingJob finds the newest open job of r's aggregate that takes r.
+func (b *batch) claimingJob(r events.Record) (string, bool, error) {
+	ops := claimedBy(r)
+	key := openKey(string(r.Aggregate.Kind), r.Aggregate.ID)
+	if len(ops) == 0 || !b.has(bucketOpenJobs, key) {
+		return "", false, nil
+	}
+	open, err := load[openJobs](b, bucketOpenJobs, key)
+	if err != nil {
+		return "", false, err
+	}
+	for i := len(*open) - 1; i >= 0; i-- {
+		job, err := load[Job](b, bucketJobs, (*open)[i])
+		if err != nil {
+			return "", false, err
+		}
+		if slices.Contains(ops, job.Operation) {
+			return job.ID, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// lane groups the operations that cannot run at once on one aggregate: a
+// test failover runs beside the protection operations.
+func lane(op string) string {
+	if op == "TestFailover" || op == "TestFailoverCleanup" {
+		return "test"
+	}
+	return "protection"
+}
+
+// supersede ends, as Cancelled, the open jobs of the new job's aggregate
+// and lane: the state machine let a new operation start, so theirs will
+// never report its end (a disable during initial replication, say).
+func (b *batch) supersede(j *Job, r events.Record) error {
+	key := openKey(j.TargetKind, j.Target)
+	if !b.has(bucketOpenJobs, key) {
+		return nil
+	}
+	open, err := load[openJobs](b, bucketOpenJobs, key)
+	if err != nil {
+		return err
+	}
+	keep := (*open)[:0]
+	for _, id := range *open {
+		old, err := load[Job](b, bucketJobs, id)
+		if err != nil {
+			return err
+		}
+		if lane(old.Operation) != lane(j.Operation) || id == j.ID {
+			keep = append(keep, id)
+			continue
+		}
+		at := r.Meta.At
+		old.State, old.EndedAt = events.JobCancelled, &at
+		old.Errors = append(old.Errors, fmt.Sprintf("superseded by %s job %s", j.Operation, j.ID))
+	}
+	*open = keep
+	return nil
+}
+
+// trackOpen keeps the job in its aggregate's open jobs while it runs.
+func (b *batch) trackOpen(j *Job) error {
+	open, err := load[openJobs](b, bucketOpenJobs, openKey(j.TargetKind, j.Target))
+	if err != nil {
+		return err
+	}
+	i := slices.Index(*open, j.ID)
+	ended := j.EndedAt != nil
+	switch {
+	case ended && i >= 0:
+		*open = slices.Delete(*open, i, i+1)
+	case !ended && i < 0:
+		*open = append(*open, j.ID)
+	}
+	return nil
+}
+
+// applyJob creates, extends or ends the job r belongs to: the one its
+// correlation id names, or the open job of its aggregate that claims it.
 func (b *batch) applyJob(r events.Record) error {
 	id := jobID(r)
 	op, starts := startedOperation(r)
-	if id == "" || (!starts && !b.has(bucketJobs, id)) {
+	if !starts && !b.has(bucketJobs, id) {
+		var ok bool
+		var err error
+		if id, ok, err = b.claimingJob(r); err != nil || !ok {
+			return err
+		}
+	}
+	if id == "" {
 		return nil
 	}
 	job, err := load[Job](b, bucketJobs, id)
@@ -140,14 +266,18 @@ func (b *batch) applyJob(r events.Record) error {
 		if err := b.tx.Bucket(bucketJobIndex).Put(u64(r.Seq), []byte(id)); err != nil {
 			return fmt.Errorf("index job %s: %w", id, err)
 		}
+		if err := b.supersede(job, r); err != nil {
+			return err
+		}
 	case starts && own:
 		job.State, job.EndedAt = events.JobInProgress, nil
 	}
 	job.addStep(r)
-	if own {
-		job.settle(r)
+	if !own {
+		return nil
 	}
-	return nil
+	job.settle(r)
+	return b.trackOpen(job)
 }
 
 // addStep appends r as a step; a progress event replaces the progress step
@@ -236,6 +366,8 @@ func detail(r events.Record) string {
 		return d.ID
 	case events.PlanGroupStartedData:
 		return fmt.Sprintf("group %d", d.Group)
+	case events.PlanActionStartedData:
+		return fmt.Sprintf("group %d %s %s", d.Group, d.Action, d.Target)
 	case events.PlanActionCompletedData:
 		return fmt.Sprintf("group %d %s %s", d.Group, d.Action, d.Target)
 	case events.PlanSuspendedData:
