@@ -1,0 +1,308 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Plan actions named in plan_action_started/completed besides the VM
+// operations.
+const (
+	ActionPreScript  = "pre_script"
+	ActionPostScript = "post_script"
+)
+
+// planVMOps maps a plan job's operation to the VM operation of each VM.
+var planVMOps = map[string]events.Operation{
+	planTestFailover: events.OpTestFailover, planTestCleanup: events.OpTestCleanup,
+	planPlannedFailover: events.OpPlannedFailover, planUnplannedFailover: events.OpUnplannedFailover,
+	planCommit: events.OpCommit, planReverse: events.OpReverse,
+}
+
+type actionKey struct {
+	Group  int
+	Action string
+	Target string
+}
+
+// planRun is a plan and its running job, folded from the plan's history.
+type planRun struct {
+	plan    events.Plan
+	jobSeq  uint64
+	op      string
+	point   string
+	group   int // -1: no group started
+	started map[actionKey]bool
+	done    map[actionKey]string // error, "" for success
+	errs    []string
+	susp    map[int]bool
+	resumed map[int]bool
+	last    int // group of the last plan_suspended
+}
+
+func foldPlanRun(recs []events.Record) planRun {
+	run := planRun{group: -1}
+	for _, r := range recs {
+		run.plan.Apply(r)
+		run.apply(r)
+	}
+	return run
+}
+
+func (run *planRun) apply(r events.Record) {
+	switch d := r.Data.(type) {
+	case events.PlanJobStartedData:
+		*run = planRun{plan: run.plan, jobSeq: r.Seq, op: d.Operation, point: d.RecoveryPoint, group: -1,
+			started: map[actionKey]bool{}, done: map[actionKey]string{}, susp: map[int]bool{}, resumed: map[int]bool{}}
+	case events.PlanGroupStartedData:
+		run.group = d.Group
+	case events.PlanActionStartedData:
+		run.started[actionKey{d.Group, d.Action, d.Target}] = true
+	case events.PlanActionCompletedData:
+		run.done[actionKey{d.Group, d.Action, d.Target}] = d.Error
+		if d.Error != "" {
+			run.errs = append(run.errs, fmt.Sprintf("group %d %s %s: %s", d.Group+1, d.Action, d.Target, d.Error))
+		}
+	case events.PlanSuspendedData:
+		run.susp[d.Group], run.last = true, d.Group
+	case events.PlanResumedData:
+		run.resumed[run.last] = true
+	}
+}
+
+// stopOnError: every plan operation but an unplanned failover stops at the
+// first error; an unplanned one goes on and reports.
+func (run *planRun) stopOnError() bool { return run.op != planUnplannedFailover }
+
+func (run *planRun) failed(keys ...actionKey) bool {
+	for _, k := range keys {
+		if e, ok := run.done[k]; ok && e != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (run *planRun) cmd(step string) string { return pmCommand(run.jobSeq, step) }
+
+// reconcilePlan takes the plan's running job one step further, if a step
+// is due: each step is appended under a command id made of the job's start
+// sequence and the step, so several process managers append it once.
+func (p *PM) reconcilePlan(ctx context.Context, name string) error {
+	recs, err := p.log.Load(ctx, events.PlanAgg(name))
+	if err != nil {
+		return fmt.Errorf("load plan %s: %w", name, err)
+	}
+	run := foldPlanRun(recs)
+	if !run.plan.Exists() || run.plan.Job == "" || run.plan.JobState == events.JobSuspended || run.jobSeq == 0 {
+		return nil
+	}
+	if run.group < 0 {
+		return p.appendPlan(ctx, name, run, run.cmd("g0"), events.PlanGroupStartedData{Job: run.plan.Job, Group: 0})
+	}
+	return p.reconcileGroup(ctx, name, run)
+}
+
+func (p *PM) reconcileGroup(ctx context.Context, name string, run planRun) error {
+	g := run.group
+	grp := run.plan.Groups[g]
+	pre := actionKey{g, ActionPreScript, ""}
+	post := actionKey{g, ActionPostScript, ""}
+	if grp.PreScript != "" {
+		if waiting, err := p.script(ctx, name, run, pre, grp.PreScript, grp.ScriptTimeout.D()); waiting || err != nil {
+			return err
+		}
+	}
+	if run.stopOnError() && run.failed(pre) {
+		return p.completePlan(ctx, name, run)
+	}
+	if pending, err := p.runGroupVMs(ctx, name, run, g); pending || err != nil {
+		return err
+	}
+	if run.stopOnError() && len(run.errs) > 0 {
+		return p.completePlan(ctx, name, run)
+	}
+	if grp.PostScript != "" {
+		if waiting, err := p.script(ctx, name, run, post, grp.PostScript, grp.ScriptTimeout.D()); waiting || err != nil {
+			return err
+		}
+	}
+	if run.stopOnError() && run.failed(post) {
+		return p.completePlan(ctx, name, run)
+	}
+	if grp.ManualAction != "" && !run.resumed[g] {
+		if run.susp[g] {
+			return nil
+		}
+		return p.appendPlan(ctx, name, run, run.cmd(fmt.Sprintf("manual%d", g)),
+			events.PlanSuspendedData{Job: run.plan.Job, Group: g, Text: grp.ManualAction})
+	}
+	if g+1 < len(run.plan.Groups) {
+		return p.appendPlan(ctx, name, run, run.cmd(fmt.Sprintf("g%d", g+1)), events.PlanGroupStartedData{Job: run.plan.Job, Group: g + 1})
+	}
+	return p.completePlan(ctx, name, run)
+}
+
+func (p *PM) completePlan(ctx context.Context, name string, run planRun) error {
+	state := events.JobSucceeded
+	if len(run.errs) > 0 {
+		state = events.JobFailed
+	}
+	return p.appendPlan(ctx, name, run, run.cmd("end"), events.PlanJobCompletedData{Job: run.plan.Job, State: state, Errors: run.errs})
+}
+
+// appendPlan appends ev to the plan under cmdID while run's job is still the
+// plan's running job.
+func (p *PM) appendPlan(ctx context.Context, name string, run planRun, cmdID string, ev events.Data) error {
+	_, err := p.appendPlanOnce(ctx, name, run.plan.Job, cmdID, ev)
+	return err
+}
+
+// appendPlanOnce is appendPlan that reports whether this call appended ev
+// (false: appended before, by this or another process manager, or the job
+// is no longer running).
+func (p *PM) appendPlanOnce(ctx context.Context, name, job, cmdID string, ev events.Data) (bool, error) {
+	agg := events.PlanAgg(name)
+	for range maxConflictRetries {
+		recs, err := p.log.Load(ctx, agg)
+		if err != nil {
+			return false, fmt.Errorf("load %s: %w", agg, err)
+		}
+		if _, ok, err := handledBefore(recs, cmdID); ok || err != nil {
+			return false, err
+		}
+		if pl := foldPlan(recs); pl.Job != job {
+			return false, nil
+		}
+		meta := events.Meta{At: time.Now().UTC(), CommandID: cmdID, CorrelationID: job, Actor: pmActor}
+		res, err := p.log.Append(ctx, agg, lastSeq(recs), meta, ev)
+		if errors.Is(err, events.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("append to %s: %w", agg, err)
+		}
+		return !res.Duplicate, nil
+	}
+	return false, fmt.Errorf("%s kept changing after %d attempts: %w", agg, maxConflictRetries, events.ErrConflict)
+}
+
+// runGroupVMs issues the group's VM operations not issued yet and records
+// the outcome of those that ended. pending is true while one has not ended.
+func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int) (pending bool, err error) {
+	op := planVMOps[run.op]
+	var errs []error
+	for _, vm := range run.plan.Groups[g].VMs {
+		key := actionKey{g, string(op), vm}
+		if _, ok := run.done[key]; ok {
+			continue
+		}
+		ended, err := p.runPlanVM(ctx, name, run, key)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		pending = pending || !ended
+	}
+	return pending, errors.Join(errs...)
+}
+
+// runPlanVM issues the VM's operation under the plan's job once, and records
+// its outcome once it ended. ended is true once the outcome is recorded.
+func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key actionKey) (ended bool, err error) {
+	recs, err := p.log.Load(ctx, events.VMAgg(key.Target))
+	if err != nil {
+		return false, fmt.Errorf("load vm %s: %w", key.Target, err)
+	}
+	issue := run.cmd("vm-" + key.Target)
+	doneCmd := issue + "-done"
+	seq := issuedAt(recs, issue)
+	if seq == 0 {
+		refusal, err := p.issueVM(ctx, run, key, issue)
+		if err != nil || refusal == "" {
+			return false, err
+		}
+		return true, p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, refusal))
+	}
+	outcome, ended := vmOutcome(recs, seq, run.plan.Job, events.Operation(key.Action))
+	if !ended {
+		return false, nil
+	}
+	return true, p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, outcome))
+}
+
+func actionDone(run planRun, key actionKey, errText string) events.Data {
+	return events.PlanActionCompletedData{Job: run.plan.Job, Group: key.Group, Action: key.Action, Target: key.Target, Error: errText}
+}
+
+// issueVM decides the VM's operation as an operator's command would, and
+// appends it under the plan's job. refusal is the VM's refusal (its state,
+// no recovery point), "" when the operation was issued.
+func (p *PM) issueVM(ctx context.Context, run planRun, key actionKey, cmdID string) (refusal string, err error) {
+	op := events.Operation(key.Action)
+	req := vmRequest{VM: key.Target}
+	if op == events.OpUnplannedFailover || op == events.OpTestFailover {
+		req.RecoveryPoint = run.point
+	}
+	err = p.reactVM(ctx, key.Target, cmdID, func(v vmView) (decision, error) {
+		refusal = ""
+		evs, derr := decideVM(vmOpState{VM: v.VM}, op, req)
+		if derr != nil {
+			refusal = derr.Error()
+			return decision{}, nil
+		}
+		return decided(run.plan.Job, evs...)
+	})
+	return refusal, err
+}
+
+// issuedAt is the sequence of the first event cmdID appended to the VM, 0
+// if none.
+func issuedAt(recs []events.Record, cmdID string) uint64 {
+	for _, r := range recs {
+		if r.Meta.CommandID == cmdID {
+			return r.Seq
+		}
+	}
+	return 0
+}
+
+// vmOutcome finds, after seq, the event of job that ends op: its error
+// ("" for success) and whether it ended.
+func vmOutcome(recs []events.Record, seq uint64, job string, op events.Operation) (string, bool) {
+	for _, r := range recs {
+		if r.Seq < seq || r.Meta.CorrelationID != job {
+			continue
+		}
+		if errText, ended := endsOp(r, op); ended {
+			return errText, true
+		}
+	}
+	return "", false
+}
+
+func endsOp(r events.Record, op events.Operation) (string, bool) {
+	if f, ok := r.Data.(events.FailoverFailedData); ok {
+		test := f.Mode == events.FailoverTest
+		if test == (op == events.OpTestFailover) {
+			return fmt.Sprintf("%s failover failed at %s: %s", f.Mode, f.Step, f.Reason), true
+		}
+	}
+	var want events.Type
+	switch op {
+	case events.OpTestFailover:
+		want = events.TestFailoverCompleted
+	case events.OpTestCleanup:
+		want = events.TestFailoverCleanedUp
+	case events.OpPlannedFailover, events.OpUnplannedFailover:
+		want = events.FailoverCompleted
+	case events.OpCommit:
+		want = events.FailoverCommitted
+	case events.OpReverse:
+		want = events.ReverseReplicationCompleted
+	}
+	return "", r.Type() == want
+}

@@ -1,0 +1,276 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// ErrorCodeVerifyFailed in an error report of a planned failover's recovery
+// host means its replica differs from the source's final state.
+const ErrorCodeVerifyFailed = "verify_failed"
+
+// Failover steps named in failover_failed.
+const (
+	StepStopSource = "stop_source"
+	StepReady      = "ready"
+	StepVerify     = "verify"
+)
+
+// handle folds r into the state and runs its reactions. Reaction errors are
+// logged here: the deadlines retry, and the next event of a plan reconciles
+// it again.
+func (p *PM) handle(ctx context.Context, r events.Record) {
+	p.track(r)
+	if err := p.react(ctx, r); err != nil && ctx.Err() == nil {
+		p.logger.Error().Err(err).Uint64("seq", r.Seq).Str("type", string(r.Type())).
+			Stringer(logAggregate, r.Aggregate).Msg("process manager reaction failed")
+	}
+}
+
+// track keeps the deadlines, the reverse replications waiting for their
+// first point and the running plan jobs.
+func (p *PM) track(r events.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	vm := r.Aggregate.ID
+	switch d := r.Data.(type) {
+	case events.FailoverStartedData:
+		p.setDeadline(deadline{VM: vm, Kind: deadlineFailover, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout), Mode: d.Mode, FromHost: d.FromHost})
+	case events.FailoverCompletedData, events.FailoverCancelledData:
+		p.dropDeadline(deadlineFailover, vm)
+	case events.FailoverFailedData:
+		if d.Mode == events.FailoverTest {
+			p.dropDeadline(deadlineTest, vm)
+		} else {
+			p.dropDeadline(deadlineFailover, vm)
+		}
+	case events.TestFailoverStartedData:
+		p.setDeadline(deadline{VM: vm, Kind: deadlineTest, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout)})
+	case events.TestFailoverCompletedData:
+		p.dropDeadline(deadlineTest, vm)
+	case events.ReverseReplicationStartedData:
+		if !d.Resync {
+			p.st.Reversing[vm] = true
+		}
+	case events.ReverseReplicationCompletedData, events.ProtectionDisabledData:
+		delete(p.st.Reversing, vm)
+	case events.PlanJobStartedData:
+		p.st.Jobs[d.Job] = r.Aggregate.ID
+	case events.PlanJobCompletedData:
+		p.endJob(d.Job)
+	case events.PlanJobCancelledData:
+		p.endJob(d.Job)
+	}
+}
+
+// endJob forgets a plan job and stops its scripts still running.
+func (p *PM) endJob(job string) {
+	delete(p.st.Jobs, job)
+	if cancel := p.scripts[job]; cancel != nil {
+		cancel()
+		delete(p.scripts, job)
+	}
+}
+
+func (p *PM) setDeadline(d deadline) {
+	key := d.Kind + "/" + d.VM
+	p.st.Deadlines[key] = d
+	delete(p.fired, key)
+}
+
+func (p *PM) dropDeadline(kind, vm string) {
+	delete(p.st.Deadlines, kind+"/"+vm)
+	delete(p.fired, kind+"/"+vm)
+}
+
+// react runs the reactions r triggers.
+func (p *PM) react(ctx context.Context, r events.Record) error {
+	vm := r.Aggregate.ID
+	switch d := r.Data.(type) {
+	case events.FailoverStartedData:
+		if d.Mode == events.FailoverPlanned {
+			return p.failIfSourceUnreachable(ctx, vm, d.FromHost, r.Seq)
+		}
+	case events.HostUnreachableData:
+		return p.hostLost(ctx, d.Name)
+	case events.FailoverCommittedData:
+		if d.Mode == events.FailoverPlanned {
+			return p.startReverse(ctx, vm, r.Seq)
+		}
+	case events.RecoveryPointCreatedData:
+		if p.reversing(vm) {
+			return p.completeReverse(ctx, vm, r.Seq, d)
+		}
+	case events.ReplicationErrorData:
+		if d.Code == ErrorCodeVerifyFailed {
+			return p.failVerify(ctx, vm, r.Seq, d)
+		}
+	}
+	if plan, ok := p.planOf(r); ok {
+		return p.reconcilePlan(ctx, plan)
+	}
+	return nil
+}
+
+func (p *PM) reversing(vm string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.Reversing[vm]
+}
+
+// planOf is the plan whose running job r concerns: a plan event, or an
+// event of a plan job's VM operation.
+func (p *PM) planOf(r events.Record) (string, bool) {
+	if r.Aggregate.Kind == events.KindPlan {
+		return r.Aggregate.ID, true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	plan, ok := p.st.Jobs[r.Meta.CorrelationID]
+	return plan, ok
+}
+
+// reactVM decides over the VM's view and appends under cmdID (nothing when
+// cmdID was appended before or decide returns no event), deciding again
+// after a conflict.
+func (p *PM) reactVM(ctx context.Context, name, cmdID string, decide func(v vmView) (decision, error)) error {
+	agg := events.VMAgg(name)
+	for range maxConflictRetries {
+		recs, err := p.log.Load(ctx, agg)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", agg, err)
+		}
+		if _, ok, err := handledBefore(recs, cmdID); ok || err != nil {
+			return err
+		}
+		v := foldView(recs)
+		d, err := decide(v)
+		if err != nil || len(d.evs) == 0 {
+			return err
+		}
+		meta := events.Meta{At: time.Now().UTC(), CommandID: cmdID, CorrelationID: d.job, Actor: pmActor}
+		if meta.CorrelationID == "" {
+			meta.CorrelationID = cmdID
+		}
+		_, err = p.log.Append(ctx, agg, v.Version, meta, d.evs...)
+		if errors.Is(err, events.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("append to %s: %w", agg, err)
+		}
+		p.logger.Info().Str("vm", name).Str(logCommandID, cmdID).Str("event", string(d.evs[0].EventType())).Msg("process manager appended")
+		return nil
+	}
+	return fmt.Errorf("%s kept changing after %d attempts: %w", agg, maxConflictRetries, events.ErrConflict)
+}
+
+func pmCommand(seq uint64, step string) string { return fmt.Sprintf("pm-%d-%s", seq, step) }
+
+// timeout fails the (test) failover d names when it is still the VM's and
+// has not ended.
+func (p *PM) timeout(ctx context.Context, d deadline) error {
+	reason := fmt.Sprintf("timeout: not serving on the recovery host within %s", p.cfg.FailoverTimeout)
+	if d.Kind == deadlineTest {
+		return p.reactVM(ctx, d.VM, pmCommand(d.Start, "test-timeout"), func(v vmView) (decision, error) {
+			if v.Test.Seq != d.Start || v.TestState != events.TestInProgress {
+				return decision{}, nil
+			}
+			return decided(v.Test.Job, events.FailoverFailedData{Mode: events.FailoverTest, Step: StepReady, Reason: reason})
+		})
+	}
+	return p.reactVM(ctx, d.VM, pmCommand(d.Start, "timeout"), func(v vmView) (decision, error) {
+		f := v.Failover
+		if !failoverRunning(v, d.Start) {
+			return decision{}, nil
+		}
+		step := StepReady
+		if f.Data.Mode == events.FailoverPlanned && !f.Stopped {
+			step = StepStopSource
+		}
+		return decided(f.Job, events.FailoverFailedData{Mode: f.Data.Mode, Step: step, Reason: reason})
+	})
+}
+
+// failoverRunning: the failover started at seq is the VM's and in progress.
+func failoverRunning(v vmView, seq uint64) bool {
+	running := v.State == events.PlannedFailoverInProgress || v.State == events.UnplannedFailoverInProgress
+	return running && v.Failover.Seq == seq && !v.Failover.Ended
+}
+
+// failIfSourceUnreachable fails a planned failover at once when its source
+// host is unreachable: a planned failover needs the source.
+func (p *PM) failIfSourceUnreachable(ctx context.Context, vm, host string, start uint64) error {
+	recs, err := p.log.Load(ctx, events.HostAgg(host))
+	if err != nil {
+		return fmt.Errorf("load host %s: %w", host, err)
+	}
+	if h := foldHost(recs); h.Exists() && h.Reachable {
+		return nil
+	}
+	reason := fmt.Sprintf("source host %s is unreachable: a planned failover needs the source (use unplanned_failover)", host)
+	return p.reactVM(ctx, vm, pmCommand(start, "unreachable"), func(v vmView) (decision, error) {
+		if !failoverRunning(v, start) || v.Failover.Stopped {
+			return decision{}, nil
+		}
+		return decided(v.Failover.Job, events.FailoverFailedData{Mode: events.FailoverPlanned, Step: StepStopSource, Reason: reason})
+	})
+}
+
+// hostLost fails the planned failovers whose source host became unreachable
+// before stopping the VM.
+func (p *PM) hostLost(ctx context.Context, host string) error {
+	p.mu.Lock()
+	var hit []deadline
+	for _, d := range p.st.Deadlines {
+		if d.Kind == deadlineFailover && d.Mode == events.FailoverPlanned && d.FromHost == host {
+			hit = append(hit, d)
+		}
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, d := range hit {
+		errs = append(errs, p.failIfSourceUnreachable(ctx, d.VM, host, d.Start))
+	}
+	return errors.Join(errs...)
+}
+
+// startReverse starts reverse replication after a planned failover's
+// commit (seq): no full copy, the old source's disk is the replica. It is a
+// job of its own.
+func (p *PM) startReverse(ctx context.Context, vm string, seq uint64) error {
+	cmd := pmCommand(seq, "reverse")
+	return p.reactVM(ctx, vm, cmd, func(v vmView) (decision, error) {
+		if v.State != events.FailoverCommittedState || v.FailoverMode != events.FailoverPlanned || v.Commit.Seq != seq {
+			return decision{}, nil
+		}
+		evs, err := decideVM(vmOpState{VM: v.VM}, events.OpReverse, vmRequest{VM: vm})
+		return decision{evs: evs, job: cmd}, err
+	})
+}
+
+// completeReverse: the first point applied in the new direction completes
+// a reverse replication that needed no resync.
+func (p *PM) completeReverse(ctx context.Context, vm string, seq uint64, rp events.RecoveryPointCreatedData) error {
+	return p.reactVM(ctx, vm, pmCommand(seq, "reversed"), func(v vmView) (decision, error) {
+		if v.State != events.ReverseReplicationState || v.ReverseResync || rp.Epoch != v.Epoch || seq < v.Reverse.Seq {
+			return decision{}, nil
+		}
+		return decided(v.Reverse.Job, events.ReverseReplicationCompletedData{SentBytes: rp.Bytes})
+	})
+}
+
+// failVerify: the recovery host found its replica different from the
+// source's final state: the failover fails at verify.
+func (p *PM) failVerify(ctx context.Context, vm string, seq uint64, e events.ReplicationErrorData) error {
+	return p.reactVM(ctx, vm, pmCommand(seq, "verify"), func(v vmView) (decision, error) {
+		if !failoverRunning(v, v.Failover.Seq) || seq < v.Failover.Seq || e.Host != v.Failover.Data.ToHost {
+			return decision{}, nil
+		}
+		return decided(v.Failover.Job, events.FailoverFailedData{Mode: v.Failover.Data.Mode, Step: StepVerify, Reason: e.Message})
+	})
+}

@@ -1,0 +1,199 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// FailoverReports decide the agents' failover reports (FailoverVerbs) into VM
+// events under the operation's job. They are an Extension of the Service:
+// svc.Extend(NewFailoverReports(log, logger)). Safe for concurrent use.
+type FailoverReports struct {
+	log    events.Log
+	logger zerolog.Logger
+}
+
+var _ Extension = (*FailoverReports)(nil)
+
+// NewFailoverReports returns the report handlers appending to log.
+func NewFailoverReports(log events.Log, logger zerolog.Logger) *FailoverReports {
+	return &FailoverReports{log: log, logger: logger.With().Str("component", "failover-reports").Logger()}
+}
+
+// AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>.
+func (f *FailoverReports) AddEndpoints(ctx context.Context, svc micro.Service) error {
+	for _, verb := range FailoverVerbs {
+		h := micro.ContextHandler(ctx, f.serve)
+		if err := svc.AddEndpoint("agent_"+verb, h, micro.WithEndpointSubject(AgentSubjectPrefix+".*."+verb)); err != nil {
+			return fmt.Errorf("agent endpoint %s: %w", verb, err)
+		}
+	}
+	return nil
+}
+
+func (f *FailoverReports) serve(ctx context.Context, req micro.Request) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
+	host, verb, err := ParseAgentSubject(req.Subject())
+	var res AgentResult
+	if err == nil {
+		res, err = f.Handle(ctx, host, verb, req.Data())
+	}
+	if err != nil {
+		f.logger.Debug().Err(err).Str(logSubject, req.Subject()).Msg("failover report refused")
+		respondError(req, err)
+		return
+	}
+	if err := req.RespondJSON(res); err != nil {
+		f.logger.Warn().Err(err).Str(logSubject, req.Subject()).Msg("reply to failover report")
+	}
+}
+
+// Handle decides one report of host and appends its events. It returns an
+// error matching events.ErrInvalidArgument for an unknown verb or a bad
+// body, ErrUnauthorized when host plays no part in the operation, and
+// events.ErrInvalidState when the VM is in no operation the report fits.
+func (f *FailoverReports) Handle(ctx context.Context, host, verb string, body []byte) (AgentResult, error) {
+	var head ReportHead
+	if err := decodeReport(body, &head); err != nil {
+		return AgentResult{}, err
+	}
+	if err := firstErr(events.ValidateToken("vm", head.VM), optionalToken("job", head.Job), optionalToken("command_id", head.CommandID)); err != nil {
+		return AgentResult{}, err
+	}
+	decide, err := f.decider(ctx, verb, host, body)
+	if err != nil {
+		return AgentResult{}, err
+	}
+	return f.append(ctx, host, head, decide)
+}
+
+type viewDecider func(vmView) (decision, error)
+
+func (f *FailoverReports) decider(ctx context.Context, verb, host string, body []byte) (viewDecider, error) {
+	switch verb {
+	case AgentVMStopped:
+		return reportDecider(body, host, decideVMStopped)
+	case AgentFailoverReady:
+		nets, err := f.netmaps(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return reportDecider(body, host, func(v vmView, h string, r FailoverReadyReport) (decision, error) {
+			return decideFailoverReady(v, h, r, nets)
+		})
+	case AgentTestFailoverReady:
+		return reportDecider(body, host, decideTestFailoverReady)
+	case AgentTestCleanupDone:
+		return reportDecider(body, host, decideTestCleanupDone)
+	case AgentResyncProgress:
+		return reportDecider(body, host, decideResyncProgress)
+	case AgentResyncCompleted:
+		return reportDecider(body, host, decideResyncCompleted)
+	case AgentDivergence:
+		return reportDecider(body, host, decideDivergence)
+	}
+	return nil, invalidArg("unknown agent report %q", verb)
+}
+
+func reportDecider[R any](body []byte, host string, decide func(vmView, string, R) (decision, error)) (viewDecider, error) {
+	var r R
+	if err := decodeReport(body, &r); err != nil {
+		return nil, err
+	}
+	return func(v vmView) (decision, error) { return decide(v, host, r) }, nil
+}
+
+// append loads the VM, decides and appends under the decision's job,
+// deciding again after a conflict.
+func (f *FailoverReports) append(ctx context.Context, host string, head ReportHead, decide viewDecider) (AgentResult, error) {
+	agg := events.VMAgg(head.VM)
+	commandID := head.CommandID
+	if commandID == "" {
+		commandID = nuid.Next()
+	}
+	for range maxConflictRetries {
+		recs, err := f.log.Load(ctx, agg)
+		if err != nil {
+			return AgentResult{}, fmt.Errorf("load %s: %w", agg, err)
+		}
+		v := foldView(recs)
+		if !v.Exists() {
+			return AgentResult{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
+		}
+		if res, ok, err := handledBefore(recs, commandID); ok || err != nil {
+			return AgentResult{Seqs: res.seqs}, err
+		}
+		d, err := decide(v)
+		if err != nil || len(d.evs) == 0 {
+			return AgentResult{}, err
+		}
+		meta := events.Meta{At: time.Now().UTC(), CommandID: commandID, CorrelationID: d.job, Actor: "agent:" + host}
+		if meta.CorrelationID == "" {
+			meta.CorrelationID = commandID
+		}
+		res, err := f.log.Append(ctx, agg, v.Version, meta, d.evs...)
+		if errors.Is(err, events.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return AgentResult{}, fmt.Errorf("append to %s: %w", agg, err)
+		}
+		return AgentResult{Seqs: res.Seqs}, nil
+	}
+	return AgentResult{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
+}
+
+// netmaps reads every live network mapping: source network → target.
+func (f *FailoverReports) netmaps(ctx context.Context) (map[string]string, error) {
+	maps := map[string]*events.Netmap{}
+	err := scanKind(ctx, f.log, events.KindNetmap, func(r events.Record) {
+		n := maps[r.Aggregate.ID]
+		if n == nil {
+			n = &events.Netmap{}
+			maps[r.Aggregate.ID] = n
+		}
+		n.Apply(r)
+	})
+	out := map[string]string{}
+	for _, n := range maps {
+		if n.Exists() {
+			out[n.SourceNetwork] = n.TargetNetwork
+		}
+	}
+	return out, err
+}
+
+// scanKind calls fn for every record of kind in log up to its current end.
+func scanKind(ctx context.Context, log events.Log, kind events.Kind, fn func(events.Record)) error {
+	last, err := log.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return err
+	}
+	cur, err := log.Follow(ctx, 1)
+	if err != nil {
+		return err
+	}
+	defer cur.Close()
+	for seq := uint64(0); seq < last; {
+		recs, err := cur.Next(ctx, 1024)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Seq <= last && r.Aggregate.Kind == kind {
+				fn(r)
+			}
+			seq = r.Seq
+		}
+	}
+	return nil
+}
