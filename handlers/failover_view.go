@@ -36,9 +36,9 @@ type vmView struct {
 	// TestPoint and TestHost are the last test failover's point and host.
 	TestPoint string
 	TestHost  string
-	Cleanup  opStart
-	Commit   opStart
-	Reverse  opStart
+	Cleanup   opStart
+	Commit    opStart
+	Reverse   opStart
 	// ReverseResync is the resync flag of the last reverse_replication_started.
 	ReverseResync bool
 	Resync        opStart
