@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -36,7 +37,10 @@ type controlPlane struct {
 	svc    *handlers.Service
 	http   *http.Server
 	httpLn net.Listener
+	agents *handlers.AgentHandlers
 
+	stop      context.CancelFunc // ends the background loops
+	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -71,9 +75,12 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 		return cp, fmt.Errorf("projections: %w", err)
 	}
 	cp.svc = handlers.New(cp.log, cp.store, logger.With().Str("component", "handlers").Logger())
+	cp.agents = handlers.NewAgentHandlers(cp.log, handlers.DefaultUnreachableAfter, logger)
+	cp.svc.Extend(cp.agents)
 	if err := cp.svc.Open(ctx, cp.nc); err != nil {
 		return cp, fmt.Errorf("command service: %w", err)
 	}
+	cp.startLoops()
 	if cfg.HTTP != "" {
 		if err := cp.startHTTP(cfg.HTTP); err != nil {
 			return cp, err
@@ -107,6 +114,45 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 	return nil
 }
 
+// startLoops starts the control plane's background work: the sweep that
+// marks silent hosts unreachable.
+func (cp *controlPlane) startLoops() {
+	ctx, stop := context.WithCancel(context.Background())
+	cp.stop = stop
+	cp.wg.Add(1)
+	go func() {
+		defer cp.wg.Done()
+		cp.agents.RunSweeper(ctx, cp.registeredHosts)
+	}()
+}
+
+// registeredHosts names every registered host, from the read model.
+func (cp *controlPlane) registeredHosts() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := cp.store.Query(ctx, "hosts", nil)
+	if err != nil {
+		cp.logger.Warn().Err(err).Msg("list hosts for the reachability sweep")
+		return nil
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil
+	}
+	var hosts []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(raw, &hosts); err != nil {
+		cp.logger.Warn().Err(err).Msg("hosts query shape")
+		return nil
+	}
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
+	}
+	return names
+}
+
 // connect opens a NATS connection that reconnects forever and logs its
 // state changes.
 func connect(url, name string, logger zerolog.Logger) (*nats.Conn, error) {
@@ -138,6 +184,7 @@ func (cp *controlPlane) startHTTP(addr string) error {
 	mux.HandleFunc("GET /healthz", cp.healthz)
 	cp.httpLn = ln
 	cp.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	cp.routes(mux, cp.http)
 	go func() {
 		if err := cp.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cp.logger.Error().Err(err).Msg("HTTP server stopped")
@@ -170,6 +217,10 @@ func (cp *controlPlane) URL() string {
 func (cp *controlPlane) Close(ctx context.Context) error {
 	cp.closeOnce.Do(func() {
 		var errs []error
+		if cp.stop != nil {
+			cp.stop()
+			cp.wg.Wait()
+		}
 		if cp.http != nil {
 			errs = append(errs, cp.http.Shutdown(ctx))
 		}
