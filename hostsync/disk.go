@@ -54,6 +54,10 @@ type TrackedDisk struct {
 	gen      uint64 // appends so far, for group commit
 	scratch  []byte
 
+	// rewriteMu serialises the rewrites of the log file (Ack's compaction,
+	// ResetAfterResync); taken before mu.
+	rewriteMu sync.Mutex
+
 	// filesMu is held shared while the log file is read or fsynced outside
 	// mu, exclusively (after mu) to replace or close it.
 	filesMu sync.RWMutex

@@ -120,6 +120,8 @@ func (d *TrackedDisk) Cycle(seq uint64) (Cycle, error) {
 // Acknowledging an already dropped cycle again is a no-op; a cycle not
 // closed yet is an error.
 func (d *TrackedDisk) Ack(seq uint64) error {
+	d.rewriteMu.Lock()
+	defer d.rewriteMu.Unlock()
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
@@ -146,6 +148,10 @@ func (d *TrackedDisk) Ack(seq uint64) error {
 // copied under mu, then the new file replaces the old.
 func (d *TrackedDisk) compact(seq uint64) error {
 	d.mu.Lock()
+	if err := d.trackingLocked(); err != nil {
+		d.mu.Unlock()
+		return err // overflowed or closed since Ack checked
+	}
 	cut := d.closed[seq-d.baseSeq].end
 	mid := d.logEnd
 	old := d.log
@@ -158,9 +164,9 @@ func (d *TrackedDisk) compact(seq uint64) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.log != old || d.baseSeq > seq {
-		// Reset or another Ack replaced the log meanwhile.
-		return errors.Join(tmp.f.Close(), os.Remove(tmp.f.Name()))
+	if err := d.trackingLocked(); err != nil {
+		// Closed, failed or overflowed meanwhile: the old log stays.
+		return errors.Join(err, tmp.f.Close(), os.Remove(tmp.f.Name()))
 	}
 	if err := d.finishCompacted(tmp, old, mid); err != nil {
 		return d.failLocked(err)
@@ -253,6 +259,8 @@ func (d *TrackedDisk) ResetAfterResync(nextSeq uint64) error {
 	if nextSeq == 0 {
 		return fmt.Errorf("disk %s: reset: cycle numbers start at 1", d.name)
 	}
+	d.rewriteMu.Lock()
+	defer d.rewriteMu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.writable(); err != nil {
