@@ -4,7 +4,7 @@
 //
 // A Store runs one goroutine, the runner, that follows events.Log from its
 // checkpoint + 1 and applies the events in log order. Each batch of events
-// (up to 1000, as many as the log has ready) is applied in one bbolt
+// (up to 4096, as many as the log has ready) is applied in one bbolt
 // transaction that also writes the checkpoint, the sequence of the batch's
 // last event: a crash at any instant leaves the read models exactly at the
 // checkpoint, so no event is applied twice or skipped. An event whose
@@ -15,10 +15,18 @@
 //
 // The VM read model folds the VM with events.VM.Apply, the one state machine
 // of the project, and adds what only a reader needs (progress, issues, disk
-// images); allowed_operations comes from events.VM.Allowed. A job is one
-// operation: the event that starts it creates it, under the event's
-// correlation id, and every later event with that correlation id adds a step
-// and may end it.
+// images); allowed_operations comes from events.VM.Allowed. Recovery points,
+// the most frequent event, are stored one per key beside their VM in a
+// compact binary form, so a new point costs one small write however many
+// the VM keeps; Apply still decides which points exist (points.go).
+//
+// A job is one operation, as ASR's jobs view shows it: the event that starts
+// it creates it under the event's correlation id, and every later event with
+// that correlation id adds a step and may end it. Agents report under their
+// own command ids, so an event whose correlation id names no job is taken
+// by the newest open job of its aggregate that expects that event type
+// (initial_replication_completed by EnableProtection, ...); a new operation
+// ends the open jobs it supersedes as Cancelled.
 //
 // Query answers the queries of the micro service (sr.q.<name>) with values
 // that marshal to the JSON of the contract; WaitFor lets a caller read its

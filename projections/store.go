@@ -21,6 +21,10 @@ const (
 	fieldEvents     = "events"
 )
 
+// defaultBatch is the most events the runner applies in one transaction
+// (when it is behind; it applies what the log has when it is not).
+const defaultBatch = 4096
+
 // openTimeout bounds the wait for another process's lock on the file.
 const openTimeout = 5 * time.Second
 
@@ -79,7 +83,7 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 		return nil, fmt.Errorf("open projections %s: %w", path, err)
 	}
 	s := &Store{
-		db: db, log: log, now: time.Now, batchSize: 1000,
+		db: db, log: log, now: time.Now, batchSize: defaultBatch,
 		logger:  logger,
 		changed: make(chan struct{}), done: make(chan struct{}), cache: newRunnerCache(),
 	}
