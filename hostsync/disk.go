@@ -31,6 +31,35 @@ type DiskOptions struct {
 // beside it. Every write is appended to the log before it reaches the
 // image; cycles of changes are closed, read back from the log, and dropped
 // once the recovery host has applied them. Safe for concurrent use.
+//
+// Durability. A write returns once its log record and the image write are
+// in the page cache; with fua, or after Flush, once both files are
+// fdatasync'ed (concurrent flushes share one fsync). CloseCycle returns once
+// its close marker is durable, with every write acknowledged before it.
+//
+// Crash of the process (kill -9, panic, OOM; the kernel keeps running). The
+// page cache survives, so the log holds every write the image holds, in
+// order, plus at most one record the image has not seen. On reopen (same
+// kernel boot id as the last open): a torn record at the end of the log (cut
+// short, bad checksum on the last record, or zero-filled blocks) is cut off;
+// every record since the last open is replayed onto the image (idempotent);
+// closed, unacknowledged cycles are all there. No acknowledged write is lost
+// and nothing is lost silently.
+//
+// Crash of the host (power loss, kernel panic, reset: the boot id changes)
+// while the disk was open, i.e. without the clean-shutdown marker Close
+// writes: writes that were not flushed may have reached the image without
+// their log record (the kernel writes dirty pages back in any order), so
+// the log can no longer prove what changed. The disk opens in the
+// NeedsResync state (the VM's data is intact; every flushed or FUA write is
+// in the image) and the replica must be resynchronised by block hashes. A
+// host that shut down cleanly (Close ran) reopens normally.
+//
+// Log that cannot be trusted: missing or unreadable, damaged anywhere but at
+// its very end, made for another disk size, or above MaxLogBytes (half the
+// disk by default): NeedsResync, persisted with a marker in the log so a
+// restart does not forget it, until ResetAfterResync. Reads and writes keep
+// working meanwhile; writes are then not tracked.
 type TrackedDisk struct {
 	path, logPath, name string
 	size, maxLog        int64

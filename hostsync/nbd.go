@@ -31,6 +31,19 @@ type ExportDisk interface {
 // NBDServer serves named exports over the NBD protocol (fixed newstyle
 // negotiation) on Unix sockets and, on request, TCP. Safe for concurrent
 // use.
+//
+// Options: EXPORT_NAME, GO and INFO (export size and flags, name and block
+// sizes on request: minimum 1, preferred 4096, maximum 32 MiB), LIST, ABORT
+// and STRUCTURED_REPLY; others get NBD_REP_ERR_UNSUP. Commands: READ, WRITE
+// (FUA), FLUSH, TRIM (FUA), WRITE_ZEROES (FUA, NO_HOLE) and DISC, up to four
+// of one connection at a time. Transmission flags: HAS_FLAGS, SEND_FLUSH,
+// SEND_FUA, SEND_TRIM, SEND_WRITE_ZEROES and CAN_MULTI_CONN. A request out
+// of range, with unknown flags or of an unknown type gets an error reply
+// (EINVAL for reads, ENOSPC for writes past the end), as an
+// NBD_REPLY_TYPE_ERROR chunk once structured replies are negotiated, and
+// the connection goes on; a write longer than 32 MiB gets EINVAL and the
+// connection is closed (its payload cannot be skipped safely); a bad magic
+// closes the connection.
 type NBDServer struct {
 	logger zerolog.Logger
 
