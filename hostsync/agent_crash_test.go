@@ -148,3 +148,14 @@ func TestAgentSourceKilledAfterAcknowledgedWrites(t *testing.T) {
 	requireSameBytes(t, want, readFile(t, w.replicaImage()), "replica after the source crashed")
 	require.NotEqual(t, events.ResyncRequiredState, w.vm().State)
 }
+
+func TestAgentSourceHostRebootNeedsResync(t *testing.T) {
+	w, child := protectWithChild(t, "hv01", "")
+	w.qemuIO("write -P 0x5a 4M 64k")
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	waitExit(t, child, 5*time.Second)
+	// After a reboot the writes of the page cache may be lost with the
+	// log's tail: the change log cannot be trusted and the VM must say so.
+	w.startAgent("hv01", func(c *hostsync.AgentConfig) { c.DiskBootID = "after-reboot" })
+	w.waitVM(10*time.Second, "resync required", func(vm events.VM) bool { return vm.State == events.ResyncRequiredState })
+}

@@ -65,6 +65,17 @@ func TestAgentReplicatesInitialAndDeltas(t *testing.T) {
 	w := protect(t, nil)
 	vm := w.vm()
 	require.Equal(t, events.HealthNormal, vm.Health)
+	recs, err := w.log.Load(w.ctx, events.VMAgg("web01"))
+	require.NoError(t, err)
+	var progress []events.Type
+	for _, r := range recs {
+		switch r.Type() {
+		case events.InitialReplicationStarted, events.InitialReplicationProgress, events.InitialReplicationCompleted:
+			progress = append(progress, r.Type())
+		}
+	}
+	require.Equal(t, events.InitialReplicationStarted, progress[0])
+	require.Equal(t, events.InitialReplicationCompleted, progress[len(progress)-1])
 	rounds := []snapshot{{end: time.Now(), data: readFile(t, w.sourceImage())}}
 	w.latestPointAfter(rounds[0].end, 10*time.Second)
 	requireSameBytes(t, rounds[0].data, readFile(t, w.replicaImage()), "replica after initial replication")

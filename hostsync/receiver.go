@@ -21,6 +21,11 @@ import (
 // fetchBytes bounds one fetch of a VM's batches (under 64 MiB).
 const fetchBytes = 32 << 20
 
+// ackWait is how long a delivered batch may stay unacknowledged before it
+// is delivered again; the batches of a cycle being assembled are kept alive
+// with in-progress acks.
+const ackWait = 30 * time.Second
+
 // recoverySide is the recovery host's part for a VM: its replica and the
 // goroutine consuming its batches.
 type recoverySide struct {
@@ -131,11 +136,18 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	if err := EnsureDeltaStream(ctx, c.a.js, vm.TargetSite); err != nil {
 		return err
 	}
-	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, DeltaStream(vm.TargetSite), jetstream.ConsumerConfig{
+	// The consumer is made afresh: the messages a previous run held
+	// unacknowledged (it crashed mid-cycle) come again at once, in stream
+	// order, instead of after the ack wait; the replica drops what it has.
+	stream := DeltaStream(vm.TargetSite)
+	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset delta consumer of %s: %w", vm.Name, err)
+	}
+	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       deltaConsumer(vm.Name),
 		FilterSubject: deltaFilter(vm.TargetSite, vm.Name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       ackWait,
 		MaxAckPending: 1 << 16,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -218,6 +230,8 @@ type receiver struct {
 	asm  *Assembler
 	held []jetstream.Msg
 	side *recoverySide
+	// touched is when the held batches were last kept alive.
+	touched time.Time
 }
 
 func (rx *receiver) run(ctx context.Context, done chan struct{}) {
@@ -303,6 +317,13 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 	rx.held = append(rx.held, msg)
 	if whole {
 		rx.apply(ctx, cyc)
+		return
+	}
+	if time.Since(rx.touched) > ackWait/3 {
+		for _, m := range rx.held {
+			_ = m.InProgress()
+		}
+		rx.touched = time.Now()
 	}
 }
 
