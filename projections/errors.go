@@ -19,6 +19,12 @@ var (
 	// runner stops instead.
 	ErrOutOfOrder = errors.New("event out of order")
 
+	// ErrAhead means the file's checkpoint is beyond the end of the log: the
+	// file was built from another log (or a log that lost events). The
+	// runner stops rather than show what the log does not hold; delete the
+	// file to rebuild it from this log.
+	ErrAhead = errors.New("read models are ahead of the log")
+
 	// ErrCorrupt means a stored read model does not decode.
 	ErrCorrupt = errors.New("read model does not decode")
 )

@@ -80,6 +80,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // followOnce opens a cursor at the checkpoint + 1 and applies batches until
 // an error. It returns how many events it applied.
 func (s *Store) followOnce(ctx context.Context) (int, error) {
+	last, err := s.log.LastSeq(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("last sequence of the log: %w", err)
+	}
+	if cp := s.Checkpoint(); last < cp {
+		return 0, &fatalError{fmt.Errorf("checkpoint %d, but the log ends at %d (delete the file to rebuild it): %w", cp, last, ErrAhead)}
+	}
 	cur, err := s.log.Follow(ctx, s.Checkpoint()+1)
 	if err != nil {
 		return 0, fmt.Errorf("follow the log from %d: %w", s.Checkpoint()+1, err)

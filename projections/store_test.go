@@ -250,3 +250,20 @@ func TestOpenErrors(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
 }
+
+func TestFileOfAnotherLogIsRefused(t *testing.T) {
+	log := events.NewMemLog()
+	last := newWorld(t, log).scenario()
+	path := filepath.Join(t.TempDir(), "projections.db")
+	s := mustOpen(t, path, log)
+	waitFor(t, s, last)
+	require.NoError(t, s.Close())
+
+	other := events.NewMemLog()
+	newWorld(t, other).buildFabric()
+	s = mustOpen(t, path, other)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.ErrorIs(t, s.WaitFor(ctx, last+1), ErrAhead)
+	require.ErrorIs(t, s.Err(), ErrAhead)
+}
