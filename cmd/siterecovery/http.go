@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -56,22 +58,15 @@ type eventSource interface {
 type readModel interface {
 	// Query answers a query by name (vms, hosts, jobs, ...) with JSON
 	// params; safe for concurrent use.
-	Query(ctx context.Context, name string, params []byte) (any, error)
+	Query(ctx context.Context, name string, params json.RawMessage) (any, error)
 	// Checkpoint is the log sequence the read models have applied.
 	Checkpoint() uint64
 }
 
-// storeReadModel adapts *projections.Store (whose Query takes a
-// json.RawMessage) to readModel.
-type storeReadModel struct{ s *projections.Store }
-
-var _ readModel = storeReadModel{}
-
-func (m storeReadModel) Query(ctx context.Context, name string, params []byte) (any, error) {
-	return m.s.Query(ctx, name, params)
-}
-
-func (m storeReadModel) Checkpoint() uint64 { return m.s.Checkpoint() }
+var (
+	_ eventSource = (*jetstream.Log)(nil)
+	_ readModel   = (*projections.Store)(nil)
+)
 
 // httpAPI serves the API, the event stream, the metrics and the console.
 // Its handlers run concurrently; stop ends the event streams so that the
@@ -91,7 +86,7 @@ func (cp *controlPlane) routes(mux *http.ServeMux, srv *http.Server) {
 	api := newHTTPAPI(cp.nc, cp.log, cp.logger.With().Str("component", "http").Logger())
 	srv.RegisterOnShutdown(api.stop)
 	api.register(mux)
-	mux.Handle("GET /metrics", newMetricsHandler(cp.log, storeReadModel{cp.store}, api.logger))
+	mux.Handle("GET /metrics", newMetricsHandler(cp.log, cp.store, api.logger))
 	mux.Handle("/", consoleHandler())
 }
 

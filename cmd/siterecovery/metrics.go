@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -210,7 +211,7 @@ func (c *metricsCollector) count(r events.Record) {
 // queryAs runs a query and asserts its answer's type.
 func queryAs[T any](ctx context.Context, rm readModel, name string, params string) (T, error) {
 	var zero T
-	res, err := rm.Query(ctx, name, []byte(params))
+	res, err := rm.Query(ctx, name, json.RawMessage(params))
 	if err != nil {
 		return zero, fmt.Errorf("query %s: %w", name, err)
 	}
