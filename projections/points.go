@@ -81,35 +81,46 @@ func (b *batch) applyVM(r events.Record) error {
 // kept are a subsequence of the old list, in order, followed by the new.
 func (b *batch) syncPoints(r events.Record, pl *pointList, after []events.RecoveryPoint) error {
 	bk := b.tx.Bucket(bucketPoints)
-	next := pl
-	j := 0
+	kept := len(pl.ids)
 	if !pl.isPrefixOf(after) {
-		n := len(pl.ids)
-		next = &pointList{ids: make([]string, 0, n), keys: make([][]byte, 0, n), pts: make([]events.RecoveryPoint, 0, n)}
-		for i, old := range pl.keys {
-			if j < len(after) && after[j].ID == pl.ids[i] {
-				next.add(after[j].ID, old)
-				j++
-				continue
-			}
-			if err := bk.Delete(old); err != nil {
-				return fmt.Errorf("delete point %q: %w", old, err)
-			}
+		var err error
+		if kept, err = pl.removeMissing(bk, after); err != nil {
+			return err
 		}
-	} else {
-		j = len(pl.ids)
 	}
-	for n, rp := range after[j:] {
-		raw := encodePoint(rp)
+	for n, rp := range after[kept:] {
 		// One event makes at most one point; n keeps keys unique anyway.
 		key := pointKey(r.Aggregate.ID, r.Seq+uint64(n))
-		if err := bk.Put(key, raw); err != nil {
+		if err := bk.Put(key, encodePoint(rp)); err != nil {
 			return fmt.Errorf("write point %s: %w", rp.ID, err)
 		}
-		next.add(rp.ID, key)
+		pl.add(rp.ID, key)
 	}
-	b.points[r.Aggregate.ID] = next
 	return nil
+}
+
+// removeMissing deletes the points that are not in after, in place, and
+// returns how many of after it kept.
+func (pl *pointList) removeMissing(bk *bolt.Bucket, after []events.RecoveryPoint) (int, error) {
+	j, w := 0, 0
+	for i, id := range pl.ids {
+		if j < len(after) && after[j].ID == id {
+			pl.ids[w], pl.keys[w] = id, pl.keys[i]
+			w, j = w+1, j+1
+			continue
+		}
+		if err := bk.Delete(pl.keys[i]); err != nil {
+			return 0, fmt.Errorf("delete point %q: %w", pl.keys[i], err)
+		}
+	}
+	pl.ids, pl.keys = pl.ids[:w], pl.keys[:w]
+	// after may share pl.pts' array (Apply deletes in place): rewrite it
+	// only now that after was read.
+	pl.pts = pl.pts[:0]
+	for _, id := range pl.ids {
+		pl.pts = append(pl.pts, events.RecoveryPoint{ID: id})
+	}
+	return j, nil
 }
 
 // isPrefixOf reports whether after starts with every point of pl: Apply
