@@ -91,16 +91,34 @@ func TestAgentPauseResumeAndOverflow(t *testing.T) {
 	w.waitVM(10*time.Second, "resync required", func(vm events.VM) bool { return vm.State == events.ResyncRequiredState })
 }
 
-func TestAgentDisableDeletesReplica(t *testing.T) {
-	w := protect(t, m{"delete_replica_on_disable": true})
-	_, err := os.Stat(w.replicaImage())
+func TestAgentStartTimeAndDisable(t *testing.T) {
+	start := time.Now().Add(2 * time.Second)
+	w := protect(t, m{"delete_replica_on_disable": true, "start_at": start})
+	recs, err := w.log.Load(w.ctx, events.VMAgg("web01"))
+	require.NoError(t, err)
+	for _, r := range recs {
+		if r.Type() == events.InitialReplicationStarted {
+			require.False(t, r.Meta.At.Before(start), "initial replication started at %s, before the policy's start %s", r.Meta.At, start)
+		}
+	}
+	host, err := w.log.Load(w.ctx, events.HostAgg("hv01"))
+	require.NoError(t, err)
+	require.Equal(t, events.HostReachable, host[len(host)-1].Type(), "the heartbeat made the host reachable")
+
+	_, err = os.Stat(w.replicaImage())
 	require.NoError(t, err)
 	w.cmd("sr.cmd.vm.disable", m{"vm": "web01"})
 	w.waitVM(10*time.Second, "unprotected", func(vm events.VM) bool { return vm.State == events.Unprotected })
 	_, err = os.Stat(w.replicaImage())
 	require.ErrorIs(t, err, os.ErrNotExist)
-	// The VM is still served on its source.
+	// The VM is still served on its source, and protecting it again
+	// starts over: a new initial replication into a new replica.
 	w.qemuIO("write -P 0x66 0 4k")
+	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
+	w.waitVM(15*time.Second, "protected again", func(vm events.VM) bool {
+		return vm.State == events.Protected && len(vm.RecoveryPoints) > 0
+	})
+	requireSameBytes(t, readFile(t, w.sourceImage()), readFile(t, w.replicaImage()), "replica of the second protection")
 }
 
 func TestAgentResendsLostCycles(t *testing.T) {
@@ -129,25 +147,4 @@ func TestAgentResendsLostCycles(t *testing.T) {
 	w.startAgent("hv11")
 	w.latestPointAfter(written, 20*time.Second)
 	requireSameBytes(t, readFile(t, w.sourceImage()), readFile(t, w.replicaImage()), "replica after the lost cycles were sent again")
-}
-
-func TestAgentHonoursStartTime(t *testing.T) {
-	start := time.Now().Add(2 * time.Second)
-	w := mustWorld(t)
-	w.fabric(m{"start_at": start})
-	w.startAgent("hv01")
-	w.startAgent("hv11")
-	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
-	vm := w.waitVM(15*time.Second, "protected", func(vm events.VM) bool { return vm.State == events.Protected })
-	recs, err := w.log.Load(w.ctx, events.VMAgg("web01"))
-	require.NoError(t, err)
-	for _, r := range recs {
-		if r.Type() == events.InitialReplicationStarted {
-			require.False(t, r.Meta.At.Before(start), "initial replication started at %s, before the policy's start %s", r.Meta.At, start)
-		}
-	}
-	require.NotEmpty(t, vm.RecoveryPoints)
-	host, err := w.log.Load(w.ctx, events.HostAgg("hv01"))
-	require.NoError(t, err)
-	require.Equal(t, events.HostReachable, host[len(host)-1].Type(), "the heartbeat made the host reachable")
 }

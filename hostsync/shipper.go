@@ -35,6 +35,9 @@ type shipState struct {
 	ackedTo   uint64
 	lastClose time.Time
 	lastApp   time.Time
+	// enableSeq is the protection being shipped (the log sequence of its
+	// protection_enable_started).
+	enableSeq uint64
 }
 
 func (s *sourceSide) close(nbd *NBDServer) error {
@@ -157,6 +160,7 @@ func (c *vmCtl) reportSourceImages(ctx context.Context, vm events.VM) {
 // cycle every copy interval, shipped and kept until applied.
 func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cycleAck) error {
 	s := &c.src.ship
+	s.enableSeq = enableSeq
 	if err := c.ensureStream(ctx, vm.TargetSite); err != nil {
 		return err
 	}
@@ -409,13 +413,22 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error
 	}
 	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	for i, b := range batches {
-		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i)
-		if a := c.src.ship.attempt; a > 0 {
-			id = fmt.Sprintf("%s.r%d", id, a)
-		}
+		id := shipMsgID(c.src.ship.enableSeq, c.src.ship.attempt, BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i))
 		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// shipMsgID is the Nats-Msg-Id of a batch: BatchMsgID made unique per
+// protection (a VM protected again numbers its cycles from 1 again, within
+// the duplicate window) and per re-send attempt (a re-send must not be
+// dropped as a duplicate of the lost original).
+func shipMsgID(enableSeq uint64, attempt int, batchID string) string {
+	id := fmt.Sprintf("%s.p%d", batchID, enableSeq)
+	if attempt > 0 {
+		id = fmt.Sprintf("%s.r%d", id, attempt)
+	}
+	return id
 }
