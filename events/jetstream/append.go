@@ -121,9 +121,15 @@ func isConflict(err error) bool {
 }
 
 // resolveConflict tells a retried command (all of its n events already in
-// the aggregate, found by message id) from a real conflict.
+// the aggregate, found by message id) from a real conflict. It reads the
+// aggregate up to the last sequence the stream leader has, so that a
+// replica behind the leader cannot hide the first append.
 func (l *Log) resolveConflict(ctx context.Context, agg events.Aggregate, expected uint64, commandID string, n int, cause error) (events.AppendResult, error) {
-	msgs, err := l.loadRaw(ctx, agg)
+	last, err := l.leaderLastSeq(ctx, agg.Filter())
+	if err != nil {
+		return events.AppendResult{}, fmt.Errorf("append to %s: %v; then %w", agg, cause, err)
+	}
+	msgs, err := l.loadAtLeast(ctx, agg, last)
 	if err != nil {
 		return events.AppendResult{}, fmt.Errorf("append to %s: %v; then %w", agg, cause, err)
 	}
@@ -132,9 +138,8 @@ func (l *Log) resolveConflict(ctx context.Context, agg events.Aggregate, expecte
 		index[events.MsgID(commandID, agg, i)] = i
 	}
 	seqs := make([]uint64, n)
-	found, last := 0, uint64(0)
+	found := 0
 	for _, m := range msgs {
-		last = m.Sequence
 		if i, ok := index[m.Header.Get(jetstream.MsgIDHeader)]; ok && seqs[i] == 0 {
 			seqs[i] = m.Sequence
 			found++

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -13,6 +14,11 @@ import (
 
 // followBuffer is how many messages a cursor's consumer pulls ahead.
 const followBuffer = 256
+
+// followExpiry is how long one pull request of a cursor lasts. It is short
+// because in a cluster the first pull can reach the new consumer before it
+// listens and is lost; the next pull then comes within followExpiry.
+const followExpiry = time.Second
 
 // Follow implements events.Log with an ordered consumer (in memory, one
 // replica, recreated by the client after a disconnect at the next expected
@@ -41,7 +47,7 @@ func (l *Log) Follow(ctx context.Context, from uint64) (events.Cursor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("follow event log from %d: %w", from, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(followBuffer))
+	it, err := cons.Messages(jetstream.PullMaxMessages(followBuffer), jetstream.PullExpiry(followExpiry))
 	if err != nil {
 		return nil, fmt.Errorf("follow event log from %d: %w", from, err)
 	}

@@ -34,6 +34,9 @@ type Log struct {
 	js     jetstream.JetStream
 	stream string
 	logger zerolog.Logger
+	// replicated: direct gets may be answered by a replica behind the
+	// leader, so loads first ask the leader where the aggregate ends.
+	replicated bool
 
 	mu      sync.Mutex
 	closed  bool
@@ -72,10 +75,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if err := ensureStream(ctx, js, streamConfig(cfg.Stream, cfg.Replicas)); err != nil {
+	got, err := ensureStream(ctx, js, streamConfig(cfg.Stream, cfg.Replicas))
+	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
-	l := &Log{nc: nc, js: js, stream: cfg.Stream, cursors: map[*cursor]struct{}{}}
+	l := &Log{nc: nc, js: js, stream: cfg.Stream, replicated: got.Replicas > 1, cursors: map[*cursor]struct{}{}}
 	l.logger = cfg.Logger.With().Str("component", "eventlog").Str("stream", cfg.Stream).Logger()
 	l.logger.Debug().Int("replicas", cfg.Replicas).Msg("event log open")
 	return l, nil
@@ -123,8 +127,11 @@ func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
 
 // Load implements events.Log. It reads the aggregate's messages with direct
 // batch gets filtered on the aggregate's subjects: one round trip per
-// loadBatch events, no consumer. A stored message that is not a valid event
-// fails the load with a *RecordError naming its sequence.
+// loadBatch events, no consumer. On a replicated stream it first asks the
+// stream leader for the aggregate's last sequence and reads until it has
+// it, so a load sees every append acknowledged before it started. A stored
+// message that is not a valid event fails the load with a *RecordError
+// naming its sequence.
 func (l *Log) Load(ctx context.Context, agg events.Aggregate) ([]events.Record, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
@@ -132,7 +139,7 @@ func (l *Log) Load(ctx context.Context, agg events.Aggregate) ([]events.Record, 
 	if l.isClosed() {
 		return nil, events.ErrClosed
 	}
-	msgs, err := l.loadRaw(ctx, agg)
+	msgs, err := l.loadConsistent(ctx, agg)
 	if err != nil {
 		return nil, err
 	}

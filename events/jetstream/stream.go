@@ -56,24 +56,46 @@ func autoReplicas(nc *nats.Conn) int {
 }
 
 // ensureStream creates the stream, or checks that the existing one is at
-// least as strong as want. It never changes an existing stream.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+// least as strong as want. It never changes an existing stream. It returns
+// the stream's configuration.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.StreamConfig, error) {
 	s, err := lookupStream(ctx, js, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, want)
+		s, err = js.CreateStream(ctx, want)
 		if err == nil {
-			return nil
+			return s.CachedInfo().Config, waitStreamLeader(ctx, js, want)
 		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", want.Name, err)
+			return jetstream.StreamConfig{}, fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
 		s, err = js.Stream(ctx, want.Name) // created meanwhile by another process
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", want.Name, err)
+		return jetstream.StreamConfig{}, fmt.Errorf("stream %s: %w", want.Name, err)
 	}
-	if problems := weaknesses(s.CachedInfo().Config, want); len(problems) > 0 {
-		return &StreamConfigError{Stream: want.Name, Problems: problems}
+	got := s.CachedInfo().Config
+	if problems := weaknesses(got, want); len(problems) > 0 {
+		return jetstream.StreamConfig{}, &StreamConfigError{Stream: want.Name, Problems: problems}
+	}
+	return got, waitStreamLeader(ctx, js, got)
+}
+
+// waitStreamLeader waits until a replicated stream has a leader, so that
+// the first append after Open does not find the stream leaderless.
+func waitStreamLeader(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	for cfg.Replicas > 1 {
+		s, err := lookupStream(ctx, js, cfg.Name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		if c := s.CachedInfo().Cluster; c != nil && c.Leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s has no leader: %w", cfg.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return nil
 }

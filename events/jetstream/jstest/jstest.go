@@ -62,10 +62,43 @@ func MustRunCluster(tb testing.TB, n int, tags []string) []*server.Server {
 			tb.Fatalf("jstest: start cluster: %v", err)
 		}
 	}
+	waitPeers(tb, servers)
 	for _, s := range servers {
 		waitAPI(tb, s)
 	}
 	return servers
+}
+
+// waitPeers waits until the JetStream meta leader sees every other server
+// as a current peer: before that, placing an R3 stream can fail.
+func waitPeers(tb testing.TB, servers []*server.Server) {
+	tb.Helper()
+	deadline := time.Now().Add(jetstream.StartTimeout)
+	for !peersCurrent(servers) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("jstest: the cluster's meta leader does not see all %d servers", len(servers))
+		}
+		time.Sleep(10 * time.Millisecond) // polling the servers' own state
+	}
+}
+
+func peersCurrent(servers []*server.Server) bool {
+	for _, s := range servers {
+		if !s.JetStreamIsLeader() {
+			continue
+		}
+		info, err := s.Jsz(&server.JSzOptions{})
+		if err != nil || info.Meta == nil || len(info.Meta.Replicas) != len(servers)-1 {
+			return false
+		}
+		for _, p := range info.Meta.Replicas {
+			if !p.Current || p.Offline {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // waitAPI waits until s answers JetStream API requests: right after a
