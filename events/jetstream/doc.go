@@ -22,10 +22,16 @@
 // cluster, even after the duplicate window.
 //
 // Load reads one aggregate with direct batch gets filtered on its subjects
-// (one round trip per 512 events, no consumer). In a cluster a direct get
-// may be answered by a replica a moment behind the leader: a command that
-// decides on such a load gets a conflict and reloads. Follow reads the whole
-// log with an ordered consumer. A stored message that is not a valid event
+// (one round trip per 512 events, no consumer). On a replicated stream a
+// direct get may be answered by a replica a moment behind the leader, so
+// Load first asks the leader for the aggregate's last sequence and reads
+// until it has it: a load sees every append acknowledged before it began.
+// Follow reads the whole log with an ordered consumer.
+//
+// In a cluster, an append racing another on the same aggregate is refused
+// while the other is in flight, and a reload may still show the old version
+// until the winner is applied: handlers retry conflicts with a short
+// backoff. A stored message that is not a valid event
 // (someone published on sr.evt.> by hand) is never skipped silently: Load
 // fails and a cursor stops at it, both with a *RecordError naming its
 // sequence.
