@@ -11,7 +11,8 @@
 // sequence is not checkpoint + 1 stops the runner with ErrOutOfOrder; an
 // event that does not decode stops it too, and Err reports why. Errors of
 // the log connection are retried with backoff. Deleting the file rebuilds
-// every read model from the log.
+// every read model from the log; a file whose checkpoint is beyond the end
+// of the log (built from another log) stops the runner with ErrAhead.
 //
 // The VM read model folds the VM with events.VM.Apply, the one state machine
 // of the project, and adds what only a reader needs (progress, issues, disk
