@@ -5,7 +5,7 @@
 
 const state = {
   vms: [], jobs: [], hosts: [], sites: [], plans: [], pairings: [], policies: [], status: null,
-  events: [], open: new Set(), fetchedAt: Date.now(), lastSeq: 0,
+  events: [], open: new Set(), fetchedAt: Date.now(), minSeq: 0,
 };
 
 // Operations that change where a VM runs or drop data get a red button.
@@ -98,9 +98,16 @@ async function api(path, body) {
 
 // ---- loading -----------------------------------------------------------------
 
+// query reads a query once the read models hold state.minSeq (the last
+// event seen or written here): read-your-writes.
+function query(path) {
+  if (!state.minSeq) return api(path);
+  return api(path + (path.includes('?') ? '&' : '?') + 'after_seq=' + state.minSeq);
+}
+
 const loaders = {
-  vms: () => api('vms'), jobs: () => api('jobs?limit=50'), hosts: () => api('hosts'), sites: () => api('sites'),
-  plans: () => api('plans'), pairings: () => api('pairings'), policies: () => api('policies'), status: () => api('status'),
+  vms: () => query('vms'), jobs: () => query('jobs?limit=50'), hosts: () => query('hosts'), sites: () => query('sites'),
+  plans: () => query('plans'), pairings: () => query('pairings'), policies: () => query('policies'), status: () => query('status'),
 };
 
 let loading = null;
@@ -405,6 +412,7 @@ function dialogValues() {
 async function runVMOperation(name, op, params) {
   try {
     const res = await api('vm/' + op, { vm: name, actor: 'console', ...params });
+    state.minSeq = Math.max(state.minSeq, res.seq || 0);
     toast(opLabel(op) + ' ' + name + ': accepted' + (res.job ? ' (job ' + res.job + ')' : ''));
     await refresh();
   } catch (e) {
@@ -438,10 +446,14 @@ async function loadRecentEvents() {
 }
 
 function follow() {
-  const es = new EventSource('api/v1/stream');
+  // Start right after the events loaded, so none falls in between; a
+  // reconnect resumes after the last one received (Last-Event-ID).
+  const from = (state.events.length ? state.events[0].seq : 0) + 1;
+  const es = new EventSource('api/v1/stream?from=' + from);
   es.addEventListener('ready', () => { setLive(true, 'live'); scheduleRefresh(); });
   es.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
+    state.minSeq = Math.max(state.minSeq, ev.seq);
     if (state.events.length && ev.seq <= state.events[0].seq) return;
     state.events.unshift(ev);
     state.events.length = Math.min(state.events.length, maxEvents);
