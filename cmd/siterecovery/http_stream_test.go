@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
 
@@ -143,5 +144,40 @@ func TestSSEStreamsEndOnClose(t *testing.T) {
 		require.False(t, ok, "the stream ends")
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream is still open after Close")
+	}
+}
+
+// TestSSEAndMetricsSkipUndecodableEvent: a message on the log that is not
+// an event (written by anyone who may publish on sr.evt.>) is reported on
+// the stream as an error naming its sequence and counted as invalid; what
+// follows it still arrives.
+func TestSSEAndMetricsSkipUndecodableEvent(t *testing.T) {
+	f := mustOpenHTTPControlPlane(t)
+	f.post("site/register", map[string]any{"name": "primary"})
+	stream := f.openSSE("/api/v1/stream", nil)
+	require.Equal(t, "ready", nextSSE(t, stream).Event)
+
+	js, err := jetstream.New(f.nc)
+	require.NoError(t, err)
+	ack, err := js.Publish(context.Background(), "sr.evt.site.primary.site_registered", []byte("not an event"))
+	require.NoError(t, err)
+	f.post("site/register", map[string]any{"name": "secondary"})
+
+	bad := nextSSE(t, stream)
+	require.Equal(t, "error", bad.Event)
+	require.Equal(t, jsonNum(ack.Sequence), bad.ID)
+	require.Contains(t, bad.Data, `"seq":`+jsonNum(ack.Sequence))
+	next := nextSSE(t, stream)
+	require.Equal(t, "", next.Event)
+	require.Contains(t, next.Data, `"id":"secondary"`)
+
+	text := f.scrape()
+	for series, want := range map[string]float64{
+		`siterecovery_events_appended_total{type="invalid"}`:         1,
+		`siterecovery_events_appended_total{type="site_registered"}`: 2,
+	} {
+		got, ok := metricValue(text, series)
+		require.True(t, ok, "%s missing", series)
+		require.Equal(t, want, got, series)
 	}
 }
