@@ -203,9 +203,11 @@ func TestBrowserConsoleShowsVMAndRunsAnAction(t *testing.T) {
 	b := startBrowser(t)
 	f := mustOpenHTTPControlPlane(t)
 	f.buildFabric()
+	f.post("plan/create", map[string]any{"name": "shop", "groups": []map[string]any{{"vms": []string{"web01"}}}})
 	b.open(f.base + "/")
 
 	b.waitFor(jsVMState, "Unprotected")
+	b.waitFor(`document.querySelector('#plans tr[data-plan="shop"]')?.innerText.includes('web01') ? 'yes' : 'no'`, "yes")
 	require.Equal(t, "enable", b.evalString(jsVMButtons), "only the allowed operations have buttons")
 	b.waitFor(`document.querySelector('#hosts tr[data-host="hv11"]')?.innerText.includes('secondary') ? 'yes' : 'no'`, "yes")
 	b.waitFor(`document.getElementById('live').textContent`, "live")
