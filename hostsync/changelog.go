@@ -34,7 +34,7 @@ import (
 // Records are appended in the order the writes reach the image; a write's
 // record is written before the image is touched.
 const (
-	hrlHeaderSize = 64
+	hrlHeaderSize    = 64
 	hrlRecHeaderSize = 32
 	hrlRecMagic      = 0x5248
 	// hrlMaxRecordData bounds one record's data; larger writes are split.

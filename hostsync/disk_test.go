@@ -94,9 +94,9 @@ func TestTrackedDiskCycleCoalesces(t *testing.T) {
 	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
 	fill := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 	require.NoError(t, d.WriteAt(fill(1, 100), 0, false))
-	require.NoError(t, d.WriteAt(fill(2, 50), 50, false))   // overwrites the tail of the first
+	require.NoError(t, d.WriteAt(fill(2, 50), 50, false)) // overwrites the tail of the first
 	require.NoError(t, d.WriteAt(fill(3, 10), 150, false))
-	require.NoError(t, d.WriteAt(fill(6, 10), 160, false))  // adjacent: merges
+	require.NoError(t, d.WriteAt(fill(6, 10), 160, false)) // adjacent: merges
 	require.NoError(t, d.WriteAt(fill(7, 10), 170, false))
 	require.NoError(t, d.WriteZeroes(1000, 500, false))     // zero extent
 	require.NoError(t, d.Trim(1500, 100, false))            // adjacent zero: merges

@@ -111,4 +111,3 @@ func benchOffsets(rng *mathrand.Rand, block, total int, random bool) []int64 {
 	}
 	return offs
 }
-

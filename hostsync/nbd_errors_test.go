@@ -103,7 +103,7 @@ func TestNBDRequestErrorsAndBounds(t *testing.T) {
 			expect(nbdENOSPC, nbdCmdWrite, 0, size-1, 2, []byte("zz"))
 			expect(nbdENOSPC, nbdCmdTrim, 0, size, 1, nil)
 			expect(nbdENOSPC, nbdCmdWriteZeroes, 0, ^uint64(0), 1, nil)
-			expect(nbdEINVAL, 42, 0, 0, 0, nil)                    // unknown command
+			expect(nbdEINVAL, 42, 0, 0, 0, nil)                     // unknown command
 			expect(nbdEINVAL, nbdCmdRead, nbdCmdFlagFUA, 0, 1, nil) // flag not allowed
 			expect(nbdEINVAL, nbdCmdRead, 0, 0, nbdMaxPayload+1, nil)
 			expect(0, nbdCmdWriteZeroes, nbdCmdFlagNoHole|nbdCmdFlagFUA, 100, 10, nil)

@@ -97,7 +97,7 @@ func FuzzNBDRequest(f *testing.F) {
 		done := make(chan error, 1)
 		go func() { done <- c.run() }()
 		go func() { _, _ = io.Copy(io.Discard, client) }() // drain replies
-		_, _ = io.Copy(client, bytes.NewReader(in))         // the server may hang up early
+		_, _ = io.Copy(client, bytes.NewReader(in))        // the server may hang up early
 		require.NoError(t, client.Close())
 		select {
 		case <-done:
