@@ -192,7 +192,8 @@ func (p *PM) appendPlanOnce(ctx context.Context, name, job, cmdID string, ev eve
 }
 
 // runGroupVMs issues the group's VM operations not issued yet and records
-// the outcome of those that ended. pending is true while one has not ended.
+// the outcome of those that ended. pending is true while the outcome of one
+// is not in run.
 func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int) (pending bool, err error) {
 	op := planVMOps[run.op]
 	var errs []error
@@ -201,21 +202,22 @@ func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int) (
 		if _, ok := run.done[key]; ok {
 			continue
 		}
-		ended, err := p.runPlanVM(ctx, name, run, key)
-		if err != nil {
+		// Pending even when it ends now: run does not hold its outcome yet;
+		// the plan_action_completed appended reconciles the plan again.
+		pending = true
+		if err := p.runPlanVM(ctx, name, run, key); err != nil {
 			errs = append(errs, err)
 		}
-		pending = pending || !ended
 	}
 	return pending, errors.Join(errs...)
 }
 
 // runPlanVM issues the VM's operation under the plan's job once, and records
-// its outcome once it ended. ended is true once the outcome is recorded.
-func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key actionKey) (ended bool, err error) {
+// its outcome once it ended.
+func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key actionKey) error {
 	recs, err := p.log.Load(ctx, events.VMAgg(key.Target))
 	if err != nil {
-		return false, fmt.Errorf("load vm %s: %w", key.Target, err)
+		return fmt.Errorf("load vm %s: %w", key.Target, err)
 	}
 	issue := run.cmd("vm-" + key.Target)
 	doneCmd := issue + "-done"
@@ -223,15 +225,15 @@ func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key action
 	if seq == 0 {
 		refusal, err := p.issueVM(ctx, run, key, issue)
 		if err != nil || refusal == "" {
-			return false, err
+			return err
 		}
-		return true, p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, refusal))
+		return p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, refusal))
 	}
 	outcome, ended := vmOutcome(recs, seq, run.plan.Job, events.Operation(key.Action))
 	if !ended {
-		return false, nil
+		return nil
 	}
-	return true, p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, outcome))
+	return p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, outcome))
 }
 
 func actionDone(run planRun, key actionKey, errText string) events.Data {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,8 +23,9 @@ import (
 // process manager. The test plays the agents.
 type pmFixture struct {
 	*fixture
-	pm  *PM
-	cfg PMConfig
+	pm    *PM
+	cfg   PMConfig
+	store *projections.Store
 }
 
 // mustStartPM starts the control plane with a process manager configured
@@ -44,7 +46,7 @@ func mustStartPM(t *testing.T, cfg PMConfig) *pmFixture {
 	svc.Extend(NewFailoverReports(jl, zerolog.Nop()))
 	require.NoError(t, svc.Open(ctx, nc))
 	t.Cleanup(func() { require.NoError(t, svc.Close(ctx)) })
-	f := &pmFixture{fixture: &fixture{t: t, url: jstest.URL(srv), nc: nc, log: jl, svc: svc}, cfg: cfg}
+	f := &pmFixture{fixture: &fixture{t: t, url: jstest.URL(srv), nc: nc, log: jl, svc: svc}, cfg: cfg, store: store}
 	f.pm = f.startPM(cfg)
 	return f
 }
@@ -134,20 +136,37 @@ func (f *pmFixture) count(agg events.Aggregate, t events.Type) int {
 func (f *pmFixture) job(id string, states ...string) projections.Job {
 	f.t.Helper()
 	var j projections.Job
-	require.Eventually(f.t, func() bool {
-		r := f.request("sr.q.job", m{"job": id, "after_seq": f.lastSeq()})
-		if r.Code != "" {
-			return false
+	var last reply
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		last = f.request("sr.q.job", m{"job": id, "after_seq": f.lastSeq()})
+		if last.Code != "" {
+			continue
 		}
-		require.NoError(f.t, json.Unmarshal(r.Raw, &j))
-		for _, s := range states {
-			if j.State == s {
-				return true
-			}
+		j = projections.Job{}
+		require.NoError(f.t, json.Unmarshal(last.Raw, &j))
+		if slices.Contains(states, j.State) {
+			return j
 		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "job %s never reached %v (state %s)", id, states, j.State)
+	}
+	f.dumpLog()
+	require.FailNow(f.t, "job never reached its state", "job %s never reached %v: %s %s %s", id, states, last.Code, last.Message, last.Raw)
 	return j
+}
+
+// dumpLog logs every event of the log.
+func (f *pmFixture) dumpLog() {
+	cur, err := f.log.Follow(context.Background(), 1)
+	require.NoError(f.t, err)
+	defer cur.Close()
+	last := f.lastSeq()
+	for seq := uint64(0); seq < last; {
+		recs, err := cur.Next(context.Background(), 100)
+		require.NoError(f.t, err)
+		for _, r := range recs {
+			seq = r.Seq
+			f.t.Logf("%d %s %s cmd=%s corr=%s %+v", r.Seq, r.Aggregate, r.Type(), r.Meta.CommandID, r.Meta.CorrelationID, r.Data)
+		}
+	}
 }
 
 func stepNames(j projections.Job) []string {

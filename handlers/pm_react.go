@@ -87,8 +87,16 @@ func (p *PM) dropDeadline(kind, vm string) {
 	delete(p.fired, kind+"/"+vm)
 }
 
-// react runs the reactions r triggers.
+// react runs the reactions r triggers: the VM's, then its plan job's.
 func (p *PM) react(ctx context.Context, r events.Record) error {
+	err := p.reactOwn(ctx, r)
+	if plan, ok := p.planOf(r); ok {
+		err = errors.Join(err, p.reconcilePlan(ctx, plan))
+	}
+	return err
+}
+
+func (p *PM) reactOwn(ctx context.Context, r events.Record) error {
 	vm := r.Aggregate.ID
 	switch d := r.Data.(type) {
 	case events.FailoverStartedData:
@@ -109,9 +117,6 @@ func (p *PM) react(ctx context.Context, r events.Record) error {
 		if d.Code == ErrorCodeVerifyFailed {
 			return p.failVerify(ctx, vm, r.Seq, d)
 		}
-	}
-	if plan, ok := p.planOf(r); ok {
-		return p.reconcilePlan(ctx, plan)
 	}
 	return nil
 }
