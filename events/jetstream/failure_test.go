@@ -3,10 +3,10 @@ package jetstream_test
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -179,4 +179,56 @@ func TestGarbageOnTheEventSubjects(t *testing.T) {
 	require.Equal(t, uint64(5), recs[0].Seq)
 }
 
-var _ = nats.Connect
+// TestRestartUnderLoad: a writer appends to new aggregates while the server
+// restarts; it retries a failed append with the same command id. Every
+// append it saw acknowledged is stored exactly once with its sequence.
+func TestRestartUnderLoad(t *testing.T) {
+	s := jstest.MustRunServer(t)
+	nc := jstest.MustConnect(t, s.ClientURL())
+	l := mustOpen(t, nc, jetstream.Config{})
+	acked := map[int]uint64{}
+	var restarted atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if restarted.Load() && i%20 == 0 && len(acked) > 40 {
+				done <- nil
+				return
+			}
+			agg := events.VMAgg(fmt.Sprintf("vm%d", i))
+			res, err := appendUntilConnected(t, l, agg, 0, fmt.Sprintf("c%d", i))
+			if err != nil {
+				done <- fmt.Errorf("append %d: %w", i, err)
+				return
+			}
+			acked[i] = res.Last()
+		}
+	}()
+	waitForAppends(t, l, 10)
+	jstest.Restart(t, s)
+	restarted.Store(true)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("writer did not finish")
+	}
+	for i, seq := range acked {
+		recs, err := l.Load(ctxFor(t), events.VMAgg(fmt.Sprintf("vm%d", i)))
+		require.NoError(t, err)
+		require.Len(t, recs, 1, "vm%d stored exactly once", i)
+		require.Equal(t, seq, recs[0].Seq)
+	}
+	last, err := l.LastSeq(ctxFor(t))
+	require.NoError(t, err)
+	require.Equal(t, uint64(len(acked)), last, "nothing stored twice or unacknowledged")
+}
+
+// waitForAppends waits until the log holds n events.
+func waitForAppends(t *testing.T, l events.Log, n uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		last, err := l.LastSeq(ctxFor(t))
+		return err == nil && last >= n
+	}, 10*time.Second, 5*time.Millisecond)
+}

@@ -102,3 +102,33 @@ func TestOpenRefusesFewerReplicas(t *testing.T) {
 	require.ErrorIs(t, err, jetstream.ErrWeakStream)
 	require.Contains(t, err.Error(), "1 replicas (want at least 3)")
 }
+
+// TestCloseStopsCursors: closing the log ends a blocked Next with
+// events.ErrClosed, and a closed log refuses everything.
+func TestCloseStopsCursors(t *testing.T) {
+	s := jstest.MustRunServer(t)
+	nc := jstest.MustConnect(t, s.ClientURL())
+	l, err := jetstream.Open(ctxFor(t), nc, jetstream.Config{})
+	require.NoError(t, err)
+	cur, err := l.Follow(ctxFor(t), 1)
+	require.NoError(t, err)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := cur.Next(ctxFor(t), 10)
+		errs <- err
+	}()
+	require.NoError(t, l.Close())
+	select {
+	case err := <-errs:
+		require.ErrorIs(t, err, events.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Next still blocked after Close")
+	}
+	require.NoError(t, cur.Close())
+	_, err = l.Follow(ctxFor(t), 1)
+	require.ErrorIs(t, err, events.ErrClosed)
+	_, err = l.Load(ctxFor(t), events.VMAgg("web01"))
+	require.ErrorIs(t, err, events.ErrClosed)
+	_, err = l.LastSeq(ctxFor(t))
+	require.ErrorIs(t, err, events.ErrClosed)
+}
