@@ -80,7 +80,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open event log: %w", err)
 	}
 	l := &Log{nc: nc, js: js, stream: cfg.Stream, replicated: got.Replicas > 1, cursors: map[*cursor]struct{}{}}
-	l.logger = cfg.Logger.With().Str("component", "eventlog").Str("stream", cfg.Stream).Logger()
+	l.logger = cfg.Logger.With().Str("stream", cfg.Stream).Logger()
 	l.logger.Debug().Int("replicas", cfg.Replicas).Msg("event log open")
 	return l, nil
 }
