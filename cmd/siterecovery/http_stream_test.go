@@ -94,7 +94,7 @@ func TestSSEStreamsEventsAfterCommands(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal([]byte(m.Data), &ev))
 	require.Equal(t, uint64(res["seq"].(float64)), ev.Seq)
-	require.Equal(t, jsonNum(ev.Seq), m.ID, "the SSE id is the sequence: a reconnect resumes after it")
+	require.Equal(t, seqText(ev.Seq), m.ID, "the SSE id is the sequence: a reconnect resumes after it")
 	require.Equal(t, "sr.evt.site.secondary.site_registered", ev.Subject)
 	require.Equal(t, "site", ev.Kind)
 	require.Equal(t, "secondary", ev.ID)
@@ -165,8 +165,8 @@ func TestSSEAndMetricsSkipUndecodableEvent(t *testing.T) {
 
 	bad := nextSSE(t, stream)
 	require.Equal(t, "error", bad.Event)
-	require.Equal(t, jsonNum(ack.Sequence), bad.ID)
-	require.Contains(t, bad.Data, `"seq":`+jsonNum(ack.Sequence))
+	require.Equal(t, seqText(ack.Sequence), bad.ID)
+	require.Contains(t, bad.Data, `"seq":`+seqText(ack.Sequence))
 	next := nextSSE(t, stream)
 	require.Equal(t, "", next.Event)
 	require.Contains(t, next.Data, `"id":"secondary"`)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,12 +88,15 @@ func (f *httpFixture) get(path string, v any) {
 		if strings.Contains(path, "?") {
 			sep = "&"
 		}
-		path += sep + "after_seq=" + jsonNum(f.seq)
+		path += sep + "after_seq=" + seqText(f.seq)
 	}
 	status, out := f.do(http.MethodGet, "/api/v1/"+path, "")
 	require.Equal(f.t, http.StatusOK, status, "GET %s: %s", path, out)
 	require.NoError(f.t, json.Unmarshal(out, v), "GET %s: %s", path, out)
 }
+
+// seqText writes a log sequence as the API and the stream do.
+func seqText(seq uint64) string { return strconv.FormatUint(seq, 10) }
 
 func (f *httpFixture) lastSeq() uint64 {
 	seq, err := f.cp.log.LastSeq(context.Background())
