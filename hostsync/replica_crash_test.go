@@ -88,8 +88,10 @@ func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle) *Re
 // the previous point or (once durable) the new one, bit for bit, with every
 // older point restorable, and applying again succeeds.
 func TestReplicaCrashAtEveryStage(t *testing.T) {
+	t.Parallel()
 	for _, st := range replicaApplyStages {
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			r := mustOpenReplica(t, dir, ReplicaOptions{})
 			h := newReplicaHistory(31)
@@ -121,11 +123,13 @@ func TestReplicaCrashAtEveryStage(t *testing.T) {
 // stage before the apply is durable leaves the previous point in process,
 // and a retry succeeds.
 func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
+	t.Parallel()
 	for _, st := range replicaApplyStages {
 		if st.durable {
 			continue
 		}
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			t.Parallel()
 			in := &stageInjector{nth: st.nth, err: errStageInjected}
 			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
 			h := newReplicaHistory(32)
@@ -148,6 +152,7 @@ func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
 // TestReplicaFailureAfterDurable: an error once the point is durable is
 // reported, the point stays, and the next apply cleans up first.
 func TestReplicaFailureAfterDurable(t *testing.T) {
+	t.Parallel()
 	in := &stageInjector{nth: 1, err: errStageInjected}
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
 	h := newReplicaHistory(35)
@@ -169,8 +174,10 @@ func TestReplicaFailureAfterDurable(t *testing.T) {
 // TestReplicaNoSpace: a full file system fails the apply as a whole with
 // ErrNoSpace; the previous point stays and a later retry succeeds.
 func TestReplicaNoSpace(t *testing.T) {
+	t.Parallel()
 	for _, stage := range []string{StageReserved, StageUndoWritten, StageImageWritten, StageTreesSaved} {
 		t.Run(stage, func(t *testing.T) {
+			t.Parallel()
 			in := &stageInjector{stage: stage, nth: 1, err: syscall.ENOSPC}
 			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
 			h := newReplicaHistory(33)
@@ -195,12 +202,14 @@ func TestReplicaNoSpace(t *testing.T) {
 // TestReplicaCrashDuringRevert: a revert interrupted at any stage is
 // finished at the next open.
 func TestReplicaCrashDuringRevert(t *testing.T) {
+	t.Parallel()
 	stages := []struct {
 		stage string
 		nth   int
 	}{{StageCommitted, 1}, {StageImageWritten, 1}, {StageImageWritten, 2}, {StageImagesSynced, 1}, {StageStateWritten, 1}}
 	for _, st := range stages {
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			in := &stageInjector{}
 			r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
@@ -252,6 +261,7 @@ func TestReplicaKillChild(t *testing.T) {
 // at random instants; each reopen is at its last applied point, bit for
 // bit, and every retained point restores.
 func TestReplicaKill9(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}

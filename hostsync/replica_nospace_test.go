@@ -39,6 +39,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 // replica then still at its previous point, and succeeds once space is
 // freed.
 func TestReplicaNoSpaceOnAFullFileSystem(t *testing.T) {
+	t.Parallel()
 	mnt := mountSmallTmpfs(t, "6m")
 	const diskSize = 16 << 20
 	disks := []events.DiskSpec{{Name: "sda", Size: diskSize}}

@@ -102,6 +102,7 @@ func (h *replicaHistory) applyN(t *testing.T, r *Replica, n int) {
 }
 
 func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
+	t.Parallel()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	h := newReplicaHistory(21)
 	h.applyN(t, r, 12)
@@ -127,6 +128,7 @@ func rootsOf(t *testing.T, m replicaModel) map[string]string {
 }
 
 func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := mustOpenReplica(t, dir, ReplicaOptions{})
 	h := newReplicaHistory(22)
@@ -208,6 +210,7 @@ func requireNoStrayUndo(t *testing.T, r *Replica) {
 }
 
 func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
+	t.Parallel()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	h := newReplicaHistory(23)
 	h.applyN(t, r, 3)
@@ -249,6 +252,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 }
 
 func TestReplicaRevertToOlderPoint(t *testing.T) {
+	t.Parallel()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	h := newReplicaHistory(24)
 	h.applyN(t, r, 8)
@@ -271,6 +275,7 @@ func TestReplicaRevertToOlderPoint(t *testing.T) {
 }
 
 func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
+	t.Parallel()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	h := newReplicaHistory(25)
 	h.applyN(t, r, 5)
@@ -333,6 +338,7 @@ func pointIDs(ps []Point) []string {
 // TestReplicaTestCopyReadsDuringApply: a test VM reads its copy while
 // cycles are applied and pruned; it always sees its point.
 func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
+	t.Parallel()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	h := newReplicaHistory(26)
 	h.applyN(t, r, 3)
