@@ -3,7 +3,8 @@ GO       ?= go
 BIN      := bin/siterecovery
 PKGS     := ./...
 # Debian packages whose tools the tests drive (command:package).
-TEST_TOOLS := qemu-io:qemu-utils qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin nbdinfo:libnbd-bin
+TEST_TOOLS := qemu-io:qemu-utils qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin nbdinfo:libnbd-bin \
+              chromium:chromium rsync:rsync curl:curl
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build test test-deps demo bench fmt lint
@@ -14,7 +15,7 @@ build:
 ## test: installs the test tools when missing, vets, then runs every test with the race detector.
 test: test-deps
 	$(GO) vet $(PKGS)
-	$(GO) test -race -timeout 14m $(PKGS)
+	SR_REQUIRE_BROWSER=1 $(GO) test -race -timeout 14m $(PKGS)
 
 ## test-deps: install the Debian packages the tests need, only when a tool is missing.
 test-deps:
