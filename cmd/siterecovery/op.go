@@ -36,6 +36,9 @@ type opOptions struct {
 	Timeout   time.Duration
 	CommandID string
 	AfterSeq  uint64
+	// Wait and WaitTimeout: --wait on a long operation (op_wait.go).
+	Wait        bool
+	WaitTimeout time.Duration
 }
 
 // usageError is bad usage: exit status 2.

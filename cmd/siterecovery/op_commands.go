@@ -73,6 +73,9 @@ func (c *opCommand) usage() string {
 	if c.more != "" {
 		parts = append(parts, c.more)
 	}
+	if c.waits() {
+		parts = append(parts, "[--wait [--wait-timeout D]]")
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -82,6 +85,9 @@ func (c *opCommand) run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var o opOptions
 	commonFlags(fs, &o, !c.query)
+	if c.waits() {
+		waitFlags(fs, &o)
+	}
 	values := defineFlags(fs, c.flags)
 	var fill func(map[string]any) error
 	if c.extra != nil {
@@ -128,6 +134,13 @@ func (c *opCommand) send(o opOptions, req map[string]any, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := c.print(o, raw, stdout); err != nil || !o.Wait {
+		return err
+	}
+	return waitJob(nc, o, raw, stdout)
+}
+
+func (c *opCommand) print(o opOptions, raw []byte, stdout io.Writer) error {
 	if o.JSON {
 		return printJSON(stdout, raw)
 	}
