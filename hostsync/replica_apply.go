@@ -168,7 +168,8 @@ func (r *Replica) writeUndo(c Cycle, name string) error {
 	return w.finish()
 }
 
-// preImage records the current bytes of e's range: holes as zero records.
+// preImage records the current bytes of e's range: holes as zero records,
+// data in records of at most undoChunk bytes.
 func preImage(w *undoWriter, f *os.File, e Extent) error {
 	for _, reg := range fileRegions(f, e.Offset, e.End()) {
 		if !reg.data {
@@ -177,16 +178,23 @@ func preImage(w *undoWriter, f *os.File, e Extent) error {
 			}
 			continue
 		}
-		buf := make([]byte, reg.length)
-		if _, err := f.ReadAt(buf, reg.off); err != nil {
-			return err
-		}
-		if err := w.add(e.Disk, reg.off, reg.length, false, buf); err != nil {
-			return err
+		buf := make([]byte, min(reg.length, undoChunk))
+		for off := reg.off; off < reg.off+reg.length; {
+			n := min(int64(len(buf)), reg.off+reg.length-off)
+			if _, err := f.ReadAt(buf[:n], off); err != nil {
+				return err
+			}
+			if err := w.add(e.Disk, off, n, false, buf[:n]); err != nil {
+				return err
+			}
+			off += n
 		}
 	}
 	return nil
 }
+
+// undoChunk bounds an undo record's data, so memory stays bounded.
+const undoChunk = 4 << 20
 
 // commit makes the operation durable as pending: from here a crash is
 // rolled back (apply) or finished (revert) at the next open. On error

@@ -377,3 +377,28 @@ func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
 	close(done)
 	require.NoError(t, <-readErr)
 }
+
+// TestReplicaBigExtentsChunkUndo: a cycle overwriting more than an undo
+// chunk keeps the older point restorable.
+func TestReplicaBigExtentsChunkUndo(t *testing.T) {
+	t.Parallel()
+	const size = 3*undoChunk + 12345
+	r, err := OpenReplica(t.TempDir(), "big", []events.DiskSpec{{Name: "sda", Size: size}}, zerolog.Nop())
+	require.NoError(t, err)
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(61, 62))
+	var snaps []replicaModel
+	model := replicaModel{"sda": make([]byte, size)}
+	for seq := uint64(1); seq <= 3; seq++ {
+		data := make([]byte, size-int64(seq)*1000)
+		fillRandomBytes(rng, data)
+		c := Cycle{VM: "big", Epoch: 1, Seq: seq, Extents: []Extent{{Disk: "sda", Offset: int64(seq), Length: int64(len(data)), Data: data}}}
+		_, err := r.Apply(context.Background(), c)
+		require.NoError(t, err)
+		copy(model["sda"][seq:], data)
+		snaps = append(snaps, model.clone())
+	}
+	for i, p := range r.Points() {
+		requirePoint(t, r, p.ID, snaps[i])
+	}
+}
