@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -119,7 +120,11 @@ func TestServerRestart(t *testing.T) {
 func appendUntilConnected(t *testing.T, l events.Log, agg events.Aggregate, v uint64, cmd string) (events.AppendResult, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		res, err := l.Append(ctxFor(t), agg, v, meta(cmd), health("back"))
+		// A request in flight when the server stops gets no reply: bound
+		// each attempt.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		res, err := l.Append(ctx, agg, v, meta(cmd), health("back"))
+		cancel()
 		if err == nil || time.Now().After(deadline) || errors.Is(err, events.ErrConflict) {
 			return res, err
 		}

@@ -3,7 +3,9 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -57,6 +59,9 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	opts, err := serverOptions(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkPorts(opts); err != nil {
+		return nil, fmt.Errorf("nats server %s: %w", opts.ServerName, err)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -113,6 +118,26 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		opts.Routes = append(opts.Routes, u)
 	}
 	return opts, nil
+}
+
+// checkPorts fails fast, with the address, when a fixed port is taken: the
+// server itself would only log it and never become ready.
+func checkPorts(opts *server.Options) error {
+	addrs := []string{}
+	if opts.Port > 0 {
+		addrs = append(addrs, net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
+	}
+	if opts.Cluster.Port > 0 {
+		addrs = append(addrs, net.JoinHostPort(opts.Cluster.Host, strconv.Itoa(opts.Cluster.Port)))
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", a, err)
+		}
+		l.Close()
+	}
+	return nil
 }
 
 // waitReady waits until s accepts clients and JetStream is usable.

@@ -26,3 +26,11 @@ func TestStartServerDefaultsAndRestart(t *testing.T) {
 	require.Equal(t, addr.Port, s2.Addr().(*net.TCPAddr).Port, "same port after restart")
 	require.Equal(t, s.Name(), s2.Name())
 }
+
+func TestStartServerPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = jetstream.StartServer(jetstream.ServerConfig{Dir: t.TempDir(), Port: l.Addr().(*net.TCPAddr).Port, NoLog: true})
+	require.ErrorContains(t, err, "cannot listen on 127.0.0.1:")
+}
