@@ -1,11 +1,17 @@
 package hostsync
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -166,4 +172,91 @@ func TestNBDListenUnixRefusesNonSocket(t *testing.T) {
 	s := NewNBDServer(zerolog.Nop())
 	defer func() { require.NoError(t, s.Close()) }()
 	require.Error(t, s.ListenUnix(path))
+}
+
+// TestNBDRemoveExportIsAFence removes an export while a client pipelines
+// writes to it: once RemoveExport returns, the disk sees no further call.
+func TestNBDRemoveExportIsAFence(t *testing.T) {
+	f := startNBD(t, 1<<20)
+	d := mustOpenDisk(t, filepath.Join(f.dir, "r.img"), 1<<20, DiskOptions{MaxLogBytes: 1 << 30})
+	rec := &recordingDisk{ExportDisk: d}
+	require.NoError(t, f.srv.AddExport("r", rec))
+	c := dialTestNBD(t, "unix", f.sock, "r", true)
+	offs := make([]int64, 100000)
+	for i := range offs {
+		offs[i] = int64(i%256) * 4096
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.pipelineWrites(offs, make([]byte, 4096), 16) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rec.Calls()) < 50 {
+		require.True(t, time.Now().Before(deadline), "writes did not start")
+		runtime.Gosched()
+	}
+	require.NoError(t, f.srv.RemoveExport("r"))
+	n := len(rec.Calls())
+	require.Error(t, <-done, "the client was cut off")
+	require.Len(t, rec.Calls(), n, "no call reached the disk after RemoveExport returned")
+}
+
+// rawNBDHandshake connects and sends the client flags, returning the
+// client with the greeting read.
+func rawNBDHandshake(t *testing.T, sock string, clientFlags uint32) *testNBDClient {
+	t.Helper()
+	nc, err := net.Dial("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() }) // the server may have closed it already
+	c := &testNBDClient{nc: nc, r: bufio.NewReader(nc)}
+	greet := make([]byte, 18)
+	_, err = io.ReadFull(c.r, greet)
+	require.NoError(t, err)
+	require.Equal(t, uint16(nbdFlagFixedNewstyle|nbdFlagNoZeroes), binary.BigEndian.Uint16(greet[16:]))
+	_, err = nc.Write(binary.BigEndian.AppendUint32(nil, clientFlags))
+	require.NoError(t, err)
+	return c
+}
+
+func TestNBDOptionsExportNameAbortAndUnsupported(t *testing.T) {
+	f := startNBD(t, 1<<20, "disk0")
+	for _, noZeroes := range []bool{false, true} {
+		flags := uint32(nbdFlagFixedNewstyle)
+		if noZeroes {
+			flags |= nbdFlagNoZeroes
+		}
+		c := rawNBDHandshake(t, f.sock, flags)
+		require.NoError(t, c.sendOpt(99, nil))
+		typ, _, err := c.readOptReply()
+		require.NoError(t, err)
+		require.Equal(t, uint32(nbdRepErrUnsup), typ)
+		require.NoError(t, c.sendOpt(nbdOptExportName, []byte("disk0")))
+		reply := make([]byte, 10)
+		_, err = io.ReadFull(c.r, reply)
+		require.NoError(t, err)
+		require.Equal(t, uint64(1<<20), binary.BigEndian.Uint64(reply))
+		require.Equal(t, uint16(nbdTransmitFlags), binary.BigEndian.Uint16(reply[8:]))
+		if !noZeroes {
+			_, err = io.ReadFull(c.r, make([]byte, 124))
+			require.NoError(t, err)
+		}
+		m, err := c.do(nbdCmdRead, 0, 0, 4, nil)
+		require.NoError(t, err)
+		require.Equal(t, make([]byte, 4), m.data)
+	}
+
+	c := rawNBDHandshake(t, f.sock, nbdFlagFixedNewstyle)
+	require.NoError(t, c.sendOpt(nbdOptAbort, nil))
+	typ, _, err := c.readOptReply()
+	require.NoError(t, err)
+	require.Equal(t, uint32(nbdRepAck), typ)
+	_, err = c.r.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the server closes after an abort")
+
+	c = rawNBDHandshake(t, f.sock, nbdFlagFixedNewstyle)
+	require.NoError(t, c.sendOpt(nbdOptExportName, []byte("missing")))
+	_, err = c.r.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "an unknown export name closes the connection")
+
+	c = rawNBDHandshake(t, f.sock, 1<<7)
+	_, err = c.r.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "unknown client flags close the connection")
 }
