@@ -133,8 +133,15 @@ func (r *Replica) dropPoint(i int) error {
 		}
 		next.Points[i].Undo = name
 		next.NextUndo++
+		if err := r.stage(StagePruneMerged); err != nil {
+			os.Remove(r.undoPath(name))
+			return err
+		}
 	}
 	if err := r.saveStateAs(next); err != nil {
+		return err
+	}
+	if err := r.stage(StagePruneSaved); err != nil {
 		return err
 	}
 	for _, g := range garbage {

@@ -65,6 +65,9 @@ const (
 	StageTreesSaved   = "trees-saved"   // hash trees saved
 	StageStateWritten = "state-written" // state file names the new point: the operation is durable
 	StageDone         = "done"          // pending record removed
+
+	StagePruneMerged = "prune-merged" // a dropped point's undo data merged into a new file, not yet recorded
+	StagePruneSaved  = "prune-saved"  // state without the dropped point written, old undo files not yet removed
 )
 
 const (
