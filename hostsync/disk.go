@@ -91,6 +91,7 @@ type TrackedDisk struct {
 	// mu, exclusively (after mu) to replace or close it.
 	filesMu sync.RWMutex
 	syncer  diskGroupSync
+	fsyncs  atomic.Int64 // group commits run, for tests and metrics
 }
 
 var _ ExportDisk = (*TrackedDisk)(nil)

@@ -63,6 +63,7 @@ func (d *TrackedDisk) syncFiles() error {
 	if d.isClosed.Load() {
 		return ErrDiskClosed
 	}
+	d.fsyncs.Add(1)
 	if err := diskFdatasync(d.log); err != nil {
 		return fmt.Errorf("sync change log: %w", err)
 	}

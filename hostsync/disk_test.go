@@ -328,9 +328,13 @@ func TestTrackedDiskGroupCommit(t *testing.T) {
 	}
 	wg.Wait()
 	close(errs)
+	durable := 0
 	for err := range errs {
 		require.NoError(t, err)
+		durable++
 	}
+	require.Less(t, d.fsyncs.Load(), int64(durable), "concurrent flushes share fsyncs")
+	t.Logf("%d FUA writes and flushes, %d group commits", durable, d.fsyncs.Load())
 	seq, err := d.CloseCycle(time.Now(), false)
 	require.NoError(t, err)
 	c, err := d.Cycle(seq)
