@@ -21,9 +21,18 @@ import (
 var conflictCodes = []jetstream.ErrorCode{
 	jetstream.JSErrCodeStreamWrongLastSequence,
 	jetstream.JSErrCodeStreamWrongLastSequenceConstant,
-	10201, // atomic publish batch contains duplicate message id
-	10158, // duplicate message id is in process
+	errCodeBatchDuplicateMsgID,
+	errCodeDuplicateInProcess,
 }
+
+// Server error codes that nats.go does not name.
+const (
+	// errCodeBatchDuplicateMsgID: "atomic publish batch contains duplicate
+	// message id" (a retried batch, on a cluster).
+	errCodeBatchDuplicateMsgID jetstream.ErrorCode = 10201
+	// errCodeDuplicateInProcess: "duplicate message id is in process".
+	errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+)
 
 // batchFlow sends an atomic batch without waiting for an ack of its first
 // message: the server checks the whole batch at commit and answers there.
