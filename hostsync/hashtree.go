@@ -219,8 +219,19 @@ func (t *HashTree) diffNode(o *HashTree, level, i int, out *[]BlockRange) {
 // LeafHashes exports the leaves, 32 bytes each in block order, so the other
 // side can rebuild the tree with HashTreeFromLeaves and compare.
 func (t *HashTree) LeafHashes() []byte {
-	out := make([]byte, 0, len(t.levels[0])*sha256.Size)
-	for _, h := range t.levels[0] {
+	return t.LeafHashesRange(0, len(t.levels[0]))
+}
+
+// LeafCount is the number of leaves (blocks of HashLeafSize).
+func (t *HashTree) LeafCount() int { return len(t.levels[0]) }
+
+// LeafHashesRange exports leaves [first, first+n) (clipped to the tree), to
+// send a big disk's leaves in messages of bounded size.
+func (t *HashTree) LeafHashesRange(first, n int) []byte {
+	first = min(max(first, 0), len(t.levels[0]))
+	end := min(first+max(n, 0), len(t.levels[0]))
+	out := make([]byte, 0, (end-first)*sha256.Size)
+	for _, h := range t.levels[0][first:end] {
 		out = append(out, h[:]...)
 	}
 	return out

@@ -90,6 +90,11 @@ func TestHashTreeLeavesExportAndPersistence(t *testing.T) {
 	remote, err := HashTreeFromLeaves(int64(len(disk)), tree.LeafHashes())
 	require.NoError(t, err)
 	require.Equal(t, tree.Root(), remote.Root())
+	var chunks []byte
+	for first := 0; first < tree.LeafCount(); first += 4 {
+		chunks = append(chunks, tree.LeafHashesRange(first, 4)...)
+	}
+	require.Equal(t, tree.LeafHashes(), chunks)
 	_, err = HashTreeFromLeaves(int64(len(disk)), tree.LeafHashes()[1:])
 	require.ErrorIs(t, err, ErrHashTree)
 
