@@ -51,6 +51,8 @@ type PlanActionStartedData struct {
 	Group  int    `json:"group"`
 	Action string `json:"action"`
 	Target string `json:"target,omitempty"`
+	// Timeout bounds the script (0: the control plane's default).
+	Timeout Duration `json:"timeout,omitempty"`
 }
 
 // PlanActionCompletedData: a script, manual action or VM operation of a group

@@ -89,10 +89,34 @@ func (run *planRun) failed(keys ...actionKey) bool {
 
 func (run *planRun) cmd(step string) string { return pmCommand(run.jobSeq, step) }
 
+// planScope limits which VMs of the running group a reconcile loads: all
+// (the zero value), only vm (an event of that VM's operation), or none
+// (the outcome of one was just recorded; the others are looked at when
+// their own events come, or by the periodic sweep).
+type planScope struct {
+	vm    string
+	noVMs bool
+}
+
+func (sc planScope) covers(vm string) bool {
+	return !sc.noVMs && (sc.vm == "" || sc.vm == vm)
+}
+
+// scopeOf is the scope of the reconcile r triggers.
+func scopeOf(r events.Record) planScope {
+	if r.Aggregate.Kind != events.KindPlan {
+		return planScope{vm: r.Aggregate.ID}
+	}
+	if d, ok := r.Data.(events.PlanActionCompletedData); ok && d.Target != "" {
+		return planScope{noVMs: true}
+	}
+	return planScope{}
+}
+
 // reconcilePlan takes the plan's running job one step further, if a step
 // is due: each step is appended under a command id made of the job's start
 // sequence and the step, so several process managers append it once.
-func (p *PM) reconcilePlan(ctx context.Context, name string) error {
+func (p *PM) reconcilePlan(ctx context.Context, name string, scope planScope) error {
 	recs, err := p.log.Load(ctx, events.PlanAgg(name))
 	if err != nil {
 		return fmt.Errorf("load plan %s: %w", name, err)
@@ -104,10 +128,10 @@ func (p *PM) reconcilePlan(ctx context.Context, name string) error {
 	if run.group < 0 {
 		return p.appendPlan(ctx, name, run, run.cmd("g0"), events.PlanGroupStartedData{Job: run.plan.Job, Group: 0})
 	}
-	return p.reconcileGroup(ctx, name, run)
+	return p.reconcileGroup(ctx, name, run, scope)
 }
 
-func (p *PM) reconcileGroup(ctx context.Context, name string, run planRun) error {
+func (p *PM) reconcileGroup(ctx context.Context, name string, run planRun, scope planScope) error {
 	g := run.group
 	grp := run.plan.Groups[g]
 	pre := actionKey{g, ActionPreScript, ""}
@@ -120,7 +144,7 @@ func (p *PM) reconcileGroup(ctx context.Context, name string, run planRun) error
 	if run.stopOnError() && run.failed(pre) {
 		return p.completePlan(ctx, name, run)
 	}
-	if pending, err := p.runGroupVMs(ctx, name, run, g); pending || err != nil {
+	if pending, err := p.runGroupVMs(ctx, name, run, g, scope); pending || err != nil {
 		return err
 	}
 	if run.stopOnError() && len(run.errs) > 0 {
@@ -194,7 +218,7 @@ func (p *PM) appendPlanOnce(ctx context.Context, name, job, cmdID string, ev eve
 // runGroupVMs issues the group's VM operations not issued yet and records
 // the outcome of those that ended. pending is true while the outcome of one
 // is not in run.
-func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int) (pending bool, err error) {
+func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int, scope planScope) (pending bool, err error) {
 	op := planVMOps[run.op]
 	var errs []error
 	for _, vm := range run.plan.Groups[g].VMs {
@@ -205,6 +229,9 @@ func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int) (
 		// Pending even when it ends now: run does not hold its outcome yet;
 		// the plan_action_completed appended reconciles the plan again.
 		pending = true
+		if !scope.covers(vm) {
+			continue
+		}
 		if err := p.runPlanVM(ctx, name, run, key); err != nil {
 			errs = append(errs, err)
 		}

@@ -30,12 +30,13 @@ func (p *PM) script(ctx context.Context, name string, run planRun, key actionKey
 	}
 	job := run.plan.Job
 	step := fmt.Sprintf("%s%d", key.Action, key.Group)
-	claimed, err := p.appendPlanOnce(ctx, name, job, run.cmd(step), events.PlanActionStartedData{Job: job, Group: key.Group, Action: key.Action})
-	if err != nil || !claimed {
-		return true, err
-	}
 	if timeout <= 0 {
 		timeout = p.cfg.ScriptTimeout
+	}
+	claim := events.PlanActionStartedData{Job: job, Group: key.Group, Action: key.Action, Timeout: events.Duration(timeout)}
+	claimed, err := p.appendPlanOnce(ctx, name, job, run.cmd(step), claim)
+	if err != nil || !claimed {
+		return true, err
 	}
 	sctx := p.scriptContext(ctx, job)
 	env := []string{"SR_PLAN=" + name, "SR_GROUP=" + strconv.Itoa(key.Group+1), "SR_OPERATION=" + run.op, "SR_JOB=" + job, "SR_ACTION=" + key.Action}

@@ -193,3 +193,28 @@ func TestTwoProcessManagersReactOnce(t *testing.T) {
 	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.ReverseReplicationStarted))
 	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.ReverseReplicationCompleted))
 }
+
+func TestPlanScriptOfALostControlPlaneFails(t *testing.T) {
+	f := mustStartPM(t, PMConfig{})
+	f.buildFabric()
+	f.protectMore("web01")
+	require.NoError(t, f.pm.Close(context.Background()))
+	f.ok("sr.cmd.plan.create", m{"name": "lost", "groups": []m{{"vms": []string{"web01"}, "pre_script": "true"}}})
+	res := f.ok("sr.cmd.plan.planned_failover", m{"plan": "lost", "command_id": "plan-lost"})
+	// Another control plane claimed the script, then died before its result.
+	ctx := context.Background()
+	agg := events.PlanAgg("lost")
+	meta := func(cmd string) events.Meta {
+		return events.Meta{At: time.Now().UTC(), CommandID: cmd, CorrelationID: "plan-lost", Actor: pmActor}
+	}
+	_, err := f.log.Append(ctx, agg, res.Seq, meta(pmCommand(res.Seq, "g0")), events.PlanGroupStartedData{Job: "plan-lost"})
+	require.NoError(t, err)
+	_, err = f.log.Append(ctx, agg, res.Seq+1, meta(pmCommand(res.Seq, "pre_script0")),
+		events.PlanActionStartedData{Job: "plan-lost", Action: ActionPreScript, Timeout: events.Duration(100 * time.Millisecond)})
+	require.NoError(t, err)
+
+	f.startPM(PMConfig{})
+	j := f.job("plan-lost", events.JobFailed)
+	require.Contains(t, j.Errors[0], "the control plane running the script was lost")
+	require.Equal(t, events.Protected, f.vm("web01").State)
+}

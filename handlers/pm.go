@@ -24,6 +24,9 @@ const (
 	DefaultScriptTimeout = 600 * time.Second
 	// DefaultPMTick is how often deadlines are checked.
 	DefaultPMTick = time.Second
+	// planSweepInterval is how often every running plan job is reconciled
+	// whole, whatever the events: a reaction that failed is tried again.
+	planSweepInterval = 10 * time.Second
 )
 
 // pmCheckpointFile is the process manager's checkpoint under PMConfig.Dir.
@@ -59,21 +62,39 @@ func (c PMConfig) withDefaults() PMConfig {
 	return c
 }
 
-// deadline is a pending (test) failover the process manager times out.
+// deadline is a pending (test) failover, or a plan script, that the process
+// manager times out.
 type deadline struct {
-	VM   string `json:"vm"`
+	VM   string `json:"vm,omitempty"`
 	Kind string `json:"kind"`
 	// Start is the sequence of the event that started the operation.
 	Start    uint64    `json:"start"`
 	At       time.Time `json:"at"`
 	Mode     string    `json:"mode,omitempty"`
 	FromHost string    `json:"from_host,omitempty"`
+	// A script's plan, job, group, action and the command id of its result.
+	Plan    string `json:"plan,omitempty"`
+	Job     string `json:"job,omitempty"`
+	Group   int    `json:"group,omitempty"`
+	Action  string `json:"action,omitempty"`
+	DoneCmd string `json:"done_cmd,omitempty"`
 }
+
+// key names the deadline in pmState.Deadlines.
+func (d deadline) key() string {
+	if d.Kind == deadlineScript {
+		return deadlineKey(d.Kind, d.Plan+"/"+d.DoneCmd)
+	}
+	return deadlineKey(d.Kind, d.VM)
+}
+
+func deadlineKey(kind, id string) string { return kind + "/" + id }
 
 // Deadline kinds.
 const (
 	deadlineFailover = "failover"
 	deadlineTest     = "test"
+	deadlineScript   = "script"
 )
 
 // pmState is what the process manager folds from the log and checkpoints.
@@ -208,12 +229,32 @@ func (p *PM) tick(ctx context.Context) {
 	defer p.wg.Done()
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
+	swept := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			p.expire(ctx, now)
+			if now.Sub(swept) >= planSweepInterval {
+				p.sweepPlans(ctx)
+				swept = now
+			}
+		}
+	}
+}
+
+// sweepPlans reconciles every running plan job whole.
+func (p *PM) sweepPlans(ctx context.Context) {
+	p.mu.Lock()
+	plans := map[string]bool{}
+	for _, plan := range p.st.Jobs {
+		plans[plan] = true
+	}
+	p.mu.Unlock()
+	for plan := range plans {
+		if err := p.reconcilePlan(ctx, plan, planScope{}); err != nil && ctx.Err() == nil {
+			p.logger.Error().Err(err).Str("plan", plan).Msg("plan sweep")
 		}
 	}
 }
@@ -230,12 +271,12 @@ func (p *PM) expire(ctx context.Context, now time.Time) {
 	for _, d := range due {
 		if err := p.timeout(ctx, d); err != nil {
 			if ctx.Err() == nil {
-				p.logger.Error().Err(err).Str("vm", d.VM).Msg("failover timeout not recorded; retrying")
+				p.logger.Error().Err(err).Str("deadline", d.key()).Msg("timeout not recorded; retrying")
 			}
 			continue
 		}
 		p.mu.Lock()
-		p.fired[d.Kind+"/"+d.VM] = true
+		p.fired[d.key()] = true
 		p.mu.Unlock()
 	}
 }

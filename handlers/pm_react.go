@@ -41,17 +41,17 @@ func (p *PM) track(r events.Record) {
 	case events.FailoverStartedData:
 		p.setDeadline(deadline{VM: vm, Kind: deadlineFailover, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout), Mode: d.Mode, FromHost: d.FromHost})
 	case events.FailoverCompletedData, events.FailoverCancelledData:
-		p.dropDeadline(deadlineFailover, vm)
+		p.dropDeadline(deadlineKey(deadlineFailover, vm))
 	case events.FailoverFailedData:
 		if d.Mode == events.FailoverTest {
-			p.dropDeadline(deadlineTest, vm)
+			p.dropDeadline(deadlineKey(deadlineTest, vm))
 		} else {
-			p.dropDeadline(deadlineFailover, vm)
+			p.dropDeadline(deadlineKey(deadlineFailover, vm))
 		}
 	case events.TestFailoverStartedData:
 		p.setDeadline(deadline{VM: vm, Kind: deadlineTest, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout)})
 	case events.TestFailoverCompletedData:
-		p.dropDeadline(deadlineTest, vm)
+		p.dropDeadline(deadlineKey(deadlineTest, vm))
 	case events.ReverseReplicationStartedData:
 		if !d.Resync {
 			p.st.Reversing[vm] = true
@@ -60,6 +60,11 @@ func (p *PM) track(r events.Record) {
 		delete(p.st.Reversing, vm)
 	case events.PlanJobStartedData:
 		p.st.Jobs[d.Job] = r.Aggregate.ID
+	case events.PlanActionStartedData:
+		p.setDeadline(deadline{Kind: deadlineScript, Start: r.Seq, At: r.Meta.At.Add(p.scriptDeadline(d.Timeout.D())),
+			Plan: r.Aggregate.ID, Job: d.Job, Group: d.Group, Action: d.Action, DoneCmd: r.Meta.CommandID + "-done"})
+	case events.PlanActionCompletedData:
+		p.dropDeadline(deadlineKey(deadlineScript, r.Aggregate.ID+"/"+r.Meta.CommandID))
 	case events.PlanJobCompletedData:
 		p.endJob(d.Job)
 	case events.PlanJobCancelledData:
@@ -67,9 +72,15 @@ func (p *PM) track(r events.Record) {
 	}
 }
 
-// endJob forgets a plan job and stops its scripts still running.
+// endJob forgets a plan job and its script deadlines, and stops its
+// scripts still running.
 func (p *PM) endJob(job string) {
 	delete(p.st.Jobs, job)
+	for key, d := range p.st.Deadlines {
+		if d.Kind == deadlineScript && d.Job == job {
+			p.dropDeadline(key)
+		}
+	}
 	if cancel := p.scripts[job]; cancel != nil {
 		cancel()
 		delete(p.scripts, job)
@@ -77,21 +88,30 @@ func (p *PM) endJob(job string) {
 }
 
 func (p *PM) setDeadline(d deadline) {
-	key := d.Kind + "/" + d.VM
-	p.st.Deadlines[key] = d
+	p.st.Deadlines[d.key()] = d
+	delete(p.fired, d.key())
+}
+
+func (p *PM) dropDeadline(key string) {
+	delete(p.st.Deadlines, key)
 	delete(p.fired, key)
 }
 
-func (p *PM) dropDeadline(kind, vm string) {
-	delete(p.st.Deadlines, kind+"/"+vm)
-	delete(p.fired, kind+"/"+vm)
+// scriptDeadline is how long a script may go without a result before any
+// process manager records it failed (its runner was lost): its timeout and
+// a grace for the runner to record the result itself.
+func (p *PM) scriptDeadline(timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		timeout = p.cfg.ScriptTimeout
+	}
+	return timeout + 5*p.cfg.Tick + time.Second
 }
 
 // react runs the reactions r triggers: the VM's, then its plan job's.
 func (p *PM) react(ctx context.Context, r events.Record) error {
 	err := p.reactOwn(ctx, r)
 	if plan, ok := p.planOf(r); ok {
-		err = errors.Join(err, p.reconcilePlan(ctx, plan))
+		err = errors.Join(err, p.reconcilePlan(ctx, plan, scopeOf(r)))
 	}
 	return err
 }
@@ -177,8 +197,14 @@ func (p *PM) reactVM(ctx context.Context, name, cmdID string, decide func(v vmVi
 func pmCommand(seq uint64, step string) string { return fmt.Sprintf("pm-%d-%s", seq, step) }
 
 // timeout fails the (test) failover d names when it is still the VM's and
-// has not ended.
+// has not ended, or records a script without a result as failed.
 func (p *PM) timeout(ctx context.Context, d deadline) error {
+	if d.Kind == deadlineScript {
+		lost := events.PlanActionCompletedData{Job: d.Job, Group: d.Group, Action: d.Action,
+			Error: "no result in time: the control plane running the script was lost"}
+		_, err := p.appendPlanOnce(ctx, d.Plan, d.Job, d.DoneCmd, lost)
+		return err
+	}
 	reason := fmt.Sprintf("timeout: not serving on the recovery host within %s", p.cfg.FailoverTimeout)
 	if d.Kind == deadlineTest {
 		return p.reactVM(ctx, d.VM, pmCommand(d.Start, "test-timeout"), func(v vmView) (decision, error) {

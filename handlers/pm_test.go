@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -257,4 +258,61 @@ func TestResyncReports(t *testing.T) {
 	require.Empty(t, f.agent("hv01", AgentResyncCompleted, m{"vm": "web01", "sent_bytes": 1}).Seqs)
 	require.Equal(t, events.Protected, f.vm("web01").State)
 	f.job(res.Job, events.JobSucceeded)
+}
+
+func TestPlannedFailoverVerifyFailed(t *testing.T) {
+	f := mustStartPM(t, PMConfig{})
+	f.buildFabric()
+	f.protect("web01")
+	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-v"})
+	f.agent("hv01", AgentVMStopped, m{"vm": "web01", "epoch": 1, "final_cycle": 3, "roots": m{"disk0": "aa"}})
+	f.agent("hv11", AgentError, m{"vm": "web01", "code": ErrorCodeVerifyFailed, "message": "disk0 root bb, source aa"})
+	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
+	j := f.job("pf-v", events.JobFailed)
+	require.Contains(t, j.Errors, "planned failover failed at verify: disk0 root bb, source aa")
+}
+
+func TestPlannedFailoverFailsWhenTheSourceIsLost(t *testing.T) {
+	f := mustStartPM(t, PMConfig{})
+	f.buildFabric()
+	f.protect("web01")
+	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-l"})
+	recs, err := f.log.Load(context.Background(), events.HostAgg("hv01"))
+	require.NoError(t, err)
+	_, err = f.log.Append(context.Background(), events.HostAgg("hv01"), lastSeq(recs),
+		events.Meta{At: time.Now().UTC(), CommandID: "sweep-1", Actor: "control"}, events.HostUnreachableData{Name: "hv01", LastSeen: time.Now().UTC()})
+	require.NoError(t, err)
+	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
+	j := f.job("pf-l", events.JobFailed)
+	require.Contains(t, j.Errors[0], "source host hv01 is unreachable")
+}
+
+func TestProcessManagerRestartKeepsDeadlines(t *testing.T) {
+	dir := t.TempDir()
+	f := mustStartPM(t, PMConfig{Dir: dir, FailoverTimeout: time.Hour})
+	f.buildFabric()
+	f.protect("web01")
+	f.ok("sr.cmd.vm.unplanned_failover", m{"vm": "web01", "command_id": "uf-r"})
+	seq := f.lastSeq()
+	require.Eventually(t, func() bool {
+		st, err := NewPM(f.log, PMConfig{Dir: dir}, zerolog.Nop()).loadCheckpoint()
+		return err == nil && st.Seq >= seq
+	}, 10*time.Second, 5*time.Millisecond, "checkpoint written")
+	require.NoError(t, f.pm.Close(context.Background()))
+
+	st, err := NewPM(f.log, PMConfig{Dir: dir}, zerolog.Nop()).loadCheckpoint()
+	require.NoError(t, err)
+	require.Contains(t, st.Deadlines, "failover/web01")
+
+	// A new manager on the same checkpoint with a shorter timeout: the
+	// deadline kept is the one recorded (an hour), not re-derived from the log.
+	pm := f.startPM(PMConfig{Dir: dir, FailoverTimeout: time.Millisecond})
+	require.Never(t, func() bool { return f.vm("web01").State == events.UnplannedFailoverFailed }, 200*time.Millisecond, 20*time.Millisecond)
+	require.NoError(t, pm.Close(context.Background()))
+
+	// Without the checkpoint the log is folded again and the deadline re-derived.
+	f.startPM(PMConfig{FailoverTimeout: time.Millisecond})
+	f.waitVM("web01", "UnplannedFailoverFailed", func(v vmView) bool { return v.State == events.UnplannedFailoverFailed })
+	f.job("uf-r", events.JobFailed)
+	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.FailoverFailed))
 }
