@@ -17,7 +17,7 @@ const benchDiskSize = 512 << 20
 
 // startQemuNBD serves a plain raw file with qemu-nbd (the baseline) and
 // waits until it accepts a client.
-func startQemuNBD(b *testing.B, dir string) *testNBDClient {
+func startQemuNBD(b *testing.B, dir string) *NBDClient {
 	b.Helper()
 	img := filepath.Join(dir, "plain.img")
 	require.NoError(b, os.WriteFile(img, nil, 0o600))

@@ -201,12 +201,12 @@ func TestNBDRemoveExportIsAFence(t *testing.T) {
 
 // rawNBDHandshake connects and sends the client flags, returning the
 // client with the greeting read.
-func rawNBDHandshake(t *testing.T, sock string, clientFlags uint32) *testNBDClient {
+func rawNBDHandshake(t *testing.T, sock string, clientFlags uint32) *NBDClient {
 	t.Helper()
 	nc, err := net.Dial("unix", sock)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = nc.Close() }) // the server may have closed it already
-	c := &testNBDClient{nc: nc, r: bufio.NewReader(nc)}
+	c := &NBDClient{nc: nc, r: bufio.NewReader(nc)}
 	greet := make([]byte, 18)
 	_, err = io.ReadFull(c.r, greet)
 	require.NoError(t, err)

@@ -1,0 +1,290 @@
+package hostsync
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// NBDClient is a small NBD client: fixed newstyle, NBD_OPT_GO, optional
+// structured replies, pipelined requests. The demo's and the benchmarks'
+// workloads write through it; real hypervisors use their own clients.
+// ReadAt, WriteAt and Flush wait for their reply and must not run while
+// requests are pipelined.
+type NBDClient struct {
+	nc         net.Conn
+	r          *bufio.Reader
+	size       int64
+	flags      uint16
+	structured bool
+
+	wmu    sync.Mutex
+	cookie uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// nbdReplyMsg is one decoded reply.
+type nbdReplyMsg struct {
+	cookie uint64
+	errno  uint32
+	data   []byte
+}
+
+// DialNBD connects to export on a server at addr ("unix" socket path or
+// "tcp" host:port) and negotiates simple replies.
+func DialNBD(network, addr, export string) (*NBDClient, error) {
+	return dialNBDClient(network, addr, export, false)
+}
+
+func dialNBDClient(network, addr, export string, structured bool) (*NBDClient, error) {
+	nc, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &NBDClient{nc: nc, r: bufio.NewReaderSize(nc, 1<<20)}
+	if err := c.negotiate(export, structured); err != nil {
+		return nil, errors.Join(err, nc.Close())
+	}
+	return c, nil
+}
+
+func (c *NBDClient) negotiate(export string, structured bool) error {
+	var greet [18]byte
+	if _, err := io.ReadFull(c.r, greet[:]); err != nil {
+		return err
+	}
+	if binary.BigEndian.Uint64(greet[:]) != nbdMagic || binary.BigEndian.Uint64(greet[8:]) != nbdOptMagic {
+		return errors.New("bad greeting")
+	}
+	if _, err := c.nc.Write(binary.BigEndian.AppendUint32(nil, nbdFlagFixedNewstyle|nbdFlagNoZeroes)); err != nil {
+		return err
+	}
+	if structured {
+		if err := c.sendOpt(nbdOptStructuredRepl, nil); err != nil {
+			return err
+		}
+		if typ, _, err := c.readOptReply(); err != nil || typ != nbdRepAck {
+			return fmt.Errorf("structured reply refused: %#x %v", typ, err)
+		}
+		c.structured = true
+	}
+	data := binary.BigEndian.AppendUint32(nil, uint32(len(export)))
+	data = append(data, export...)
+	data = binary.BigEndian.AppendUint16(data, 1)
+	data = binary.BigEndian.AppendUint16(data, nbdInfoBlockSize)
+	if err := c.sendOpt(nbdOptGo, data); err != nil {
+		return err
+	}
+	for {
+		typ, payload, err := c.readOptReply()
+		if err != nil {
+			return err
+		}
+		switch {
+		case typ == nbdRepAck:
+			return nil
+		case typ == nbdRepInfo && binary.BigEndian.Uint16(payload) == nbdInfoExport:
+			c.size = int64(binary.BigEndian.Uint64(payload[2:]))
+			c.flags = binary.BigEndian.Uint16(payload[10:])
+		case typ&(1<<31) != 0:
+			return fmt.Errorf("option go refused: %#x %s", typ, payload)
+		}
+	}
+}
+
+func (c *NBDClient) sendOpt(opt uint32, data []byte) error {
+	b := binary.BigEndian.AppendUint64(nil, nbdOptMagic)
+	b = binary.BigEndian.AppendUint32(b, opt)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+	_, err := c.nc.Write(append(b, data...))
+	return err
+}
+
+func (c *NBDClient) readOptReply() (uint32, []byte, error) {
+	var h [20]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	payload := make([]byte, binary.BigEndian.Uint32(h[16:]))
+	_, err := io.ReadFull(c.r, payload)
+	return binary.BigEndian.Uint32(h[12:]), payload, err
+}
+
+// send writes one request and returns its cookie; safe for concurrent use.
+func (c *NBDClient) send(typ, flags uint16, off uint64, length uint32, data []byte) (uint64, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.cookie++
+	var h [nbdRequestHeaderLen]byte
+	binary.BigEndian.PutUint32(h[0:], nbdRequestMagic)
+	binary.BigEndian.PutUint16(h[4:], flags)
+	binary.BigEndian.PutUint16(h[6:], typ)
+	binary.BigEndian.PutUint64(h[8:], c.cookie)
+	binary.BigEndian.PutUint64(h[16:], off)
+	binary.BigEndian.PutUint32(h[24:], length)
+	bufs := net.Buffers{h[:]}
+	if len(data) > 0 {
+		bufs = append(bufs, data)
+	}
+	_, err := bufs.WriteTo(c.nc)
+	return c.cookie, err
+}
+
+// recv reads one reply; readLen is the data length a successful read
+// reply carries in simple mode (the client must know it).
+func (c *NBDClient) recv(readLen func(cookie uint64) int) (nbdReplyMsg, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return nbdReplyMsg{}, err
+	}
+	switch binary.BigEndian.Uint32(h[:]) {
+	case nbdSimpleMagic:
+		var rest [12]byte
+		if _, err := io.ReadFull(c.r, rest[:]); err != nil {
+			return nbdReplyMsg{}, err
+		}
+		m := nbdReplyMsg{errno: binary.BigEndian.Uint32(rest[:]), cookie: binary.BigEndian.Uint64(rest[4:])}
+		if n := readLen(m.cookie); m.errno == 0 && n > 0 {
+			m.data = make([]byte, n)
+			_, err := io.ReadFull(c.r, m.data)
+			return m, err
+		}
+		return m, nil
+	case nbdStructMagic:
+		return c.recvChunk()
+	}
+	return nbdReplyMsg{}, errors.New("bad reply magic")
+}
+
+// recvChunk reads one structured chunk (the server sends one per reply).
+func (c *NBDClient) recvChunk() (nbdReplyMsg, error) {
+	var h [16]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return nbdReplyMsg{}, err
+	}
+	typ := binary.BigEndian.Uint16(h[2:])
+	m := nbdReplyMsg{cookie: binary.BigEndian.Uint64(h[4:])}
+	payload := make([]byte, binary.BigEndian.Uint32(h[12:]))
+	if _, err := io.ReadFull(c.r, payload); err != nil {
+		return m, err
+	}
+	switch typ {
+	case nbdReplyTypeError:
+		m.errno = binary.BigEndian.Uint32(payload)
+	case nbdReplyTypeOffData:
+		m.data = payload[8:]
+	}
+	return m, nil
+}
+
+// do sends one request and waits for its reply (no other request in flight).
+func (c *NBDClient) do(typ, flags uint16, off uint64, length uint32, data []byte) (nbdReplyMsg, error) {
+	cookie, err := c.send(typ, flags, off, length, data)
+	if err != nil {
+		return nbdReplyMsg{}, err
+	}
+	m, err := c.recv(func(uint64) int {
+		if typ == nbdCmdRead {
+			return int(length)
+		}
+		return 0
+	})
+	if err == nil && m.cookie != cookie {
+		err = fmt.Errorf("reply for cookie %d, want %d", m.cookie, cookie)
+	}
+	return m, err
+}
+
+// pipelineWrites writes each (offset, data) with up to depth requests in
+// flight, then flushes; it returns the first error.
+func (c *NBDClient) pipelineWrites(offs []int64, data []byte, depth int) error {
+	window := make(chan struct{}, depth)
+	errc := make(chan error, 1)
+	go func() {
+		for range offs {
+			m, err := c.recv(func(uint64) int { return 0 })
+			if err == nil && m.errno != 0 {
+				err = fmt.Errorf("write failed: errno %d", m.errno)
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+			<-window
+		}
+		errc <- nil
+	}()
+	for _, off := range offs {
+		select {
+		case window <- struct{}{}:
+		case err := <-errc:
+			return errors.Join(err, errors.New("reply reader stopped early"))
+		}
+		if _, err := c.send(nbdCmdWrite, 0, uint64(off), uint32(len(data)), data); err != nil {
+			return err
+		}
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	m, err := c.do(nbdCmdFlush, 0, 0, 0, nil)
+	if err == nil && m.errno != 0 {
+		err = fmt.Errorf("flush failed: errno %d", m.errno)
+	}
+	return err
+}
+
+func (c *NBDClient) disconnect() error {
+	_, err := c.send(nbdCmdDisc, 0, 0, 0, nil)
+	return errors.Join(err, c.nc.Close())
+}
+
+// Size is the export's size in bytes.
+func (c *NBDClient) Size() int64 { return c.size }
+
+// ReadAt reads len(p) bytes at off.
+func (c *NBDClient) ReadAt(p []byte, off int64) (int, error) {
+	m, err := c.do(nbdCmdRead, 0, uint64(off), uint32(len(p)), nil)
+	if err == nil && m.errno != 0 {
+		err = fmt.Errorf("nbd read at %d: errno %d", off, m.errno)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, m.data), nil
+}
+
+// WriteAt writes p at off; fua asks for it to be durable before the reply.
+func (c *NBDClient) WriteAt(p []byte, off int64, fua bool) error {
+	var flags uint16
+	if fua {
+		flags = nbdCmdFlagFUA
+	}
+	m, err := c.do(nbdCmdWrite, flags, uint64(off), uint32(len(p)), p)
+	if err == nil && m.errno != 0 {
+		err = fmt.Errorf("nbd write at %d: errno %d", off, m.errno)
+	}
+	return err
+}
+
+// Flush makes every acknowledged write durable.
+func (c *NBDClient) Flush() error {
+	m, err := c.do(nbdCmdFlush, 0, 0, 0, nil)
+	if err == nil && m.errno != 0 {
+		err = fmt.Errorf("nbd flush: errno %d", m.errno)
+	}
+	return err
+}
+
+// Close disconnects politely and closes the connection; safe twice.
+func (c *NBDClient) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.disconnect() })
+	return c.closeErr
+}
