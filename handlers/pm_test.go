@@ -316,3 +316,19 @@ func TestProcessManagerRestartKeepsDeadlines(t *testing.T) {
 	f.job("uf-r", events.JobFailed)
 	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.FailoverFailed))
 }
+
+func TestFailoverReportsRefuseBadInput(t *testing.T) {
+	f := mustStartPM(t, PMConfig{})
+	f.buildFabric()
+	f.protect("web01")
+	before := f.lastSeq()
+	f.agentRefused("hv11", AgentFailoverReady, []byte("not json"), CodeInvalidArgument)
+	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "a b"}, CodeInvalidArgument)
+	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "web01", "job": "a.b"}, CodeInvalidArgument)
+	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "nope", "epoch": 2}, CodeNotFound)
+	f.agentRefused("hv11", AgentTestCleanupDone, m{"vm": "web01", "extra": 1, "epoch": "x"}, CodeInvalidArgument)
+	f.agentRefused("hv11", AgentVMStopped, m{"vm": "web01", "epoch": 1}, CodeInvalidState)
+	require.Equal(t, before, f.lastSeq(), "refused reports append nothing")
+	_, err := NewFailoverReports(f.log, zerolog.Nop()).Handle(context.Background(), "hv11", "nonsense", []byte(`{"vm":"web01"}`))
+	require.ErrorIs(t, err, events.ErrInvalidArgument)
+}
