@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/projections"
 )
 
 // demoConfig is the configuration of `siterecovery demo`.
@@ -32,7 +34,13 @@ type demo struct {
 	url    string
 	start  time.Time
 	logger zerolog.Logger
+	agents map[string]*demoAgent
+	// tty redraws progress lines in place; otherwise each result is a line.
+	tty bool
 }
+
+// demoVMs are the demo's VMs, all on hv01 at the start.
+var demoVMs = []string{"web01", "web02", "db01"}
 
 func parseDemo(args []string, stderr io.Writer) (demoConfig, error) {
 	var c demoConfig
@@ -65,7 +73,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "siterecovery demo: %v\n", err)
 		return 2
 	}
-	d := &demo{cfg: cfg, out: stdout, start: time.Now(), logger: logger}
+	d := &demo{cfg: cfg, out: stdout, start: time.Now(), logger: logger, agents: map[string]*demoAgent{}, tty: isTerminal(stdout)}
 	if err := d.run(ctx); err != nil {
 		fmt.Fprintf(stdout, "\nFAILED: %v\n", err)
 		return 1
@@ -96,12 +104,18 @@ func (d *demo) run(ctx context.Context) (err error) {
 		err = errors.Join(err, d.cp.Close(closeCtx))
 	}()
 	d.url = d.cp.URL()
-	d.say("NATS %s, data %s", d.url, d.cfg.Data)
-	if err := d.fabric(); err != nil {
-		return err
+	d.say("NATS %s, data %s, console http://%s/", d.url, d.cfg.Data, d.cp.httpLn.Addr())
+	d.stage("host agents: hv01 at site primary, hv02 at site secondary")
+	for _, h := range []string{"hv01", "hv02"} {
+		if err := d.startAgent(ctx, h); err != nil {
+			return err
+		}
 	}
-	if err := d.protect(); err != nil {
-		return err
+	defer func() { err = errors.Join(err, d.stopAgents()) }()
+	for _, step := range []func(context.Context) error{d.fabric, d.protect, d.replicate} {
+		if err := step(ctx); err != nil {
+			return err
+		}
 	}
 	if d.cfg.Keep {
 		d.say("control plane left running (--keep): NATS %s, HTTP %s; Ctrl-C to stop", d.url, d.cp.httpLn.Addr())
@@ -111,7 +125,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 }
 
 // fabric builds the two sites through the operator commands.
-func (d *demo) fabric() error {
+func (d *demo) fabric(context.Context) error {
 	d.stage("fabric: two sites, a host each, a cloud each, a policy, a pairing")
 	steps := [][]string{
 		{"site", "register", "primary"},
@@ -120,8 +134,8 @@ func (d *demo) fabric() error {
 		{"host", "register", "hv02", "--site", "secondary"},
 		{"cloud", "create", "gold", "--site", "primary", "--hosts", "hv01"},
 		{"cloud", "create", "gold-dr", "--site", "secondary", "--hosts", "hv02"},
-		{"policy", "create", "p5", "--copy-frequency", "5s", "--retention", "24h", "--app-consistent-every", "1h"},
-		{"pairing", "create", "--source", "gold", "--target", "gold-dr", "--policy", "p5"},
+		{"policy", "create", "p2", "--copy-frequency", "2s", "--retention", "24h", "--app-consistent-every", "1h"},
+		{"pairing", "create", "--source", "gold", "--target", "gold-dr", "--policy", "p2"},
 		{"netmap", "create", "lan", "--source-network", "lan-primary", "--target-network", "lan-secondary"},
 	}
 	for _, s := range steps {
@@ -132,28 +146,128 @@ func (d *demo) fabric() error {
 	return nil
 }
 
-// protect creates three VMs and enables replication, and shows that the
-// state machine refuses what it must.
-func (d *demo) protect() error {
-	d.stage("VMs: create three, refuse a failover of an unprotected one, enable replication")
-	for _, vm := range []string{"web01", "web02", "db01"} {
+// protect creates three VMs, shows that the state machine refuses what it
+// must, enables replication and follows the initial replication.
+func (d *demo) protect(ctx context.Context) error {
+	d.stage("VMs: create three on hv01, refuse a failover of an unprotected one, enable replication")
+	for _, vm := range demoVMs {
 		if _, err := d.cli("vm", "create", vm, "--host", "hv01", "--disk", "64MiB", "--network", "lan-primary"); err != nil {
 			return err
 		}
 	}
+	for _, vm := range demoVMs {
+		v, err := d.waitVM(ctx, vm, "disk served over NBD", 30*time.Second, func(v projections.VMView) bool {
+			return len(v.Disks) > 0 && v.Disks[0].NBDURL != ""
+		}, nil)
+		if err != nil {
+			return err
+		}
+		d.say("%s: disk0 %s served at %s", vm, inMiB(v.Disks[0].Size), v.Disks[0].NBDURL)
+	}
 	if err := d.cliRefused("invalid_state", "vm", "planned-failover", "web01"); err != nil {
 		return err
 	}
-	for _, vm := range []string{"web01", "web02", "db01"} {
+	start := time.Now()
+	for _, vm := range demoVMs {
 		if _, err := d.cli("vm", "enable", vm); err != nil {
 			return err
 		}
 	}
+	for _, vm := range demoVMs {
+		if _, err := d.waitVM(ctx, vm, "Protected", 90*time.Second, func(v projections.VMView) bool {
+			return v.ProtectionState == "Protected" && len(v.RecoveryPoints) > 0
+		}, func(v projections.VMView) string {
+			return progressBar(vm+" initial replication", v.IRProgress)
+		}); err != nil {
+			return err
+		}
+	}
+	d.say("verified: %d VMs Protected, initial replication of %s in %s", len(demoVMs),
+		inMiB(int64(len(demoVMs))*64<<20), time.Since(start).Round(time.Millisecond))
 	out, err := d.cli("status")
 	if err != nil {
 		return err
 	}
 	fmt.Fprint(d.out, indent(out))
+	return nil
+}
+
+// replicate runs a guest-like workload on every VM through NBD, shows the
+// RPO live, then stops the writes and checks each replica byte for byte.
+func (d *demo) replicate(ctx context.Context) error {
+	d.stage("delta replication: each VM writes 1 MiB/s of random 64 KiB blocks through NBD for 8 s")
+	loads := map[string]*workload{}
+	for _, vm := range demoVMs {
+		v, err := d.vm(vm)
+		if err != nil {
+			return err
+		}
+		w, err := d.startWorkload(v, 1<<20)
+		if err != nil {
+			return err
+		}
+		loads[vm] = w
+	}
+	maxRPO := int64(0)
+	for i := 0; i < 8; i++ {
+		time.Sleep(time.Second) // the workload's duration, not a wait for a result
+		var parts []string
+		for _, vm := range demoVMs {
+			v, err := d.vm(vm)
+			if err != nil {
+				return err
+			}
+			rpo := int64(-1)
+			if v.RPOSeconds != nil {
+				rpo = *v.RPOSeconds
+				maxRPO = max(maxRPO, rpo)
+			}
+			parts = append(parts, fmt.Sprintf("%s %ds", vm, rpo))
+		}
+		if d.tty {
+			fmt.Fprintf(d.out, "\r  RPO now: %-60s", strings.Join(parts, "   "))
+		} else if i%4 == 3 {
+			d.say("RPO now: %s", strings.Join(parts, "   "))
+		}
+	}
+	if d.tty {
+		fmt.Fprintln(d.out)
+	}
+	for _, vm := range demoVMs {
+		if err := loads[vm].Stop(); err != nil {
+			return err
+		}
+	}
+	stopped := time.Now()
+	return parallel(demoVMs, func(vm string) error { return d.verifyReplica(ctx, vm, stopped, loads[vm].written, maxRPO) })
+}
+
+// verifyReplica waits for a recovery point closed after the writes stopped
+// and compares the replica with the source byte for byte.
+func (d *demo) verifyReplica(ctx context.Context, vm string, after time.Time, written, maxRPO int64) error {
+	v, err := d.waitVM(ctx, vm, "a recovery point after the writes", 60*time.Second, func(v projections.VMView) bool {
+		n := len(v.RecoveryPoints)
+		return n > 0 && v.RecoveryPoints[n-1].Time.After(after)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	rp := v.RecoveryPoints[len(v.RecoveryPoints)-1]
+	for _, disk := range v.Disks {
+		same, err := sameBytes(disk.Image, disk.ReplicaImage)
+		if err != nil {
+			return fmt.Errorf("%s: compare %s: %w", vm, disk.Name, err)
+		}
+		if !same {
+			return fmt.Errorf("%s: replica %s differs from the source %s at %s", vm, disk.ReplicaImage, disk.Image, rp.ID)
+		}
+	}
+	shipped, err := d.shippedBytes(vm)
+	if err != nil {
+		return err
+	}
+	d.say("verified: %s replica equals the source at %s (%s written by the guest, %s shipped in all, highest RPO seen %ds)",
+		vm, rp.ID, inMiB(written), inMiB(shipped), maxRPO)
 	return nil
 }
 
