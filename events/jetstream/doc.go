@@ -26,13 +26,13 @@
 // direct get may be answered by a replica a moment behind the leader, so
 // Load first asks the leader for the aggregate's last sequence and reads
 // until it has it: a load sees every append acknowledged before it began.
-// Follow reads the whole log with an ordered consumer.
+// Follow reads the whole log with an ordered consumer. A stored message that
+// is not a valid event (someone published on sr.evt.> by hand) is never
+// skipped silently: Load fails and a cursor stops at it, both with a
+// *RecordError naming its sequence.
 //
 // In a cluster, an append racing another on the same aggregate is refused
 // while the other is in flight, and a reload may still show the old version
 // until the winner is applied: handlers retry conflicts with a short
-// backoff. A stored message that is not a valid event
-// (someone published on sr.evt.> by hand) is never skipped silently: Load
-// fails and a cursor stops at it, both with a *RecordError naming its
-// sequence.
+// backoff.
 package jetstream
