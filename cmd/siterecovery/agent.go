@@ -22,6 +22,8 @@ type agentConfig struct {
 	NATSURL  string
 	Data     string
 	LogLevel string
+	// TLSDir: connect with mTLS as <host>.pem (docs/security.md).
+	TLSDir string
 }
 
 func parseAgent(args []string, stderr io.Writer) (agentConfig, error) {
@@ -36,6 +38,7 @@ func parseAgent(args []string, stderr io.Writer) (agentConfig, error) {
 	fs.StringVar(&c.NATSURL, "nats", url, "NATS URL of the control plane (env SR_NATS_URL)")
 	fs.StringVar(&c.Data, "data", "./agent-data", "directory of the disk images, change logs and replicas")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&c.TLSDir, "tls-dir", tlsDirFlagDefault(), "directory with ca.pem and <host>.pem, <host>-key.pem: connect with mTLS (env SR_TLS_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -76,7 +79,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // agentMain connects, opens the log and runs the agent until ctx ends.
 func agentMain(ctx context.Context, cfg agentConfig, logger zerolog.Logger) error {
-	nc, err := connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger)
+	tlsOpts, err := natsTLSOptions(cfg.TLSDir, cfg.Host)
+	if err != nil {
+		return err
+	}
+	nc, err := connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger, tlsOpts...)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,11 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 		}
 		url = cp.srv.ClientURL()
 	}
-	if cp.nc, err = connect(url, "siterecovery-serve", logger); err != nil {
+	tlsOpts, err := natsTLSOptions(cfg.TLSDir, roleControl)
+	if err != nil {
+		return cp, err
+	}
+	if cp.nc, err = connect(url, "siterecovery-serve", logger, tlsOpts...); err != nil {
 		return cp, err
 	}
 	if cp.log, err = jetstream.Open(ctx, cp.nc, jetstream.Config{Replicas: cfg.Replicas, Logger: logger.With().Str("component", "log").Logger()}); err != nil {
@@ -81,8 +85,13 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 		return cp, fmt.Errorf("command service: %w", err)
 	}
 	cp.startLoops()
+	if cfg.TLSDir != "" {
+		if err := cp.keepDeltaStreams(); err != nil {
+			return cp, err
+		}
+	}
 	if cfg.HTTP != "" {
-		if err := cp.startHTTP(cfg.HTTP); err != nil {
+		if err := cp.startHTTP(cfg.HTTP, cfg.TLSDir); err != nil {
 			return cp, err
 		}
 	}
@@ -97,6 +106,12 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 	if port == 0 {
 		port = -1 // a random free port, as net.Listen does for :0
 	}
+	var auth *jetstream.AuthConfig
+	if cfg.TLSDir != "" {
+		if auth, err = serverAuth(cfg.TLSDir); err != nil {
+			return err
+		}
+	}
 	srv, err := jetstream.StartServer(jetstream.ServerConfig{
 		Name:       "siterecovery",
 		Dir:        filepath.Join(cfg.Data, "nats"),
@@ -105,6 +120,7 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 		SyncAlways: true,
 		MaxPayload: maxPayload,
 		NoLog:      true,
+		Auth:       auth,
 	})
 	if err != nil {
 		return fmt.Errorf("embedded NATS server: %w", err)
@@ -155,11 +171,11 @@ func (cp *controlPlane) registeredHosts() []string {
 
 // connect opens a NATS connection that reconnects forever and logs its
 // state changes.
-func connect(url, name string, logger zerolog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+func connect(url, name string, logger zerolog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	all := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close or Drain
 				logger.Warn().Err(err).Msg("NATS disconnected")
@@ -168,23 +184,28 @@ func connect(url, name string, logger zerolog.Logger) (*nats.Conn, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			logger.Info().Str("url", c.ConnectedUrl()).Msg("NATS reconnected")
 		}),
-	)
+	}
+	nc, err := nats.Connect(url, append(all, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
 }
 
-func (cp *controlPlane) startHTTP(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+func (cp *controlPlane) startHTTP(addr, tlsDir string) error {
+	ln, err := listenHTTP(addr, tlsDir)
 	if err != nil {
-		return fmt.Errorf("--http %s: %w", addr, err)
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", cp.healthz)
 	cp.httpLn = ln
 	cp.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	cp.routes(mux, cp.http)
+	if cp.http.Handler, err = withBearerAuth(mux, tlsDir, cp.logger); err != nil {
+		ln.Close()
+		return err
+	}
 	go func() {
 		if err := cp.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cp.logger.Error().Err(err).Msg("HTTP server stopped")

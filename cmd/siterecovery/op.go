@@ -39,6 +39,9 @@ type opOptions struct {
 	// Wait and WaitTimeout: --wait on a long operation (op_wait.go).
 	Wait        bool
 	WaitTimeout time.Duration
+	// TLSDir and TLSCert: connect with mTLS as <TLSCert>.pem of TLSDir.
+	TLSDir  string
+	TLSCert string
 }
 
 // usageError is bad usage: exit status 2.
@@ -183,6 +186,8 @@ func commonFlags(fs *flag.FlagSet, o *opOptions, command bool) {
 	fs.StringVar(&o.NATSURL, "nats", url, "NATS URL of the control plane (env SR_NATS_URL)")
 	fs.BoolVar(&o.JSON, "json", false, "print the reply as JSON")
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long to wait for the reply")
+	fs.StringVar(&o.TLSDir, "tls-dir", tlsDirFlagDefault(), "directory with ca.pem and the client certificate: connect with mTLS (env SR_TLS_DIR)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "client certificate name in --tls-dir (default operator; viewer for read-only)")
 	if command {
 		fs.StringVar(&o.CommandID, "command-id", "", "idempotency key: a command sent again with it is applied once")
 	} else {
@@ -192,7 +197,18 @@ func commonFlags(fs *flag.FlagSet, o *opOptions, command bool) {
 
 // opConnect dials the control plane's NATS server.
 func opConnect(o opOptions) (*nats.Conn, error) {
-	nc, err := nats.Connect(o.NATSURL, nats.Name("siterecovery-cli"), nats.Timeout(o.Timeout))
+	if o.TLSCert != "" && o.TLSDir == "" {
+		return nil, usagef("%v", errNoTLSDir)
+	}
+	cert := o.TLSCert
+	if cert == "" {
+		cert = defaultOpCrt
+	}
+	tlsOpts, err := natsTLSOptions(o.TLSDir, cert)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	nc, err := nats.Connect(o.NATSURL, append([]nats.Option{nats.Name("siterecovery-cli"), nats.Timeout(o.Timeout)}, tlsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %w", o.NATSURL, err)
 	}

@@ -19,6 +19,8 @@ type serveConfig struct {
 	HTTP     string
 	Replicas int
 	LogLevel string
+	// TLSDir: mTLS for NATS, HTTPS and bearer tokens (docs/security.md).
+	TLSDir string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -31,6 +33,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "address of the HTTP API, console and metrics (empty: off)")
 	fs.IntVar(&c.Replicas, "replicas", 0, "stream replicas (0: 3 when the JetStream cluster has at least 3 servers, else 1)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&c.TLSDir, "tls-dir", tlsDirFlagDefault(), "certificates of siterecovery auth init: require mTLS on NATS, HTTPS and bearer tokens on HTTP (env SR_TLS_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

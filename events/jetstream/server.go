@@ -49,6 +49,9 @@ type ServerConfig struct {
 	Tags []string
 	// NoLog silences the server's own logger.
 	NoLog bool
+	// Auth, when set, requires mutual TLS and maps client certificates
+	// to users with permissions (server_auth.go).
+	Auth *AuthConfig
 }
 
 // StartServer starts an embedded server and waits, at most StartTimeout,
@@ -58,6 +61,9 @@ type ServerConfig struct {
 func StartServer(cfg ServerConfig) (*server.Server, error) {
 	opts, err := serverOptions(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Auth.apply(opts); err != nil {
 		return nil, err
 	}
 	if err := checkPorts(opts); err != nil {

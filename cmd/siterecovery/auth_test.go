@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// mustAuthDir writes a certificate directory for hosts hv01 and hv02.
+func mustAuthDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tls")
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"auth", "init", "--dir", dir, "--hosts", "hv01,hv02"}, &out, &errOut), errOut.String())
+	return dir
+}
+
+// mustOpenTLSControlPlane runs serve --tls-dir dir with an embedded server
+// and HTTPS on random loopback ports.
+func mustOpenTLSControlPlane(t *testing.T, dir string) *controlPlane {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cp, err := openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, cp.Close(ctx))
+	})
+	return cp
+}
+
+// permConn is a client of the certificate name that records the
+// permission violations the server reports.
+type permConn struct {
+	*nats.Conn
+	violations chan error
+}
+
+func mustConnectAs(t *testing.T, url, dir, name string) *permConn {
+	t.Helper()
+	opts, err := natsTLSOptions(dir, name)
+	require.NoError(t, err)
+	pc := &permConn{violations: make(chan error, 16)}
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			select {
+			case pc.violations <- err:
+			default:
+			}
+		}
+	}))
+	pc.Conn, err = nats.Connect(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(pc.Close)
+	return pc
+}
+
+// requireViolation waits for the server's permission violation on subject.
+func (pc *permConn) requireViolation(t *testing.T, subject string) {
+	t.Helper()
+	select {
+	case err := <-pc.violations:
+		require.Contains(t, err.Error(), subject)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no permissions violation for %s", subject)
+	}
+}
+
+func TestAuthInitWritesCertificates(t *testing.T) {
+	dir := mustAuthDir(t)
+	for _, name := range []string{"ca", "server", "hv01", "hv02", "operator", "viewer", "control"} {
+		cert, key := certPaths(dir, name)
+		_, err := tls.LoadX509KeyPair(cert, key)
+		require.NoError(t, err, name)
+		st, err := os.Stat(key)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), key)
+	}
+	for _, role := range httpRoles {
+		st, err := os.Stat(filepath.Join(dir, role+tokenSuffix))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	}
+	certs, err := scanClientCerts(dir)
+	require.NoError(t, err)
+	require.Equal(t, []clientCert{{roleControl, "control"}, {roleHost, "hv01"}, {roleHost, "hv02"}, {roleOperator, "operator"}, {roleViewer, "viewer"}}, certs)
+
+	before, err := os.ReadFile(filepath.Join(dir, caFile))
+	require.NoError(t, err)
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitRefused, run([]string{"auth", "init", "--dir", dir, "--hosts", "hv03"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "--force")
+	after, err := os.ReadFile(filepath.Join(dir, caFile))
+	require.NoError(t, err)
+	require.Equal(t, before, after, "a refused init changes nothing")
+	_, err = os.Stat(filepath.Join(dir, "hv03.pem"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	require.Equal(t, exitOK, run([]string{"auth", "init", "--dir", dir, "--hosts", "hv03", "--force"}, &out, &errOut), errOut.String())
+}
+
+func TestAuthInitUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"auth"}, {"auth", "rotate"},
+		{"auth", "init", "--hosts", "hv01"},                                   // no --dir
+		{"auth", "init", "--dir", t.TempDir()},                                // no --hosts
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "bad host"},         // not a name
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "server"},           // reserved
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "hv01,hv01"},        // repeated
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "h", "--days", "0"}, // days
+	} {
+		var out, errOut bytes.Buffer
+		require.Equal(t, exitUsage, run(args, &out, &errOut), "%q", args)
+		require.NotEmpty(t, errOut.String())
+	}
+}
+
+func TestSecurityHostPermissions(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opRun(t, cp.URL(), dir, exitOK, "site", "register", "dr")
+	js := mustStream(t, ctx, cp, "SR_DELTA_dr")
+
+	hv01 := mustConnectAs(t, cp.URL(), dir, "hv01")
+	hjs, err := natsjs.New(hv01.Conn)
+	require.NoError(t, err)
+	_, err = hjs.Publish(ctx, "sr.delta.dr.hv01.web01.1", []byte("own batch"))
+	require.NoError(t, err, "a host publishes its own delta subject")
+
+	pubCtx, pubCancel := context.WithTimeout(ctx, time.Second)
+	defer pubCancel()
+	_, err = hjs.Publish(pubCtx, "sr.delta.dr.hv02.web01.1", []byte("forged batch"))
+	require.Error(t, err, "no ack for another host's delta subject")
+	hv01.requireViolation(t, "sr.delta.dr.hv02.web01.1")
+	st, err := js.Stream(ctx, "SR_DELTA_dr")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.CachedInfo().State.Msgs, "only the host's own batch is stored")
+
+	last, err := cp.log.LastSeq(ctx)
+	require.NoError(t, err)
+	evtCtx, evtCancel := context.WithTimeout(ctx, time.Second)
+	defer evtCancel()
+	_, err = hjs.Publish(evtCtx, "sr.evt.vm.web01.failover_started", []byte(`{}`))
+	require.Error(t, err, "a host cannot write the event log")
+	hv01.requireViolation(t, "sr.evt.vm.web01.failover_started")
+	now, err := cp.log.LastSeq(ctx)
+	require.NoError(t, err)
+	require.Equal(t, last, now)
+
+	_, err = hv01.Request("sr.cmd.site.register", []byte(`{"name":"evil"}`), 500*time.Millisecond)
+	require.Error(t, err, "a host cannot run operator commands")
+	hv01.requireViolation(t, "sr.cmd.site.register")
+
+	_, err = hv01.Request("sr.cmd.agent.hv02.heartbeat", []byte(`{}`), 500*time.Millisecond)
+	require.Error(t, err, "a host cannot report for another")
+	hv01.requireViolation(t, "sr.cmd.agent.hv02.heartbeat")
+
+	reply, err := hv01.Request("sr.cmd.agent.hv01.heartbeat", []byte(`{}`), 5*time.Second)
+	require.NoError(t, err, "a host reports for itself")
+	require.NotEmpty(t, reply.Data)
+}
+
+// mustStream waits until the control plane has made the stream.
+func mustStream(t *testing.T, ctx context.Context, cp *controlPlane, name string) natsjs.JetStream {
+	t.Helper()
+	js, err := natsjs.New(cp.nc)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := js.Stream(ctx, name)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the control plane creates %s", name)
+	return js
+}
+
+// opRun runs an operator command over mTLS and checks its exit status.
+func opRun(t *testing.T, url, dir string, want int, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--nats", url, "--tls-dir", dir, "--timeout", "2s")
+	require.Equal(t, want, run(args, &out, &errOut), "%q: %s", args, errOut.String())
+	return out.String() + errOut.String()
+}
+
+func TestSecurityNoCertificateRefused(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	_, err := nats.Connect(cp.URL(), nats.MaxReconnects(0))
+	require.Error(t, err, "a client without TLS is refused")
+	pool, err := loadCAPool(dir)
+	require.NoError(t, err)
+	_, err = nats.Connect(cp.URL(), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0))
+	require.Error(t, err, "a TLS client without a certificate is refused")
+
+	other := mustAuthDir(t) // another CA: its certificates are not trusted
+	opts, err := natsTLSOptions(other, "operator")
+	require.NoError(t, err)
+	opts[0] = nats.Secure(&tls.Config{RootCAs: pool, Certificates: mustClientCert(t, other, "operator"), MinVersion: tls.VersionTLS12})
+	_, err = nats.Connect(cp.URL(), append(opts, nats.MaxReconnects(0))...)
+	require.Error(t, err, "a certificate of another CA is refused")
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitRefused, run([]string{"status", "--nats", cp.URL(), "--timeout", "2s"}, &out, &errOut), "the CLI without --tls-dir is refused")
+}
+
+func mustClientCert(t *testing.T, dir, name string) []tls.Certificate {
+	t.Helper()
+	cert, key := certPaths(dir, name)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	require.NoError(t, err)
+	return []tls.Certificate{pair}
+}
+
+func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+
+	viewer := mustConnectAs(t, cp.URL(), dir, "viewer")
+	_, err := viewer.Request("sr.cmd.site.register", []byte(`{"name":"primary"}`), 500*time.Millisecond)
+	require.Error(t, err, "the viewer cannot command")
+	viewer.requireViolation(t, "sr.cmd.site.register")
+	reply, err := viewer.Request("sr.q.sites", []byte(`{}`), 5*time.Second)
+	require.NoError(t, err, "the viewer queries")
+	require.NotContains(t, string(reply.Data), `"error"`)
+
+	opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
+	opRun(t, cp.URL(), dir, exitOK, "site", "register", "primary")
+	out := opRun(t, cp.URL(), dir, exitOK, "status", "--json", "--tls-cert", "viewer")
+	require.Contains(t, out, "sites")
+
+	var o, e bytes.Buffer
+	require.Equal(t, exitUsage, run([]string{"status", "--nats", cp.URL(), "--tls-cert", "viewer"}, &o, &e), "--tls-cert needs --tls-dir")
+
+	// The viewer reads the log with an ordered consumer, as events --follow does.
+	js, err := natsjs.New(viewer.Conn)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "SR_EVENTS", natsjs.OrderedConsumerConfig{FilterSubjects: []string{"sr.evt.>"}})
+	require.NoError(t, err)
+	msg, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(msg.Subject(), "sr.evt.site.primary."), msg.Subject())
+}
+
+func TestSecurityAgentEndToEnd(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	opRun(t, cp.URL(), dir, exitOK, "site", "register", "primary")
+	opRun(t, cp.URL(), dir, exitOK, "host", "register", "hv01", "--site", "primary")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- agentMain(ctx, agentConfig{Host: "hv01", NATSURL: cp.URL(), Data: t.TempDir(), TLSDir: dir}, zerolog.Nop())
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool {
+		res, err := cp.store.Query(context.Background(), "hosts", nil)
+		if err != nil {
+			return false
+		}
+		raw, _ := json.Marshal(res)
+		var hosts []struct {
+			Name      string `json:"name"`
+			Reachable bool   `json:"reachable"`
+		}
+		return json.Unmarshal(raw, &hosts) == nil && len(hosts) == 1 && hosts[0].Reachable
+	}, 20*time.Second, 50*time.Millisecond, "the agent's heartbeats over mTLS make hv01 reachable")
+}
+
+func TestSecurityHTTPTokens(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	pool, err := loadCAPool(dir)
+	require.NoError(t, err)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	base := "https://" + cp.httpLn.Addr().String()
+	token := func(role string) string {
+		raw, err := os.ReadFile(filepath.Join(dir, role+tokenSuffix))
+		require.NoError(t, err)
+		return strings.TrimSpace(string(raw))
+	}
+	do := func(method, path, tok, body string) (int, string) {
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		require.NoError(t, err)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+	status, body := do("GET", "/api/v1/sites", "", "")
+	require.Equal(t, http.StatusUnauthorized, status)
+	require.Contains(t, body, `"code":"unauthorized"`)
+	status, _ = do("GET", "/api/v1/sites", "0123456789abcdef0123456789abcdef", "")
+	require.Equal(t, http.StatusUnauthorized, status, "a wrong token")
+	status, _ = do("GET", "/metrics", "", "")
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = do("GET", "/metrics", token(roleViewer), "")
+	require.Equal(t, http.StatusOK, status)
+	status, body = do("POST", "/api/v1/site/register", token(roleViewer), `{"name":"primary"}`)
+	require.Equal(t, http.StatusForbidden, status, body)
+	status, body = do("POST", "/api/v1/site/register", token(roleOperator), `{"name":"primary"}`)
+	require.Equal(t, http.StatusOK, status, body)
+	status, body = do("GET", "/api/v1/sites", token(roleViewer), "")
+	require.Equal(t, http.StatusOK, status, body)
+	status, _ = do("GET", "/", "", "")
+	require.Equal(t, http.StatusOK, status, "the console's page itself is public")
+
+	// The console signs in once; its calls then carry the cookie.
+	res, err := client.PostForm(base+"/login", map[string][]string{"token": {token(roleViewer)}})
+	require.NoError(t, err)
+	res.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range res.Request.Response.Cookies() {
+		if c.Name == tokenCookie {
+			cookie = c
+		}
+	}
+	require.NotNil(t, cookie, "login sets the token cookie")
+	require.True(t, cookie.HttpOnly && cookie.Secure)
+	req, err := http.NewRequest("GET", base+"/api/v1/sites", nil)
+	require.NoError(t, err)
+	req.AddCookie(cookie)
+	res, err = client.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+}
