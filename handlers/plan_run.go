@@ -102,15 +102,22 @@ func (sc planScope) covers(vm string) bool {
 	return !sc.noVMs && (sc.vm == "" || sc.vm == vm)
 }
 
-// scopeOf is the scope of the reconcile r triggers.
-func scopeOf(r events.Record) planScope {
+// planEnds are the VM event types that can end a plan job's VM operation.
+var planEnds = map[events.Type]bool{
+	events.FailoverCompleted: true, events.FailoverFailed: true, events.TestFailoverCompleted: true,
+	events.TestFailoverCleanedUp: true, events.FailoverCommitted: true, events.ReverseReplicationCompleted: true,
+}
+
+// scopeOf is the scope of the reconcile r triggers; false when r cannot
+// move its plan job (a VM event that ends no operation).
+func scopeOf(r events.Record) (planScope, bool) {
 	if r.Aggregate.Kind != events.KindPlan {
-		return planScope{vm: r.Aggregate.ID}
+		return planScope{vm: r.Aggregate.ID}, planEnds[r.Type()]
 	}
 	if d, ok := r.Data.(events.PlanActionCompletedData); ok && d.Target != "" {
-		return planScope{noVMs: true}
+		return planScope{noVMs: true}, true
 	}
-	return planScope{}
+	return planScope{}, true
 }
 
 // reconcilePlan takes the plan's running job one step further, if a step

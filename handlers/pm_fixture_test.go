@@ -26,11 +26,13 @@ type pmFixture struct {
 	pm    *PM
 	cfg   PMConfig
 	store *projections.Store
+	// jobWait bounds job (10 s if 0).
+	jobWait time.Duration
 }
 
 // mustStartPM starts the control plane with a process manager configured
 // by cfg (a short tick unless set).
-func mustStartPM(t *testing.T, cfg PMConfig) *pmFixture {
+func mustStartPM(t testing.TB, cfg PMConfig) *pmFixture {
 	t.Helper()
 	ctx := context.Background()
 	srv := jstest.MustRunServer(t)
@@ -137,7 +139,11 @@ func (f *pmFixture) job(id string, states ...string) projections.Job {
 	f.t.Helper()
 	var j projections.Job
 	var last reply
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	wait := f.jobWait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		last = f.request("sr.q.job", m{"job": id, "after_seq": f.lastSeq()})
 		if last.Code != "" {
 			continue

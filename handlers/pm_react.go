@@ -111,7 +111,9 @@ func (p *PM) scriptDeadline(timeout time.Duration) time.Duration {
 func (p *PM) react(ctx context.Context, r events.Record) error {
 	err := p.reactOwn(ctx, r)
 	if plan, ok := p.planOf(r); ok {
-		err = errors.Join(err, p.reconcilePlan(ctx, plan, scopeOf(r)))
+		if scope, moves := scopeOf(r); moves {
+			err = errors.Join(err, p.reconcilePlan(ctx, plan, scope))
+		}
 	}
 	return err
 }
