@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+const mib = 1 << 20
+
+// benchIR measures initial replication of a disk of random data (nothing
+// to skip, nothing to compress): from enable until the VM is Protected with
+// its first recovery point applied on the recovery host, then checks that
+// the replica equals the source byte for byte. Baseline: `cp` + `sync` of
+// the same file on the same machine.
+func benchIR(ctx context.Context, e *benchEnv) ([]figure, error) {
+	const vm = "ir01"
+	size := e.sizes.irDisk
+	if err := writeRandomFile(e.sourceImage(vm), size, 1); err != nil {
+		return nil, err
+	}
+	if err := e.createVM(ctx, vm, size); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := e.enable(ctx, vm); err != nil {
+		return nil, err
+	}
+	if _, err := e.waitProtected(ctx, vm, 15*time.Minute); err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+		return nil, fmt.Errorf("replica after initial replication: %w", err)
+	}
+	base, err := cpSync(ctx, e, "ir", e.sourceImage(vm))
+	if err != nil {
+		return nil, err
+	}
+	mb := float64(size) / mib
+	f := figure{Name: "initial_replication", Value: mb / took.Seconds(), Unit: "MiB/s",
+		Baseline: mb / base.Seconds(), BaselineName: "cp+sync MiB/s", Target: "ratio >= 0.5",
+		Note: fmt.Sprintf("%d MiB of random data, enable to first recovery point %s; cp+sync %s; replica verified equal",
+			size/mib, took.Round(time.Millisecond), base.Round(time.Millisecond))}
+	f.Ratio = f.Value / f.Baseline
+	f.Meets = f.Ratio >= 0.5
+	return []figure{f}, nil
+}
+
+// cpSync copies src into the benchmark's scratch directory with cp, then
+// syncs the copy, and returns how long both took; the copy is removed.
+func cpSync(ctx context.Context, e *benchEnv, name, src string) (time.Duration, error) {
+	dir, err := e.scratch(name)
+	if err != nil {
+		return 0, err
+	}
+	dst := filepath.Join(dir, "copy.img")
+	defer os.Remove(dst)
+	return timed(func() error {
+		if err := runTool(ctx, "cp", src, dst); err != nil {
+			return err
+		}
+		return runTool(ctx, "sync", dst)
+	})
+}
+
+// benchDelta measures one delta cycle with 1% of the disk changed in
+// random 64 KiB blocks written through NBD: from the instant the source
+// closed the cycle to the instant the control plane recorded its recovery
+// point (shipped, applied whole and reported), and checks the replica
+// equals the source. Baseline: `rsync --inplace --no-whole-file` of the
+// same change set between two files (the disk after the change onto a
+// copy of it before the change).
+func benchDelta(ctx context.Context, e *benchEnv) ([]figure, error) {
+	const vm = "delta01"
+	size := e.sizes.deltaDisk
+	if err := writeRandomFile(e.sourceImage(vm), size, 2); err != nil {
+		return nil, err
+	}
+	if err := e.createVM(ctx, vm, size); err != nil {
+		return nil, err
+	}
+	if err := e.enable(ctx, vm); err != nil {
+		return nil, err
+	}
+	if _, err := e.waitProtected(ctx, vm, 15*time.Minute); err != nil {
+		return nil, err
+	}
+	dir, err := e.scratch("delta")
+	if err != nil {
+		return nil, err
+	}
+	before := filepath.Join(dir, "before.img")
+	defer os.Remove(before)
+	if err := runTool(ctx, "cp", e.sourceImage(vm), before); err != nil {
+		return nil, err
+	}
+	cycle, err := deltaCycle(ctx, e, vm)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+		return nil, fmt.Errorf("replica after the delta cycle: %w", err)
+	}
+	rsync, err := timed(func() error {
+		return runTool(ctx, "rsync", "--inplace", "--no-whole-file", e.sourceImage(vm), before)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sameFiles(e.sourceImage(vm), before); err != nil {
+		return nil, fmt.Errorf("rsync baseline did not reproduce the disk: %w", err)
+	}
+	f := figure{Name: "delta_cycle", Value: cycle.took.Seconds(), Unit: "s", Baseline: rsync.Seconds(),
+		BaselineName: "rsync --inplace --no-whole-file s", Ratio: rsync.Seconds() / cycle.took.Seconds(),
+		Target: "ratio (rsync/cycle) >= 20", Note: cycle.note(size)}
+	f.Meets = f.Ratio >= 20
+	return []figure{f}, nil
+}
+
+// deltaRun is what one measured delta cycle did.
+type deltaRun struct {
+	took   time.Duration
+	blocks int
+	block  int64
+	bytes  int64 // the recovery point's shipped bytes
+	cycles int   // cycles the change set spanned
+}
+
+func (d deltaRun) note(size int64) string {
+	n := fmt.Sprintf("%d blocks of %d KiB (%.1f MiB) of a %d MiB disk; the point carried %.1f MiB; replica verified equal",
+		d.blocks, d.block>>10, float64(int64(d.blocks)*d.block)/mib, size/mib, float64(d.bytes)/mib)
+	if d.cycles > 1 {
+		n += fmt.Sprintf("; the writes spanned %d cycles, the time is the last one's", d.cycles)
+	}
+	return n
+}
+
+// deltaCycle writes 1% of the disk right after a cycle closed and measures
+// the cycle that holds the writes.
+func deltaCycle(ctx context.Context, e *benchEnv, vm string) (deltaRun, error) {
+	run := deltaRun{block: e.sizes.deltaBlock}
+	size := e.sizes.deltaDisk
+	run.blocks = max(int(size/100/run.block), 1)
+	offs := randomBlocks(rand.New(rand.NewPCG(3, 4)), size, run.block, run.blocks)
+	data := make([]byte, int64(run.blocks)*run.block)
+	fillRandom(data, 5)
+	c, err := e.dialDisk(ctx, vm)
+	if err != nil {
+		return run, err
+	}
+	defer c.Close()
+	last, err := e.vm(ctx, vm)
+	if err != nil {
+		return run, err
+	}
+	prev, _ := last.RecoveryPoint("latest")
+	if _, err := e.waitVM(ctx, vm, time.Minute, "a new recovery point", func(v events.VM) bool {
+		rp, ok := v.RecoveryPoint("latest")
+		return ok && rp.Time.After(prev.Time)
+	}); err != nil {
+		return run, err
+	}
+	writeStart := time.Now()
+	err = c.writes(offs, func(i int) []byte { return data[int64(i)*run.block : int64(i+1)*run.block] }, 16)
+	if err != nil {
+		return run, fmt.Errorf("delta writes: %w", err)
+	}
+	writeEnd := time.Now()
+	if _, err := e.waitVM(ctx, vm, 10*time.Minute, "the recovery point of the changes", func(v events.VM) bool {
+		rp, ok := v.RecoveryPoint("latest")
+		return ok && rp.Time.After(writeEnd)
+	}); err != nil {
+		return run, err
+	}
+	return run, run.measure(ctx, e, vm, writeStart, writeEnd)
+}
+
+// measure finds the recovery point events of the cycles closed after
+// writeStart and takes the first one closed after writeEnd.
+func (d *deltaRun) measure(ctx context.Context, e *benchEnv, vm string, writeStart, writeEnd time.Time) error {
+	recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		rp, ok := r.Data.(events.RecoveryPointCreatedData)
+		if !ok || !rp.Time.After(writeStart) {
+			continue
+		}
+		d.cycles++
+		d.bytes += rp.Bytes
+		if rp.Time.After(writeEnd) {
+			d.took = r.Meta.At.Sub(rp.Time)
+			return nil
+		}
+	}
+	return fmt.Errorf("vm %s: no recovery point event closed after %s", vm, writeEnd.Format(time.StampMilli))
+}
+
+// writeRandomFile writes size random bytes at path, synced.
+func writeRandomFile(path string, size int64, seed byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4*mib)
+	rng := rand.NewChaCha8([32]byte{seed})
+	for done := int64(0); done < size; {
+		n := min(int64(len(buf)), size-done)
+		_, _ = rng.Read(buf[:n]) // never fails
+		if _, err := f.Write(buf[:n]); err != nil {
+			return errors.Join(fmt.Errorf("write %s: %w", path, err), f.Close())
+		}
+		done += n
+	}
+	if err := f.Sync(); err != nil {
+		return errors.Join(fmt.Errorf("sync %s: %w", path, err), f.Close())
+	}
+	return f.Close()
+}
+
+func fillRandom(b []byte, seed byte) {
+	rng := rand.NewChaCha8([32]byte{seed})
+	_, _ = rng.Read(b) // never fails
+}
+
+// randomBlocks picks n distinct block-aligned offsets of a disk of size.
+func randomBlocks(rng *rand.Rand, size, block int64, n int) []int64 {
+	total := size / block
+	n = min(n, int(total))
+	seen := make(map[int64]bool, n)
+	offs := make([]int64, 0, n)
+	for len(offs) < n {
+		b := rng.Int64N(total)
+		if !seen[b] {
+			seen[b] = true
+			offs = append(offs, b*block)
+		}
+	}
+	return offs
+}
