@@ -172,6 +172,12 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.Error(t, err, "a host cannot report for another")
 	hv01.requireViolation(t, "sr.cmd.agent.hv02.heartbeat")
 
+	for _, subject := range []string{"sr.delta.>", userInbox(roleHost, "hv02") + ".>", "sr.ack.hv02.*"} {
+		_, err = hv01.SubscribeSync(subject)
+		require.NoError(t, err) // refused asynchronously
+		hv01.requireViolation(t, subject)
+	}
+
 	reply, err := hv01.Request("sr.cmd.agent.hv01.heartbeat", []byte(`{}`), 5*time.Second)
 	require.NoError(t, err, "a host reports for itself")
 	require.NotEmpty(t, reply.Data)
@@ -351,4 +357,68 @@ func TestSecurityHTTPTokens(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// TestSecurityReplicationOverTLS runs two agents with their certificates:
+// the VM's initial replication crosses the delta stream the control plane
+// made, through the recovery host's consumer, and a recovery point comes
+// back, all within the hosts' permissions.
+func TestSecurityReplicationOverTLS(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	for _, args := range [][]string{
+		{"site", "register", "primary"}, {"site", "register", "dr"},
+		{"host", "register", "hv01", "--site", "primary"}, {"host", "register", "hv02", "--site", "dr"},
+		{"cloud", "create", "gold", "--site", "primary", "--hosts", "hv01"},
+		{"cloud", "create", "gold-dr", "--site", "dr", "--hosts", "hv02"},
+		{"policy", "create", "p1", "--copy-frequency", "1s", "--retention", "1h"},
+		{"pairing", "create", "--source", "gold", "--target", "gold-dr", "--policy", "p1"},
+		{"vm", "create", "web01", "--host", "hv01", "--disk", "1MiB"},
+	} {
+		opRun(t, cp.URL(), dir, exitOK, args...)
+	}
+	for _, h := range []string{"hv01", "hv02"} {
+		runTLSAgent(t, cp, dir, h)
+	}
+	opRun(t, cp.URL(), dir, exitOK, "vm", "enable", "web01")
+	require.Eventually(t, func() bool {
+		state, points := vmState(cp)
+		return state == "Protected" && points > 0
+	}, 45*time.Second, 100*time.Millisecond, "web01 replicates over mTLS to a recovery point")
+	opRun(t, cp.URL(), dir, exitOK, "vm", "disable", "web01")
+	require.Eventually(t, func() bool {
+		state, _ := vmState(cp)
+		return state == "Unprotected"
+	}, 30*time.Second, 100*time.Millisecond, "the recovery host drops its consumer and purges its batches")
+}
+
+// vmState is web01's protection state and number of recovery points.
+func vmState(cp *controlPlane) (string, int) {
+	res, err := cp.store.Query(context.Background(), "vm", json.RawMessage(`{"vm":"web01"}`))
+	if err != nil {
+		return "", 0
+	}
+	raw, _ := json.Marshal(res)
+	var vm struct {
+		State  string            `json:"protection_state"`
+		Points []json.RawMessage `json:"recovery_points"`
+	}
+	if json.Unmarshal(raw, &vm) != nil {
+		return "", 0
+	}
+	return vm.State, len(vm.Points)
+}
+
+// runTLSAgent runs host's agent with its certificate until the test ends.
+func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- agentMain(ctx, agentConfig{Host: host, NATSURL: cp.URL(), Data: t.TempDir(), TLSDir: dir}, zerolog.Nop())
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
 }
