@@ -50,6 +50,7 @@ func readLines(t *testing.T, path string) []string {
 }
 
 func TestPlanPlannedFailoverGroupsScriptsManualAction(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protectMore("web01", "web02", "db01")
@@ -97,6 +98,7 @@ func TestPlanPlannedFailoverGroupsScriptsManualAction(t *testing.T) {
 }
 
 func TestPlanFailingScriptStopsPlannedGoesOnUnplanned(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protectMore("web01", "web02")
@@ -123,7 +125,8 @@ func TestPlanFailingScriptStopsPlannedGoesOnUnplanned(t *testing.T) {
 }
 
 func TestPlanVMFailureAndTimeout(t *testing.T) {
-	f := mustStartPM(t, PMConfig{FailoverTimeout: 300 * time.Millisecond, ScriptTimeout: 200 * time.Millisecond})
+	t.Parallel()
+	f := mustStartPM(t, PMConfig{FailoverTimeout: 1500 * time.Millisecond, ScriptTimeout: 200 * time.Millisecond})
 	f.buildFabric()
 	f.protectMore("web01", "web02")
 	f.ok("sr.cmd.plan.create", m{"name": "slow", "groups": []m{
@@ -142,6 +145,7 @@ func TestPlanVMFailureAndTimeout(t *testing.T) {
 }
 
 func TestPlanCancelAndTestFailover(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protectMore("web01")
@@ -161,6 +165,7 @@ func TestPlanCancelAndTestFailover(t *testing.T) {
 }
 
 func TestTwoProcessManagersReactOnce(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{FailoverTimeout: 1500 * time.Millisecond})
 	f.startPM(f.cfg)
 	f.startPM(PMConfig{Dir: t.TempDir(), FailoverTimeout: 1500 * time.Millisecond})
@@ -195,6 +200,7 @@ func TestTwoProcessManagersReactOnce(t *testing.T) {
 }
 
 func TestPlanScriptOfALostControlPlaneFails(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protectMore("web01")

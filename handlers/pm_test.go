@@ -13,6 +13,7 @@ import (
 )
 
 func TestPlannedFailoverHappyPath(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{Dir: t.TempDir()})
 	f.buildFabric()
 	f.protect("web01")
@@ -57,6 +58,7 @@ func TestPlannedFailoverHappyPath(t *testing.T) {
 }
 
 func TestPlannedFailoverTimeout(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{FailoverTimeout: 300 * time.Millisecond})
 	f.buildFabric()
 	f.protect("web01")
@@ -67,7 +69,7 @@ func TestPlannedFailoverTimeout(t *testing.T) {
 	require.Equal(t, uint64(1), v.Epoch, "a failed failover keeps the epoch")
 	j := f.job("pf-t", events.JobFailed)
 	require.Len(t, j.Errors, 1)
-	require.Contains(t, j.Errors[0], "planned failover failed at ready: timeout")
+	require.Contains(t, j.Errors[0], "timeout: not serving on the recovery host within 300ms")
 	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.FailoverFailed))
 
 	// Too late: the recovery host's report is refused; cancel goes back.
@@ -82,6 +84,7 @@ func TestPlannedFailoverTimeout(t *testing.T) {
 }
 
 func TestPlannedFailoverSourceUnreachableFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.ok("sr.cmd.vm.enable", m{"vm": "web01"})
@@ -94,6 +97,7 @@ func TestPlannedFailoverSourceUnreachableFailsAtOnce(t *testing.T) {
 }
 
 func TestCommitAfterPlannedStartsReverseReplication(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -139,6 +143,7 @@ func TestCommitAfterPlannedStartsReverseReplication(t *testing.T) {
 }
 
 func TestUnplannedFailoverChosenPointAndReverseResync(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -184,6 +189,7 @@ func TestUnplannedFailoverChosenPointAndReverseResync(t *testing.T) {
 }
 
 func TestRacingPlannedAndUnplanned(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -211,6 +217,7 @@ func TestRacingPlannedAndUnplanned(t *testing.T) {
 }
 
 func TestTestFailoverAndCleanup(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -236,6 +243,7 @@ func TestTestFailoverAndCleanup(t *testing.T) {
 }
 
 func TestTestFailoverTimeout(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{FailoverTimeout: 200 * time.Millisecond})
 	f.buildFabric()
 	f.protect("web01")
@@ -247,6 +255,7 @@ func TestTestFailoverTimeout(t *testing.T) {
 }
 
 func TestResyncReports(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -261,6 +270,7 @@ func TestResyncReports(t *testing.T) {
 }
 
 func TestPlannedFailoverVerifyFailed(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -273,6 +283,7 @@ func TestPlannedFailoverVerifyFailed(t *testing.T) {
 }
 
 func TestPlannedFailoverFailsWhenTheSourceIsLost(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
@@ -288,6 +299,7 @@ func TestPlannedFailoverFailsWhenTheSourceIsLost(t *testing.T) {
 }
 
 func TestProcessManagerRestartKeepsDeadlines(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := mustStartPM(t, PMConfig{Dir: dir, FailoverTimeout: time.Hour})
 	f.buildFabric()
@@ -318,6 +330,7 @@ func TestProcessManagerRestartKeepsDeadlines(t *testing.T) {
 }
 
 func TestFailoverReportsRefuseBadInput(t *testing.T) {
+	t.Parallel()
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")

@@ -42,6 +42,7 @@ func types(d decision) []events.Type {
 }
 
 func TestDecideVMStoppedTable(t *testing.T) {
+	t.Parallel()
 	r := VMStoppedReport{ReportHead: ReportHead{VM: "web01", Epoch: 1}, FinalCycle: 2}
 	for _, c := range []struct {
 		name string
@@ -75,6 +76,7 @@ func TestDecideVMStoppedTable(t *testing.T) {
 }
 
 func TestDecideFailoverReadyTable(t *testing.T) {
+	t.Parallel()
 	r := FailoverReadyReport{ReportHead: ReportHead{VM: "web01", Epoch: 2, Job: "given"}, RecoveryPoint: "rpf", Disks: readyDisk}
 	nets := map[string]string{"lan-a": "lan-b"}
 	failed := events.FailoverFailedData{Mode: events.FailoverPlanned, Step: StepReady, Reason: "timeout"}
@@ -128,6 +130,7 @@ func TestDecideFailoverReadyTable(t *testing.T) {
 }
 
 func TestDecideTestReportsTable(t *testing.T) {
+	t.Parallel()
 	start := events.TestFailoverStartedData{RecoveryPoint: "rp1", Host: "hv11"}
 	r := TestFailoverReadyReport{ReportHead: ReportHead{VM: "web01"}, Disks: readyDisk}
 	for _, c := range []struct {
@@ -165,6 +168,7 @@ func TestDecideTestReportsTable(t *testing.T) {
 }
 
 func TestDecideResyncAndDivergenceTable(t *testing.T) {
+	t.Parallel()
 	reverseResync := events.ReverseReplicationStartedData{SourceHost: "hv11", RecoveryHost: "hv01", Resync: true}
 	reverseCopy := events.ReverseReplicationStartedData{SourceHost: "hv11", RecoveryHost: "hv01"}
 	failedOver := []events.Data{unplanned, completed, events.FailoverCommittedData{Mode: events.FailoverUnplanned}}
