@@ -245,9 +245,12 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 	require.NoError(t, err, "the viewer queries")
 	require.NotContains(t, string(reply.Data), `"error"`)
 
-	opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
+	start := time.Now()
+	out := opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
+	require.Contains(t, out, "error: unauthorized: nats: permissions violation")
+	require.Less(t, time.Since(start), time.Second, "refused at once, not after --timeout")
 	opRun(t, cp.URL(), dir, exitOK, "site", "register", "primary")
-	out := opRun(t, cp.URL(), dir, exitOK, "status", "--json", "--tls-cert", "viewer")
+	out = opRun(t, cp.URL(), dir, exitOK, "status", "--json", "--tls-cert", "viewer")
 	require.Contains(t, out, "sites")
 
 	var o, e bytes.Buffer

@@ -208,6 +208,9 @@ func opConnect(o opOptions) (*nats.Conn, error) {
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
+	if len(tlsOpts) > 0 {
+		tlsOpts = append(tlsOpts, nats.ErrorHandler(closeOnPermissionViolation))
+	}
 	nc, err := nats.Connect(o.NATSURL, append([]nats.Option{nats.Name("siterecovery-cli"), nats.Timeout(o.Timeout)}, tlsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %w", o.NATSURL, err)
@@ -223,6 +226,9 @@ func request(nc *nats.Conn, o opOptions, subject string, body any) ([]byte, erro
 		return nil, err
 	}
 	msg, err := nc.Request(subject, raw, o.Timeout)
+	if denied := permissionDenied(nc, err); denied != nil {
+		return nil, denied
+	}
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, &refusedError{Code: "unavailable", Message: "no control plane answers on " + subject + " (is siterecovery serve running?)"}
 	}
