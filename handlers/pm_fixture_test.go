@@ -45,7 +45,7 @@ func mustStartPM(t testing.TB, cfg PMConfig) *pmFixture {
 	t.Cleanup(func() { require.NoError(t, store.Close()) })
 	svc := New(jl, store, zerolog.Nop())
 	svc.Extend(NewAgentHandlers(jl, time.Hour, zerolog.Nop()))
-	svc.Extend(NewFailoverReports(jl, zerolog.Nop()))
+	svc.Extend(NewFailoverReports(jl, store, zerolog.Nop()))
 	require.NoError(t, svc.Open(ctx, nc))
 	t.Cleanup(func() { require.NoError(t, svc.Close(ctx)) })
 	f := &pmFixture{fixture: &fixture{t: t, url: jstest.URL(srv), nc: nc, log: jl, svc: svc}, cfg: cfg, store: store}

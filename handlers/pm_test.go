@@ -55,6 +55,11 @@ func TestPlannedFailoverHappyPath(t *testing.T) {
 	j := f.job("pf-1", events.JobSucceeded)
 	require.Equal(t, "PlannedFailover", j.Operation)
 	require.Equal(t, []string{"failover_started", "source_stopped", "failover_completed", "disk_provisioned"}, stepNames(j))
+
+	// Without a read model the mappings come from the log itself.
+	nets, err := NewFailoverReports(f.log, nil, zerolog.Nop()).netmaps(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"lan-a": "lan-b"}, nets)
 }
 
 func TestPlannedFailoverTimeout(t *testing.T) {
@@ -342,6 +347,6 @@ func TestFailoverReportsRefuseBadInput(t *testing.T) {
 	f.agentRefused("hv11", AgentTestCleanupDone, m{"vm": "web01", "extra": 1, "epoch": "x"}, CodeInvalidArgument)
 	f.agentRefused("hv11", AgentVMStopped, m{"vm": "web01", "epoch": 1}, CodeInvalidState)
 	require.Equal(t, before, f.lastSeq(), "refused reports append nothing")
-	_, err := NewFailoverReports(f.log, zerolog.Nop()).Handle(context.Background(), "hv11", "nonsense", []byte(`{"vm":"web01"}`))
+	_, err := NewFailoverReports(f.log, nil, zerolog.Nop()).Handle(context.Background(), "hv11", "nonsense", []byte(`{"vm":"web01"}`))
 	require.ErrorIs(t, err, events.ErrInvalidArgument)
 }

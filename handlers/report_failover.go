@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -18,14 +19,17 @@ import (
 // svc.Extend(NewFailoverReports(log, logger)). Safe for concurrent use.
 type FailoverReports struct {
 	log    events.Log
+	rm     ReadModel
 	logger zerolog.Logger
 }
 
 var _ Extension = (*FailoverReports)(nil)
 
-// NewFailoverReports returns the report handlers appending to log.
-func NewFailoverReports(log events.Log, logger zerolog.Logger) *FailoverReports {
-	return &FailoverReports{log: log, logger: logger.With().Str("component", "failover-reports").Logger()}
+// NewFailoverReports returns the report handlers appending to log. rm (the
+// service's read model) answers the netmaps query that maps a failed-over
+// VM's networks; with a nil rm the log is read whole at each failover.
+func NewFailoverReports(log events.Log, rm ReadModel, logger zerolog.Logger) *FailoverReports {
+	return &FailoverReports{log: log, rm: rm, logger: logger.With().Str("component", "failover-reports").Logger()}
 }
 
 // AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>.
@@ -152,8 +156,43 @@ func (f *FailoverReports) append(ctx context.Context, host string, head ReportHe
 	return AgentResult{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
 }
 
-// netmaps reads every live network mapping: source network → target.
+// netmaps reads every live network mapping: source network → target, from
+// the read model once it has applied the whole log as of now.
 func (f *FailoverReports) netmaps(ctx context.Context) (map[string]string, error) {
+	if f.rm == nil {
+		return f.scanNetmaps(ctx)
+	}
+	last, err := f.log.LastSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.rm.WaitFor(ctx, last); err != nil {
+		return nil, fmt.Errorf("network mappings: %w", err)
+	}
+	ans, err := f.rm.Query(ctx, "netmaps", json.RawMessage(`{}`))
+	if err != nil {
+		return nil, fmt.Errorf("network mappings: %w", err)
+	}
+	raw, err := json.Marshal(ans)
+	if err != nil {
+		return nil, fmt.Errorf("network mappings: %w", err)
+	}
+	var maps []struct {
+		SourceNetwork string `json:"source_network"`
+		TargetNetwork string `json:"target_network"`
+	}
+	if err := json.Unmarshal(raw, &maps); err != nil {
+		return nil, fmt.Errorf("network mappings: %w", err)
+	}
+	out := map[string]string{}
+	for _, n := range maps {
+		out[n.SourceNetwork] = n.TargetNetwork
+	}
+	return out, nil
+}
+
+// scanNetmaps reads every live network mapping from the whole log.
+func (f *FailoverReports) scanNetmaps(ctx context.Context) (map[string]string, error) {
 	maps := map[string]*events.Netmap{}
 	err := scanKind(ctx, f.log, events.KindNetmap, func(r events.Record) {
 		n := maps[r.Aggregate.ID]
