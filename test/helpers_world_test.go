@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -130,6 +131,9 @@ func readImage(t testing.TB, path string) []byte {
 func requireSameBytes(t testing.TB, want, got []byte, what string) {
 	t.Helper()
 	require.Equal(t, len(want), len(got), "%s: sizes", what)
+	if bytes.Equal(want, got) {
+		return
+	}
 	for i := range want {
 		if want[i] != got[i] {
 			t.Fatalf("%s: first difference at byte %d (want %#x, got %#x)", what, i, want[i], got[i])
@@ -178,9 +182,7 @@ func (d *diskWriter) run(offs, lens []int64, pats []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := range offs {
-		for j := offs[i]; j < offs[i]+lens[i]; j++ {
-			d.model[j] = pats[i]
-		}
+		copy(d.model[offs[i]:offs[i]+lens[i]], bytes.Repeat([]byte{pats[i]}, int(lens[i])))
 	}
 	d.ack = time.Now()
 	d.n += len(offs)
