@@ -20,14 +20,32 @@ const (
 	StepVerify     = "verify"
 )
 
-// handle folds r into the state and runs its reactions. Reaction errors are
-// logged here: the deadlines retry, and the next event of a plan reconciles
-// it again.
+// reactAttempts bounds how often a failed reaction (the log did not
+// answer) is tried again before the manager moves on.
+const reactAttempts = 5
+
+// handle folds r into the state and runs its reactions, trying a failed one
+// again a few times. A reaction still failing is logged here and left: the
+// deadlines fire again, and the periodic sweep reconciles the plans.
 func (p *PM) handle(ctx context.Context, r events.Record) {
 	p.track(r)
-	if err := p.react(ctx, r); err != nil && ctx.Err() == nil {
-		p.logger.Error().Err(err).Uint64("seq", r.Seq).Str("type", string(r.Type())).
-			Stringer(logAggregate, r.Aggregate).Msg("process manager reaction failed")
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := p.react(ctx, r)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt == reactAttempts {
+			p.logger.Error().Err(err).Uint64("seq", r.Seq).Str("type", string(r.Type())).
+				Stringer(logAggregate, r.Aggregate).Msg("process manager reaction failed; moving on")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff *= 2
 	}
 }
 
