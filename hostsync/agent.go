@@ -47,6 +47,12 @@ type AgentConfig struct {
 	DiskBootID string
 	// ReplicaHook is passed to the replicas (tests inject crashes with it).
 	ReplicaHook func(vm, stage string) error
+	// VMStartCommand and VMStopCommand, when set, run (/bin/sh -c) when the
+	// agent starts or stops serving a VM, with SR_VM, SR_NBD_URLS (space
+	// separated) and SR_NETWORKS (comma separated) in the environment, so
+	// a hypervisor can start or stop the VM (failover*.go).
+	VMStartCommand string
+	VMStopCommand  string
 }
 
 func (c *AgentConfig) check() error {

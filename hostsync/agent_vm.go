@@ -38,6 +38,7 @@ type vmCtl struct {
 	// owned by run, then by close
 	src *sourceSide
 	rcv *recoverySide
+	fo  failoverSide // failover*.go
 
 	repMu   sync.Mutex
 	reports map[string]time.Time // report key → last sent
@@ -103,6 +104,9 @@ func (c *vmCtl) run(ctx context.Context) {
 
 func (c *vmCtl) reconcile(ctx context.Context) {
 	vm, enableSeq, ack := c.snapshot()
+	if c.failoverOwns(ctx, vm, enableSeq, ack) {
+		return
+	}
 	if err := c.reconcileSource(ctx, vm, enableSeq, ack); err != nil && ctx.Err() == nil {
 		c.warnOnce("source", err)
 	}
@@ -169,7 +173,7 @@ func provisioned(vm events.VM, disk string, want events.DiskImage) bool {
 // close stops the VM's work and closes its disks and replica. The agent's
 // context is cancelled and run has returned.
 func (c *vmCtl) close() error {
-	var errs []error
+	errs := []error{c.closeFailover()}
 	if c.rcv != nil {
 		errs = append(errs, c.rcv.close())
 	}
@@ -182,12 +186,12 @@ func (c *vmCtl) close() error {
 // shipStates are the states in which the source replicates.
 var shipStates = []events.ProtectionState{
 	events.EnablingProtection, events.InitialReplication, events.Protected, events.Paused,
-	events.PlannedFailoverInProgress,
+	events.PlannedFailoverInProgress, events.ReverseReplicationState,
 }
 
 // receiveStates are the states in which the recovery host applies cycles.
 var receiveStates = []events.ProtectionState{
 	events.EnablingProtection, events.InitialReplication, events.Protected, events.Paused,
 	events.ResyncRequiredState, events.Resynchronizing, events.PlannedFailoverInProgress,
-	events.PlannedFailoverFailed,
+	events.PlannedFailoverFailed, events.ReverseReplicationState,
 }

@@ -1,0 +1,274 @@
+package hostsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// The source host's part of a failover: stop serving (a fence: RemoveExport
+// returns once no request runs), flush, close a final cycle, ship it and
+// report vm_stopped with the disks' hash tree roots at that cycle.
+
+// plannedStop stops the VM for a planned failover and ships its final
+// cycle.
+func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64, ack cycleAck) error {
+	if err := c.fence(ctx, vm); err != nil {
+		return err
+	}
+	start := c.fo.info.startSeq
+	if c.fo.st.FinalStart != start {
+		seq, err := c.closeFinal()
+		if err != nil {
+			c.reportError(ctx, CodeDiskFailed, err)
+			return err
+		}
+		c.fo.st.FinalStart, c.fo.st.FinalCycle = start, seq
+		if err := c.saveFailover(); err != nil {
+			return err
+		}
+		c.logger.Info().Uint64("cycle", seq).Msg("final cycle closed for a planned failover")
+	}
+	c.updateTrees(vm)
+	if err := c.ship(ctx, vm, enableSeq, ack); err != nil {
+		return err
+	}
+	if c.fo.info.stopped != nil {
+		return nil
+	}
+	roots, err := c.sourceRoots()
+	if err != nil {
+		return err
+	}
+	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
+		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: vm.Epoch},
+		FinalCycle: c.fo.st.FinalCycle, Roots: roots,
+	})
+	return nil
+}
+
+// closeFinal flushes the disks and closes a cycle on each.
+func (c *vmCtl) closeFinal() (uint64, error) {
+	var seq uint64
+	now := time.Now()
+	for _, d := range c.src.disks {
+		if err := d.Flush(); err != nil {
+			return 0, err
+		}
+		s, err := d.CloseCycle(now, false)
+		if err != nil {
+			return 0, err
+		}
+		seq = max(seq, s)
+	}
+	c.src.ship.lastClose = now
+	return seq, nil
+}
+
+// unplannedStop fences the source of an unplanned failover that asked for
+// it (best effort: the failover does not wait).
+func (c *vmCtl) unplannedStop(ctx context.Context, vm events.VM) error {
+	if err := c.fence(ctx, vm); err != nil {
+		return err
+	}
+	if c.fo.info.stopped != nil {
+		return nil
+	}
+	start := c.fo.info.startSeq
+	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
+		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: c.fo.info.startEpoch(vm)},
+	})
+	return nil
+}
+
+// startEpoch is the epoch the current failover started at.
+func (in foldInfo) startEpoch(vm events.VM) uint64 {
+	switch vm.State {
+	case events.PlannedFailoverInProgress, events.UnplannedFailoverInProgress,
+		events.PlannedFailoverFailed, events.UnplannedFailoverFailed:
+		return vm.Epoch
+	}
+	return vm.Epoch - 1
+}
+
+// fence stops serving the VM's disks (opening them first after a restart,
+// so nothing else can serve them).
+func (c *vmCtl) fence(ctx context.Context, vm events.VM) error {
+	if c.src == nil {
+		if err := c.openDisks(vm); err != nil {
+			return err
+		}
+	}
+	c.stopServing(ctx, vm)
+	return nil
+}
+
+// startServing exports the VM's disks and runs the VM start command.
+func (c *vmCtl) startServing(ctx context.Context, vm events.VM) error {
+	if err := c.setExported(true); err != nil {
+		return err
+	}
+	c.driveVM(ctx, vm)
+	return nil
+}
+
+// stopServing runs the VM stop command and removes the exports.
+func (c *vmCtl) stopServing(ctx context.Context, vm events.VM) {
+	if c.src == nil || !c.src.exported {
+		return
+	}
+	c.runDriver(ctx, vm, false)
+	if err := c.setExported(false); err != nil {
+		c.logger.Warn().Err(err).Msg("remove nbd exports")
+	}
+}
+
+// driveVM runs the VM start or stop command when serving changed.
+func (c *vmCtl) driveVM(ctx context.Context, vm events.VM) {
+	served := c.src != nil && c.src.exported
+	if served != c.fo.served {
+		c.runDriver(ctx, vm, served)
+	}
+}
+
+// runDriver runs AgentConfig.VMStartCommand or VMStopCommand with SR_VM,
+// SR_NBD_URLS (space separated) and SR_NETWORKS (comma separated) set.
+func (c *vmCtl) runDriver(ctx context.Context, vm events.VM, start bool) {
+	c.fo.served = start
+	command := c.a.cfg.VMStopCommand
+	if start {
+		command = c.a.cfg.VMStartCommand
+	}
+	if command == "" || c.src == nil {
+		return
+	}
+	var urls []string
+	for _, d := range c.src.disks {
+		urls = append(urls, NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.Env = append(os.Environ(), "SR_VM="+c.name, "SR_NBD_URLS="+strings.Join(urls, " "),
+		"SR_NETWORKS="+strings.Join(c.networks(vm), ","))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.logger.Error().Err(err).Bool("start", start).Str("output", string(out)).Msg("vm driver command failed")
+	}
+}
+
+// networks are the VM's networks where it runs now: after a failover the
+// mapped target networks (an unmapped NIC has none), else its own.
+func (c *vmCtl) networks(vm events.VM) []string {
+	if vm.ActiveHost != vm.SourceHost && c.fo.info.nics != nil {
+		var out []string
+		for _, n := range c.fo.info.nics {
+			if n.TargetNetwork != "" {
+				out = append(out, n.TargetNetwork)
+			}
+		}
+		return out
+	}
+	return vm.Networks
+}
+
+// sourceTrees are the source disks' hash trees, current up to the closed
+// cycle seen; updated with each closed cycle's extents, so their cost
+// grows with the changes.
+type sourceTrees struct {
+	trees map[string]*HashTree
+	seen  uint64
+}
+
+// updateTrees folds the closed cycles not seen yet into the trees,
+// building them from the images first when there are none. Called at the
+// start of a pass, before shipping acknowledges (and drops) cycles.
+func (c *vmCtl) updateTrees(vm events.VM) {
+	if err := c.updateTreesErr(); err != nil {
+		c.fo.trees = nil
+		c.warnOnce("hash tree", err)
+	}
+}
+
+func (c *vmCtl) updateTreesErr() error {
+	if c.src == nil || len(c.src.disks) == 0 {
+		return nil
+	}
+	if c.fo.trees == nil {
+		return c.buildTrees()
+	}
+	t := c.fo.trees
+	for _, seq := range c.src.disks[0].Pending() {
+		if seq <= t.seen {
+			continue
+		}
+		for _, d := range c.src.disks {
+			if err := updateDiskTree(t.trees[d.Name()], d, seq); err != nil {
+				return err
+			}
+		}
+		t.seen = seq
+	}
+	return nil
+}
+
+func updateDiskTree(t *HashTree, d *TrackedDisk, seq uint64) error {
+	cyc, err := d.Cycle(seq)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(d.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return t.Update(f, cyc.Extents)
+}
+
+// buildTrees hashes the source images whole. Cycles closed before are
+// covered by the read; later ones are folded in by updateTrees.
+func (c *vmCtl) buildTrees() error {
+	t := &sourceTrees{trees: map[string]*HashTree{}}
+	if p := c.src.disks[0].Pending(); len(p) > 0 {
+		t.seen = p[len(p)-1]
+	}
+	for _, d := range c.src.disks {
+		tree, err := hashImage(d.Path(), d.Size())
+		if err != nil {
+			return err
+		}
+		t.trees[d.Name()] = tree
+	}
+	c.fo.trees = t
+	return nil
+}
+
+func hashImage(path string, size int64) (*HashTree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return BuildHashTree(f, size)
+}
+
+// sourceRoots are the source disks' roots now (after every closed cycle).
+func (c *vmCtl) sourceRoots() (map[string]string, error) {
+	if err := c.updateTreesErr(); err != nil {
+		c.fo.trees = nil
+		return nil, err
+	}
+	if c.fo.trees == nil {
+		return nil, errors.New("no source hash trees")
+	}
+	out := map[string]string{}
+	for name, t := range c.fo.trees.trees {
+		out[name] = t.Root()
+	}
+	return out, nil
+}

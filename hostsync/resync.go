@@ -1,0 +1,388 @@
+package hostsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Resync: the source compares its disks' hash trees with the recovery
+// host's (whose agent answers sr.agent.<host>.leaves.<vm> with its
+// replica's leaf hashes) and ships only the differing blocks, as Initial
+// cycles base..base+count-1 through the normal delta path; the change log is
+// reset first so the writes made meanwhile follow as cycles base+count on.
+// Used by resync_started, by reverse replication after an unplanned
+// failover, and by a source that goes on at a new epoch after a cancelled
+// failover (a rebase: its cycles are numbered from 1 again).
+//
+// Resumable: the plan (base, count, the differing ranges) and how many
+// chunks were published are recorded in the failover state after each
+// chunk; a restart publishes the rest. A chunk is encoded without
+// compression and with fixed message ids, so a chunk published again after
+// a crash splits into the same batches and JetStream drops the duplicates.
+
+// leafPage is how many leaf hashes one leaves reply carries (256 KiB).
+const leafPage = 8192
+
+// resyncState is a resync run, in failoverState.
+type resyncState struct {
+	Key     string                  `json:"key,omitempty"`
+	Base    uint64                  `json:"base,omitempty"`
+	Count   uint64                  `json:"count,omitempty"`
+	Next    uint64                  `json:"next,omitempty"`
+	Ranges  map[string][]BlockRange `json:"ranges,omitempty"`
+	Planned bool                    `json:"planned,omitempty"`
+	Done    bool                    `json:"done,omitempty"`
+	Total   int64                   `json:"total,omitempty"`
+	Sent    int64                   `json:"sent,omitempty"`
+}
+
+// leavesRequest asks for leaves [First, First+N) of a disk.
+type leavesRequest struct {
+	Disk  string `json:"disk"`
+	First int    `json:"first"`
+	N     int    `json:"n"`
+}
+
+// leavesReply is the replica's position and the leaves asked for.
+type leavesReply struct {
+	Epoch  uint64 `json:"epoch"`
+	Seq    uint64 `json:"seq"`
+	Size   int64  `json:"size"`
+	Leaves []byte `json:"leaves"`
+	Error  string `json:"error,omitempty"`
+}
+
+func leavesSubject(host, vm string) string { return "sr.agent." + host + ".leaves." + vm }
+
+// serveLeaves answers leaves requests while this host holds the VM's
+// replica.
+func (c *vmCtl) serveLeaves(vm events.VM) {
+	var rep *Replica
+	if vm.RecoveryHost == c.a.cfg.Host && c.rcv != nil {
+		rep = c.rcv.replica
+	}
+	if rep == c.fo.leafRep {
+		return
+	}
+	c.dropLeaves()
+	if rep == nil {
+		return
+	}
+	sub, err := c.a.cfg.NATS.Subscribe(leavesSubject(c.a.cfg.Host, c.name), func(m *nats.Msg) { answerLeaves(rep, m) })
+	if err != nil {
+		c.warnOnce("leaves", err)
+		return
+	}
+	c.fo.leaves, c.fo.leafRep = sub, rep
+}
+
+func (c *vmCtl) dropLeaves() {
+	if c.fo.leaves != nil {
+		if err := c.fo.leaves.Unsubscribe(); err != nil {
+			c.logger.Debug().Err(err).Msg("unsubscribe leaves")
+		}
+	}
+	c.fo.leaves, c.fo.leafRep = nil, nil
+}
+
+func answerLeaves(rep *Replica, m *nats.Msg) {
+	var req leavesRequest
+	var out leavesReply
+	err := json.Unmarshal(m.Data, &req)
+	var t *HashTree
+	if err == nil {
+		t, err = rep.HashTree(req.Disk)
+	}
+	if err != nil {
+		out.Error = err.Error()
+	} else {
+		out.Epoch, out.Seq = rep.LastApplied()
+		out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))
+	}
+	data, _ := json.Marshal(out)
+	_ = m.Respond(data)
+}
+
+// resyncKey names the resync the VM needs from this source now ("": none).
+func (c *vmCtl) resyncKey(vm events.VM) string {
+	switch {
+	case vm.State == events.Resynchronizing:
+		return fmt.Sprintf("resync-%d", c.fo.info.resyncSeq)
+	case vm.State == events.ReverseReplicationState && vm.FailoverMode != events.FailoverPlanned:
+		return fmt.Sprintf("reverse-%d", c.fo.info.reverseSeq)
+	case vm.State != events.ReverseReplicationState && c.fo.st.SrcEpoch != 0 && c.fo.st.SrcEpoch < vm.Epoch:
+		return fmt.Sprintf("rebase-%d", vm.Epoch)
+	}
+	return ""
+}
+
+// resyncSource runs the source's side of a resync, then ships as usual.
+func (c *vmCtl) resyncSource(ctx context.Context, vm events.VM, enableSeq uint64, ack cycleAck) (bool, error) {
+	key := c.resyncKey(vm)
+	if key == "" {
+		c.updateTrees(vm)
+		return false, nil
+	}
+	if c.src == nil {
+		if err := c.openDisks(vm); err != nil {
+			return true, err
+		}
+	}
+	if vm.ActiveHost == c.a.cfg.Host {
+		if err := c.startServing(ctx, vm); err != nil {
+			return true, err
+		}
+	}
+	r := &c.fo.st.Resync
+	if r.Key != key {
+		*r = resyncState{Key: key}
+		if err := c.saveFailover(); err != nil {
+			return true, err
+		}
+	}
+	if !r.Done {
+		if err := c.runResync(ctx, vm); err != nil {
+			return true, err
+		}
+	}
+	if r.Key == fmt.Sprintf("rebase-%d", vm.Epoch) {
+		c.fo.st.SrcEpoch = vm.Epoch
+		return true, c.saveFailover()
+	}
+	c.updateTrees(vm)
+	if err := c.ship(ctx, vm, enableSeq, ack); err != nil {
+		return true, err
+	}
+	if ack.Enable == enableSeq && ack.Epoch == vm.Epoch && ack.Seq >= r.Base+r.Count-1 {
+		c.reportNow(ctx, "resync-completed:"+key, verbResyncCompleted, resyncCompletedBody{
+			reportHead: reportHead{CommandID: "resync-completed-" + c.name + "-" + key, VM: c.name, Epoch: vm.Epoch},
+			SentBytes:  r.Sent,
+		})
+	}
+	return true, nil
+}
+
+// runResync plans the resync (once) and publishes the chunks not published
+// yet.
+func (c *vmCtl) runResync(ctx context.Context, vm events.VM) error {
+	r := &c.fo.st.Resync
+	if !r.Planned {
+		if err := c.planResync(ctx, vm); err != nil {
+			return err
+		}
+	}
+	if err := c.ensureStream(ctx, vm.TargetSite); err != nil {
+		return err
+	}
+	chunks := packChunks(vm.Disks, r.Ranges, c.a.cfg.IRChunk, int(r.Count))
+	for r.Next < r.Count {
+		j := r.Next
+		n, err := c.publishChunk(ctx, vm, r, chunks[j])
+		if err != nil {
+			return err
+		}
+		r.Next, r.Sent = j+1, r.Sent+n
+		if err := c.saveFailover(); err != nil {
+			return err
+		}
+		c.reportResyncProgress(ctx, vm, r)
+	}
+	r.Done = true
+	c.logger.Info().Int64("sent", r.Sent).Int64("differing", r.Total).Msg("resync chunks published")
+	return c.saveFailover()
+}
+
+// planResync asks the peer where its replica is, resets the change log
+// after the resync's cycle numbers, and diffs the trees.
+func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
+	r := &c.fo.st.Resync
+	if vm.State == events.Resynchronizing {
+		if err := c.purgeDeltas(ctx, vm); err != nil {
+			return err
+		}
+	}
+	remote := map[string]*HashTree{}
+	var epoch, seq uint64
+	for _, d := range vm.Disks {
+		t, e, s, err := c.peerTree(ctx, vm, d)
+		if err != nil {
+			return err
+		}
+		remote[d.Name], epoch, seq = t, e, s
+	}
+	base := uint64(1)
+	if epoch == vm.Epoch {
+		base = seq + 1
+	}
+	count := uint64(len(irPlan(vm.Disks, c.a.cfg.IRChunk)))
+	for _, d := range c.src.disks {
+		if err := d.ResetAfterResync(base + count); err != nil {
+			return err
+		}
+	}
+	s := &c.src.ship
+	s.ackedTo, s.attempt, s.lastClose = 0, s.attempt+1, time.Now()
+	clear(s.sentAt)
+	c.fo.trees = nil
+	ranges := map[string][]BlockRange{}
+	var total int64
+	for _, d := range c.src.disks {
+		local, err := hashImage(d.Path(), d.Size())
+		if err != nil {
+			return err
+		}
+		diff, err := local.Diff(remote[d.Name()])
+		if err != nil {
+			return err
+		}
+		ranges[d.Name()] = diff
+		for _, br := range diff {
+			total += br.Length
+		}
+	}
+	*r = resyncState{Key: r.Key, Base: base, Count: count, Ranges: ranges, Planned: true, Total: total}
+	c.logger.Info().Uint64("base", base).Uint64("count", count).Int64("differing", total).Msg("resync planned")
+	return c.saveFailover()
+}
+
+// peerTree fetches the recovery host's tree of one disk, page by page.
+func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (*HashTree, uint64, uint64, error) {
+	var leaves []byte
+	var epoch, seq uint64
+	for first := 0; first == 0 || first < leafCount(d.Size); first += leafPage {
+		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name, First: first, N: leafPage})
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if first == 0 {
+			epoch, seq = rep.Epoch, rep.Seq
+		} else if rep.Epoch != epoch || rep.Seq != seq {
+			return nil, 0, 0, fmt.Errorf("%w: the replica moved while its leaves were read", ErrPeerUnavailable)
+		}
+		leaves = append(leaves, rep.Leaves...)
+	}
+	t, err := HashTreeFromLeaves(d.Size, leaves)
+	return t, epoch, seq, err
+}
+
+func (c *vmCtl) askLeaves(ctx context.Context, vm events.VM, req leavesRequest) (leavesReply, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return leavesReply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, leavesSubject(vm.RecoveryHost, vm.Name), data)
+	if err != nil {
+		return leavesReply{}, fmt.Errorf("%w: leaves of %s from %s: %v", ErrPeerUnavailable, vm.Name, vm.RecoveryHost, err)
+	}
+	var rep leavesReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return leavesReply{}, fmt.Errorf("%w: leaves reply: %v", ErrPeerUnavailable, err)
+	}
+	if rep.Error != "" {
+		return leavesReply{}, fmt.Errorf("%w: %s", ErrPeerUnavailable, rep.Error)
+	}
+	return rep, nil
+}
+
+// chunkPiece is a range of one disk in a resync chunk.
+type chunkPiece struct {
+	disk string
+	BlockRange
+}
+
+// packChunks cuts the ranges, disk by disk, into count chunks of at most
+// size bytes (the last takes any rest); deterministic for equal input.
+func packChunks(disks []events.DiskSpec, ranges map[string][]BlockRange, size int64, count int) [][]chunkPiece {
+	out := make([][]chunkPiece, count)
+	j, room := 0, size
+	for _, d := range disks {
+		for _, br := range ranges[d.Name] {
+			for br.Length > 0 {
+				if room == 0 && j < count-1 {
+					j, room = j+1, size
+				}
+				n := br.Length
+				if j < count-1 {
+					n = min(n, room)
+				}
+				out[j] = append(out[j], chunkPiece{disk: d.Name, BlockRange: BlockRange{br.Offset, n}})
+				br.Offset, br.Length, room = br.Offset+n, br.Length-n, max(room-n, 0)
+			}
+		}
+	}
+	return out
+}
+
+// publishChunk reads a chunk's ranges and publishes it as an Initial cycle
+// (uncompressed, fixed ids), waiting for JetStream's acknowledgements.
+func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, pieces []chunkPiece) (int64, error) {
+	cyc := Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: r.Base + r.Next, ClosedAt: time.Now().UTC(), Initial: true}
+	var n int64
+	for _, p := range pieces {
+		e, err := c.readExtent(p)
+		if err != nil {
+			return 0, err
+		}
+		cyc.Extents = append(cyc.Extents, e)
+		if !e.Zero {
+			n += e.Length
+		}
+	}
+	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()) - headerRoom, Compression: CompressionNone})
+	if err != nil {
+		return 0, err
+	}
+	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
+	for i, b := range batches {
+		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
+		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
+			return 0, err
+		}
+	}
+	return n, c.src.ship.pub.flush(ctx)
+}
+
+// readExtent reads one piece of a disk (a zero extent when all zero).
+func (c *vmCtl) readExtent(p chunkPiece) (Extent, error) {
+	for _, d := range c.src.disks {
+		if d.Name() != p.disk {
+			continue
+		}
+		buf := make([]byte, p.Length)
+		if _, err := d.ReadAt(buf, p.Offset); err != nil {
+			return Extent{}, fmt.Errorf("resync read %s at %d: %w", p.disk, p.Offset, err)
+		}
+		if isZeroBlock(buf) {
+			return Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Zero: true}, nil
+		}
+		return Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Data: buf}, nil
+	}
+	return Extent{}, errors.New("resync: no disk " + p.disk)
+}
+
+func (c *vmCtl) reportResyncProgress(ctx context.Context, vm events.VM, r *resyncState) {
+	if vm.State != events.Resynchronizing && vm.State != events.ReverseReplicationState {
+		return
+	}
+	if r.Next < r.Count && !c.due("resync-progress", time.Second) {
+		return
+	}
+	var total int64
+	for _, d := range vm.Disks {
+		total += d.Size
+	}
+	done := total * int64(r.Next) / int64(max(r.Count, 1))
+	c.reportNow(ctx, fmt.Sprintf("resync-progress:%d", r.Next), verbResyncProgress, resyncProgressBody{
+		reportHead: reportHead{CommandID: fmt.Sprintf("resync-progress-%s-%s-%d", c.name, r.Key, r.Next), VM: c.name, Epoch: vm.Epoch},
+		DoneBytes:  done, TotalBytes: total, SentBytes: r.Sent,
+	})
+}

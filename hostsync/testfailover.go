@@ -1,0 +1,124 @@
+package hostsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Test failover: the recovery host serves a copy-on-write view of a
+// recovery point (Replica.TestCopy: the replica is never written, and
+// replication goes on) as the exports <vm>-<disk>-test, until cleanup.
+
+// testSide is a running test failover.
+type testSide struct {
+	view    *TestView
+	exports []string
+}
+
+// TestExportName is the NBD export name of a VM disk's test copy.
+func TestExportName(vm, disk string) string { return vm + "-" + disk + "-test" }
+
+func (c *vmCtl) testDir() string { return filepath.Join(c.a.cfg.DataDir, "tests", c.name) }
+
+// reconcileTest brings the test copy in line with the VM's test sub-state.
+func (c *vmCtl) reconcileTest(ctx context.Context, vm events.VM) {
+	mine := vm.RecoveryHost == c.a.cfg.Host
+	var err error
+	switch vm.TestState {
+	case events.TestInProgress, events.TestCompleted:
+		if mine {
+			err = c.startTest(ctx, vm)
+		}
+	case events.TestCleaningUp:
+		if mine {
+			err = c.removeTest()
+			if err == nil {
+				c.reportNow(ctx, "test-cleanup", verbTestCleanupDone, testCleanupBody(c.name, vm.Epoch, vm.Version))
+			}
+		}
+	default:
+		err = c.removeTest() // none (or timed out): drop a partial copy
+	}
+	if err != nil && ctx.Err() == nil {
+		c.warnOnce("test failover", err)
+	}
+}
+
+func testCleanupBody(vm string, epoch, version uint64) reportHead {
+	return reportHead{CommandID: fmt.Sprintf("test-cleanup-%s-%d", vm, version), VM: vm, Epoch: epoch}
+}
+
+// startTest creates and serves the test copy and reports it while the
+// test is in progress.
+func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
+	point := c.fo.info.testPoint
+	if c.fo.test == nil {
+		if c.rcv == nil || c.rcv.replica == nil || point == "" {
+			return nil // the replica opens in this pass; next pass
+		}
+		if err := c.openTest(point, vm); err != nil {
+			return err
+		}
+	}
+	if vm.TestState != events.TestInProgress {
+		return nil
+	}
+	var disks []readyDisk
+	for _, d := range vm.Disks {
+		disks = append(disks, readyDisk{
+			Disk: d.Name, Image: filepath.Join(c.testDir(), d.Name+".overlay"),
+			NBDURL: NBDURL(TestExportName(c.name, d.Name), c.a.SocketPath()),
+		})
+	}
+	c.reportNow(ctx, "test-ready:"+point, verbTestFailoverReady, testReadyBody{
+		reportHead: reportHead{CommandID: fmt.Sprintf("test-ready-%s-%s-%d", c.name, point, vm.Epoch), VM: c.name, Epoch: vm.Epoch},
+		Disks:      disks,
+	})
+	return nil
+}
+
+func (c *vmCtl) openTest(point string, vm events.VM) error {
+	view, err := c.rcv.replica.TestCopy(point, c.testDir())
+	if err != nil {
+		return fmt.Errorf("test copy of %s: %w", point, err)
+	}
+	t := &testSide{view: view}
+	for _, d := range vm.Disks {
+		name := TestExportName(c.name, d.Name)
+		if err := c.a.nbd.AddExport(name, view.Disk(d.Name)); err != nil {
+			c.fo.test = t
+			return errors.Join(err, c.removeTest())
+		}
+		t.exports = append(t.exports, name)
+	}
+	c.fo.test = t
+	c.logger.Info().Str("point", point).Msg("test failover copy served")
+	return nil
+}
+
+// removeTest removes the test exports and the copy. Safe when there is
+// none.
+func (c *vmCtl) removeTest() error {
+	t := c.fo.test
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range t.exports {
+		if err := c.a.nbd.RemoveExport(name); err != nil && !errors.Is(err, ErrExportNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, t.view.Remove())
+	if err := os.RemoveAll(c.testDir()); err != nil {
+		errs = append(errs, err)
+	}
+	c.fo.test = nil
+	c.logger.Info().Msg("test failover copy removed")
+	return errors.Join(errs...)
+}
