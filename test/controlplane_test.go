@@ -100,6 +100,14 @@ func TestControlPlaneThroughServe(t *testing.T) {
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	for _, site := range []string{"primary", "secondary"} {
+		require.Eventually(t, func() bool {
+			_, err := js.Stream(context.Background(), "SR_DELTA_"+site)
+			return err == nil
+		}, 20*time.Second, 50*time.Millisecond, "the delta stream of a registered site exists")
+	}
 	before := lastSeq(t, nc)
 	for _, c := range []struct{ subject, body, code string }{
 		{"sr.cmd.site.register", `{"name": `, "invalid_argument"},

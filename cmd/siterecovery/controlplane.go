@@ -131,14 +131,19 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 }
 
 // startLoops starts the control plane's background work: the sweep that
-// marks silent hosts unreachable.
+// marks silent hosts unreachable and the creation of each site's delta
+// stream.
 func (cp *controlPlane) startLoops() {
 	ctx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
-	cp.wg.Add(1)
+	cp.wg.Add(2)
 	go func() {
 		defer cp.wg.Done()
 		cp.agents.RunSweeper(ctx, cp.registeredHosts)
+	}()
+	go func() {
+		defer cp.wg.Done()
+		cp.ensureDeltaStreams(ctx)
 	}()
 }
 
