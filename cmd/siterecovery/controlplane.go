@@ -131,19 +131,15 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 }
 
 // startLoops starts the control plane's background work: the sweep that
-// marks silent hosts unreachable and the creation of each site's delta
-// stream.
+// marks silent hosts unreachable (keepDeltaStreams adds the delta streams'
+// loop).
 func (cp *controlPlane) startLoops() {
 	ctx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
-	cp.wg.Add(2)
+	cp.wg.Add(1)
 	go func() {
 		defer cp.wg.Done()
 		cp.agents.RunSweeper(ctx, cp.registeredHosts)
-	}()
-	go func() {
-		defer cp.wg.Done()
-		cp.ensureDeltaStreams(ctx)
 	}()
 }
 
