@@ -10,9 +10,10 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
-// With --tls-dir hosts may not create streams (a stream's republish or
-// sources would let a host write any subject, sr.evt.> included), so the
-// control plane creates the delta stream of every registered site.
+// The control plane creates the delta stream of every registered site:
+// with --tls-dir hosts may not create streams (a stream's republish or
+// sources would let a host write any subject, sr.evt.> included). Without
+// it the agents may still create them too (hostsync.EnsureDeltaStream).
 
 // deltaStreamPoll is how often the control plane looks for new sites.
 const deltaStreamPoll = 500 * time.Millisecond

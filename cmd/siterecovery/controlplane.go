@@ -85,10 +85,8 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 		return cp, fmt.Errorf("command service: %w", err)
 	}
 	cp.startLoops()
-	if cfg.TLSDir != "" {
-		if err := cp.keepDeltaStreams(); err != nil {
-			return cp, err
-		}
+	if err := cp.keepDeltaStreams(); err != nil {
+		return cp, err
 	}
 	if cfg.HTTP != "" {
 		if err := cp.startHTTP(cfg.HTTP, cfg.TLSDir); err != nil {
