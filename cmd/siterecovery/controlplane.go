@@ -38,6 +38,7 @@ type controlPlane struct {
 	http   *http.Server
 	httpLn net.Listener
 	agents *handlers.AgentHandlers
+	pm     *handlers.PM
 
 	stop      context.CancelFunc // ends the background loops
 	wg        sync.WaitGroup
@@ -81,8 +82,13 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	cp.svc = handlers.New(cp.log, cp.store, logger.With().Str("component", "handlers").Logger())
 	cp.agents = handlers.NewAgentHandlers(cp.log, handlers.DefaultUnreachableAfter, logger)
 	cp.svc.Extend(cp.agents)
+	cp.svc.Extend(handlers.NewFailoverReports(cp.log, cp.store, logger))
 	if err := cp.svc.Open(ctx, cp.nc); err != nil {
 		return cp, fmt.Errorf("command service: %w", err)
+	}
+	cp.pm = handlers.NewPM(cp.log, handlers.PMConfig{Dir: filepath.Join(cfg.Data, "pm"), FailoverTimeout: cfg.FailoverTimeout}, logger)
+	if err := cp.pm.Open(ctx); err != nil {
+		return cp, fmt.Errorf("process manager: %w", err)
 	}
 	cp.startLoops()
 	if err := cp.keepDeltaStreams(); err != nil {
@@ -246,6 +252,9 @@ func (cp *controlPlane) Close(ctx context.Context) error {
 		}
 		if cp.svc != nil {
 			errs = append(errs, cp.svc.Close(ctx))
+		}
+		if cp.pm != nil {
+			errs = append(errs, cp.pm.Close(ctx))
 		}
 		if cp.store != nil {
 			errs = append(errs, cp.store.Close())

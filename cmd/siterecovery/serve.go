@@ -19,6 +19,9 @@ type serveConfig struct {
 	HTTP     string
 	Replicas int
 	LogLevel string
+	// FailoverTimeout bounds each failover step (0: the process manager's
+	// default, 10 minutes).
+	FailoverTimeout time.Duration
 	// TLSDir: mTLS for NATS, HTTPS and bearer tokens (docs/security.md).
 	TLSDir string
 }
@@ -39,6 +42,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if c.FailoverTimeout < 0 {
+		return c, fmt.Errorf("--failover-timeout %s: must not be negative", c.FailoverTimeout)
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		return c, fmt.Errorf("--replicas %d: want 0 (auto) to 5", c.Replicas)
