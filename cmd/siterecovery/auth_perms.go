@@ -43,13 +43,15 @@ var serviceDiscovery = []string{"$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.I
 
 // hostUser is the user of host h's certificate: its own delta subjects and
 // reports, the delta streams' consumers (one per VM, named by the VM: the
-// server cannot tell which host receives which VM), cycle acks, and the
-// log to follow.
+// server cannot tell which host receives which VM), cycle acks, the
+// hash-tree leaves other hosts ask it for during a resync (answered with
+// allow_responses), and the log to follow.
 func hostUser(h string) jetstream.TLSUser {
 	pub := []string{
 		"sr.delta.*." + h + ".>",
 		"sr.cmd.agent." + h + ".>",
 		"sr.ack.*.*",
+		"sr.agent.*.leaves.*",
 		"$JS.API.CONSUMER.CREATE.*.*.>",
 		"$JS.API.CONSUMER.INFO.*.*",
 		"$JS.API.CONSUMER.DELETE.*.*",
@@ -60,7 +62,8 @@ func hostUser(h string) jetstream.TLSUser {
 	return jetstream.TLSUser{
 		Subject:   subjectDN(roleHost, h),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: denyAll},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleHost, h) + ".>", "sr.ack." + h + ".*"}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>"}},
+		Responses: true,
 	}
 }
 

@@ -172,13 +172,22 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.Error(t, err, "a host cannot report for another")
 	hv01.requireViolation(t, "sr.cmd.agent.hv02.heartbeat")
 
-	for _, subject := range []string{"sr.delta.>", userInbox(roleHost, "hv02") + ".>", "sr.ack.hv02.*"} {
+	hv02 := mustConnectAs(t, cp.URL(), dir, "hv02")
+	leaves, err := hv02.Subscribe("sr.agent.hv02.leaves.web01", func(m *nats.Msg) { _ = m.Respond([]byte(`{"leaves":[]}`)) })
+	require.NoError(t, err)
+	require.NoError(t, hv02.Flush())
+	defer leaves.Unsubscribe()
+	reply, err := hv01.Request("sr.agent.hv02.leaves.web01", []byte(`{}`), 5*time.Second)
+	require.NoError(t, err, "a host asks another for hash-tree leaves and gets the answer")
+	require.JSONEq(t, `{"leaves":[]}`, string(reply.Data))
+
+	for _, subject := range []string{"sr.delta.>", userInbox(roleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
 		_, err = hv01.SubscribeSync(subject)
 		require.NoError(t, err) // refused asynchronously
 		hv01.requireViolation(t, subject)
 	}
 
-	reply, err := hv01.Request("sr.cmd.agent.hv01.heartbeat", []byte(`{}`), 5*time.Second)
+	reply, err = hv01.Request("sr.cmd.agent.hv01.heartbeat", []byte(`{}`), 5*time.Second)
 	require.NoError(t, err, "a host reports for itself")
 	require.NotEmpty(t, reply.Data)
 }

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -31,7 +32,15 @@ type TLSUser struct {
 	// subscribe to; nil rules allow everything.
 	Publish   *SubjectRules
 	Subscribe *SubjectRules
+	// Responses lets the user answer the requests it receives (one reply
+	// each, within ResponseExpiry) whatever its publish rules say
+	// (nats-server's allow_responses).
+	Responses bool
 }
+
+// ResponseExpiry bounds how long a TLSUser with Responses may answer a
+// request it received.
+const ResponseExpiry = 2 * time.Minute
 
 // SubjectRules allows the subjects of Allow except those of Deny (NATS
 // wildcards; a deny wins over an allow). An empty Allow allows every
@@ -74,10 +83,14 @@ func (a *AuthConfig) apply(opts *server.Options) error {
 }
 
 func (u TLSUser) permissions() *server.Permissions {
-	if u.Publish == nil && u.Subscribe == nil {
+	if u.Publish == nil && u.Subscribe == nil && !u.Responses {
 		return nil
 	}
-	return &server.Permissions{Publish: u.Publish.serverRules(), Subscribe: u.Subscribe.serverRules()}
+	p := &server.Permissions{Publish: u.Publish.serverRules(), Subscribe: u.Subscribe.serverRules()}
+	if u.Responses {
+		p.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: ResponseExpiry}
+	}
+	return p
 }
 
 func (r *SubjectRules) serverRules() *server.SubjectPermission {
