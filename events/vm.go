@@ -78,13 +78,16 @@ var VMStates = []ProtectionState{
 // operator may start in each protection state. The test failover operations
 // also depend on the test sub-state (see VM.Allowed). Never written.
 var vmTable = map[ProtectionState][]Operation{
-	Unprotected:                 {OpEnable},
-	EnablingProtection:          {OpDisable},
-	EnablingFailed:              {OpEnable, OpDisable},
-	InitialReplication:          {OpDisable},
-	Protected:                   {OpTestFailover, OpPlannedFailover, OpUnplannedFailover, OpPause, OpDisable},
-	Paused:                      {OpResume, OpDisable},
-	ResyncRequiredState:         {OpResync, OpDisable},
+	Unprotected:        {OpEnable},
+	EnablingProtection: {OpDisable},
+	EnablingFailed:     {OpEnable, OpDisable},
+	InitialReplication: {OpDisable},
+	Protected:          {OpTestFailover, OpPlannedFailover, OpUnplannedFailover, OpPause, OpDisable},
+	// Paused and ResyncRequired also allow an unplanned failover: in a
+	// disaster the replica's retained points are still good, and waiting
+	// for a resume or a resync that needs the lost site is no option.
+	Paused:                      {OpResume, OpUnplannedFailover, OpDisable},
+	ResyncRequiredState:         {OpResync, OpUnplannedFailover, OpDisable},
 	Resynchronizing:             {},
 	PlannedFailoverInProgress:   {},
 	PlannedFailoverFailed:       {OpPlannedFailover, OpCancelFailover},
