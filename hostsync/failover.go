@@ -215,18 +215,23 @@ func (c *vmCtl) sourcePass(ctx context.Context, vm events.VM, enableSeq uint64, 
 	case events.Resynchronizing, events.ReverseReplicationState:
 		return c.resyncSource(ctx, vm, enableSeq, ack)
 	}
-	if !slices.Contains(shipStates, vm.State) || c.src == nil {
+	if !slices.Contains(shipStates, vm.State) {
 		return false, nil
 	}
-	if vm.State == events.EnablingProtection || vm.State == events.InitialReplication {
-		c.fo.trees = nil // the initial replication resets the change log
-		return false, nil
+	if c.src == nil {
+		if err := c.openDisks(vm); err != nil {
+			return false, nil // the source reconciliation reports it
+		}
 	}
 	if c.fo.st.SrcEpoch == 0 {
 		c.fo.st.SrcEpoch = vm.Epoch
 		if err := c.saveFailover(); err != nil {
 			return true, err
 		}
+	}
+	if vm.State == events.EnablingProtection || vm.State == events.InitialReplication {
+		c.fo.trees = nil // the initial replication resets the change log
+		return false, nil
 	}
 	if c.fo.st.SrcEpoch < vm.Epoch {
 		// A cancelled failover: the source goes on at a new epoch, its

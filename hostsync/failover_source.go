@@ -129,9 +129,11 @@ func (c *vmCtl) stopServing(ctx context.Context, vm events.VM) {
 	}
 }
 
-// driveVM runs the VM start or stop command when serving changed.
+// driveVM runs the VM start or stop command when serving changed. A
+// recovery host starts the VM once the log names it active (with the
+// failover's mapped networks), not when it starts serving the disks.
 func (c *vmCtl) driveVM(ctx context.Context, vm events.VM) {
-	served := c.src != nil && c.src.exported
+	served := c.src != nil && c.src.exported && vm.ActiveHost == c.a.cfg.Host
 	if served != c.fo.served {
 		c.runDriver(ctx, vm, served)
 	}
