@@ -15,12 +15,14 @@ import (
 const usage = `siterecovery: disaster recovery for virtual machines between two sites.
 
 Usage:
-  siterecovery serve  [--data DIR] [--nats URL] [--listen ADDR] [--http ADDR] [--replicas N]
-  siterecovery agent  --host NAME [--nats URL] [--data DIR]
+  siterecovery serve  [--data DIR] [--nats URL] [--listen ADDR] [--http ADDR] [--replicas N] [--tls-dir DIR]
+  siterecovery agent  --host NAME [--nats URL] [--data DIR] [--tls-dir DIR]
+  siterecovery auth init --dir DIR --hosts h1,h2 [--server-names n1,n2] [--days N] [--force]
   siterecovery demo   [--keep]
   siterecovery bench  [--json] [--quick]
-  siterecovery <noun> <verb> [args] [--nats URL] [--json]   (site, host, cloud, policy,
-               pairing, netmap, vm, plan, status, jobs, job, events; see docs/operations.md)
+  siterecovery <noun> <verb> [args] [--nats URL] [--json] [--tls-dir DIR [--tls-cert viewer]]
+               (site, host, cloud, policy, pairing, netmap, vm, plan, status, jobs, job, events;
+               see docs/operations.md, and docs/security.md for --tls-dir)
 `
 
 func main() {
