@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,11 +44,13 @@ type resyncState struct {
 	Sent    int64                   `json:"sent,omitempty"`
 }
 
-// leavesRequest asks for leaves [First, First+N) of a disk.
+// leavesRequest asks for leaves [First, First+N) of a disk, or with Sub
+// for the sub-block hashes of those leaves.
 type leavesRequest struct {
 	Disk  string `json:"disk"`
 	First int    `json:"first"`
 	N     int    `json:"n"`
+	Sub   []int  `json:"sub,omitempty"`
 }
 
 // leavesReply is the replica's position and the leaves asked for.
@@ -96,15 +99,21 @@ func answerLeaves(rep *Replica, m *nats.Msg) {
 	var req leavesRequest
 	var out leavesReply
 	err := json.Unmarshal(m.Data, &req)
+	out.Epoch, out.Seq = rep.LastApplied()
 	var t *HashTree
-	if err == nil {
-		t, err = rep.HashTree(req.Disk)
+	switch {
+	case err != nil:
+	case len(req.Sub) > subPage:
+		err = fmt.Errorf("%w: %d leaves asked at once", ErrHashTree, len(req.Sub))
+	case len(req.Sub) > 0:
+		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
+	default:
+		if t, err = rep.HashTree(req.Disk); err == nil {
+			out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))
+		}
 	}
 	if err != nil {
 		out.Error = err.Error()
-	} else {
-		out.Epoch, out.Seq = rep.LastApplied()
-		out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))
 	}
 	data, _ := json.Marshal(out)
 	_ = m.Respond(data)
@@ -234,11 +243,7 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 	ranges := map[string][]BlockRange{}
 	var total int64
 	for _, d := range c.src.disks {
-		local, err := hashImage(d.Path(), d.Size())
-		if err != nil {
-			return err
-		}
-		diff, err := local.Diff(remote[d.Name()])
+		diff, err := c.diskDiff(ctx, vm, d, remote[d.Name()], epoch, seq)
 		if err != nil {
 			return err
 		}
@@ -250,6 +255,31 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 	*r = resyncState{Key: r.Key, Base: base, Count: count, Ranges: ranges, Planned: true, Total: total}
 	c.logger.Info().Uint64("base", base).Uint64("count", count).Int64("differing", total).Msg("resync planned")
 	return c.saveFailover()
+}
+
+// diskDiff compares a disk with the peer's tree, then its differing leaves
+// block by block.
+func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *TrackedDisk, remote *HashTree, epoch, seq uint64) ([]BlockRange, error) {
+	f, err := os.Open(d.Path())
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	local, err := BuildHashTree(f, d.Size())
+	if err != nil {
+		return nil, err
+	}
+	diff, err := local.Diff(remote)
+	if err != nil {
+		return nil, err
+	}
+	return refineRanges(f, d.Size(), diff, func(leaves []int) ([]byte, error) {
+		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name(), Sub: leaves})
+		if err == nil && (rep.Epoch != epoch || rep.Seq != seq) {
+			err = fmt.Errorf("%w: the replica moved while it was compared", ErrPeerUnavailable)
+		}
+		return rep.Leaves, err
+	})
 }
 
 // peerTree fetches the recovery host's tree of one disk, page by page.

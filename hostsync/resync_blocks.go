@@ -1,0 +1,119 @@
+package hostsync
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Sub-block refinement of a resync's diff. A hash tree leaf covers 64 KiB;
+// scattered 4 KiB writes would make whole leaves differ, so for each
+// differing leaf both sides hash its 4 KiB sub-blocks and only the
+// differing sub-blocks cross.
+
+// subBlock is the granularity a resync ships at.
+const subBlock = 4 << 10
+
+// subPerLeaf is the number of sub-blocks of a leaf.
+const subPerLeaf = HashLeafSize / subBlock
+
+// subPage bounds the leaves of one sub-hash request (512 KiB of hashes).
+const subPage = 1024
+
+// subHashes hashes the sub-blocks of the given leaves of r (size bytes):
+// subPerLeaf SHA-256 hashes per leaf, in order; past the end, zeros.
+func subHashes(r io.ReaderAt, size int64, leaves []int) ([]byte, error) {
+	out := make([]byte, 0, len(leaves)*subPerLeaf*sha256.Size)
+	buf := make([]byte, HashLeafSize)
+	for _, leaf := range leaves {
+		off := int64(leaf) * HashLeafSize
+		if leaf < 0 || off >= size {
+			return nil, fmt.Errorf("%w: leaf %d of a %d-byte disk", ErrHashTree, leaf, size)
+		}
+		n := min(int64(HashLeafSize), size-off)
+		clear(buf[n:])
+		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("sub-block hashes at %d: %w", off, err)
+		}
+		for i := 0; i < HashLeafSize; i += subBlock {
+			h := sha256.Sum256(buf[i : i+subBlock])
+			out = append(out, h[:]...)
+		}
+	}
+	return out, nil
+}
+
+// SubHashes hashes the 4 KiB sub-blocks of the given leaves of a disk at
+// the replica's latest point (for a resync's refinement).
+func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return nil, ErrReplicaClosed
+	}
+	f, ok := r.images[disk]
+	if !ok {
+		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+	}
+	return subHashes(f, r.disks[disk].Size, leaves)
+}
+
+// leavesOf lists the leaf indexes the ranges cover.
+func leavesOf(ranges []BlockRange) []int {
+	var out []int
+	for _, br := range ranges {
+		for l := br.Offset / HashLeafSize; l*HashLeafSize < br.Offset+br.Length; l++ {
+			out = append(out, int(l))
+		}
+	}
+	return out
+}
+
+// refineRanges narrows leaf-granular ranges to the differing sub-blocks,
+// comparing local's sub-hashes with the peer's (asked subPage leaves at a
+// time).
+func refineRanges(local io.ReaderAt, size int64, ranges []BlockRange, peer func(leaves []int) ([]byte, error)) ([]BlockRange, error) {
+	leaves := leavesOf(ranges)
+	var out []BlockRange
+	for len(leaves) > 0 {
+		page := leaves[:min(subPage, len(leaves))]
+		leaves = leaves[len(page):]
+		mine, err := subHashes(local, size, page)
+		if err != nil {
+			return nil, err
+		}
+		theirs, err := peer(page)
+		if err != nil {
+			return nil, err
+		}
+		if len(theirs) != len(mine) {
+			return nil, fmt.Errorf("%w: %d sub-block hash bytes for %d leaves", ErrPeerUnavailable, len(theirs), len(page))
+		}
+		out = appendDiffering(out, page, mine, theirs, size)
+	}
+	return out, nil
+}
+
+func appendDiffering(out []BlockRange, leaves []int, mine, theirs []byte, size int64) []BlockRange {
+	const h = sha256.Size
+	for i, leaf := range leaves {
+		for s := range subPerLeaf {
+			at := (i*subPerLeaf + s) * h
+			if string(mine[at:at+h]) == string(theirs[at:at+h]) {
+				continue
+			}
+			off := int64(leaf)*HashLeafSize + int64(s)*subBlock
+			if off >= size {
+				continue
+			}
+			length := min(int64(subBlock), size-off)
+			if n := len(out); n > 0 && out[n-1].Offset+out[n-1].Length == off {
+				out[n-1].Length += length
+				continue
+			}
+			out = append(out, BlockRange{Offset: off, Length: length})
+		}
+	}
+	return out
+}
