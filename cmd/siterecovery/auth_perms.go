@@ -25,6 +25,10 @@ var logReadAPI = []string{
 	"$JS.API.CONSUMER.MSG.NEXT." + jetstream.DefaultStream + ".*",
 }
 
+// logSubjects are the events as they are appended: every user may follow
+// them with a plain subscription (events --follow, nats sub).
+const logSubjects = "sr.evt.>"
+
 // denyAll are subjects no user but the control plane publishes to: the
 // events themselves, and the JetStream calls that change streams or read
 // another's messages by a side door.
@@ -62,7 +66,7 @@ func hostUser(h string) jetstream.TLSUser {
 	return jetstream.TLSUser{
 		Subject:   subjectDN(roleHost, h),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: denyAll},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>"}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>", logSubjects}},
 		Responses: true,
 	}
 }
@@ -73,7 +77,7 @@ func operatorUser(name string) jetstream.TLSUser {
 	return jetstream.TLSUser{
 		Subject:   subjectDN(roleOperator, name),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: append([]string{"sr.cmd.agent.>"}, denyAll...)},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleOperator, name) + ".>"}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleOperator, name) + ".>", logSubjects}},
 	}
 }
 
@@ -83,7 +87,7 @@ func viewerUser(name string) jetstream.TLSUser {
 	return jetstream.TLSUser{
 		Subject:   subjectDN(roleViewer, name),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: append([]string{"sr.cmd.>"}, denyAll...)},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleViewer, name) + ".>"}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleViewer, name) + ".>", logSubjects}},
 	}
 }
 

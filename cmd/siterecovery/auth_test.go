@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -258,7 +260,20 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 	out := opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
 	require.Contains(t, out, "error: unauthorized: nats: permissions violation")
 	require.Less(t, time.Since(start), time.Second, "refused at once, not after --timeout")
+	followed := make(chan string, 1)
+	go func() {
+		var o, e bytes.Buffer
+		run([]string{"events", "--follow", "--count", "1", "--nats", cp.URL(), "--tls-dir", dir, "--tls-cert", "viewer"}, &o, &e)
+		followed <- o.String() + e.String()
+	}()
+	require.Eventually(t, func() bool { return cliSubscribed(cp, "sr.evt.>") }, 10*time.Second, 20*time.Millisecond)
 	opRun(t, cp.URL(), dir, exitOK, "site", "register", "primary")
+	select {
+	case got := <-followed:
+		require.Contains(t, got, "site_registered", "the viewer follows the log with events --follow")
+	case <-time.After(10 * time.Second):
+		t.Fatal("events --follow printed nothing")
+	}
 	out = opRun(t, cp.URL(), dir, exitOK, "status", "--json", "--tls-cert", "viewer")
 	require.Contains(t, out, "sites")
 
@@ -433,4 +448,18 @@ func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
 		cancel()
 		require.NoError(t, <-done)
 	})
+}
+
+// cliSubscribed says whether a CLI connection holds a subscription to subject.
+func cliSubscribed(cp *controlPlane, subject string) bool {
+	cz, err := cp.srv.Connz(&server.ConnzOptions{Subscriptions: true})
+	if err != nil {
+		return false
+	}
+	for _, c := range cz.Conns {
+		if c.Name == "siterecovery-cli" && slices.Contains(c.Subs, subject) {
+			return true
+		}
+	}
+	return false
 }
