@@ -463,3 +463,34 @@ func cliSubscribed(cp *controlPlane, subject string) bool {
 	}
 	return false
 }
+
+func TestTLSDirFlagsAndBadDirs(t *testing.T) {
+	t.Setenv(envTLSDir, "/from/env")
+	cfg, err := parseServe(nil, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "/from/env", cfg.TLSDir, "SR_TLS_DIR is the default of --tls-dir")
+	acfg, err := parseAgent([]string{"--host", "hv01", "--tls-dir", "/x"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "/x", acfg.TLSDir)
+
+	empty := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
+	require.ErrorContains(t, err, caFile, "serve refuses a directory without a CA")
+
+	dir := mustAuthDir(t)
+	require.NoError(t, os.Remove(filepath.Join(dir, "control.pem")))
+	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	require.ErrorContains(t, err, "no control certificate")
+
+	err = agentMain(ctx, agentConfig{Host: "hv09", NATSURL: "nats://127.0.0.1:1", Data: t.TempDir(), TLSDir: dir}, zerolog.Nop())
+	require.ErrorContains(t, err, `certificate "hv09"`, "an agent without its certificate does not start")
+
+	other := mustAuthDir(t)
+	data, err := os.ReadFile(filepath.Join(other, "hv01.pem"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "intruder.pem"), data, 0o644))
+	_, err = serverAuth(dir)
+	require.ErrorContains(t, err, "intruder.pem", "a certificate of another CA in the directory is refused")
+}
