@@ -112,7 +112,12 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}
 	defer func() { err = errors.Join(err, d.stopAgents()) }()
-	for _, step := range []func(context.Context) error{d.fabric, d.protect, d.replicate} {
+	steps := []func(context.Context) error{d.fabric, d.protect, d.replicate, d.testFailover, d.makePlan,
+		func(ctx context.Context) error { return d.plannedFailover(ctx, "hv01", "secondary") },
+		d.replicateBack,
+		func(ctx context.Context) error { return d.plannedFailover(ctx, "hv02", "primary") },
+		d.unplanned}
+	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -266,9 +271,46 @@ func (d *demo) verifyReplica(ctx context.Context, vm string, after time.Time, wr
 	if err != nil {
 		return err
 	}
-	d.say("verified: %s replica equals the source at %s (%s written by the guest, %s shipped in all, highest RPO seen %ds)",
-		vm, rp.ID, inMiB(written), inMiB(shipped), maxRPO)
+	rpo := ""
+	if maxRPO >= 0 {
+		rpo = fmt.Sprintf(", highest RPO seen %ds", maxRPO)
+	}
+	d.say("verified: %s replica on %s equals the source on %s at %s (%s written by the guest, %s shipped in all%s)",
+		vm, v.RecoveryHost, v.SourceHost, rp.ID, inMiB(written), inMiB(shipped), rpo)
 	return nil
+}
+
+// makePlan creates the recovery plan of the demo.
+func (d *demo) makePlan(context.Context) error {
+	d.stage("recovery plan shop: web01 and web02 first, then db01")
+	_, err := d.cli("plan", "create", "shop", "--group", "web01,web02", "--group", "db01")
+	return err
+}
+
+// replicateBack writes at the secondary site after the failover and checks
+// the reverse replication carries it back to the primary.
+func (d *demo) replicateBack(ctx context.Context) error {
+	d.stage("the VMs run at the secondary site: their writes replicate back to hv01")
+	loads := map[string]*workload{}
+	for _, vm := range demoVMs {
+		v, err := d.vm(vm)
+		if err != nil {
+			return err
+		}
+		w, err := d.startWorkload(v, 1<<20)
+		if err != nil {
+			return err
+		}
+		loads[vm] = w
+	}
+	time.Sleep(3 * time.Second) // the workload's duration, not a wait for a result
+	for _, vm := range demoVMs {
+		if err := loads[vm].Stop(); err != nil {
+			return err
+		}
+	}
+	stopped := time.Now()
+	return parallel(demoVMs, func(vm string) error { return d.verifyReplica(ctx, vm, stopped, loads[vm].written, -1) })
 }
 
 // cli runs one operator command against the demo's control plane.

@@ -67,6 +67,12 @@ func (d *demo) stopAgent(host string) error {
 	return errors.Join(a.agent.Close(ctx), a.log.Close(), a.nc.Drain())
 }
 
+// killAgent stops host's agent as a crash would leave it: no more shipping,
+// no goodbye, its files as they are.
+func (d *demo) killAgent(host string) error {
+	return d.stopAgent(host)
+}
+
 func (d *demo) stopAgents() error {
 	var errs []error
 	for host := range d.agents {
