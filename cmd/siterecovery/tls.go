@@ -35,16 +35,22 @@ const certOrg = "siterecovery"
 
 // Files of the certificate directory.
 const (
-	caFile       = "ca.pem"
-	caKeyFile    = "ca-key.pem"
-	serverName   = "server"
-	envTLSDir    = "SR_TLS_DIR"
-	certSuffix   = ".pem"
-	keySuffix    = "-key.pem"
-	tokenSuffix  = ".token"
-	inboxPrefix  = "_INBOX_"
-	tlsMinVer    = tls.VersionTLS12
+	caFile      = "ca.pem"
+	caKeyFile   = "ca-key.pem"
+	serverName  = "server" // server.pem, server-key.pem
+	certSuffix  = ".pem"
+	keySuffix   = "-key.pem"
+	tokenSuffix = ".token"
+)
+
+const (
+	// envTLSDir is the default of every --tls-dir.
+	envTLSDir = "SR_TLS_DIR"
+	// defaultOpCrt is the certificate the operator commands present.
 	defaultOpCrt = roleOperator
+	// inboxPrefix starts every TLS client's own inbox prefix.
+	inboxPrefix = "_INBOX_"
+	tlsMinVer   = tls.VersionTLS12
 )
 
 // certPaths returns the certificate and key files of name in dir.
