@@ -93,7 +93,7 @@ func (a *bearerAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case role == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="siterecovery"`)
-		a.refuse(w, r, http.StatusUnauthorized, "a valid bearer token is required (Authorization: Bearer <operator.token or viewer.token>)")
+		a.refuse(w, r, http.StatusUnauthorized, "a valid bearer token is required: Authorization: Bearer TOKEN, with the contents of operator.token or viewer.token")
 	case role == roleViewer && r.Method != http.MethodGet && r.Method != http.MethodHead:
 		a.refuse(w, r, http.StatusForbidden, "the viewer token may only query; commands need the operator token")
 	default:
