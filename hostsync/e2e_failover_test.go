@@ -157,6 +157,7 @@ func (w *world) plannedRound(from, to string, epoch uint64) {
 }
 
 func TestPlannedFailoverCommitReverseAndFailback(t *testing.T) {
+	t.Parallel()
 	w := protectFailover(t)
 	watch := watchSplitBrain(t, w.agents["hv01"], w.agents["hv11"])
 	w.plannedRound("hv01", "hv11", 1)
@@ -178,6 +179,7 @@ func TestPlannedFailoverCommitReverseAndFailback(t *testing.T) {
 }
 
 func TestUnplannedFailoverFencesTheReturningSourceAndResyncs(t *testing.T) {
+	t.Parallel()
 	w := protectFailover(t)
 	w.qemuAt("hv01", "write -P 0x44 1M 256k")
 	mark := time.Now()
@@ -252,6 +254,7 @@ func parsePoint(id string) (epoch uint64, ok bool) {
 }
 
 func TestTestFailoverLeavesTheReplicaAlone(t *testing.T) {
+	t.Parallel()
 	w := protectFailover(t)
 	w.qemuAt("hv01", "write -P 0x66 1M 128k")
 	mark := time.Now()

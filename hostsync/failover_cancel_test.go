@@ -47,6 +47,7 @@ func tryReadExport(sock, export string) ([]byte, error) {
 }
 
 func TestCancelPlannedFailoverGoesBackToTheOldDirection(t *testing.T) {
+	t.Parallel()
 	w := protectFailover(t)
 	watch := watchSplitBrain(t, w.agents["hv01"], w.agents["hv11"])
 	w.cmd("sr.cmd.vm.planned_failover", m{"vm": "web01"})
@@ -68,6 +69,7 @@ func TestCancelPlannedFailoverGoesBackToTheOldDirection(t *testing.T) {
 }
 
 func TestUnplannedFailoverChangeRecoveryPointAndCancel(t *testing.T) {
+	t.Parallel()
 	w := mustFailoverWorld(t)
 	w.fabric(nil)
 	record := filepath.Join(t.TempDir(), "driver.log")

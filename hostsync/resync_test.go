@@ -12,6 +12,7 @@ import (
 )
 
 func TestResyncShipsOnlyTheDifferingBlocks(t *testing.T) {
+	t.Parallel()
 	w := protectFailover(t)
 	w.qemuAt("hv01", "write -P 0x51 1M 64k")
 	mark := time.Now()
