@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,19 +39,36 @@ func mustFailoverWorld(t *testing.T) *world {
 // protectFailover builds the fabric, starts both agents, writes before
 // protection and waits until web01 is Protected with a point.
 func protectFailover(t *testing.T) *world {
+	w, _ := protectFailoverChild(t, false)
+	return w
+}
+
+// protectFailoverChild is protectFailover with, if child, hv01's agent in a
+// child process (killed with SIGKILL by the test).
+func protectFailoverChild(t *testing.T, child bool) (*world, *exec.Cmd) {
 	w := mustFailoverWorld(t)
 	w.fabric(nil)
-	w.startAgent("hv01")
+	var cmd *exec.Cmd
+	if child {
+		cmd = w.startChild("hv01", "")
+	} else {
+		w.startAgent("hv01")
+	}
 	w.startAgent("hv11")
-	w.waitVM(10*time.Second, "source disk served", func(vm events.VM) bool {
-		return slices.Contains(w.agents["hv01"].Exports(), hostsync.ExportName("web01", "d0"))
+	w.waitVM(15*time.Second, "source disk served", func(vm events.VM) bool {
+		for _, im := range vm.Images["d0"] {
+			if im.Role == events.DiskRoleSource && im.NBDURL != "" {
+				return true
+			}
+		}
+		return false
 	})
 	w.qemuAt("hv01", "write -P 0x11 0 1M", "write -P 0x22 5M 64k")
 	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
 	w.waitVM(20*time.Second, "protected with a point", func(vm events.VM) bool {
 		return vm.State == events.Protected && len(vm.RecoveryPoints) > 0
 	})
-	return w
+	return w, cmd
 }
 
 // qemuAt runs qemu-io commands against web01's disk served by host.
@@ -180,18 +198,20 @@ func TestPlannedFailoverCommitReverseAndFailback(t *testing.T) {
 
 func TestUnplannedFailoverFencesTheReturningSourceAndResyncs(t *testing.T) {
 	t.Parallel()
-	w := protectFailover(t)
+	w, child := protectFailoverChild(t, true)
 	w.qemuAt("hv01", "write -P 0x44 1M 256k")
 	mark := time.Now()
 	w.latestPointAfter(mark, 10*time.Second)
 	atPoint := w.imageOf("hv01", "vms/web01/d0.img")
 
-	// The recovery host stops applying; the source writes on, then dies
-	// with its site (its unapplied batches lost with it).
+	// The recovery host stops applying; the source writes on, then its
+	// agent is killed (kill -9) and its unapplied batches are lost with
+	// its site.
 	w.stopAgent("hv11")
-	w.qemuAt("hv01", "write -P 0x99 4M 192k")
+	w.qemuAt("hv01", "write -P 0x99 4M 192k", "flush")
 	diverged := w.imageOf("hv01", "vms/web01/d0.img")
-	w.stopAgent("hv01")
+	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
+	waitExit(t, child, 5*time.Second)
 	stream, err := w.js().Stream(w.ctx, hostsync.DeltaStream("secondary"))
 	require.NoError(t, err)
 	require.NoError(t, stream.Purge(w.ctx))
