@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -15,10 +16,10 @@ import (
 // rises past the policy's threshold and the source's cycles pile up in the
 // secondary site's delta stream; after it they are applied with no
 // recovery point lost and the replica equals every acknowledged write.
+// The VM's health stays Normal during the gap (handlers raise no Warning
+// on an RPO breach yet); with SR_FAULT_KNOWN_BUGS set the test requires it.
 func TestFaultRecoverySiteCutOff(t *testing.T) {
-	// The disk is large enough that the backlog stays under half of it
-	// (a change log above half the disk rightly requires a resync).
-	w := protectedWorld(t, worldOpts{copyFrequency: "2s", rpoThreshold: "4s", diskSize: 64 << 20})
+	w := protectedWorld(t, worldOpts{copyFrequency: "2s", rpoThreshold: "4s"})
 	stop := w.disk.writeLoop(150 * time.Millisecond)
 	defer stop()
 	w.p.waitVM(vmName, 20*time.Second, "points while writing", func(v vmView) bool { return len(v.RecoveryPoints) >= 2 })
@@ -30,6 +31,9 @@ func TestFaultRecoverySiteCutOff(t *testing.T) {
 		healths[v.Health] = true
 		return v.RPOSeconds != nil && *v.RPOSeconds >= 8
 	})
+	if os.Getenv(envKnownBugs) != "" {
+		require.True(t, healths["Warning"] || healths["Critical"], "health during the gap: %v (want Warning or Critical: RPO past the threshold)", keys(healths))
+	}
 	piled := deltaBacklog(t, w.p)
 	require.Positive(t, piled, "cycles pile up in SR_DELTA_secondary while the recovery host is away")
 	w.rcv.resume()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,9 @@ func TestFaultServeKilledDuringCommandBurst(t *testing.T) {
 		}()
 	}
 	require.Eventually(t, func() bool { return wins.Load() >= 120 }, 60*time.Second, 10*time.Millisecond, "commands answered")
+	// A little jitter puts the kill at any phase of the commands in
+	// flight: received, appended but not answered, answered.
+	time.Sleep(time.Duration(rand.IntN(8000)) * time.Microsecond)
 	killed.Store(true)
 	srv.kill()
 	wg.Wait()

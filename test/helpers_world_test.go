@@ -31,8 +31,11 @@ type replWorld struct {
 type worldOpts struct {
 	copyFrequency string // default 2s
 	rpoThreshold  string // default 4s
-	diskSize      int64  // default 8 MiB
-	rcvData       string // the recovery agent's data directory (default a fresh one)
+	// diskSize is d0's size (default 64 MiB, sparse): large enough that
+	// the writes of a fault's duration stay under half the disk (a change
+	// log above half the disk rightly requires a resync).
+	diskSize int64
+	rcvData  string // the recovery agent's data directory (default a fresh one)
 }
 
 const (
@@ -48,7 +51,7 @@ func protectedWorld(t testing.TB, o worldOpts) *replWorld {
 	o.copyFrequency = cmpOr(o.copyFrequency, "2s")
 	o.rpoThreshold = cmpOr(o.rpoThreshold, "4s")
 	if o.diskSize == 0 {
-		o.diskSize = 8 << 20
+		o.diskSize = 64 << 20
 	}
 	if o.rcvData == "" {
 		o.rcvData = shortDir(t)
