@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,8 @@ import (
 // hv01 (site primary) and a recovery host hv11 (site secondary), each with
 // its own data directory, and one VM web01 with one disk d0.
 type world struct {
-	t      *testing.T
+	t      testing.TB
+	size   int64 // of disk d0
 	ctx    context.Context
 	srv    *server.Server
 	nc     *nats.Conn
@@ -45,12 +47,12 @@ const (
 	irChunk  = 1 << 20
 )
 
-func mustWorld(t *testing.T) *world {
+func mustWorld(t testing.TB) *world {
 	t.Helper()
 	needQEMU(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w := &world{t: t, ctx: ctx, dirs: map[string]string{}, agents: map[string]*hostsync.Agent{}, logger: testLogger(t)}
+	w := &world{t: t, size: diskSize, ctx: ctx, dirs: map[string]string{}, agents: map[string]*hostsync.Agent{}, logger: testLogger(t)}
 	w.srv = jstest.MustRunServer(t)
 	w.nc = jstest.MustConnect(t, w.srv.ClientURL())
 	var err error
@@ -69,21 +71,29 @@ func mustWorld(t *testing.T) *world {
 }
 
 // shortTempDir is a temp dir with a path short enough for a Unix socket.
-func shortTempDir(t *testing.T) string {
+func shortTempDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "sr")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
 
-func testLogger(t *testing.T) zerolog.Logger {
+func testLogger(t testing.TB) zerolog.Logger {
 	if os.Getenv("SR_TEST_LOG") == "" {
 		return zerolog.Nop()
 	}
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	var out io.Writer = zerolog.NewTestWriter(t)
+	if path := os.Getenv("SR_TEST_LOG"); filepath.IsAbs(path) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		require.NoError(t, err)
+		t.Cleanup(func() { f.Close() })
+		out = f
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(out).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 }
 
-func needQEMU(t *testing.T) {
+func needQEMU(t testing.TB) {
 	if _, err := exec.LookPath("qemu-io"); err != nil {
 		t.Skip("qemu-io missing: apt-get install -y qemu-utils")
 	}
@@ -116,7 +126,7 @@ func (w *world) fabric(policy m) {
 	}
 	w.cmd("sr.cmd.policy.create", p)
 	w.cmd("sr.cmd.pairing.create", m{"source": "gold", "target": "gold-dr", "policy": "p1"})
-	w.cmd("sr.cmd.vm.create", m{"name": "web01", "host": "hv01", "disks": []events.DiskSpec{{Name: "d0", Size: diskSize}}})
+	w.cmd("sr.cmd.vm.create", m{"name": "web01", "host": "hv01", "disks": []events.DiskSpec{{Name: "d0", Size: w.size}}})
 }
 
 // startAgent starts the agent of host on its own connection and log.
@@ -208,7 +218,7 @@ func (w *world) latestPointAfter(t time.Time, d time.Duration) events.RecoveryPo
 	return rp
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -216,7 +226,7 @@ func readFile(t *testing.T, path string) []byte {
 }
 
 // requireSameBytes compares two images, naming the first differing offset.
-func requireSameBytes(t *testing.T, want, got []byte, what string) {
+func requireSameBytes(t testing.TB, want, got []byte, what string) {
 	t.Helper()
 	require.Equal(t, len(want), len(got), what)
 	if !bytes.Equal(want, got) {

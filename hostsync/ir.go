@@ -43,6 +43,11 @@ type irChunk struct {
 	off, len int64
 }
 
+// irFlushEvery is how many chunks are published before waiting for their
+// acknowledgements and recording progress (the publisher's byte window
+// bounds what is in flight meanwhile).
+const irFlushEvery = 16
+
 // zeroBlock is the granularity at which initial replication skips zeros.
 const zeroBlock = 64 << 10
 
@@ -137,7 +142,7 @@ func (c *vmCtl) readIR(ctx context.Context, vm events.VM) error {
 		if err := c.shipChunk(ctx, vm, st, j, plan[j-1], buf); err != nil {
 			return err
 		}
-		if j%4 != 0 && j != st.Chunks {
+		if j%irFlushEvery != 0 && j != st.Chunks {
 			continue
 		}
 		if err := c.src.ship.pub.flush(ctx); err != nil {
@@ -151,6 +156,7 @@ func (c *vmCtl) readIR(ctx context.Context, vm events.VM) error {
 		_, _, ack := c.snapshot()
 		c.takeAcks(ctx, vm, ack)
 	}
+	c.logger.Info().Uint64("chunks", st.Chunks).Msg("initial replication read and shipped")
 	if !st.ReadDone {
 		st.ReadDone = true
 		return saveJSON(c.irPath(), st)

@@ -407,7 +407,7 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error
 	if vm.Settings.Compression {
 		comp = CompressionS2
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()), Compression: comp})
+	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()) - headerRoom, Compression: comp})
 	if err != nil {
 		return err
 	}
@@ -420,6 +420,10 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error
 	}
 	return nil
 }
+
+// headerRoom is what a batch leaves of the server's max payload for the
+// message's headers (the server counts them in).
+const headerRoom = 4 << 10
 
 // shipMsgID is the Nats-Msg-Id of a batch: BatchMsgID made unique per
 // protection (a VM protected again numbers its cycles from 1 again, within
