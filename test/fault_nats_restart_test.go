@@ -7,19 +7,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestFaultNATSRestartDuringReplication stops serve (its embedded NATS
-// server goes down with it) and starts it again on the same data while a
-// writer keeps writing through the source agent's NBD export. The agents
-// reconnect and catch up: the recovery point cycles continue without a
-// hole, and once the writes stop the replica equals every acknowledged
-// write.
+// TestFaultNATSRestartDuringReplication kills serve with SIGKILL (its
+// embedded NATS server goes down with it, mid-publish, mid-fetch) and
+// starts it again on the same data while a writer keeps writing through
+// the source agent's NBD export. The agents reconnect and catch up: the
+// recovery point cycles continue without a hole, and once the writes stop
+// the replica equals every acknowledged write.
 func TestFaultNATSRestartDuringReplication(t *testing.T) {
 	w := protectedWorld(t, worldOpts{})
 	stop := w.disk.writeLoop(150 * time.Millisecond)
 	defer stop()
 	w.p.waitVM(vmName, 20*time.Second, "points while writing", func(v vmView) bool { return len(v.RecoveryPoints) >= 3 })
 
-	w.srv.stop()
+	w.srv.kill()
 	down := time.Now()
 	ackedBefore := w.disk.acked()
 	// The source keeps tracking writes while NATS is away: its disk is
