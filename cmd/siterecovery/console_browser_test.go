@@ -244,7 +244,7 @@ func TestBrowserConsoleShowsVMAndRunsAnAction(t *testing.T) {
 	b.eval(`document.getElementById('confirm-ok').click()`)
 	b.waitFor(`document.querySelector('#toasts .toast.err')?.textContent.includes('invalid_state') ? 'yes' : 'no'`, "yes")
 	b.waitFor(jsVMState, "Paused")
-	require.Equal(t, "disable,resume", b.evalString(jsVMButtons))
+	require.Equal(t, "disable,resume,unplanned_failover", b.evalString(jsVMButtons))
 	require.Equal(t, before, f.lastSeq(), "the refused command appended nothing")
 	b.requireNoScriptErrors()
 }
