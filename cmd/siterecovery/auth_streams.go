@@ -10,7 +10,9 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
-// The control plane creates the delta stream of every registered site:
+// The control plane creates the delta stream of every registered site, R1,
+// placed on the servers tagged site:<site> when the cluster has them (it
+// tries the placement and falls back to none when no server can take it):
 // with --tls-dir hosts may not create streams (a stream's republish or
 // sources would let a host write any subject, sr.evt.> included). Without
 // it the agents may still create them too (hostsync.EnsureDeltaStream).
@@ -57,11 +59,16 @@ func (cp *controlPlane) ensureDeltaStreams(ctx context.Context, js natsjs.JetStr
 		if made[site] {
 			continue
 		}
-		if err := hostsync.EnsureDeltaStream(ctx, js, site); err != nil {
+		placed, err := hostsync.EnsureSiteDeltaStream(ctx, js, site)
+		if err != nil {
 			if ctx.Err() == nil {
 				cp.logger.Warn().Err(err).Str("site", site).Msg("create the delta stream of a site")
 			}
 			continue
+		}
+		if !placed && js.Conn().ConnectedClusterName() != "" {
+			cp.logger.Warn().Str("site", site).Str("tag", hostsync.SiteTag(site)).
+				Msg("the site's delta stream is not placed at the site: no server of the cluster carries its tag")
 		}
 		made[site] = true
 	}

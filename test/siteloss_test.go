@@ -1,0 +1,154 @@
+package test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync"
+)
+
+// TestSiteLossUnplannedFailoverOnTheSurvivors is the site-loss drill of
+// issue 5: a three-server cluster tagged by site, SR_EVENTS R3, the delta
+// stream of the secondary placed on the secondary's server; web01 runs on
+// hv01 at the primary and replicates to hv02 at the secondary. The whole
+// primary site goes (its server, its control plane, hv01); the secondary
+// and the witness keep the quorum, and an unplanned failover requested at
+// the secondary's control plane serves web01 from hv02 with the bytes of
+// the last recovery point.
+func TestSiteLossUnplannedFailoverOnTheSurvivors(t *testing.T) {
+	start := time.Now()
+	w := mustSiteWorld(t)
+	t.Logf("cluster and two control planes up in %s", durationMS(time.Since(start)))
+	primary, secondary := newPlane(t, w.servers["primary"].ClientURL()), newPlane(t, w.servers["secondary"].ClientURL())
+	siteLossFabric(primary)
+	w.requireDeltaStreamAtItsSite("secondary")
+
+	hv01, hv02 := w.startAgent("hv01", "primary"), w.startAgent("hv02", "secondary")
+	export := hostsync.ExportName(vmName, diskName)
+	watch := watchExport(t, export, hv01, hv02)
+	d := w.protectedDisk(primary, export)
+	atPoint := w.lastPoint(d)
+
+	w.loseSite("primary", "hv01")
+	_, err := w.nbdConn("hv01", export)
+	require.Error(t, err, "hv01 still serves web01 after its site is lost")
+	leader := waitStreamLeaderIn(w.ctx, t, w.planes["secondary"].nc, "SR_EVENTS", 30*time.Second,
+		w.servers["secondary"].Name(), w.servers["witness"].Name())
+	t.Logf("primary site lost; SR_EVENTS led by %s after %s", leader, durationMS(time.Since(start)))
+
+	asked := time.Now()
+	secondary.must("sr.cmd.vm.unplanned_failover", obj{"vm": vmName, "recovery_point": "latest", "command_id": "siteloss-1"})
+	vm := w.waitVM("secondary", vmName, 30*time.Second, "failed over to hv02", func(vm events.VM) bool {
+		return vm.State == events.FailoverCommitPending && vm.ActiveHost == "hv02" && vm.Epoch == 2
+	})
+	pending := time.Since(asked)
+	require.Eventually(t, func() bool { return slices.Contains(hv02.agent.Exports(), export) }, 10*time.Second,
+		10*time.Millisecond, "hv02 serves web01 after the failover")
+	requireSameBytes(t, atPoint, w.readAll("hv02", export), "served by hv02 after the site loss vs the last recovery point")
+	t.Logf("unplanned failover: command to FailoverCommitPending %s, to the disk read through hv02's NBD export %s",
+		durationMS(pending), durationMS(time.Since(asked)))
+	require.Equal(t, "secondary", vm.ActiveSite)
+
+	watch.end()
+	require.Positive(t, watch.seen.Load())
+	require.Zero(t, watch.twice.Load(), "web01 served by two hosts at once")
+	w.requireFailoverCompleted(vm)
+	t.Logf("drill total %s", durationMS(time.Since(start)))
+}
+
+// siteLossFabric registers the two sites (the witness runs only a NATS
+// server), their hosts and clouds, a 1 s policy, the pairing and web01.
+func siteLossFabric(p *plane) {
+	for _, c := range []struct {
+		subject string
+		body    obj
+	}{
+		{"sr.cmd.site.register", obj{"name": "primary"}},
+		{"sr.cmd.site.register", obj{"name": "secondary"}},
+		{"sr.cmd.host.register", obj{"name": "hv01", "site": "primary"}},
+		{"sr.cmd.host.register", obj{"name": "hv02", "site": "secondary"}},
+		{"sr.cmd.cloud.create", obj{"name": "gold", "site": "primary", "hosts": []string{"hv01"}}},
+		{"sr.cmd.cloud.create", obj{"name": "gold-dr", "site": "secondary", "hosts": []string{"hv02"}}},
+		{"sr.cmd.policy.create", obj{"name": "p1", "copy_frequency": "1s", "retention": "24h", "compression": true}},
+		{"sr.cmd.pairing.create", obj{"source": "gold", "target": "gold-dr", "policy": "p1"}},
+		{"sr.cmd.vm.create", obj{"name": vmName, "host": "hv01", "disks": []obj{{"name": diskName, "size": siteLossDisk}}}},
+	} {
+		p.must(c.subject, c.body)
+	}
+}
+
+// siteLossDisk is the size of web01's disk d0.
+const siteLossDisk = 8 << 20
+
+// requireDeltaStreamAtItsSite creates the site's delta stream as the
+// control plane does (before any agent could) and checks it lives on the
+// site's server alone.
+func (w *siteWorld) requireDeltaStreamAtItsSite(site string) {
+	w.t.Helper()
+	js := w.planes[site].js(w.t)
+	placed, err := hostsync.EnsureSiteDeltaStream(w.ctx, js, site)
+	require.NoError(w.t, err)
+	require.True(w.t, placed, "delta stream of %s placed at its site", site)
+	leader, others := streamPeers(w.ctx, w.t, w.planes[site].nc, hostsync.DeltaStream(site))
+	require.Equal(w.t, w.servers[site].Name(), leader, "%s is on the %s server", hostsync.DeltaStream(site), site)
+	require.Empty(w.t, others, "%s has one copy", hostsync.DeltaStream(site))
+}
+
+// protectedDisk waits until hv01 serves web01, writes, enables protection
+// and waits for Protected with a recovery point.
+func (w *siteWorld) protectedDisk(p *plane, export string) *nbdDisk {
+	w.t.Helper()
+	require.Eventually(w.t, func() bool { return slices.Contains(w.agents["hv01"].agent.Exports(), export) },
+		20*time.Second, 10*time.Millisecond, "hv01 serves web01")
+	d := &nbdDisk{t: w.t, export: export, model: make([]byte, siteLossDisk)}
+	w.write("hv01", d, 1<<20, []int64{0}, []byte{0x11})
+	w.write("hv01", d, 64<<10, []int64{5 << 20}, []byte{0x22})
+	p.must("sr.cmd.vm.enable", obj{"vm": vmName})
+	w.waitVM("primary", vmName, 30*time.Second, "protected with a point", func(vm events.VM) bool {
+		return vm.State == events.Protected && len(vm.RecoveryPoints) > 0
+	})
+	return d
+}
+
+// lastPoint writes through hv01's export, stops, waits for a recovery
+// point closed after the writes and returns the bytes of that point.
+func (w *siteWorld) lastPoint(d *nbdDisk) []byte {
+	w.t.Helper()
+	w.write("hv01", d, 64<<10, []int64{1 << 20, 3 << 20, 7<<20 + 4096}, []byte{0x5a, 0x6b, 0x7c})
+	w.write("hv01", d, 4096, []int64{2 << 20, 6 << 20}, []byte{0x3d, 0x4e})
+	mark := time.Now()
+	w.waitVM("primary", vmName, 20*time.Second, "a recovery point after the last write", func(vm events.VM) bool {
+		rp, ok := vm.RecoveryPoint("latest")
+		return ok && rp.Time.After(mark)
+	})
+	requireSameBytes(w.t, d.model, w.readAll("hv01", d.export), "hv01's disk vs the writes")
+	return append([]byte(nil), d.model...)
+}
+
+// requireFailoverCompleted checks the log: one unplanned failover_completed
+// at epoch 2 on hv02 from the point the VM names, and one host per epoch.
+func (w *siteWorld) requireFailoverCompleted(vm events.VM) {
+	w.t.Helper()
+	recs, err := w.planes["secondary"].log.Load(w.ctx, events.VMAgg(vmName))
+	require.NoError(w.t, err)
+	var done []events.FailoverCompletedData
+	for _, r := range recs {
+		if d, ok := r.Data.(events.FailoverCompletedData); ok {
+			done = append(done, d)
+		}
+	}
+	require.Len(w.t, done, 1, "failover_completed events")
+	require.Equal(w.t, "unplanned", done[0].Mode)
+	require.Equal(w.t, "hv02", done[0].Host)
+	require.Equal(w.t, uint64(2), done[0].Epoch)
+	require.Equal(w.t, vm.FailoverPoint, done[0].RecoveryPoint)
+	requireOneHostPerEpoch(w.t, recs)
+	raw, err := json.Marshal(done[0])
+	require.NoError(w.t, err)
+	w.t.Logf("failover_completed %s", raw)
+}
