@@ -21,6 +21,13 @@ import (
 // fetchBytes bounds one fetch of a VM's batches (under 64 MiB).
 const fetchBytes = 32 << 20
 
+// gapRetries and gapDelay bound how long a batch that arrived before the
+// one it follows waits for it (about gapRetries × gapDelay).
+const (
+	gapRetries = 20
+	gapDelay   = 500 * time.Millisecond
+)
+
 // ackWait is how long a delivered batch may stay unacknowledged before it
 // is delivered again; the batches of a cycle being assembled are kept alive
 // with in-progress acks.
@@ -304,11 +311,7 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 		rx.sendAck()
 		return
 	case errors.Is(err, ErrCycleGap), errors.Is(err, ErrBatchGap):
-		rx.dropHeld()
-		epoch, seq := rx.rep.LastApplied()
-		rx.asm.Reset(max(epoch, b.Epoch), seq+1)
-		_ = msg.Term()
-		rx.c.logger.Info().Err(err).Msg("batch out of order dropped: the source sends it again")
+		rx.outOfOrder(ctx, msg, b, err)
 		return
 	case err != nil:
 		rx.refuse(ctx, msg, CodeBadBatch, err)
@@ -325,6 +328,25 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 		}
 		rx.touched = time.Now()
 	}
+}
+
+// outOfOrder handles a batch that arrived before one it follows: a publish
+// retried after a failure lands later in the stream than the batches
+// published after it. The batch is delivered again a little later, up to
+// gapRetries times, so the missing one can come first; after that the
+// missing batch counts as lost: the partial cycle and the batch are dropped
+// and the source, seeing its cycles unapplied and nothing left to deliver,
+// sends them again. Nothing is ever applied over a gap.
+func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, err error) {
+	if meta, merr := msg.Metadata(); merr == nil && meta.NumDelivered < gapRetries {
+		_ = msg.NakWithDelay(gapDelay)
+		return
+	}
+	rx.dropHeld()
+	epoch, seq := rx.rep.LastApplied()
+	rx.asm.Reset(max(epoch, b.Epoch), seq+1)
+	_ = msg.Term()
+	rx.c.reportError(ctx, CodeCycleGap, fmt.Errorf("batch after a gap dropped (the source sends the missing cycles again): %w", err))
 }
 
 // checkBatchSubject checks the subject's epoch token against the batch.

@@ -330,6 +330,11 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 		}
 		return
 	}
+	if s.ir != nil && s.ackedTo < s.ir.Chunks {
+		// Initial chunks are not kept by the source: the copy is broken.
+		c.reportError(ctx, CodeResyncRequired, fmt.Errorf("initial replication chunk %d lost on the way", s.ackedTo+1))
+		return
+	}
 	c.logger.Warn().Uint64("cycle", oldest).Dur("after", limit).Msg("cycle lost on the way: sending the unapplied cycles again")
 	clear(s.sentAt)
 	s.attempt++
