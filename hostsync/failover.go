@@ -152,11 +152,11 @@ func (c *vmCtl) failoverOwns(ctx context.Context, vm events.VM, enableSeq uint64
 	}
 	c.driveVM(ctx, vm)
 	c.reconcileTest(ctx, vm)
-	c.serveLeaves(vm)
 	own, err := c.failoverPass(ctx, vm, enableSeq, ack)
 	if err != nil && ctx.Err() == nil {
 		c.warnOnce("failover", err)
 	}
+	c.serveLeaves(vm)
 	return own
 }
 

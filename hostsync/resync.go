@@ -65,10 +65,11 @@ type leavesReply struct {
 func leavesSubject(host, vm string) string { return "sr.agent." + host + ".leaves." + vm }
 
 // serveLeaves answers leaves requests while this host holds the VM's
-// replica.
+// replica and serves no promoted copy of it: a source going on after a
+// cancelled failover waits for the answer before it serves the VM again.
 func (c *vmCtl) serveLeaves(vm events.VM) {
 	var rep *Replica
-	if vm.RecoveryHost == c.a.cfg.Host && c.rcv != nil {
+	if vm.RecoveryHost == c.a.cfg.Host && c.rcv != nil && c.fo.st.Promoted == 0 {
 		rep = c.rcv.replica
 	}
 	if rep == c.fo.leafRep {
@@ -144,15 +145,23 @@ func (c *vmCtl) resyncSource(ctx context.Context, vm events.VM, enableSeq uint64
 			return true, err
 		}
 	}
-	if vm.ActiveHost == c.a.cfg.Host {
-		if err := c.startServing(ctx, vm); err != nil {
-			return true, err
-		}
-	}
 	r := &c.fo.st.Resync
 	if r.Key != key {
 		*r = resyncState{Key: key}
 		if err := c.saveFailover(); err != nil {
+			return true, err
+		}
+	}
+	rebase := key == fmt.Sprintf("rebase-%d", vm.Epoch)
+	if rebase && !r.Planned {
+		// The peer answers only once it stopped serving its promoted
+		// copy: then this host may serve the VM again.
+		if err := c.planResync(ctx, vm); err != nil {
+			return true, err
+		}
+	}
+	if vm.ActiveHost == c.a.cfg.Host {
+		if err := c.startServing(ctx, vm); err != nil {
 			return true, err
 		}
 	}
@@ -161,7 +170,7 @@ func (c *vmCtl) resyncSource(ctx context.Context, vm events.VM, enableSeq uint64
 			return true, err
 		}
 	}
-	if r.Key == fmt.Sprintf("rebase-%d", vm.Epoch) {
+	if rebase {
 		c.fo.st.SrcEpoch = vm.Epoch
 		return true, c.saveFailover()
 	}
