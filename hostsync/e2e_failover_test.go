@@ -38,23 +38,23 @@ func mustFailoverWorld(t testing.TB) *world {
 
 // protectFailover builds the fabric, starts both agents, writes before
 // protection and waits until web01 is Protected with a point.
-func protectFailover(t testing.TB) *world {
-	w, _ := protectFailoverChild(t, false)
+func protectFailover(t testing.TB, mods ...func(*hostsync.AgentConfig)) *world {
+	w, _ := protectFailoverChild(t, false, mods...)
 	return w
 }
 
 // protectFailoverChild is protectFailover with, if child, hv01's agent in a
 // child process (killed with SIGKILL by the test).
-func protectFailoverChild(t testing.TB, child bool) (*world, *exec.Cmd) {
+func protectFailoverChild(t testing.TB, child bool, mods ...func(*hostsync.AgentConfig)) (*world, *exec.Cmd) {
 	w := mustFailoverWorld(t)
 	w.fabric(nil)
 	var cmd *exec.Cmd
 	if child {
 		cmd = w.startChild("hv01", "")
 	} else {
-		w.startAgent("hv01")
+		w.startAgent("hv01", mods...)
 	}
-	w.startAgent("hv11")
+	w.startAgent("hv11", mods...)
 	w.waitVM(15*time.Second, "source disk served", func(vm events.VM) bool {
 		for _, im := range vm.Images["d0"] {
 			if im.Role == events.DiskRoleSource && im.NBDURL != "" {
@@ -275,13 +275,17 @@ func parsePoint(id string) (epoch uint64, ok bool) {
 
 func TestTestFailoverLeavesTheReplicaAlone(t *testing.T) {
 	t.Parallel()
-	w := protectFailover(t)
+	record := filepath.Join(t.TempDir(), "driver.log")
+	w := protectFailover(t, func(cfg *hostsync.AgentConfig) {
+		cfg.VMStartCommand = fmt.Sprintf(`echo "start $SR_VM $SR_NBD_URLS [$SR_NETWORKS]" >> %s`, record)
+		cfg.VMStopCommand = fmt.Sprintf(`echo "stop $SR_VM" >> %s`, record)
+	})
 	w.qemuAt("hv01", "write -P 0x66 1M 128k")
 	mark := time.Now()
 	rp := w.latestPointAfter(mark, 10*time.Second)
 	atPoint := w.imageOf("hv01", "vms/web01/d0.img")
 
-	w.cmd("sr.cmd.vm.test_failover", m{"vm": "web01", "recovery_point": rp.ID})
+	w.cmd("sr.cmd.vm.test_failover", m{"vm": "web01", "recovery_point": rp.ID, "network": "isolated"})
 	vm := w.waitVM(15*time.Second, "test failover up", func(vm events.VM) bool { return vm.TestState == events.TestCompleted })
 	var url string
 	for _, im := range vm.Images["d0"] {
@@ -312,6 +316,9 @@ func TestTestFailoverLeavesTheReplicaAlone(t *testing.T) {
 	require.NotContains(t, w.agents["hv11"].Exports(), test)
 	_, err = os.Stat(filepath.Join(w.dirs["hv11"], "tests", "web01", "d0.overlay"))
 	require.ErrorIs(t, err, os.ErrNotExist)
+	log := string(readFile(t, record))
+	require.Contains(t, log, "start web01-test "+url+" [isolated]")
+	require.Contains(t, log, "stop web01-test")
 }
 
 // BenchmarkPlannedFailover measures a planned failover of one VM with an

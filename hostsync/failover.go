@@ -76,6 +76,7 @@ type foldInfo struct {
 	started    events.FailoverStartedData
 	stopped    *events.SourceStoppedData // of startSeq
 	testPoint  string
+	testNet    string
 	nics       []events.NIC
 	reverseSeq uint64
 	resyncSeq  uint64
@@ -126,7 +127,7 @@ func (in *foldInfo) apply(r events.Record) {
 	case events.SourceStoppedData:
 		in.stopped = &d
 	case events.TestFailoverStartedData:
-		in.testPoint = d.RecoveryPoint
+		in.testPoint, in.testNet = d.RecoveryPoint, d.Network
 	case events.FailoverCompletedData:
 		in.nics = d.NICs
 	case events.ReverseReplicationStartedData:

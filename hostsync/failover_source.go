@@ -154,13 +154,21 @@ func (c *vmCtl) runDriver(ctx context.Context, vm events.VM, start bool) {
 	for _, d := range c.src.disks {
 		urls = append(urls, NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath()))
 	}
+	c.runCommand(ctx, command, c.name, urls, c.networks(vm))
+}
+
+// runCommand runs a VM driver command (bounded to a minute), logging a
+// failure: serving the disks does not depend on it.
+func (c *vmCtl) runCommand(ctx context.Context, command, vm string, urls, networks []string) {
+	if command == "" {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	cmd.Env = append(os.Environ(), "SR_VM="+c.name, "SR_NBD_URLS="+strings.Join(urls, " "),
-		"SR_NETWORKS="+strings.Join(c.networks(vm), ","))
+	cmd.Env = append(os.Environ(), "SR_VM="+vm, "SR_NBD_URLS="+strings.Join(urls, " "), "SR_NETWORKS="+strings.Join(networks, ","))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		c.logger.Error().Err(err).Bool("start", start).Str("output", string(out)).Msg("vm driver command failed")
+		c.logger.Error().Err(err).Str("command", command).Str("output", string(out)).Msg("vm driver command failed")
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 
 // Test failover: the recovery host serves a copy-on-write view of a
 // recovery point (Replica.TestCopy: the replica is never written, and
-// replication goes on) as the exports <vm>-<disk>-test, until cleanup.
+// replication goes on) as the exports <vm>-<disk>-test, until cleanup. The
+// VM driver commands start and stop the test VM as <vm>-test, on the test
+// network only (none when the test asked for none).
 
 // testSide is a running test failover.
 type testSide struct {
@@ -64,6 +66,7 @@ func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
 		if err := c.openTest(point, vm); err != nil {
 			return err
 		}
+		c.runCommand(ctx, c.a.cfg.VMStartCommand, c.name+"-test", c.testURLs(), c.testNetworks())
 	}
 	if vm.TestState != events.TestInProgress {
 		return nil
@@ -80,6 +83,21 @@ func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
 		Disks:      disks,
 	})
 	return nil
+}
+
+func (c *vmCtl) testURLs() []string {
+	var urls []string
+	for _, name := range c.fo.test.exports {
+		urls = append(urls, NBDURL(name, c.a.SocketPath()))
+	}
+	return urls
+}
+
+func (c *vmCtl) testNetworks() []string {
+	if c.fo.info.testNet == "" || c.fo.info.testNet == "none" {
+		return nil
+	}
+	return []string{c.fo.info.testNet}
 }
 
 func (c *vmCtl) openTest(point string, vm events.VM) error {
@@ -108,6 +126,7 @@ func (c *vmCtl) removeTest() error {
 	if t == nil {
 		return nil
 	}
+	c.runCommand(context.Background(), c.a.cfg.VMStopCommand, c.name+"-test", c.testURLs(), c.testNetworks())
 	var errs []error
 	for _, name := range t.exports {
 		if err := c.a.nbd.RemoveExport(name); err != nil && !errors.Is(err, ErrExportNotFound) {
