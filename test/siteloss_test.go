@@ -1,14 +1,17 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
@@ -27,6 +30,8 @@ func TestSiteLossUnplannedFailoverOnTheSurvivors(t *testing.T) {
 	primary, secondary := newPlane(t, w.servers["primary"].ClientURL()), newPlane(t, w.servers["secondary"].ClientURL())
 	siteLossFabric(primary)
 	w.requireDeltaStreamAtItsSite("secondary")
+	w.requireDeltaStreamAtItsSite("primary")
+	w.requireUnplacedWithoutTaggedServer("elsewhere")
 
 	hv01, hv02 := w.startAgent("hv01", "primary"), w.startAgent("hv02", "secondary")
 	export := hostsync.ExportName(vmName, diskName)
@@ -103,6 +108,22 @@ func (w *siteWorld) requireDeltaStreamAtItsSite(site string) {
 	require.Empty(w.t, others, "%s has one copy", hostsync.DeltaStream(site))
 }
 
+// requireUnplacedWithoutTaggedServer checks the fallback: no server is
+// tagged with the site, so its delta stream is created unplaced, R1.
+func (w *siteWorld) requireUnplacedWithoutTaggedServer(site string) {
+	w.t.Helper()
+	js := w.planes["secondary"].js(w.t)
+	for range 2 { // the second time finds it
+		placed, err := hostsync.EnsureSiteDeltaStream(w.ctx, js, site)
+		require.NoError(w.t, err)
+		require.False(w.t, placed, "no server carries %s", hostsync.SiteTag(site))
+	}
+	s, err := js.Stream(w.ctx, hostsync.DeltaStream(site))
+	require.NoError(w.t, err)
+	require.Nil(w.t, s.CachedInfo().Config.Placement)
+	require.Equal(w.t, 1, s.CachedInfo().Config.Replicas)
+}
+
 // protectedDisk waits until hv01 serves web01, writes, enables protection
 // and waits for Protected with a recovery point.
 func (w *siteWorld) protectedDisk(p *plane, export string) *nbdDisk {
@@ -155,4 +176,25 @@ func (w *siteWorld) requireFailoverCompleted(vm events.VM) {
 	raw, err := json.Marshal(done[0])
 	require.NoError(w.t, err)
 	w.t.Logf("failover_completed %s", raw)
+}
+
+// TestDeltaStreamPlacementOnOneServer: a single server (the embedded
+// default) takes the site placement and keeps the stream itself.
+func TestDeltaStreamPlacementOnOneServer(t *testing.T) {
+	nc := jstest.MustConnect(t, jstest.MustRunServer(t).ClientURL())
+	js, err := natsjs.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	placed, err := hostsync.EnsureSiteDeltaStream(ctx, js, "secondary")
+	require.NoError(t, err)
+	require.True(t, placed)
+	s, err := js.Stream(ctx, hostsync.DeltaStream("secondary"))
+	require.NoError(t, err)
+	require.Equal(t, natsjs.WorkQueuePolicy, s.CachedInfo().Config.Retention)
+	require.Equal(t, []string{"sr.delta.secondary.>"}, s.CachedInfo().Config.Subjects)
+
+	err = hostsync.EnsureDeltaStreamAt(ctx, js, "dr", hostsync.DeltaStreamConfig{Replicas: -1})
+	require.Error(t, err, "negative replicas")
+	_, err = js.Stream(ctx, hostsync.DeltaStream("dr"))
+	require.ErrorIs(t, err, natsjs.ErrStreamNotFound, "a refused config creates nothing")
 }
