@@ -231,7 +231,7 @@ func (c *vmCtl) sourcePass(ctx context.Context, vm events.VM, enableSeq uint64, 
 		}
 	}
 	if vm.State == events.EnablingProtection || vm.State == events.InitialReplication {
-		c.fo.trees = nil // the initial replication resets the change log
+		c.dropTrees() // the initial replication resets the change log
 		return false, nil
 	}
 	if c.fo.st.SrcEpoch < vm.Epoch {

@@ -189,7 +189,11 @@ func (c *vmCtl) networks(vm events.VM) []string {
 
 // sourceTrees are the source disks' hash trees, current up to the closed
 // cycle seen; updated with each closed cycle's extents, so their cost
-// grows with the changes.
+// grows with the changes. They are saved beside the images
+// (<disk>.img.hashtree, stamped with seen) after each update, before the
+// cycles are acknowledged: every dropped cycle is in the saved tree, and a
+// restart folds the pending ones in. Every reset of the change log (an
+// initial replication, a resync, a promotion) deletes them.
 type sourceTrees struct {
 	trees map[string]*HashTree
 	seen  uint64
@@ -200,7 +204,7 @@ type sourceTrees struct {
 // start of a pass, before shipping acknowledges (and drops) cycles.
 func (c *vmCtl) updateTrees(vm events.VM) {
 	if err := c.updateTreesErr(); err != nil {
-		c.fo.trees = nil
+		c.dropTrees()
 		c.warnOnce("hash tree", err)
 	}
 }
@@ -209,10 +213,14 @@ func (c *vmCtl) updateTreesErr() error {
 	if c.src == nil || len(c.src.disks) == 0 {
 		return nil
 	}
-	if c.fo.trees == nil {
-		return c.buildTrees()
+	fresh := c.fo.trees == nil
+	if fresh && !c.loadTrees() {
+		if err := c.buildTrees(); err != nil {
+			return err
+		}
 	}
 	t := c.fo.trees
+	seen := t.seen
 	for _, seq := range c.src.disks[0].Pending() {
 		if seq <= t.seen {
 			continue
@@ -224,7 +232,49 @@ func (c *vmCtl) updateTreesErr() error {
 		}
 		t.seen = seq
 	}
+	if !fresh && seen == t.seen {
+		return nil
+	}
+	for _, d := range c.src.disks {
+		if err := t.trees[d.Name()].Save(d.Path()+".hashtree", treeStamp(t.seen)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func treeStamp(seen uint64) string { return fmt.Sprintf("seen=%d", seen) }
+
+// loadTrees loads the saved trees if every disk has one of the same cycle.
+func (c *vmCtl) loadTrees() bool {
+	t := &sourceTrees{trees: map[string]*HashTree{}}
+	stamp := ""
+	for _, d := range c.src.disks {
+		tree, st, err := LoadHashTree(d.Path() + ".hashtree")
+		if err != nil || tree.Size() != d.Size() || (stamp != "" && st != stamp) {
+			return false
+		}
+		stamp, t.trees[d.Name()] = st, tree
+	}
+	if _, err := fmt.Sscanf(stamp, "seen=%d", &t.seen); err != nil {
+		return false
+	}
+	c.fo.trees = t
+	return true
+}
+
+// dropTrees forgets the trees and deletes their files (the change log was
+// reset, or they failed).
+func (c *vmCtl) dropTrees() {
+	c.fo.trees = nil
+	if c.src == nil {
+		return
+	}
+	for _, d := range c.src.disks {
+		if err := os.Remove(d.Path() + ".hashtree"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.logger.Warn().Err(err).Msg("remove source hash tree")
+		}
+	}
 }
 
 func updateDiskTree(t *HashTree, d *TrackedDisk, seq uint64) error {
@@ -270,7 +320,7 @@ func hashImage(path string, size int64) (*HashTree, error) {
 // sourceRoots are the source disks' roots now (after every closed cycle).
 func (c *vmCtl) sourceRoots() (map[string]string, error) {
 	if err := c.updateTreesErr(); err != nil {
-		c.fo.trees = nil
+		c.dropTrees()
 		return nil, err
 	}
 	if c.fo.trees == nil {

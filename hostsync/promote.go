@@ -124,7 +124,7 @@ func clearVMDir(dir string, disks []events.DiskSpec) error {
 	}
 	names := []string{"ir.json"}
 	for _, d := range disks {
-		names = append(names, d.Name+".img", d.Name+".img.hrl")
+		names = append(names, d.Name+".img", d.Name+".img.hrl", d.Name+".img.hashtree")
 	}
 	for _, n := range names {
 		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -248,7 +248,7 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 	s := &c.src.ship
 	s.ackedTo, s.attempt, s.lastClose = 0, s.attempt+1, time.Now()
 	clear(s.sentAt)
-	c.fo.trees = nil
+	c.dropTrees()
 	ranges := map[string][]BlockRange{}
 	var total int64
 	for _, d := range c.src.disks {
