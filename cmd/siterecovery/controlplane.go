@@ -39,6 +39,7 @@ type controlPlane struct {
 	httpLn net.Listener
 	agents *handlers.AgentHandlers
 	pm     *handlers.PM
+	health *handlers.HealthMonitor
 
 	stop      context.CancelFunc // ends the background loops
 	wg        sync.WaitGroup
@@ -89,6 +90,10 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	cp.pm = handlers.NewPM(cp.log, handlers.PMConfig{Dir: filepath.Join(cfg.Data, "pm"), FailoverTimeout: cfg.FailoverTimeout}, logger)
 	if err := cp.pm.Open(ctx); err != nil {
 		return cp, fmt.Errorf("process manager: %w", err)
+	}
+	cp.health = handlers.NewHealthMonitor(cp.log, cp.store, handlers.HealthConfig{}, logger)
+	if err := cp.health.Open(ctx); err != nil {
+		return cp, fmt.Errorf("health monitor: %w", err)
 	}
 	cp.startLoops()
 	if err := cp.keepDeltaStreams(); err != nil {
@@ -252,6 +257,9 @@ func (cp *controlPlane) Close(ctx context.Context) error {
 		}
 		if cp.svc != nil {
 			errs = append(errs, cp.svc.Close(ctx))
+		}
+		if cp.health != nil {
+			errs = append(errs, cp.health.Close(ctx))
 		}
 		if cp.pm != nil {
 			errs = append(errs, cp.pm.Close(ctx))
