@@ -258,7 +258,10 @@ func (w *scaleWorld) protect(vm scaleVM) error {
 			return agent(src, handlers.AgentDiskProvisioned, handlers.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
 				Role: events.DiskRoleSource, Image: "/sim/" + vm.source + "/" + vm.name + "/disk0.img", Epoch: 1})
 		},
-		func() error { _, err := scaleRequest(w.nc, "sr.cmd.vm.enable", map[string]any{"vm": vm.name}); return err },
+		func() error {
+			_, err := scaleRequest(w.nc, "sr.cmd.vm.enable", map[string]any{"vm": vm.name})
+			return err
+		},
 		func() error {
 			return agent(dst, handlers.AgentDiskProvisioned, handlers.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
 				Role: events.DiskRoleReplica, Image: "/sim/" + vm.recovery + "/" + vm.name + "/disk0.replica", Epoch: 1})
