@@ -29,7 +29,7 @@ const (
 
 // HealthConfig tunes the HealthMonitor.
 type HealthConfig struct {
-	// Every is the sweep period (default 5s).
+	// Every is the sweep period (default 2s).
 	Every time.Duration
 	// DefaultRPOFactor sets the RPO threshold of a policy without one, as a
 	// multiple of its copy frequency (default 3), never below MinThreshold.
@@ -40,7 +40,7 @@ type HealthConfig struct {
 
 func (c HealthConfig) withDefaults() HealthConfig {
 	if c.Every <= 0 {
-		c.Every = 5 * time.Second
+		c.Every = 2 * time.Second
 	}
 	if c.DefaultRPOFactor <= 0 {
 		c.DefaultRPOFactor = 3
