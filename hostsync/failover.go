@@ -58,6 +58,10 @@ type failoverState struct {
 	// AsideEpoch is the old epoch whose divergence was set aside and
 	// reported.
 	AsideEpoch uint64 `json:"aside_epoch,omitempty"`
+	// Divergence is what was set aside, until the control plane took
+	// the report (DivergenceSent).
+	Divergence     divergenceBody `json:"divergence"`
+	DivergenceSent bool           `json:"divergence_sent,omitempty"`
 	// Converting and ReplicaFrom: the reverse replication (its start's
 	// log sequence) for which the old disks are being / were turned into
 	// the replica.
@@ -154,6 +158,9 @@ func (c *vmCtl) failoverOwns(ctx context.Context, vm events.VM, enableSeq uint64
 	c.driveVM(ctx, vm)
 	c.reconcileTest(ctx, vm)
 	own, err := c.failoverPass(ctx, vm, enableSeq, ack)
+	if err == nil {
+		err = c.reportDivergence(ctx)
+	}
 	if err != nil && ctx.Err() == nil {
 		c.warnOnce("failover", err)
 	}

@@ -49,28 +49,36 @@ func (c *vmCtl) setAside(ctx context.Context, vm events.VM) error {
 	if err != nil {
 		return err
 	}
-	c.fo.st.AsideEpoch = old
+	c.fo.st.AsideEpoch, c.fo.st.DivergenceSent = old, false
+	c.fo.st.Divergence = divergenceBody{
+		reportHead: reportHead{CommandID: fmt.Sprintf("divergence-%s-%s-%d", c.a.cfg.Host, c.name, old), VM: c.name, Epoch: old},
+		Blocks:     blocks, AsideImages: aside,
+	}
 	if err := c.saveFailover(); err != nil {
 		return err
 	}
 	c.logger.Warn().Int64("blocks", blocks).Uint64("epoch", old).Interface("aside", aside).Msg("former source diverged: disks set aside")
-	c.reportDivergence(ctx, old, blocks, aside)
-	return nil
+	return c.reportDivergence(ctx)
 }
 
-func (c *vmCtl) reportDivergence(ctx context.Context, epoch uint64, blocks int64, aside map[string]string) {
-	body := divergenceBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("divergence-%s-%s-%d", c.a.cfg.Host, c.name, epoch), VM: c.name, Epoch: epoch},
-		Blocks:     blocks, AsideImages: aside,
+// reportDivergence reports the divergence set aside until it is taken.
+func (c *vmCtl) reportDivergence(ctx context.Context) error {
+	if c.fo.st.AsideEpoch == 0 || c.fo.st.DivergenceSent {
+		return nil
 	}
-	for i := 0; i < 3 && ctx.Err() == nil; i++ {
-		if err := c.a.rep.report(ctx, verbDivergence, body); err == nil {
-			return
-		} else if i == 2 {
-			c.logger.Warn().Err(err).Msg("report divergence")
-		}
-		c.a.pause(time.Second)
+	if !c.due("report:divergence", reportRetry) {
+		return nil
 	}
+	err := c.a.rep.report(ctx, verbDivergence, c.fo.st.Divergence)
+	var refused *ReportError
+	switch {
+	case errors.As(err, &refused):
+		c.logger.Error().Err(err).Msg("divergence report refused: not sent again")
+	case err != nil:
+		return nil // no control plane: sent again later
+	}
+	c.fo.st.DivergenceSent = true
+	return c.saveFailover()
 }
 
 // divergence closes the open cycle and counts the blocks of the cycles
