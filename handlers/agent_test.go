@@ -257,3 +257,33 @@ func agentEvTypes(evs []events.Data) []events.Type {
 	}
 	return out
 }
+
+// FuzzAgentReports: whatever a host sends, a report either appends events
+// or is refused with a clear error and appends nothing; nothing panics.
+func FuzzAgentReports(f *testing.F) {
+	f.Add(uint8(0), "hv02", []byte(`{"vm":"web01","id":"p1","time":"2026-11-26T01:00:00Z","cycle":1,"epoch":1}`))
+	f.Add(uint8(1), "hv01", []byte(`{"vm":"web01","done_bytes":1,"total_bytes":2}`))
+	f.Add(uint8(2), "hv01", []byte(`{"vm":"web01","disk":"d0","role":"source","image":"/x"}`))
+	f.Add(uint8(3), "hv01", []byte(`{"vm":"web01","code":"resync_required"}`))
+	f.Add(uint8(4), "hv09", []byte(`{`))
+	f.Fuzz(func(t *testing.T, verb uint8, host string, body []byte) {
+		ctx := context.Background()
+		log := events.NewMemLog()
+		_, err := log.Append(ctx, events.VMAgg("web01"), 0, events.Meta{CommandID: "c1"},
+			events.VMCreatedData{Name: "web01", Host: "hv01", Site: "primary", Disks: []events.DiskSpec{{Name: "d0", Size: 1 << 20}}},
+			events.ProtectionEnableStartedData{SourceHost: "hv01", RecoveryHost: "hv02", TargetSite: "dr"})
+		require.NoError(t, err)
+		before, err := log.LastSeq(ctx)
+		require.NoError(t, err)
+		a := NewAgentHandlers(log, time.Minute, zerolog.Nop())
+		res, err := a.Handle(ctx, host, AgentVerbs[int(verb)%len(AgentVerbs)], body)
+		after, lerr := log.LastSeq(ctx)
+		require.NoError(t, lerr)
+		if err != nil {
+			require.Equal(t, before, after, "a refused report appended events")
+			require.NotEqual(t, CodeUnavailable, Code(err), "refusal without a code: %v", err)
+			return
+		}
+		require.Equal(t, int(after-before), len(res.Seqs))
+	})
+}
