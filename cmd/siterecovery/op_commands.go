@@ -296,6 +296,7 @@ func buildCommands() []opCommand {
 			{"kind", "kind", flagString, "aggregate kind (vm, site, ...)", false}, {"id", "id", flagString, "aggregate id", false},
 			{"limit", "limit", flagInt, "at most this many events", false}}},
 	}
+	cmds = append(cmds, automationCommands()...)
 	for _, v := range vmVerbs {
 		cmds = append(cmds, opCommand{noun: "vm", verb: v.verb, args: []string{"vm"}, subject: "sr.cmd.vm." + subjectVerb(v.verb), flags: v.flags})
 	}
