@@ -21,10 +21,10 @@ type soakConfig struct {
 	DiskMiB  int
 	// UnplannedEvery: every Nth cycle's failover is unplanned (0: never).
 	UnplannedEvery int
-	Seed     uint64
-	Data     string
-	Verbose  bool
-	LogLevel string
+	Seed           uint64
+	Data           string
+	Verbose        bool
+	LogLevel       string
 }
 
 // soak runs the demo's world (embedded NATS, control plane, agents hv01 at
@@ -45,9 +45,9 @@ type soak struct {
 // soakStats is the soak's summary.
 type soakStats struct {
 	Cycles, Planned, Unplanned, Failbacks, Verified int
-	Written                                       int64
-	MaxRPO                                        int64
-	Failure                                       error
+	Written                                         int64
+	MaxRPO                                          int64
+	Failure                                         error
 }
 
 func parseSoak(args []string, stderr io.Writer) (soakConfig, error) {
