@@ -2,6 +2,7 @@ package hostsync_test
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,7 +26,10 @@ func TestPlannedFailoverAfterSourceRestart(t *testing.T) {
 		return err == nil && stamp != ""
 	})
 	w.stopAgent("hv01")
-	w.startAgent("hv01")
+	a := w.startAgent("hv01")
+	w.waitVM(10*time.Second, "served again", func(events.VM) bool {
+		return slices.Contains(a.Exports(), hostsync.ExportName("web01", "d0"))
+	})
 	w.qemuAt("hv01", "write -P 0x14 2M 64k", "write -z 1M 4k")
 	w.cmd("sr.cmd.vm.planned_failover", m{"vm": "web01"})
 	w.waitVM(20*time.Second, "failed over to hv11", active("hv11", 2, events.FailoverCommitPending))
