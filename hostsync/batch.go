@@ -12,11 +12,11 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// The delta batch wire format, version 1. All integers little endian.
+// The delta batch wire format, versions 1 and 2. All integers little endian.
 //
 //	offset size  field
 //	0      4     magic "SRDB"
-//	4      1     format version (1)
+//	4      1     format version (1, or 2 when the batch carries roots)
 //	5      1     flags: 1 last of cycle (end-of-cycle marker), 2 app-consistent, 4 initial
 //	6      1     compression: 0 none, 1 S2, 2 zstd
 //	7      1     reserved, 0
@@ -29,7 +29,14 @@ import (
 //	44     4     body length as stored
 //	48     2     VM name length, then the VM name
 //	...          body as stored
+//	...          version 2 only: the roots (see below)
 //	end-4  4     CRC32C (Castagnoli) of every byte before it
+//
+// Version 2 adds, after the body, the source disks' hash tree roots at the
+// cycle's close (set on the last batch of a cycle only): a count (2), then
+// per disk its name length (2) and name and the 32-byte root. A batch
+// without roots is written as version 1, byte for byte as before, and
+// both versions decode.
 //
 // The body (after decompression) is the extents, one after the other:
 // disk name length (2) and name, offset (8), length (8), flags (1: zero),
@@ -37,6 +44,10 @@ import (
 const (
 	batchMagic       = "SRDB"
 	BatchVersion     = 1
+	// BatchVersionRoots is the version of a batch that carries roots.
+	BatchVersionRoots = 2
+	// maxBatchRoots bounds the roots a batch carries (disks of a VM).
+	maxBatchRoots = 1024
 	batchFixedHeader = 50
 	batchCRCLen      = 4
 	extentHeaderLen  = 19
@@ -100,6 +111,10 @@ type Batch struct {
 	// Compression is how the body was stored on the wire.
 	Compression string
 	Extents     []Extent
+	// Roots are the source disks' hash tree roots (hex) at the cycle's
+	// close, carried by the cycle's last batch (format version 2); nil
+	// when the source does not vouch for them.
+	Roots map[string]string
 }
 
 // BatchMsgID is the JetStream Nats-Msg-Id of a batch, so a batch sent
@@ -112,10 +127,13 @@ func BatchMsgID(vm string, epoch, cycle uint64, index int) string {
 // each, splitting extents too big for one batch. The last batch carries
 // the end-of-cycle marker; an empty cycle is one batch with the marker.
 func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
-	if err := checkBatchOptions(c.VM, opts); err != nil {
+	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
 		return nil, err
 	}
-	avail := opts.MaxPayload - batchFixedHeader - len(c.VM) - batchCRCLen
+	if err := checkRoots(c.Roots); err != nil {
+		return nil, err
+	}
+	avail := opts.MaxPayload - batchFixedHeader - len(c.VM) - batchCRCLen - rootsLen(c.Roots)
 	if avail > MaxBatchBody {
 		avail = MaxBatchBody
 	}
@@ -131,7 +149,7 @@ func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
 	return enc.out, nil
 }
 
-func checkBatchOptions(vm string, opts BatchOptions) error {
+func checkBatchOptions(vm string, roots map[string]string, opts BatchOptions) error {
 	if _, ok := compressionCode(opts.Compression); !ok {
 		return fmt.Errorf("%w: compression %q (want none, s2 or zstd)", ErrBatchOptions, opts.Compression)
 	}
@@ -139,7 +157,7 @@ func checkBatchOptions(vm string, opts BatchOptions) error {
 		return fmt.Errorf("%w: vm name of %d bytes", ErrBatchOptions, len(vm))
 	}
 	minimum := batchFixedHeader + len(vm) + batchCRCLen + extentHeaderLen + maxNameLen + 1
-	if opts.MaxPayload < minimum {
+	if opts.MaxPayload < minimum+rootsLen(roots) {
 		return fmt.Errorf("%w: max payload %d below %d", ErrBatchOptions, opts.MaxPayload, minimum)
 	}
 	return nil
@@ -233,6 +251,9 @@ func (ce *cycleEncoder) flush(last bool) error {
 		AppConsistent: ce.c.AppConsistent, Initial: ce.c.Initial, ClosedAt: ce.c.ClosedAt,
 		Compression: ce.opts.Compression,
 	}
+	if last {
+		b.Roots = ce.c.Roots
+	}
 	if ce.buf == nil {
 		ce.buf = make([]byte, ce.prefix, ce.prefix+batchCRCLen)
 	}
@@ -280,6 +301,9 @@ func EncodeBatch(b Batch) ([]byte, error) {
 	if len(b.VM) == 0 || len(b.VM) > maxNameLen || b.Index < 0 || b.Index > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: vm %q index %d", ErrBatchOptions, b.VM, b.Index)
 	}
+	if err := checkRoots(b.Roots); err != nil {
+		return nil, err
+	}
 	prefix := batchFixedHeader + len(b.VM)
 	buf := make([]byte, prefix)
 	count := 0
@@ -318,13 +342,14 @@ func sealBatch(b Batch, buf []byte, count int) ([]byte, error) {
 		msg = append(msg, stored...)
 	}
 	putBatchHeader(msg[:prefix], b, code, count, len(body), len(stored))
+	msg = appendRoots(msg, b.Roots)
 	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, batchCRCTable)), nil
 }
 
 func putBatchHeader(h []byte, b Batch, code byte, count, rawLen, storedLen int) {
 	le := binary.LittleEndian
 	copy(h, batchMagic)
-	h[4], h[5], h[6], h[7] = BatchVersion, batchFlags(b), code, 0
+	h[4], h[5], h[6], h[7] = batchVersion(b), batchFlags(b), code, 0
 	le.PutUint64(h[8:], b.Epoch)
 	le.PutUint64(h[16:], b.Cycle)
 	le.PutUint32(h[24:], uint32(b.Index))

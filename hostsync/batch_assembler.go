@@ -79,7 +79,7 @@ func (a *Assembler) cycle() Cycle {
 	last := a.parts[len(a.parts)-1]
 	c := Cycle{
 		VM: a.vm, Epoch: last.Epoch, Seq: last.Cycle, ClosedAt: last.ClosedAt,
-		AppConsistent: last.AppConsistent, Initial: last.Initial,
+		AppConsistent: last.AppConsistent, Initial: last.Initial, Roots: last.Roots,
 	}
 	for _, p := range a.parts {
 		c.Extents = append(c.Extents, p.Extents...)

@@ -19,7 +19,7 @@ func DecodeBatch(msg []byte) (Batch, error) {
 	if string(msg[:4]) != batchMagic {
 		return Batch{}, fmt.Errorf("%w: bad magic", ErrBatchCorrupt)
 	}
-	if msg[4] != BatchVersion {
+	if msg[4] != BatchVersion && msg[4] != BatchVersionRoots {
 		return Batch{}, fmt.Errorf("%w: version %d", ErrBatchVersion, msg[4])
 	}
 	end := len(msg) - batchCRCLen
@@ -30,7 +30,12 @@ func DecodeBatch(msg []byte) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	body, err := decompressBody(msg[hdr.bodyAt:end], msg[6], hdr.rawLen)
+	if msg[4] == BatchVersionRoots {
+		if b.Roots, err = decodeRoots(msg[hdr.bodyAt+hdr.stored : end]); err != nil {
+			return Batch{}, err
+		}
+	}
+	body, err := decompressBody(msg[hdr.bodyAt:hdr.bodyAt+hdr.stored], msg[6], hdr.rawLen)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -44,6 +49,7 @@ func DecodeBatch(msg []byte) (Batch, error) {
 type batchHeader struct {
 	bodyAt int
 	rawLen int
+	stored int
 	count  int
 }
 
@@ -60,12 +66,15 @@ func decodeHeader(msg []byte) (Batch, batchHeader, error) {
 	}
 	hdr := batchHeader{count: int(le.Uint32(msg[28:])), rawLen: int(le.Uint32(msg[40:]))}
 	stored := int(le.Uint32(msg[44:]))
+	hdr.stored = stored
 	vmLen := int(le.Uint16(msg[48:]))
 	hdr.bodyAt = batchFixedHeader + vmLen
 	switch {
 	case vmLen == 0 || vmLen > maxNameLen || hdr.bodyAt > len(msg):
 		return Batch{}, batchHeader{}, fmt.Errorf("%w: vm name length %d", ErrBatchCorrupt, vmLen)
-	case stored != len(msg)-hdr.bodyAt:
+	case msg[4] == BatchVersionRoots && stored > len(msg)-hdr.bodyAt:
+		return Batch{}, batchHeader{}, fmt.Errorf("%w: body of %d bytes declared, %d present", ErrBatchCorrupt, stored, len(msg)-hdr.bodyAt)
+	case msg[4] == BatchVersion && stored != len(msg)-hdr.bodyAt:
 		return Batch{}, batchHeader{}, fmt.Errorf("%w: body of %d bytes declared, %d present", ErrBatchCorrupt, stored, len(msg)-hdr.bodyAt)
 	case hdr.rawLen > MaxBatchBody:
 		return Batch{}, batchHeader{}, fmt.Errorf("%w: body of %d bytes declared", ErrBatchTooLarge, hdr.rawLen)

@@ -35,4 +35,9 @@ type Cycle struct {
 	// extents are full copies of disk ranges, not tracked writes.
 	Initial bool
 	Extents []Extent
+	// Roots are the source disks' hash tree roots (hex) at the cycle's
+	// close, carried by its last batch; nil when the source does not
+	// vouch for them. The recovery host checks its replica against them
+	// after applying the cycle.
+	Roots map[string]string
 }

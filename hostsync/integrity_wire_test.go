@@ -1,0 +1,113 @@
+package hostsync
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func rootsCycle() Cycle {
+	data := bytes.Repeat([]byte{7}, 300<<10)
+	return Cycle{
+		VM: "web01", Epoch: 2, Seq: 9, ClosedAt: time.Unix(1700000000, 5).UTC(),
+		Extents: []Extent{{Disk: "d0", Offset: 0, Length: int64(len(data)), Data: data}, {Disk: "d1", Offset: 1 << 20, Length: 4096, Zero: true}},
+		Roots:   map[string]string{"d0": strings.Repeat("ab", 32), "d1": strings.Repeat("0f", 32)},
+	}
+}
+
+// Roots ride on the last batch only, as version 2; the others stay
+// version 1, and the assembler hands the roots on with the cycle.
+func TestBatchRootsOnLastBatch(t *testing.T) {
+	c := rootsCycle()
+	for _, comp := range []string{CompressionNone, CompressionS2, CompressionZstd} {
+		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 128 << 10, Compression: comp})
+		require.NoError(t, err)
+		require.Greater(t, len(msgs), 2)
+		asm := NewAssembler("web01", 2, 9)
+		var got Cycle
+		for i, m := range msgs {
+			require.LessOrEqual(t, len(m), 128<<10)
+			last := i == len(msgs)-1
+			want := byte(BatchVersion)
+			if last {
+				want = BatchVersionRoots
+			}
+			require.Equal(t, want, m[4], "batch %d version", i)
+			b, err := DecodeBatch(m)
+			require.NoError(t, err)
+			require.Equal(t, last, b.Roots != nil)
+			cyc, whole, err := asm.Add(b)
+			require.NoError(t, err)
+			if whole {
+				got = cyc
+			}
+		}
+		require.Equal(t, c.Roots, got.Roots, comp)
+		require.Equal(t, c.Extents[1], got.Extents[len(got.Extents)-1])
+	}
+}
+
+// A cycle without roots encodes exactly as format version 1 did.
+func TestBatchWithoutRootsIsVersion1(t *testing.T) {
+	c := rootsCycle()
+	c.Roots = nil
+	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 1 << 20})
+	require.NoError(t, err)
+	for _, m := range msgs {
+		require.Equal(t, byte(BatchVersion), m[4])
+		b, err := DecodeBatch(m)
+		require.NoError(t, err)
+		require.Nil(t, b.Roots)
+	}
+}
+
+func TestBatchRootsRefused(t *testing.T) {
+	for name, roots := range map[string]map[string]string{
+		"not hex":    {"d0": strings.Repeat("zz", 32)},
+		"short":      {"d0": "abcd"},
+		"empty disk": {"": strings.Repeat("ab", 32)},
+	} {
+		c := rootsCycle()
+		c.Roots = roots
+		_, err := EncodeCycle(c, BatchOptions{MaxPayload: 1 << 20})
+		require.ErrorIs(t, err, ErrBatchOptions, name)
+		_, err = EncodeBatch(Batch{VM: "web01", Last: true, Roots: roots})
+		require.ErrorIs(t, err, ErrBatchOptions, name)
+	}
+}
+
+// Every byte of a version 2 batch is covered: a flipped byte or a cut
+// anywhere is refused with a typed error, never a panic.
+func TestBatchRootsCorruptRefused(t *testing.T) {
+	msg, err := EncodeBatch(Batch{VM: "web01", Epoch: 1, Cycle: 1, Last: true, Roots: rootsCycle().Roots,
+		Extents: []Extent{{Disk: "d0", Offset: 0, Length: 3, Data: []byte("abc")}}})
+	require.NoError(t, err)
+	for i := range msg {
+		bad := bytes.Clone(msg)
+		bad[i] ^= 0x5a
+		_, err := DecodeBatch(bad)
+		require.True(t, errors.Is(err, ErrBatchCorrupt) || errors.Is(err, ErrBatchVersion), "byte %d: %v", i, err)
+		_, err = DecodeBatch(msg[:i])
+		require.Error(t, err)
+	}
+}
+
+func FuzzDecodeBatchRoots(f *testing.F) {
+	msg, _ := EncodeBatch(Batch{VM: "v", Last: true, Roots: map[string]string{"d": strings.Repeat("01", 32)}})
+	f.Add(msg)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := DecodeBatch(data)
+		if err != nil {
+			return
+		}
+		again, err := EncodeBatch(b)
+		require.NoError(t, err)
+		back, err := DecodeBatch(again)
+		require.NoError(t, err)
+		require.Equal(t, b.Roots, back.Roots)
+	})
+}
