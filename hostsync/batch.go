@@ -42,12 +42,12 @@ import (
 // disk name length (2) and name, offset (8), length (8), flags (1: zero),
 // then length bytes of data unless the extent is a zero extent.
 const (
-	batchMagic       = "SRDB"
-	BatchVersion     = 1
+	batchMagic   = "SRDB"
+	BatchVersion = 1
 	// BatchVersionRoots is the version of a batch that carries roots.
 	BatchVersionRoots = 2
 	// maxBatchRoots bounds the roots a batch carries (disks of a VM).
-	maxBatchRoots = 1024
+	maxBatchRoots    = 1024
 	batchFixedHeader = 50
 	batchCRCLen      = 4
 	extentHeaderLen  = 19
