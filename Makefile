@@ -7,7 +7,7 @@ TEST_TOOLS := qemu-io:qemu-utils qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy
               chromium:chromium rsync:rsync curl:curl
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build test test-deps demo bench fmt lint
+.PHONY: build test test-deps demo bench soak fmt lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/siterecovery
@@ -39,6 +39,10 @@ demo:
 ## bench: the Go benchmarks, each with its raw baseline measured in the same run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m $(PKGS)
+
+## soak: 10 VMs for 10 minutes: random writes, failovers and failbacks, bytes checked at every step (not in make test).
+soak:
+	$(GO) run ./cmd/siterecovery soak --duration 10m
 
 ## fmt: fails when a file is not gofmt-formatted (run gofmt -w to fix).
 fmt:
