@@ -24,6 +24,11 @@ type agentConfig struct {
 	LogLevel string
 	// TLSDir: connect with mTLS as <host>.pem (docs/security.md).
 	TLSDir string
+	// VMStartCommand and VMStopCommand start and stop the hypervisor's VM
+	// when this host starts or stops serving it (sh -c, with SR_VM,
+	// SR_NBD_URLS and SR_NETWORKS in the environment).
+	VMStartCommand string
+	VMStopCommand  string
 }
 
 func parseAgent(args []string, stderr io.Writer) (agentConfig, error) {
@@ -38,6 +43,8 @@ func parseAgent(args []string, stderr io.Writer) (agentConfig, error) {
 	fs.StringVar(&c.NATSURL, "nats", url, "NATS URL of the control plane (env SR_NATS_URL)")
 	fs.StringVar(&c.Data, "data", "./agent-data", "directory of the disk images, change logs and replicas")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&c.VMStartCommand, "vm-start-cmd", "", "shell command that starts a VM when this host starts serving it (env SR_VM, SR_NBD_URLS, SR_NETWORKS)")
+	fs.StringVar(&c.VMStopCommand, "vm-stop-cmd", "", "shell command that stops a VM before this host stops serving it")
 	fs.StringVar(&c.TLSDir, "tls-dir", tlsDirFlagDefault(), "directory with ca.pem and <host>.pem, <host>-key.pem: connect with mTLS (env SR_TLS_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -93,7 +100,10 @@ func agentMain(ctx context.Context, cfg agentConfig, logger zerolog.Logger) erro
 		return fmt.Errorf("event log: %w", err)
 	}
 	defer log.Close()
-	agent, err := hostsync.NewAgent(hostsync.AgentConfig{Host: cfg.Host, DataDir: cfg.Data, NATS: nc, Log: log, Logger: logger})
+	agent, err := hostsync.NewAgent(hostsync.AgentConfig{
+		Host: cfg.Host, DataDir: cfg.Data, NATS: nc, Log: log, Logger: logger,
+		VMStartCommand: cfg.VMStartCommand, VMStopCommand: cfg.VMStopCommand,
+	})
 	if err != nil {
 		return err
 	}
