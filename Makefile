@@ -36,9 +36,12 @@ test-deps:
 demo:
 	$(GO) run ./cmd/siterecovery demo
 
-## bench: the Go benchmarks, each with its raw baseline measured in the same run.
-bench:
+## bench: the Go benchmarks, each with its raw baseline measured in the same run, then the
+## end-to-end benchmarks (`siterecovery bench`), whose figures rewrite the generated section of
+## docs/benchmarks.md. BENCH_FLAGS=--quick for a short run.
+bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m $(PKGS)
+	$(GO) run ./cmd/siterecovery bench $(BENCH_FLAGS) --markdown docs/benchmarks.md
 
 ## soak: 10 VMs for 10 minutes: random writes, failovers and failbacks, bytes checked at every step (not in make test).
 soak:

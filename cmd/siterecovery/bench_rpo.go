@@ -12,8 +12,9 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// rpoTick is how often each writer of the RPO benchmark writes and flushes.
-const rpoTick = 100 * time.Millisecond
+// rpoTick is how often each writer of the RPO benchmark writes a batch and
+// flushes (a guest that flushes twice a second).
+const rpoTick = 500 * time.Millisecond
 
 // benchRPO protects several VMs, writes random 64 KiB blocks to each at a
 // steady rate through its NBD export (flushing every tick), and samples the
