@@ -219,3 +219,31 @@ func (f *autoFixture) recordOutcome(rule string, seq uint64) {
 		events.AutomationExecutedData{Name: rule, EventSeq: seq})
 	require.NoError(f.t, err)
 }
+
+// A control plane that stops while a command runs kills it and records
+// nothing; the event is delivered again and the command runs again (at
+// least once), then its outcome is recorded once.
+func TestAutomationStoppedMidRunRunsAgainAfterRestart(t *testing.T) {
+	f := mustStartAutomation(t)
+	stop := f.startRunner()
+	starts := filepath.Join(f.dir, "starts")
+	f.addRule(map[string]any{"name": "slow-once", "on": events.FailoverCompleted, "timeout": "10m",
+		"exec": fmt.Sprintf(`echo start >> %s; [ "$(wc -l < %s)" -ge 2 ] || sleep 600`, starts, starts)})
+	seq := f.failoverCompleted("web01")
+	require.Eventually(t, func() bool { _, err := os.Stat(starts); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	stopped := time.Now()
+	stop()
+	require.Less(t, time.Since(stopped), 5*time.Second, "Close kills the running command")
+	recs, err := f.log.Load(context.Background(), automationAgg("slow-once"))
+	require.NoError(t, err)
+	_, done := executedFor(recs, seq)
+	require.False(t, done, "a killed run records nothing")
+
+	f.startRunner()
+	out := f.outcome("slow-once", seq)
+	require.Equal(t, 0, out.ExitCode)
+	f.settled()
+	raw, err := os.ReadFile(starts)
+	require.NoError(t, err)
+	require.Equal(t, "start\nstart\n", string(raw))
+}
