@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,7 @@ type benchConfig struct {
 	Smoke    bool
 	Only     string // comma-separated benchmark names; empty: all
 	Markdown string // a file whose generated section is rewritten with the figures
+	CPUProf  string // a file for a CPU profile of the whole run
 	Data     string
 	LogLevel string
 }
@@ -69,6 +71,7 @@ func parseBench(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.BoolVar(&c.Smoke, "smoke", false, "tiny sizes, for tests: checks that every benchmark runs, the figures mean little")
 	fs.StringVar(&c.Only, "only", "", "run only these benchmarks (comma-separated: "+benchNames()+")")
 	fs.StringVar(&c.Markdown, "markdown", "", "also rewrite the generated section of this markdown file with the figures")
+	fs.StringVar(&c.CPUProf, "cpuprofile", "", "write a CPU profile of the run (agents and control plane included) to this file")
 	fs.StringVar(&c.Data, "data", "", "directory for the images and stores (default: a new temporary directory, removed at the end)")
 	fs.StringVar(&c.LogLevel, "log-level", "error", "log level of the components")
 	if err := fs.Parse(args); err != nil {
@@ -131,8 +134,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "siterecovery bench: %v\n", err)
 		return 2
 	}
+	stopProfile, err := startCPUProfile(cfg.CPUProf)
+	if err != nil {
+		fmt.Fprintf(stderr, "siterecovery bench: %v\n", err)
+		return 1
+	}
 	start := time.Now()
 	figs, err := benchMain(ctx, cfg, stderr, logger)
+	err = errors.Join(err, stopProfile())
 	if err != nil {
 		fmt.Fprintf(stderr, "siterecovery bench: %v\n", err)
 	}
@@ -180,6 +189,25 @@ func benchMain(ctx context.Context, cfg benchConfig, progress io.Writer, logger 
 		fmt.Fprintf(progress, "bench: %s done in %s (load average %s)\n", b.name, time.Since(t0).Round(100*time.Millisecond), loadAverage())
 	}
 	return figs, nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called; an empty path profiles nothing.
+func startCPUProfile(path string) (func() error, error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // loadAverage is the 1, 5 and 15 minute load average, or "unknown".
