@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events/jetstream"
+	"github.com/siterecovery/siterecovery/events/subscribe"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/projections"
 )
@@ -40,6 +41,9 @@ type controlPlane struct {
 	agents *handlers.AgentHandlers
 	pm     *handlers.PM
 	health *handlers.HealthMonitor
+
+	automations *projections.Automations
+	automation  *handlers.AutomationRunner
 
 	stop      context.CancelFunc // ends the background loops
 	wg        sync.WaitGroup
@@ -84,6 +88,11 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	cp.agents = handlers.NewAgentHandlers(cp.log, handlers.DefaultUnreachableAfter, logger)
 	cp.svc.Extend(cp.agents)
 	cp.svc.Extend(handlers.NewFailoverReports(cp.log, cp.store, logger))
+	cp.automations = projections.NewAutomations(cp.log, logger)
+	if err := cp.automations.Open(ctx); err != nil {
+		return cp, fmt.Errorf("automations: %w", err)
+	}
+	cp.svc.Extend(handlers.NewAutomationHandlers(cp.log, cp.automations, logger))
 	if err := cp.svc.Open(ctx, cp.nc); err != nil {
 		return cp, fmt.Errorf("command service: %w", err)
 	}
@@ -94,6 +103,9 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	cp.health = handlers.NewHealthMonitor(cp.log, cp.store, handlers.HealthConfig{}, logger)
 	if err := cp.health.Open(ctx); err != nil {
 		return cp, fmt.Errorf("health monitor: %w", err)
+	}
+	if err := cp.startAutomation(ctx, logger); err != nil {
+		return cp, err
 	}
 	cp.startLoops()
 	if err := cp.keepDeltaStreams(); err != nil {
@@ -136,6 +148,21 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 	}
 	cp.srv = srv
 	logger.Info().Str("url", srv.ClientURL()).Str("store", filepath.Join(cfg.Data, "nats")).Msg("embedded NATS server with JetStream")
+	return nil
+}
+
+// startAutomation runs the automation rules on the shared durable consumer
+// of the log.
+func (cp *controlPlane) startAutomation(ctx context.Context, logger zerolog.Logger) error {
+	inbox, err := subscribe.OpenDurable(ctx, cp.nc, subscribe.DurableConfig{Name: handlers.AutomationConsumer})
+	if err != nil {
+		return fmt.Errorf("automation consumer: %w", err)
+	}
+	cp.automation = handlers.NewAutomationRunner(cp.log, cp.automations, inbox, handlers.AutomationRunnerConfig{}, logger)
+	if err := cp.automation.Open(ctx); err != nil {
+		cp.automation = nil
+		return errors.Join(fmt.Errorf("automation runner: %w", err), inbox.Close())
+	}
 	return nil
 }
 
@@ -257,6 +284,12 @@ func (cp *controlPlane) Close(ctx context.Context) error {
 		}
 		if cp.svc != nil {
 			errs = append(errs, cp.svc.Close(ctx))
+		}
+		if cp.automation != nil {
+			errs = append(errs, cp.automation.Close(ctx))
+		}
+		if cp.automations != nil {
+			errs = append(errs, cp.automations.Close())
 		}
 		if cp.health != nil {
 			errs = append(errs, cp.health.Close(ctx))

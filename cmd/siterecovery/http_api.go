@@ -60,7 +60,11 @@ func apiErrorf(status int, code, format string, args ...any) *apiError {
 
 // commandSubjects are the commands the API forwards: the operator's, not
 // the agents' (sr.cmd.agent.<host>.*).
-var commandSubjects = handlers.CommandSubjects()
+var commandSubjects = append(handlers.CommandSubjects(), handlers.AutomationAddSubject, handlers.AutomationRemoveSubject)
+
+// apiQueries are the queries the API forwards: the service's and the
+// automation rules'.
+var apiQueries = append(slices.Clone(handlers.Queries), "automations")
 
 func (a *httpAPI) index(w http.ResponseWriter, _ *http.Request) {
 	var cmds []string
@@ -69,7 +73,7 @@ func (a *httpAPI) index(w http.ResponseWriter, _ *http.Request) {
 	}
 	slices.Sort(cmds)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"commands": cmds, "queries": handlers.Queries, "stream": "/api/v1/stream", "metrics": "/metrics",
+		"commands": cmds, "queries": apiQueries, "stream": "/api/v1/stream", "metrics": "/metrics",
 	})
 }
 
@@ -120,9 +124,9 @@ func jsonProblem(err error) string {
 
 func (a *httpAPI) query(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("query")
-	if !slices.Contains(handlers.Queries, name) {
+	if !slices.Contains(apiQueries, name) {
 		a.fail(w, r, apiErrorf(http.StatusNotFound, handlers.CodeNotFound,
-			"no query %q (queries: %s)", name, strings.Join(handlers.Queries, ", ")))
+			"no query %q (queries: %s)", name, strings.Join(apiQueries, ", ")))
 		return
 	}
 	params, err := queryParams(r)
