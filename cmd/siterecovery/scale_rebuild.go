@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -44,7 +46,7 @@ func (w *scaleWorld) copyLog(ctx context.Context) ([]events.Record, error) {
 // JetStream with SyncAlways takes far longer than the rebuild itself.
 func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record, out io.Writer) ([]figure, error) {
 	start := time.Now()
-	log, err := buildRebuildLog(ctx, world, cfg.Events)
+	log, vms, err := buildRebuildLog(ctx, world, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -58,13 +60,17 @@ func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record,
 		return nil, err
 	}
 	path := filepath.Join(dir, "projections.db")
-	start = time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	s, err := projections.Open(ctx, path, log, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}
 	err = s.WaitFor(ctx, last)
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu0
+	var direct []figure
+	if err == nil {
+		direct, err = directQueries(ctx, s, vms, cfg.Queries)
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
@@ -73,13 +79,58 @@ func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record,
 	}
 	bound := targetRebuildS * float64(last) / targetRebuildEv
 	note := fmt.Sprintf("%d events from an in-memory log into a fresh bbolt file", last)
-	return []figure{
+	return append([]figure{
 		targetFigure(fmt.Sprintf("projection rebuild of %d events", last), took.Seconds(), "s", bound, note),
+		{Name: "projection rebuild CPU time", Value: cpu.Seconds(), Unit: "s", Note: "user+system CPU of the process during the rebuild: its time on an idle core"},
 		{Name: "projection rebuild rate", Value: float64(last) / took.Seconds(), Unit: "events/s",
 			Baseline: targetRebuildEv / targetRebuildS, BaselineName: "target rate",
 			Ratio: float64(last) / took.Seconds() / (targetRebuildEv / targetRebuildS), Target: fmt.Sprintf("> %.0f events/s", targetRebuildEv/targetRebuildS),
 			Meets: float64(last)/took.Seconds() > targetRebuildEv/targetRebuildS},
-	}, nil
+	}, direct...), nil
+}
+
+// directQueries times the status and vm queries on the rebuilt store in
+// process (no NATS, nothing else of ours running): their wall time and the
+// CPU time each costs.
+func directQueries(ctx context.Context, s *projections.Store, vms []string, n int) ([]figure, error) {
+	var figs []figure
+	for _, q := range []string{"status", "vm"} {
+		ds := make([]time.Duration, 0, n)
+		cpu0 := cpuTime()
+		for i := range n {
+			params := json.RawMessage(`{}`)
+			if q == "vm" {
+				params = json.RawMessage(fmt.Sprintf(`{"vm":%q}`, vms[i%len(vms)]))
+			}
+			start := time.Now()
+			res, err := s.Query(ctx, q, params)
+			if err == nil {
+				_, err = json.Marshal(res)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("query %s on the rebuilt store: %w", q, err)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		cpu := cpuTime() - cpu0
+		name := "status query"
+		if q == "vm" {
+			name = "vm show query"
+		}
+		figs = append(figs, latencyFigures(name+" in process", ds, 0, "queries on the rebuilt store, no NATS")...)
+		figs = append(figs, figure{Name: name + " CPU per request", Value: float64(cpu.Microseconds()) / 1000 / float64(n), Unit: "ms",
+			Note: "CPU time of the query and its JSON, in process: its latency on an idle core"})
+	}
+	return figs, nil
+}
+
+// cpuTime is the user and system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // pointsRetained is how many points a VM keeps in the rebuild's log: an
@@ -89,7 +140,7 @@ const pointsRetained = 120
 // buildRebuildLog appends world's events (command by command, as they were
 // appended) to a new MemLog, then recovery points of world's VMs until the
 // log holds n events.
-func buildRebuildLog(ctx context.Context, world []events.Record, n int) (*events.MemLog, error) {
+func buildRebuildLog(ctx context.Context, world []events.Record, n int) (*events.MemLog, []string, error) {
 	log := events.NewMemLog()
 	last := map[events.Aggregate]uint64{}
 	var vms []string
@@ -114,14 +165,14 @@ func buildRebuildLog(ctx context.Context, world []events.Record, n int) (*events
 			}
 		}
 		if err := appendCmd(world[i].Aggregate, world[i].Meta, evs...); err != nil {
-			return nil, fmt.Errorf("copy event %d: %w", world[i].Seq, err)
+			return nil, nil, fmt.Errorf("copy event %d: %w", world[i].Seq, err)
 		}
 		i = j
 	}
 	if len(vms) == 0 {
-		return nil, fmt.Errorf("rebuild log: the world has no VMs")
+		return nil, nil, fmt.Errorf("rebuild log: the world has no VMs")
 	}
-	return log, appendPoints(ctx, log, vms, n, appendCmd)
+	return log, vms, appendPoints(ctx, log, vms, n, appendCmd)
 }
 
 // appendPoints appends a recovery point of each VM in turn, cycle after

@@ -34,16 +34,17 @@ func TestScaleQuick(t *testing.T) {
 	}
 	for _, name := range []string{"serve resident memory", "serve Go heap in use", "events appended at steady state",
 		"status query p50", "status query p99", "vm show query p50", "vm show query p99",
-		"projection rebuild of 100000 events", "projection rebuild rate"} {
+		"recovery_point report p50", "recovery_point report p99",
+		"projection rebuild of 100000 events", "projection rebuild CPU time", "projection rebuild rate",
+		"status query in process p50", "status query CPU per request", "vm show query in process p50", "vm show query CPU per request"} {
 		f, ok := got[name]
 		require.True(t, ok, "figure %q missing from %v", name, got)
 		require.Greater(t, f.Value, 0.0, name)
 		require.NotEmpty(t, f.Unit, name)
 	}
-	for name, f := range got {
-		if strings.HasSuffix(f.Unit, "ms") || f.Unit == "MB" && name == "serve resident memory" {
-			require.NotEmpty(t, f.Target, name)
-		}
+	for _, name := range []string{"serve resident memory", "status query p50", "status query p99",
+		"vm show query p50", "vm show query p99", "projection rebuild of 100000 events"} {
+		require.NotEmpty(t, got[name].Target, "%s has no target", name)
 	}
 }
 

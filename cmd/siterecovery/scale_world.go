@@ -33,6 +33,8 @@ type scaleWorld struct {
 	reports   atomic.Int64 // agent reports accepted since the start of the loops
 	refused   atomic.Int64
 	firstErr  atomic.Pointer[error]
+	latMu     sync.Mutex
+	pointLat  []time.Duration // recovery point reports' round trips
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -313,6 +315,11 @@ func (w *scaleWorld) points(ctx context.Context, h *simHost) {
 
 func (w *scaleWorld) point(h *simHost, vm string, cycle uint64) error {
 	now := time.Now().UTC()
+	defer func() {
+		w.latMu.Lock()
+		w.pointLat = append(w.pointLat, time.Since(now))
+		w.latMu.Unlock()
+	}()
 	_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentRecoveryPoint, handlers.RecoveryPointReport{
 		CommandID: fmt.Sprintf("rp-%s-%d", vm, cycle), VM: vm, ID: fmt.Sprintf("rp-%06d", cycle), Time: now,
 		AppConsistent: cycle%480 == 1, Cycle: cycle, Epoch: 1, Bytes: 1 << 20,
