@@ -37,7 +37,10 @@ func (c *vmCtl) plannedPromote(ctx context.Context, vm events.VM, enableSeq uint
 	if epoch != vm.Epoch || seq < in.stopped.FinalCycle {
 		return false, nil
 	}
-	roots := rep.Roots()
+	_, _, roots, err := rep.RehashRoots() // verify_replica.go: a scrub, not the kept trees
+	if err != nil {
+		return false, err
+	}
 	for disk, want := range in.stopped.Roots {
 		if roots[disk] != want {
 			err := fmt.Errorf("%w: disk %s: replica root %s, source root %s", ErrVerifyFailed, disk, roots[disk], want)

@@ -397,7 +397,7 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 	}
 	ackAll(held)
 	rx.sendAck()
-	if !cyc.Initial {
+	if !cyc.Initial && rx.rootsMatch(ctx, cyc, p) { // integrity_check.go
 		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
 	}
 	rx.prune(ctx)

@@ -51,6 +51,9 @@ type leavesRequest struct {
 	First int    `json:"first"`
 	N     int    `json:"n"`
 	Sub   []int  `json:"sub,omitempty"`
+	// Rehash asks for leaves re-read from the image, not the kept tree
+	// (verify.go: a scrub).
+	Rehash bool `json:"rehash,omitempty"`
 }
 
 // leavesReply is the replica's position and the leaves asked for.
@@ -108,6 +111,8 @@ func answerLeaves(rep *Replica, m *nats.Msg) {
 		err = fmt.Errorf("%w: %d leaves asked at once", ErrHashTree, len(req.Sub))
 	case len(req.Sub) > 0:
 		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
+	case req.Rehash: // verify_replica.go
+		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, req.N)
 	default:
 		if t, err = rep.HashTree(req.Disk); err == nil {
 			out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))

@@ -21,6 +21,7 @@ type sourceSide struct {
 	disks    []*TrackedDisk // in the VM's disk order
 	exported bool
 	ship     shipState
+	integ    *sourceIntegrity // integrity.go: kept trees, roots, verify
 }
 
 // shipState is the shipper's memory; the durable part is the change logs
@@ -45,6 +46,7 @@ func (s *sourceSide) close(nbd *NBDServer) error {
 	for _, d := range s.disks {
 		errs = append(errs, d.Close())
 	}
+	errs = append(errs, s.closeIntegrity())
 	return errors.Join(errs...)
 }
 
@@ -164,6 +166,7 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 	if err := c.ensureStream(ctx, vm.TargetSite); err != nil {
 		return err
 	}
+	c.serveVerify() // verify.go
 	done, err := c.initialReplication(ctx, vm, enableSeq, ack)
 	if err != nil || !done {
 		return err
@@ -233,7 +236,7 @@ func (c *vmCtl) closeCycle(ctx context.Context, vm events.VM) error {
 	var seqs []uint64
 	var errs []error
 	for _, d := range c.src.disks {
-		seq, err := d.CloseCycle(now, app)
+		seq, err := c.closeKept(d, now, app) // CloseCycle, keeping the hash tree exact
 		seqs, errs = append(seqs, seq), append(errs, err)
 	}
 	if app && vm.Settings.ThawCommand != "" {
@@ -370,6 +373,7 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 			c.reportError(ctx, CodeDiskFailed, err)
 			return err
 		}
+		cyc.Roots = c.src.integrity().rootsFor(seq)
 		if err := c.publishCycle(ctx, vm, cyc); err != nil {
 			c.reportError(ctx, CodeShipFailed, err)
 			return err

@@ -1,0 +1,46 @@
+package hostsync
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// rootsMatch compares the replica's roots after applying cyc (p.Roots)
+// with the source's roots at the cycle's close, when the cycle carries
+// them. A difference means the replica is not the source's disk at that
+// point (a block corrupted behind the agent's back, or lost): it is
+// reported as resync_required, which the control plane turns into
+// ResyncRequired and Critical health, and the point is not reported.
+func (rx *receiver) rootsMatch(ctx context.Context, cyc Cycle, p Point) bool {
+	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
+		rx.c.reportError(ctx, CodeResyncRequired, err)
+		return false
+	}
+	return true
+}
+
+// compareRoots returns an error wrapping ErrIntegrityMismatch naming the
+// first disk (in name order) whose replica root differs from the source's;
+// nil when source is empty (nothing to compare) or all agree.
+func compareRoots(point string, replica, source map[string]string) error {
+	disks := make([]string, 0, len(source))
+	for d := range source {
+		disks = append(disks, d)
+	}
+	slices.Sort(disks)
+	for _, d := range disks {
+		if replica[d] != source[d] {
+			return fmt.Errorf("%w: integrity check at %s: disk %s: replica root %s, source root %s",
+				ErrIntegrityMismatch, point, d, orNone(replica[d]), source[d])
+		}
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

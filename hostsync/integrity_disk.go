@@ -1,0 +1,129 @@
+package hostsync
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// keptTree is a hash tree of a tracked disk kept exact at the cycles the
+// disk closes with closeCycleKept: at each such close, while writes wait,
+// the leaves written since the tree's last fold are re-hashed from the
+// image, so the tree describes the disk exactly at that cycle's close, at a
+// cost that grows with the changes. Owned by sourceIntegrity (under its
+// mutex).
+type keptTree struct {
+	tree *HashTree
+	// gen is the disk's write generation (TrackedDisk.gen) the tree
+	// accounts for: every generation after it is a change record (or a
+	// close) still in the log, or the tree can no longer be made exact.
+	gen uint64
+	// next is the first cycle whose records the tree may lack.
+	next uint64
+	// seq is the cycle the tree is exact at (0: none yet).
+	seq uint64
+	// valid is false once a fold found changes it cannot account for (a
+	// change log reset, an untracked write, cycles dropped unfolded).
+	valid bool
+}
+
+// startKeptTree hashes the disk's image as it is now, without holding
+// writes: a leaf written meanwhile is in a record after the snapshot taken
+// first, so the next closeCycleKept re-hashes it and the tree is exact at
+// that close. The read costs the disk's allocated data, once.
+func (d *TrackedDisk) startKeptTree() (*keptTree, error) {
+	d.mu.Lock()
+	if err := d.trackingLocked(); err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
+	kt := &keptTree{gen: d.gen - uint64(len(d.open)), next: d.nextSeq, valid: true}
+	d.mu.Unlock()
+	f, err := os.Open(d.path) // its own offset for SEEK_DATA/SEEK_HOLE
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: hash image: %w", d.name, err)
+	}
+	defer f.Close()
+	kt.tree, err = BuildHashTree(f, d.size)
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: %w", d.name, err)
+	}
+	return kt, nil
+}
+
+// closeCycleKept is CloseCycle (same log record, same durability, same
+// numbering) that first folds into kt, under the lock that holds writes,
+// every change since kt's last fold. It reports whether kt is exact at
+// the returned cycle. A kt that cannot be made exact is marked invalid and
+// the cycle is closed all the same.
+func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptTree) (uint64, bool, error) {
+	d.mu.Lock()
+	if err := d.trackingLocked(); err != nil {
+		d.mu.Unlock()
+		return 0, false, err
+	}
+	exact := false
+	if kt != nil && kt.valid {
+		exact = d.foldLocked(kt)
+		kt.valid = exact
+	}
+	var flags uint8
+	if appConsistent {
+		flags = hrlFlagAppConsistent
+	}
+	seq := d.nextSeq
+	rec, err := d.appendRecord(hrlClose, flags, seq, uint64(at.UnixNano()), nil)
+	if err != nil {
+		err = d.failLocked(err)
+		d.mu.Unlock()
+		return 0, false, err
+	}
+	d.closed = append(d.closed, hrlCycle{
+		seq: seq, closedAt: time.Unix(0, at.UnixNano()).UTC(), appConsistent: appConsistent,
+		recs: d.open, end: rec.at + rec.size,
+	})
+	d.open = nil
+	d.nextSeq++
+	d.gen++
+	if exact {
+		kt.gen, kt.next, kt.seq = d.gen, d.nextSeq, seq
+	}
+	d.mu.Unlock()
+	if err := d.sync(); err != nil {
+		return 0, false, err
+	}
+	return seq, exact, nil
+}
+
+// foldLocked re-hashes into kt the leaves of every change record since
+// kt's fold: those of the closed cycles from kt.next on and the open ones.
+// It returns false, changing nothing, when the log does not hold every
+// change since (the generations do not add up). Called with mu held.
+func (d *TrackedDisk) foldLocked(kt *keptTree) bool {
+	var changed []Extent
+	count := uint64(len(d.open))
+	for _, c := range d.closed {
+		if c.seq < kt.next {
+			continue
+		}
+		count += uint64(len(c.recs)) + 1
+		changed = appendRecExtents(changed, c.recs)
+	}
+	missing := kt.next < d.nextSeq && (len(d.closed) == 0 || d.closed[0].seq > kt.next)
+	if missing || d.gen-kt.gen != count {
+		return false
+	}
+	changed = appendRecExtents(changed, d.open)
+	if err := kt.tree.Update(d.img, changed); err != nil {
+		d.logger.Warn().Err(err).Str("disk", d.name).Msg("kept hash tree: fold failed")
+		return false
+	}
+	return true
+}
+
+func appendRecExtents(out []Extent, recs []hrlRec) []Extent {
+	for _, r := range recs {
+		out = append(out, Extent{Offset: r.off(), Length: r.length()})
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+package hostsync
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const keptDiskSize = 4 << 20
+
+func treeRootOf(tb testing.TB, buf []byte) string {
+	tb.Helper()
+	t, err := BuildHashTree(bytes.NewReader(buf), int64(len(buf)))
+	require.NoError(tb, err)
+	return t.Root()
+}
+
+// While a writer keeps writing, every cycle closed with closeCycleKept
+// carries the root of the disk exactly at that close: a shadow image built
+// by applying the cycles, as a replica does, hashes to it.
+func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
+	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, DiskOptions{MaxLogBytes: 1 << 30})
+	shadow := make([]byte, keptDiskSize)
+	require.NoError(t, d.WriteAt(bytes.Repeat([]byte{9}, 100<<10), 1<<20, false))
+	seq0, err := d.CloseCycle(time.Now(), false)
+	require.NoError(t, err)
+	c0, err := d.Cycle(seq0)
+	require.NoError(t, err)
+	applyCycle(shadow, c0)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			off := rng.Int64N(keptDiskSize - 80<<10)
+			if i%7 == 0 {
+				_ = d.WriteZeroes(off, rng.Int64N(70<<10)+1, false)
+				continue
+			}
+			_ = d.WriteAt(bytes.Repeat([]byte{byte(i)}, int(rng.Int64N(16<<10))+1), off, false)
+			time.Sleep(50 * time.Microsecond) // pace the writer: a few MB per cycle
+		}
+	}()
+	var kt *keptTree
+	exactSeen := 0
+	for i := 0; i < 25; i++ {
+		if kt == nil || !kt.valid {
+			kt, err = d.startKeptTree()
+			require.NoError(t, err)
+		}
+		seq, exact, err := d.closeCycleKept(time.Now(), false, kt)
+		require.NoError(t, err)
+		c, err := d.Cycle(seq)
+		require.NoError(t, err)
+		applyCycle(shadow, c)
+		if exact {
+			exactSeen++
+			require.Equal(t, treeRootOf(t, shadow), kt.tree.Root(), "cycle %d", seq)
+			require.Equal(t, seq, kt.seq)
+		}
+		require.NoError(t, d.Ack(seq))
+		time.Sleep(2 * time.Millisecond) // let writes land between closes
+	}
+	close(stop)
+	wg.Wait()
+	require.Equal(t, 25, exactSeen, "every close keeps the tree exact")
+}
+
+// A change log reset (resync, initial replication) drops records the tree
+// did not fold: the tree is no longer exact and says so; a new one is.
+func TestKeptTreeInvalidAfterReset(t *testing.T) {
+	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, DiskOptions{})
+	kt, err := d.startKeptTree()
+	require.NoError(t, err)
+	_, exact, err := d.closeCycleKept(time.Now(), false, kt)
+	require.NoError(t, err)
+	require.True(t, exact)
+	require.NoError(t, d.WriteAt([]byte("lost from the log"), 3<<20, false))
+	require.NoError(t, d.ResetAfterResync(kt.next))
+	_, exact, err = d.closeCycleKept(time.Now(), false, kt)
+	require.NoError(t, err)
+	require.False(t, exact, "the reset dropped a write the tree never folded")
+	require.False(t, kt.valid)
+
+	kt, err = d.startKeptTree()
+	require.NoError(t, err)
+	_, exact, err = d.closeCycleKept(time.Now(), false, kt)
+	require.NoError(t, err)
+	require.True(t, exact)
+	require.Equal(t, treeRootOf(t, readImage(t, d.Path())), kt.tree.Root())
+}
+
+// A plain CloseCycle between two kept closes is folded at the next one;
+// closeCycleKept writes the same log as CloseCycle.
+func TestKeptTreeFoldsPlainClosesAndMatchesCloseCycle(t *testing.T) {
+	dir := t.TempDir()
+	a := mustOpenDisk(t, filepath.Join(dir, "a.img"), keptDiskSize, DiskOptions{Name: "d0"})
+	b := mustOpenDisk(t, filepath.Join(dir, "b.img"), keptDiskSize, DiskOptions{Name: "d0"})
+	kt, err := a.startKeptTree()
+	require.NoError(t, err)
+	at := time.Unix(1700000000, 0)
+	for i := 0; i < 6; i++ {
+		for _, d := range []*TrackedDisk{a, b} {
+			require.NoError(t, d.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 5000), int64(i)*300<<10+7, false))
+			require.NoError(t, d.WriteZeroes(int64(i)*100<<10, 1000, false))
+		}
+		var seqA uint64
+		if i%2 == 0 {
+			seqA, err = a.CloseCycle(at, i == 4)
+		} else {
+			var exact bool
+			seqA, exact, err = a.closeCycleKept(at, i == 4, kt)
+			require.True(t, exact)
+			require.Equal(t, treeRootOf(t, readImage(t, a.Path())), kt.tree.Root())
+		}
+		require.NoError(t, err)
+		seqB, err := b.CloseCycle(at, i == 4)
+		require.NoError(t, err)
+		require.Equal(t, seqB, seqA)
+		ca, err := a.Cycle(seqA)
+		require.NoError(t, err)
+		cb, err := b.Cycle(seqB)
+		require.NoError(t, err)
+		require.Equal(t, cb, ca)
+	}
+	require.Equal(t, b.Pending(), a.Pending())
+}

@@ -1,0 +1,238 @@
+package hostsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// Verify: the source agent answers sr.agent.<source>.verify.<vm> by
+// comparing its kept trees at its latest closed cycle with the replica's
+// images re-hashed at that same cycle (leaves requests with Rehash to the
+// recovery host), and replies with the differing ranges. The control plane
+// (`vm verify`) asks it and records the outcome.
+
+// VerifySubject is the subject a VM's source agent answers verify
+// requests on.
+func VerifySubject(host, vm string) string { return "sr.agent." + host + ".verify." + vm }
+
+// VerifyRequest asks a source agent to compare both sides now.
+type VerifyRequest struct {
+	// WaitMS bounds how long the agent waits for the replica to reach
+	// the source's latest closed cycle; default two copy intervals plus
+	// 10 s, at most verifyMaxWait.
+	WaitMS int64 `json:"wait_ms,omitempty"`
+}
+
+// VerifyRange is a run of bytes of a disk that differs.
+type VerifyRange struct {
+	Disk   string `json:"disk"`
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+}
+
+// VerifyReply is the outcome: the point compared, whether the replica
+// equals the source there, and the differing ranges; or an error with a
+// code (unavailable: try again later; internal).
+type VerifyReply struct {
+	VM        string        `json:"vm"`
+	Epoch     uint64        `json:"epoch,omitempty"`
+	Cycle     uint64        `json:"cycle,omitempty"`
+	Point     string        `json:"point,omitempty"`
+	Equal     bool          `json:"equal"`
+	Differing []VerifyRange `json:"differing"`
+	Error     *VerifyError  `json:"error,omitempty"`
+}
+
+// VerifyError is a verify that could not compare.
+type VerifyError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+const (
+	verifyMaxWait = 5 * time.Minute
+	verifyPoll    = 200 * time.Millisecond
+	verifyAsk     = 10 * time.Second
+)
+
+// serveVerify subscribes the VM's verify subject once per source side.
+func (c *vmCtl) serveVerify() {
+	in := c.src.integrity()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.verify != nil {
+		return
+	}
+	sub, err := c.a.cfg.NATS.Subscribe(VerifySubject(c.a.cfg.Host, c.name), func(m *nats.Msg) {
+		c.answerVerify(in, m)
+	})
+	if err != nil {
+		c.warnOnce("verify", err)
+		return
+	}
+	in.verify = sub
+}
+
+// closeIntegrity stops answering verify requests.
+func (s *sourceSide) closeIntegrity() error {
+	if s.integ == nil {
+		return nil
+	}
+	s.integ.mu.Lock()
+	defer s.integ.mu.Unlock()
+	if s.integ.verify == nil {
+		return nil
+	}
+	err := s.integ.verify.Unsubscribe()
+	s.integ.verify = nil
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		return nil
+	}
+	return err
+}
+
+func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
+	var req VerifyRequest
+	out := VerifyReply{VM: c.name, Differing: []VerifyRange{}}
+	var err error
+	if len(m.Data) > 0 {
+		err = json.Unmarshal(m.Data, &req)
+	}
+	if err == nil {
+		vm, _, _ := c.snapshot()
+		ctx, cancel := context.WithTimeout(context.Background(), verifyWait(vm, req))
+		out, err = c.verify(ctx, in, vm)
+		cancel()
+	}
+	if err != nil {
+		code := "internal"
+		if errors.Is(err, ErrNotVerifiable) {
+			code = "unavailable"
+		}
+		out = VerifyReply{VM: c.name, Differing: []VerifyRange{}, Error: &VerifyError{Code: code, Message: err.Error()}}
+	}
+	c.logger.Info().Bool("equal", out.Equal).Str("point", out.Point).Int("differing", len(out.Differing)).Err(err).Msg("verify")
+	data, _ := json.Marshal(out)
+	if rerr := m.Respond(data); rerr != nil {
+		c.logger.Debug().Err(rerr).Msg("verify reply")
+	}
+}
+
+func verifyWait(vm events.VM, req VerifyRequest) time.Duration {
+	if req.WaitMS > 0 {
+		return min(time.Duration(req.WaitMS)*time.Millisecond, verifyMaxWait)
+	}
+	return min(2*copyFrequency(vm)+10*time.Second, verifyMaxWait)
+}
+
+// verify compares until it could at one cycle, or ctx ends.
+func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (VerifyReply, error) {
+	last := fmt.Errorf("%w: nothing compared yet", ErrNotVerifiable)
+	for {
+		if vm.SourceHost != c.a.cfg.Host || vm.RecoveryHost == "" {
+			return VerifyReply{}, fmt.Errorf("%w: host %s is not the replicating source of %s", ErrNotVerifiable, c.a.cfg.Host, c.name)
+		}
+		snap, err := in.snapshot()
+		if err == nil {
+			out, done, cerr := c.compareAt(ctx, vm, snap)
+			if done || (cerr != nil && !errors.Is(cerr, ErrNotVerifiable)) {
+				return out, cerr
+			}
+			err = cerr
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return VerifyReply{}, fmt.Errorf("%w: %v", ErrNotVerifiable, last)
+		case <-time.After(verifyPoll):
+		}
+		vm, _, _ = c.snapshot()
+	}
+}
+
+// compareAt compares the source's trees at snap.seq with the replica
+// re-hashed, once the replica is at that cycle. done is false (with an
+// error wrapping ErrNotVerifiable) when the replica is elsewhere.
+func (c *vmCtl) compareAt(ctx context.Context, vm events.VM, snap sourceSnapshot) (VerifyReply, bool, error) {
+	out := VerifyReply{VM: c.name, Epoch: vm.Epoch, Cycle: snap.seq, Point: PointID(vm.Epoch, snap.seq), Differing: []VerifyRange{}}
+	if len(vm.Disks) == 0 {
+		return out, false, fmt.Errorf("%w: vm has no disks", ErrNotVerifiable)
+	}
+	pos, err := c.askRehash(ctx, vm.RecoveryHost, leavesRequest{Disk: vm.Disks[0].Name}) // position only: cheap
+	if err != nil {
+		return out, false, err
+	}
+	if pos.Epoch != vm.Epoch || pos.Seq != snap.seq {
+		return out, false, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, PointID(pos.Epoch, pos.Seq), out.Point)
+	}
+	for _, d := range vm.Disks {
+		src, ok := snap.trees[d.Name]
+		if !ok {
+			return out, false, fmt.Errorf("%w: no source tree of disk %s", ErrNotVerifiable, d.Name)
+		}
+		rep, err := c.rehashedTree(ctx, vm, d.Name, snap.seq)
+		if err != nil {
+			return out, false, err
+		}
+		diff, err := src.Diff(rep)
+		if err != nil {
+			return out, true, err
+		}
+		for _, r := range diff {
+			out.Differing = append(out.Differing, VerifyRange{Disk: d.Name, Offset: r.Offset, Length: r.Length})
+		}
+	}
+	out.Equal = len(out.Differing) == 0
+	return out, true, nil
+}
+
+// rehashedTree fetches the replica's re-hashed leaves of a disk page by
+// page; every page must describe (vm.Epoch, seq).
+func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq uint64) (*HashTree, error) {
+	var leaves []byte
+	var size int64
+	for first := 0; ; first += leafPage {
+		rep, err := c.askRehash(ctx, vm.RecoveryHost, leavesRequest{Disk: disk, First: first, N: leafPage, Rehash: true})
+		if err != nil {
+			return nil, err
+		}
+		if rep.Epoch != vm.Epoch || rep.Seq != seq {
+			return nil, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, PointID(rep.Epoch, rep.Seq), PointID(vm.Epoch, seq))
+		}
+		leaves, size = append(leaves, rep.Leaves...), rep.Size
+		if len(rep.Leaves) < leafPage*len(hashNode{}) {
+			break
+		}
+	}
+	return HashTreeFromLeaves(size, leaves)
+}
+
+func (c *vmCtl) askRehash(ctx context.Context, host string, req leavesRequest) (leavesReply, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return leavesReply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, verifyAsk)
+	defer cancel()
+	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, leavesSubject(host, c.name), data)
+	if err != nil {
+		return leavesReply{}, fmt.Errorf("%w: recovery host %s: %v", ErrNotVerifiable, host, err)
+	}
+	var rep leavesReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return leavesReply{}, fmt.Errorf("leaves reply of %s: %w", host, err)
+	}
+	if rep.Error != "" {
+		return leavesReply{}, fmt.Errorf("%w: recovery host %s: %s", ErrNotVerifiable, host, rep.Error)
+	}
+	return rep, nil
+}

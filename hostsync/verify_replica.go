@@ -1,0 +1,83 @@
+package hostsync
+
+import (
+	"fmt"
+	"os"
+)
+
+// RehashLeaves re-reads leaves [first, first+n) of a disk's image and
+// hashes them, ignoring the incrementally kept tree: a scrub, which finds a
+// block corrupted behind the agent's back that no cycle rewrote. The leaves
+// describe the replica at its last applied (epoch, seq), returned with
+// them: applies wait meanwhile. n is clipped to the disk and to leafPage.
+// Holes are not read. An unknown disk is an error wrapping ErrBadCycle.
+func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, size int64, leaves []byte, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return 0, 0, 0, nil, ErrReplicaClosed
+	}
+	if r.broken {
+		return 0, 0, 0, nil, fmt.Errorf("%w: an operation is being recovered", ErrReplicaState)
+	}
+	spec, ok := r.disks[disk]
+	if !ok {
+		return 0, 0, 0, nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+	}
+	leaves, err = rehashRange(r.ImagePath(disk), spec.Size, first, n)
+	return r.state.Epoch, r.state.Seq, spec.Size, leaves, err
+}
+
+// rehashRange hashes leaves [first, first+n) (clipped) of the image at
+// path, skipping holes; 32 bytes per leaf.
+func rehashRange(path string, size int64, first, n int) ([]byte, error) {
+	total := leafCount(size)
+	first = min(max(first, 0), total)
+	end := min(first+min(max(n, 0), leafPage), total)
+	f, err := os.Open(path) // its own offset for SEEK_DATA/SEEK_HOLE
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	from, to := int64(first)*HashLeafSize, min(int64(end)*HashLeafSize, size)
+	var data []BlockRange
+	for _, reg := range fileRegions(f, from, to) {
+		if reg.data {
+			data = append(data, BlockRange{reg.off, reg.length})
+		}
+	}
+	out := make([]byte, 0, (end-first)*len(hashNode{}))
+	buf := make([]byte, HashLeafSize)
+	for i := first; i < end; i++ {
+		off := int64(i) * HashLeafSize
+		h := zeroLeafHash()
+		if overlapsAny(data, off, HashLeafSize) {
+			if h, err = hashLeafAt(f, buf, off, size); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, h[:]...)
+	}
+	return out, nil
+}
+
+// RehashRoots re-reads every disk's image and returns the roots of the
+// trees built from them (a scrub) with the point they describe. A planned
+// failover verifies with them, so a corrupted block no cycle touched is
+// found before the replica is promoted.
+func (r *Replica) RehashRoots() (epoch, seq uint64, roots map[string]string, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return 0, 0, nil, ErrReplicaClosed
+	}
+	roots = map[string]string{}
+	for _, name := range r.order {
+		t, err := hashImage(r.ImagePath(name), r.disks[name].Size)
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("rehash %s: %w", name, err)
+		}
+		roots[name] = t.Root()
+	}
+	return r.state.Epoch, r.state.Seq, roots, nil
+}
