@@ -221,6 +221,8 @@ func decodeFailoverData(t Type, raw json.RawMessage) (Data, error) {
 		return decodeAs[ReverseReplicationCompletedData](raw)
 	case DivergenceDetected:
 		return decodeAs[DivergenceDetectedData](raw)
+	case VerificationCompleted:
+		return decodeAs[VerificationCompletedData](raw)
 	}
 	return decodePlanData(t, raw)
 }

@@ -80,6 +80,7 @@ const (
 	ReverseReplicationStarted   Type = "reverse_replication_started"
 	ReverseReplicationCompleted Type = "reverse_replication_completed"
 	DivergenceDetected          Type = "divergence_detected"
+	VerificationCompleted       Type = "verification_completed"
 
 	PlanCreated         Type = "plan_created"
 	PlanUpdated         Type = "plan_updated"
@@ -127,7 +128,7 @@ var typeKinds = map[Type]Kind{
 	TestFailoverCleanedUp: KindVM, FailoverStarted: KindVM, SourceStopped: KindVM,
 	FailoverFailed: KindVM, FailoverCompleted: KindVM, RecoveryPointChanged: KindVM,
 	FailoverCommitted: KindVM, FailoverCancelled: KindVM, ReverseReplicationStarted: KindVM,
-	ReverseReplicationCompleted: KindVM, DivergenceDetected: KindVM,
+	ReverseReplicationCompleted: KindVM, DivergenceDetected: KindVM, VerificationCompleted: KindVM,
 
 	PlanCreated: KindPlan, PlanUpdated: KindPlan, PlanDeleted: KindPlan, PlanJobStarted: KindPlan,
 	PlanGroupStarted: KindPlan, PlanActionCompleted: KindPlan, PlanActionStarted: KindPlan, PlanSuspended: KindPlan,
