@@ -88,6 +88,7 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	cp.agents = handlers.NewAgentHandlers(cp.log, handlers.DefaultUnreachableAfter, logger)
 	cp.svc.Extend(cp.agents)
 	cp.svc.Extend(handlers.NewFailoverReports(cp.log, cp.store, logger))
+	cp.svc.Extend(handlers.NewVerifyHandlers(cp.log, cp.nc, logger)) // vm verify
 	cp.automations = projections.NewAutomations(cp.log, logger)
 	if err := cp.automations.Open(ctx); err != nil {
 		return cp, fmt.Errorf("automations: %w", err)

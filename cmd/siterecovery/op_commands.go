@@ -297,6 +297,7 @@ func buildCommands() []opCommand {
 			{"limit", "limit", flagInt, "at most this many events", false}}},
 	}
 	cmds = append(cmds, automationCommands()...)
+	cmds = append(cmds, verifyCommands()...) // op_verify.go
 	for _, v := range vmVerbs {
 		cmds = append(cmds, opCommand{noun: "vm", verb: v.verb, args: []string{"vm"}, subject: "sr.cmd.vm." + subjectVerb(v.verb), flags: v.flags})
 	}

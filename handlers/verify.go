@@ -1,0 +1,215 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// VerifySubject is the command `vm verify` sends.
+const VerifySubject = CommandPrefix + "vm.verify"
+
+// VerifyHandlers serve `vm verify` (sr.cmd.vm.verify {vm, wait_ms?}): they
+// ask the VM's source agent (sr.agent.<source>.verify.<vm>, answered by
+// hostsync) to compare its disks with the replica re-hashed from its images
+// at one recovery point, append verification_completed, and on a
+// difference raise Critical health (and ResyncRequired when the VM is
+// Protected: `vm resync` repairs the replica). An Extension of the
+// Service. Safe for concurrent use.
+type VerifyHandlers struct {
+	log    events.Log
+	nc     *nats.Conn
+	logger zerolog.Logger
+}
+
+var _ Extension = (*VerifyHandlers)(nil)
+
+// NewVerifyHandlers returns the verify handler appending to log and asking
+// agents over nc.
+func NewVerifyHandlers(log events.Log, nc *nats.Conn, logger zerolog.Logger) *VerifyHandlers {
+	return &VerifyHandlers{log: log, nc: nc, logger: logger.With().Str("component", "verify").Logger()}
+}
+
+// verifyRequest is the command's body.
+type verifyRequest struct {
+	common
+	VM string `json:"vm"`
+	// WaitMS bounds how long the source agent waits for the replica to
+	// reach its latest closed cycle (default two copy intervals + 10 s).
+	WaitMS int64 `json:"wait_ms,omitempty"`
+}
+
+// VerifyResult is the reply: the point compared, equal or not, the
+// differing ranges, and the log sequence of the last event appended.
+type VerifyResult struct {
+	VM        string             `json:"vm"`
+	Point     string             `json:"point"`
+	Equal     bool               `json:"equal"`
+	Differing []events.DiskRange `json:"differing"`
+	Seq       uint64             `json:"seq"`
+}
+
+// agentVerifyReply is what the source agent answers (hostsync.VerifyReply).
+type agentVerifyReply struct {
+	Epoch     uint64             `json:"epoch"`
+	Cycle     uint64             `json:"cycle"`
+	Point     string             `json:"point"`
+	Equal     bool               `json:"equal"`
+	Differing []events.DiskRange `json:"differing"`
+	Error     *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// AddEndpoints adds the vm_verify endpoint.
+func (v *VerifyHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
+	h := micro.ContextHandler(ctx, v.serve)
+	if err := svc.AddEndpoint("vm_verify", h, micro.WithEndpointSubject(VerifySubject)); err != nil {
+		return fmt.Errorf("verify endpoint: %w", err)
+	}
+	return nil
+}
+
+func (v *VerifyHandlers) serve(ctx context.Context, req micro.Request) {
+	res, err := v.Handle(ctx, req.Data())
+	if err != nil {
+		v.logger.Debug().Err(err).Msg("verify refused")
+		respondError(req, err)
+		return
+	}
+	if err := req.RespondJSON(res); err != nil {
+		v.logger.Warn().Err(err).Msg("reply to verify")
+	}
+}
+
+// Handle runs one verify. Errors: invalid_argument for a bad body,
+// not_found, invalid_state when the VM is not replicating to a recovery
+// host, unavailable when the agent could not compare in time.
+func (v *VerifyHandlers) Handle(ctx context.Context, body []byte) (VerifyResult, error) {
+	var r verifyRequest
+	if err := decodeRequest(body, &r); err != nil {
+		return VerifyResult{}, err
+	}
+	if err := token("vm", r.VM); err != nil {
+		return VerifyResult{}, err
+	}
+	meta, err := newMeta(r.common)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	vm, err := v.loadVM(ctx, r.VM)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	if vm.RecoveryHost == "" || vm.SourceHost == "" {
+		return VerifyResult{}, stateErr(&vm, "verify")
+	}
+	out, err := v.askAgent(ctx, vm, r.WaitMS)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	seq, err := v.record(ctx, meta, r.VM, out)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	return VerifyResult{VM: r.VM, Point: out.Point, Equal: out.Equal, Differing: out.Differing, Seq: seq}, nil
+}
+
+func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, error) {
+	recs, err := v.log.Load(ctx, events.VMAgg(name))
+	if err != nil {
+		return events.VM{}, err
+	}
+	vm := events.FoldVM(recs)
+	return vm, mustExist(&vm, name)
+}
+
+// askAgent sends the request to the source agent and waits for the
+// comparison (up to the agent's wait plus a margin).
+func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentVerifyReply, error) {
+	wait := time.Duration(waitMS) * time.Millisecond
+	if wait <= 0 {
+		wait = 2*max(vm.Settings.CopyFrequency.D(), time.Second) + 10*time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(wait, 5*time.Minute)+30*time.Second)
+	defer cancel()
+	data, _ := json.Marshal(map[string]int64{"wait_ms": waitMS})
+	msg, err := v.nc.RequestWithContext(ctx, "sr.agent."+vm.SourceHost+".verify."+vm.Name, data)
+	if err != nil {
+		return agentVerifyReply{}, fmt.Errorf("source agent %s did not answer the verify: %v: %w", vm.SourceHost, err, ErrUnavailable)
+	}
+	var out agentVerifyReply
+	if err := json.Unmarshal(msg.Data, &out); err != nil {
+		return agentVerifyReply{}, fmt.Errorf("source agent %s: verify reply %q: %w", vm.SourceHost, msg.Data, ErrUnavailable)
+	}
+	if out.Error != nil {
+		return agentVerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
+	}
+	if out.Differing == nil {
+		out.Differing = []events.DiskRange{}
+	}
+	return out, nil
+}
+
+// record appends the outcome, deciding again after a conflict.
+func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentVerifyReply) (uint64, error) {
+	agg := events.VMAgg(name)
+	for range maxConflictRetries {
+		recs, err := v.log.Load(ctx, agg)
+		if err != nil {
+			return 0, err
+		}
+		if res, ok, err := handledBefore(recs, meta.CommandID); ok || err != nil {
+			return lastOf(res.seqs), err // a retried command appends nothing
+		}
+		vm := events.FoldVM(recs)
+		evs := DecideVerification(vm, out.Point, out.Epoch, out.Cycle, out.Differing)
+		meta.At = time.Now().UTC()
+		res, err := v.log.Append(ctx, agg, vm.Version, meta, evs...)
+		if errors.Is(err, events.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("append to %s: %w", agg, err)
+		}
+		return lastOf(res.Seqs), nil
+	}
+	return 0, fmt.Errorf("append to %s: %w", agg, events.ErrConflict)
+}
+
+// DecideVerification is pure: verification_completed, and when ranges
+// differ, resync_required (only from Protected) and Critical health.
+func DecideVerification(vm events.VM, point string, epoch, cycle uint64, differing []events.DiskRange) []events.Data {
+	evs := []events.Data{events.VerificationCompletedData{
+		SourceHost: vm.SourceHost, RecoveryHost: vm.RecoveryHost, Point: point, Epoch: epoch, Cycle: cycle,
+		Equal: len(differing) == 0, Differing: differing,
+	}}
+	if len(differing) == 0 {
+		return evs
+	}
+	first := differing[0]
+	reason := fmt.Sprintf("verify at %s: %d differing ranges, first %s@%d+%d", point, len(differing), first.Disk, first.Offset, first.Length)
+	if vm.State == events.Protected {
+		evs = append(evs, events.ResyncRequiredData{Reason: reason})
+	}
+	if vm.Health != events.HealthCritical {
+		evs = append(evs, events.HealthChangedData{Health: events.HealthCritical, Issues: []string{"integrity_mismatch: " + reason}})
+	}
+	return evs
+}
+
+func lastOf(seqs []uint64) uint64 {
+	if len(seqs) == 0 {
+		return 0
+	}
+	return seqs[len(seqs)-1]
+}
