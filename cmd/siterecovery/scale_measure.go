@@ -26,7 +26,7 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	reports0, t0 := w.reports.Load(), time.Now()
+	reports0, skipped0, t0, cpu0 := w.reports.Load(), w.skipped.Load(), time.Now(), cpuTime()
 	w.latMu.Lock()
 	w.pointLat = nil
 	w.latMu.Unlock()
@@ -43,7 +43,7 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	took := time.Since(t0).Seconds()
+	took, cpu := time.Since(t0).Seconds(), cpuTime()-cpu0
 	if n := w.refused.Load(); n > 0 {
 		return nil, fmt.Errorf("%d agent reports refused at steady state, the first: %v", n, *w.firstErr.Load())
 	}
@@ -52,12 +52,16 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 	runtime.ReadMemStats(&ms)
 	offered := float64(w.cfg.VMs) / w.cfg.PointEvery.Seconds()
 	evs := float64(seq1-seq0) / took
+	reports := float64(w.reports.Load() - reports0)
 	procNote := fmt.Sprintf("whole process: control plane, embedded NATS, %d simulated hosts", w.cfg.Hosts)
 	figs := []figure{
 		targetFigure("serve resident memory", rss, "MB", targetRSSMB, procNote),
 		{Name: "serve Go heap in use", Value: float64(ms.HeapInuse) / (1 << 20), Unit: "MB", Note: fmt.Sprintf("Go runtime, sys %.0f MB", float64(ms.Sys)/(1<<20))},
 		{Name: "events appended at steady state", Value: evs, Unit: "events/s", Baseline: offered, BaselineName: "points offered",
-			Ratio: evs / offered, Note: fmt.Sprintf("%d VMs, a point each %s; %.1f reports/s accepted", w.cfg.VMs, w.cfg.PointEvery, float64(w.reports.Load()-reports0)/took)},
+			Ratio: evs / offered, Note: fmt.Sprintf("%d VMs, a point each %s; %.1f reports/s accepted; %d points skipped (64 reports waiting at their host)",
+				w.cfg.VMs, w.cfg.PointEvery, reports/took, w.skipped.Load()-skipped0)},
+		{Name: "process CPU at steady state", Value: cpu.Seconds() / took * 100, Unit: "% of a core",
+			Note: fmt.Sprintf("%.1f ms of CPU per accepted report, queries included", cpu.Seconds()*1000/max(reports, 1))},
 	}
 	figs = append(figs, latencyFigures("status query", status, targetQueryMS, "requests over NATS at steady state")...)
 	figs = append(figs, latencyFigures("vm show query", vm, targetQueryMS, "requests over NATS at steady state")...)

@@ -35,7 +35,7 @@ func TestScaleQuick(t *testing.T) {
 	for _, name := range []string{"serve resident memory", "serve Go heap in use", "events appended at steady state",
 		"status query p50", "status query p99", "vm show query p50", "vm show query p99",
 		"recovery_point report p50", "recovery_point report p99",
-		"projection rebuild of 100000 events", "projection rebuild CPU time", "projection rebuild rate",
+		"process CPU at steady state", "projection rebuild of 100000 events", "projection rebuild CPU time", "projection rebuild rate",
 		"status query in process p50", "status query CPU per request", "vm show query in process p50", "vm show query CPU per request"} {
 		f, ok := got[name]
 		require.True(t, ok, "figure %q missing from %v", name, got)
