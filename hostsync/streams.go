@@ -150,6 +150,13 @@ func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site strin
 		Duplicates: 2 * time.Minute,
 		Replicas:   max(cfg.Replicas, 1),
 	}
+	if sc.Replicas == 1 {
+		// The delta stream needs no fsync of its own: the source keeps
+		// every cycle until the recovery host reports it applied (end to
+		// end), so a batch a power loss takes from the stream is sent
+		// again; SR_EVENTS keeps sync_interval: always.
+		sc.PersistMode = jetstream.AsyncPersistMode
+	}
 	if len(cfg.Tags) > 0 {
 		sc.Placement = &jetstream.Placement{Tags: cfg.Tags}
 	}
