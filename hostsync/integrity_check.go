@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // rootsMatch compares the replica's roots after applying cyc (p.Roots)
@@ -14,6 +15,7 @@ import (
 // ResyncRequired and Critical health, and the point is not reported.
 func (rx *receiver) rootsMatch(ctx context.Context, cyc Cycle, p Point) bool {
 	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
+		rx.side.mismatched.add(p.ID)
 		rx.c.reportError(ctx, CodeResyncRequired, err)
 		return false
 	}
@@ -43,4 +45,28 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// mismatchedPoints are the replica's points that failed the integrity
+// check, so that no pass reports them as recovery points. In memory: the
+// VM is in ResyncRequired by the time an agent restarts. Safe for
+// concurrent use (the receiver adds, the controller reads).
+type mismatchedPoints struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (m *mismatchedPoints) add(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ids == nil {
+		m.ids = map[string]bool{}
+	}
+	m.ids[id] = true
+}
+
+func (m *mismatchedPoints) has(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ids[id]
 }

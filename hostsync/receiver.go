@@ -43,6 +43,9 @@ type recoverySide struct {
 	initialUpTo atomic.Uint64
 	cancel      context.CancelFunc
 	done        chan struct{}
+	// mismatched are the points whose roots disagreed with the source's
+	// (integrity_check.go): never reported.
+	mismatched mismatchedPoints
 }
 
 // receiveState is <replicas>/<vm>.agent.json: which protection the replica
@@ -185,7 +188,7 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 		}
 	}
 	for _, p := range rep.Points() {
-		if p.Epoch != vm.Epoch || p.Cycle <= c.rcv.initialUpTo.Load() {
+		if p.Epoch != vm.Epoch || p.Cycle <= c.rcv.initialUpTo.Load() || c.rcv.mismatched.has(p.ID) {
 			continue
 		}
 		if _, ok := vm.RecoveryPoint(p.ID); !ok {

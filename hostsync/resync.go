@@ -301,7 +301,10 @@ func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (
 	var leaves []byte
 	var epoch, seq uint64
 	for first := 0; first == 0 || first < leafCount(d.Size); first += leafPage {
-		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name, First: first, N: leafPage})
+		// Rehash: the replica's images are read again, so a block damaged
+		// behind the agent's back (which its kept tree cannot know) is
+		// found and repaired (verify_replica.go).
+		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name, First: first, N: leafPage, Rehash: true})
 		if err != nil {
 			return nil, 0, 0, err
 		}
