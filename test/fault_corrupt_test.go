@@ -15,9 +15,11 @@ import (
 // the agent's back and checks what the integrity data of DESIGN.md
 // section 6 proves: a recovery point's hash tree root equals the tree of
 // the source disk at that point; the replica's image, hashed again, no
-// longer does, and the differing leaf is the corrupted block; and a later
-// cycle touching that block reports a root that disagrees with the source,
-// and a planned failover refuses to promote the replica at its verify step.
+// longer does, and the differing leaf is the corrupted block; a later cycle
+// touching that block makes the recovery host's root disagree with the
+// source's root carried by the cycle, which raises ResyncRequired and
+// Critical (no point records the corrupted replica); `vm resync` repairs it
+// and `vm verify` finds both sides equal.
 func TestFaultCorruptReplicaBlock(t *testing.T) {
 	w := protectedWorld(t, worldOpts{diskSize: 8 << 20})
 	require.NoError(t, w.disk.write(2<<20, 128<<10, 0x42))
@@ -37,34 +39,32 @@ func TestFaultCorruptReplicaBlock(t *testing.T) {
 		"comparing the trees finds exactly the corrupted block")
 
 	// The next cycle rewrites part of that block at the source: the
-	// recovery host rehashes the whole block from its image, so the point
-	// it reports disagrees with the source's disk.
+	// recovery host rehashes the whole block from its image, so its root
+	// disagrees with the source's root sent with the cycle.
 	require.NoError(t, w.disk.write(5<<20+32<<10, 4096, 0x43))
-	v = w.p.waitVM(vmName, 20*time.Second, "a point after the write into the corrupted block", pointAfter(w.disk.lastAck()))
-	id, _, _ = v.latestPoint()
-	require.NotEqual(t, imageRoot(t, w.disk.image), pointRoot(t, w.p, id),
-		"point %s's root exposes the corrupted replica block", id)
-
-	// A planned failover verifies the replica against the source's final
-	// roots before promoting it: the corrupted replica is refused.
-	w.p.must("sr.cmd.vm.planned_failover", obj{"vm": vmName})
-	v = w.p.waitVM(vmName, 30*time.Second, "planned failover refused at verify", func(v vmView) bool {
-		return v.ProtectionState == "PlannedFailoverFailed"
+	v = w.p.waitVM(vmName, 20*time.Second, "resync required by the per-cycle integrity check", func(v vmView) bool {
+		return v.ProtectionState == "ResyncRequired" && v.Health == "Critical"
 	})
-	require.NotNil(t, v.LastError)
-	require.Equal(t, "verify_failed", v.LastError.Code, "%+v", v.LastError)
-	t.Logf("corruption at byte %d: found by the hash trees; planned failover refused: %s", bad, v.LastError.Message)
+	t.Logf("corruption at byte %d: found by the per-cycle check: %v", bad, v.Issues)
+
+	// vm resync re-hashes the replica's images and ships the differing
+	// blocks: the replica equals the source again, and verify agrees.
+	w.p.must("sr.cmd.vm.resync", obj{"vm": vmName})
+	w.p.waitVM(vmName, 40*time.Second, "protected again", func(v vmView) bool { return v.ProtectionState == "Protected" })
+	w.requireReplicaEqualsSource(30 * time.Second)
+	var res struct {
+		Equal bool `json:"equal"`
+	}
+	require.NoError(t, json.Unmarshal(w.p.must("sr.cmd.vm.verify", obj{"vm": vmName}), &res))
+	require.True(t, res.Equal, "vm verify after the resync")
 }
 
 // TestFaultCorruptUntouchedReplicaBlock corrupts a replica block that no
 // later cycle rewrites. The recovery host's hash tree is only updated for
-// the blocks a cycle writes, so its roots still match the source and the
-// planned failover's verify passes: a corrupt disk is promoted. Runs with
-// SR_FAULT_KNOWN_BUGS set, until verify (or a scrub) rehashes the image.
+// the blocks a cycle writes, so its kept roots still match the source: the
+// planned failover's verify re-hashes the replica's images (a scrub) and
+// refuses to promote the corrupt disk.
 func TestFaultCorruptUntouchedReplicaBlock(t *testing.T) {
-	if os.Getenv(envKnownBugs) == "" {
-		t.Skip("known gap: verify trusts the replica's incrementally kept hash tree; set " + envKnownBugs + " to run")
-	}
 	w := protectedWorld(t, worldOpts{diskSize: 8 << 20})
 	w.requireReplicaEqualsSource(20 * time.Second)
 	corrupt(t, w.replicaImage(), 5<<20+17)
