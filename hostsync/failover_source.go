@@ -270,6 +270,7 @@ func (c *vmCtl) dropTrees() {
 	if c.src == nil {
 		return
 	}
+	c.src.integrity().forget() // integrity.go: the kept trees and roots go too
 	for _, d := range c.src.disks {
 		if err := os.Remove(d.Path() + ".hashtree"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.logger.Warn().Err(err).Msg("remove source hash tree")

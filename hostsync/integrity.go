@@ -69,8 +69,12 @@ func (c *vmCtl) closeKept(d *TrackedDisk, at time.Time, app bool) (uint64, error
 		in.kept[d.Name()] = kt
 	}
 	seq, exact, err := d.closeCycleKept(at, app, kt)
-	if err != nil || !exact {
+	if err != nil {
 		return seq, err
+	}
+	if !exact {
+		delete(in.roots, seq) // none of an earlier numbering either
+		return seq, nil
 	}
 	r := in.roots[seq]
 	if r == nil {
@@ -80,6 +84,16 @@ func (c *vmCtl) closeKept(d *TrackedDisk, at time.Time, app bool) (uint64, error
 	}
 	r[d.Name()] = kt.tree.Root()
 	return seq, nil
+}
+
+// forget drops the kept trees and the roots: the change log was reset
+// (initial replication, resync), so cycle numbers may be reused and the
+// trees no longer account for every change.
+func (in *sourceIntegrity) forget() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(in.kept)
+	clear(in.roots)
 }
 
 // rootsFor returns the roots of cycle seq if every disk's kept tree was
