@@ -118,22 +118,22 @@ type sourceSnapshot struct {
 	trees map[string]*HashTree
 }
 
-// snapshot copies the kept trees if every disk's is exact at the same
-// cycle.
-func (in *sourceIntegrity) snapshot() (sourceSnapshot, error) {
+// snapshotAt rebuilds the kept trees as they were at cycle seq, if every
+// disk's tree was exact at it and seq is among the last keepUndo exact
+// cycles.
+func (in *sourceIntegrity) snapshotAt(seq uint64) (sourceSnapshot, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	snap := sourceSnapshot{trees: map[string]*HashTree{}}
+	snap := sourceSnapshot{seq: seq, trees: map[string]*HashTree{}}
 	for name, kt := range in.kept {
-		if kt == nil || !kt.valid || kt.seq == 0 || (snap.seq != 0 && kt.seq != snap.seq) {
-			return sourceSnapshot{}, fmt.Errorf("%w: disk %s has no kept tree exact at a closed cycle yet", ErrNotVerifiable, name)
+		if kt == nil {
+			return sourceSnapshot{}, fmt.Errorf("%w: disk %s has no kept tree", ErrNotVerifiable, name)
 		}
-		snap.seq = kt.seq
-		t, err := HashTreeFromLeaves(kt.tree.Size(), kt.tree.LeafHashes())
-		if err != nil {
-			return sourceSnapshot{}, err
+		leaves, ok := kt.leavesAt(seq)
+		if !ok {
+			return sourceSnapshot{}, fmt.Errorf("%w: disk %s's kept tree is exact at cycle %d, not at %d", ErrNotVerifiable, name, kt.seq, seq)
 		}
-		snap.trees[name] = t
+		snap.trees[name] = treeFromLeaves(kt.tree.Size(), leaves)
 	}
 	if len(snap.trees) != in.disks || in.disks == 0 {
 		return sourceSnapshot{}, fmt.Errorf("%w: %d of %d disks have a kept tree", ErrNotVerifiable, len(snap.trees), in.disks)

@@ -25,6 +25,45 @@ type keptTree struct {
 	// valid is false once a fold found changes it cannot account for (a
 	// change log reset, an untracked write, cycles dropped unfolded).
 	valid bool
+	// undo holds, for the last keepUndo exact cycles, the leaf hashes
+	// each fold replaced, so the tree at an earlier exact cycle can be
+	// rebuilt (verify compares at the replica's cycle).
+	undo map[uint64]foldUndo
+}
+
+// keepUndo is how many exact cycles back a kept tree can be rolled.
+const keepUndo = 16
+
+// foldUndo is what one fold changed: the leaves' previous hashes, and the
+// cycle the tree was exact at before (0: none).
+type foldUndo struct {
+	prev   uint64
+	leaves []leafUndo
+}
+
+type leafUndo struct {
+	i int
+	h hashNode
+}
+
+// leavesAt returns the tree's leaves as they were at exact cycle seq, or
+// false when seq is not one of the last exact cycles.
+func (kt *keptTree) leavesAt(seq uint64) ([]hashNode, bool) {
+	if !kt.valid || kt.seq == 0 || seq > kt.seq {
+		return nil, false
+	}
+	leaves := append([]hashNode(nil), kt.tree.levels[0]...)
+	for cur := kt.seq; cur != seq; {
+		u, ok := kt.undo[cur]
+		if !ok || u.prev == 0 || u.prev < seq {
+			return nil, false
+		}
+		for _, l := range u.leaves {
+			leaves[l.i] = l.h
+		}
+		cur = u.prev
+	}
+	return leaves, true
 }
 
 // startKeptTree hashes the disk's image as it is now, without holding
@@ -63,8 +102,9 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 		return 0, false, err
 	}
 	exact := false
+	var undo []leafUndo
 	if kt != nil && kt.valid {
-		exact = d.foldLocked(kt)
+		undo, exact = d.foldLocked(kt)
 		kt.valid = exact
 	}
 	var flags uint8
@@ -86,6 +126,11 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 	d.nextSeq++
 	d.gen++
 	if exact {
+		if kt.undo == nil {
+			kt.undo = map[uint64]foldUndo{}
+		}
+		kt.undo[seq] = foldUndo{prev: kt.seq, leaves: undo}
+		delete(kt.undo, seq-keepUndo)
 		kt.gen, kt.next, kt.seq = d.gen, d.nextSeq, seq
 	}
 	d.mu.Unlock()
@@ -96,10 +141,11 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 }
 
 // foldLocked re-hashes into kt the leaves of every change record since
-// kt's fold: those of the closed cycles from kt.next on and the open ones.
-// It returns false, changing nothing, when the log does not hold every
-// change since (the generations do not add up). Called with mu held.
-func (d *TrackedDisk) foldLocked(kt *keptTree) bool {
+// kt's fold: those of the closed cycles from kt.next on and the open ones,
+// and returns the leaves' previous hashes. It returns false, changing
+// nothing, when the log does not hold every change since (the generations
+// do not add up). Called with mu held.
+func (d *TrackedDisk) foldLocked(kt *keptTree) ([]leafUndo, bool) {
 	var changed []Extent
 	count := uint64(len(d.open))
 	for _, c := range d.closed {
@@ -111,14 +157,19 @@ func (d *TrackedDisk) foldLocked(kt *keptTree) bool {
 	}
 	missing := kt.next < d.nextSeq && (len(d.closed) == 0 || d.closed[0].seq > kt.next)
 	if missing || d.gen-kt.gen != count {
-		return false
+		return nil, false
 	}
 	changed = appendRecExtents(changed, d.open)
+	dirty := kt.tree.dirtyLeaves(changed)
+	undo := make([]leafUndo, len(dirty))
+	for j, i := range dirty {
+		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}
+	}
 	if err := kt.tree.Update(d.img, changed); err != nil {
 		d.logger.Warn().Err(err).Str("disk", d.name).Msg("kept hash tree: fold failed")
-		return false
+		return nil, false
 	}
-	return true
+	return undo, true
 }
 
 func appendRecExtents(out []Extent, recs []hrlRec) []Extent {

@@ -56,6 +56,7 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 	}()
 	var kt *keptTree
 	exactSeen := 0
+	rootAt := map[uint64]string{}
 	for i := 0; i < 25; i++ {
 		if kt == nil || !kt.valid {
 			kt, err = d.startKeptTree()
@@ -70,6 +71,7 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 			exactSeen++
 			require.Equal(t, treeRootOf(t, shadow), kt.tree.Root(), "cycle %d", seq)
 			require.Equal(t, seq, kt.seq)
+			rootAt[seq] = kt.tree.Root()
 		}
 		require.NoError(t, d.Ack(seq))
 		time.Sleep(2 * time.Millisecond) // let writes land between closes
@@ -77,6 +79,20 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	require.Equal(t, 25, exactSeen, "every close keeps the tree exact")
+	// The tree rolls back over the last keepUndo exact cycles, not
+	// further.
+	for back := uint64(0); back <= keepUndo+1; back++ {
+		seq := kt.seq - back
+		leaves, ok := kt.leavesAt(seq)
+		if back > keepUndo {
+			require.False(t, ok, "cycle %d is past the undo kept", seq)
+			continue
+		}
+		require.True(t, ok, "cycle %d", seq)
+		require.Equal(t, rootAt[seq], treeFromLeaves(keptDiskSize, leaves).Root(), "tree rolled back to cycle %d", seq)
+	}
+	_, ok := kt.leavesAt(kt.seq + 1)
+	require.False(t, ok)
 }
 
 // A change log reset (resync, initial replication) drops records the tree

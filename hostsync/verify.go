@@ -139,13 +139,9 @@ func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (
 		if vm.SourceHost != c.a.cfg.Host || vm.RecoveryHost == "" {
 			return VerifyReply{}, fmt.Errorf("%w: host %s is not the replicating source of %s", ErrNotVerifiable, c.a.cfg.Host, c.name)
 		}
-		snap, err := in.snapshot()
-		if err == nil {
-			out, done, cerr := c.compareAt(ctx, vm, snap)
-			if done || (cerr != nil && !errors.Is(cerr, ErrNotVerifiable)) {
-				return out, cerr
-			}
-			err = cerr
+		out, done, err := c.compareAt(ctx, in, vm)
+		if done || (err != nil && !errors.Is(err, ErrNotVerifiable)) {
+			return out, err
 		}
 		if err != nil {
 			last = err
@@ -159,11 +155,12 @@ func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (
 	}
 }
 
-// compareAt compares the source's trees at snap.seq with the replica
-// re-hashed, once the replica is at that cycle. done is false (with an
-// error wrapping ErrNotVerifiable) when the replica is elsewhere.
-func (c *vmCtl) compareAt(ctx context.Context, vm events.VM, snap sourceSnapshot) (VerifyReply, bool, error) {
-	out := VerifyReply{VM: c.name, Epoch: vm.Epoch, Cycle: snap.seq, Point: PointID(vm.Epoch, snap.seq), Differing: []VerifyRange{}}
+// compareAt compares the replica re-hashed at its last applied cycle with
+// the source's kept trees rolled back to that cycle. done is false (with an
+// error wrapping ErrNotVerifiable) when the source cannot rebuild its trees
+// at the replica's cycle or the replica moved meanwhile.
+func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM) (VerifyReply, bool, error) {
+	out := VerifyReply{VM: c.name, Differing: []VerifyRange{}}
 	if len(vm.Disks) == 0 {
 		return out, false, fmt.Errorf("%w: vm has no disks", ErrNotVerifiable)
 	}
@@ -171,9 +168,14 @@ func (c *vmCtl) compareAt(ctx context.Context, vm events.VM, snap sourceSnapshot
 	if err != nil {
 		return out, false, err
 	}
-	if pos.Epoch != vm.Epoch || pos.Seq != snap.seq {
-		return out, false, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, PointID(pos.Epoch, pos.Seq), out.Point)
+	if pos.Epoch != vm.Epoch {
+		return out, false, fmt.Errorf("%w: replica at epoch %d, vm at %d", ErrNotVerifiable, pos.Epoch, vm.Epoch)
 	}
+	snap, err := in.snapshotAt(pos.Seq)
+	if err != nil {
+		return out, false, err
+	}
+	out.Epoch, out.Cycle, out.Point = vm.Epoch, snap.seq, PointID(vm.Epoch, snap.seq)
 	for _, d := range vm.Disks {
 		src, ok := snap.trees[d.Name]
 		if !ok {
