@@ -146,6 +146,7 @@ func (s *soak) run(ctx context.Context) (err error) {
 	deadline := s.d.start.Add(s.cfg.Duration)
 	for s.stat.Cycles == 0 || time.Now().Before(deadline) {
 		if err := s.cycle(ctx); err != nil {
+			s.diagnose()
 			return fmt.Errorf("cycle %d: %w", s.stat.Cycles+1, err)
 		}
 		s.stat.Cycles++

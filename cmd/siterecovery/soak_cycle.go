@@ -116,7 +116,7 @@ func (s *soak) planned(ctx context.Context, fromHost, to string) error {
 		return err
 	}
 	start := time.Now()
-	if _, err := d.cli("plan", "planned-failover", "soak", "--wait"); err != nil {
+	if _, err := s.plan("planned-failover"); err != nil {
 		return err
 	}
 	if err := s.checkRunningAt(ctx, to, sources); err != nil {
@@ -128,7 +128,7 @@ func (s *soak) planned(ctx context.Context, fromHost, to string) error {
 		}
 	}
 	took := time.Since(start)
-	if _, err := d.cli("plan", "commit", "soak", "--wait"); err != nil {
+	if _, err := s.plan("commit"); err != nil {
 		return err
 	}
 	if err := s.waitProtected(ctx, to); err != nil {
@@ -153,7 +153,7 @@ func (s *soak) unplanned(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	if _, err := d.cli("plan", "unplanned-failover", "soak", "--wait"); err != nil {
+	if _, err := s.plan("unplanned-failover"); err != nil {
 		return err
 	}
 	if err := s.checkRunningAt(ctx, "secondary", images); err != nil {
@@ -169,7 +169,7 @@ func (s *soak) unplanned(ctx context.Context) error {
 		}
 	}
 	for _, verb := range []string{"commit", "reverse"} {
-		if _, err := d.cli("plan", verb, "soak", "--wait"); err != nil {
+		if _, err := s.plan(verb); err != nil {
 			return err
 		}
 	}
@@ -238,4 +238,32 @@ func (s *soak) waitProtected(ctx context.Context, site string) error {
 		_, err := s.d.waitVM(ctx, vm, "protected from "+site, 3*time.Minute, protectedAt(site), nil)
 		return err
 	})
+}
+
+// soakWait bounds each plan operation: a job that hangs fails the soak
+// instead of stalling it.
+const soakWait = 3 * time.Minute
+
+// plan runs a plan operation on the soak's plan and waits for its job.
+func (s *soak) plan(verb string) (string, error) {
+	return s.d.cli("plan", verb, "soak", "--wait", "--wait-timeout", soakWait.String())
+}
+
+// diagnose prints each VM's state, health and last error: what an
+// operator looks at first after a failure.
+func (s *soak) diagnose() {
+	fmt.Fprintln(s.out, "\nVMs at the failure:")
+	for _, vm := range s.vms {
+		v, err := s.d.vm(vm)
+		if err != nil {
+			fmt.Fprintf(s.out, "  %s: %v\n", vm, err)
+			continue
+		}
+		last := ""
+		if v.LastError != nil {
+			last = fmt.Sprintf("; last error on %s: %s: %s", v.LastError.Host, v.LastError.Code, v.LastError.Message)
+		}
+		fmt.Fprintf(s.out, "  %s: %s at %s (epoch %d, %s → %s), health %s%s\n", vm, v.ProtectionState, v.ActiveSite,
+			v.Epoch, v.SourceHost, v.RecoveryHost, v.Health, last)
+	}
 }
