@@ -39,10 +39,10 @@ type benchSizes struct {
 
 var (
 	fullSizes = benchSizes{name: "full", copyFrequency: 5 * time.Second, irDisk: 1 << 30, deltaDisk: 2 << 30,
-		deltaBlock: 64 << 10, rpoVMs: 10, rpoDisk: 64 << 20, rpoRate: 5_000_000, rpoFor: 60 * time.Second,
+		deltaBlock: 64 << 10, rpoVMs: 10, rpoDisk: 1 << 30, rpoRate: 5_000_000, rpoFor: 60 * time.Second,
 		cmdFor: 5 * time.Second, replayEvents: 100_000, nbdDisk: 2 << 30, nbdSeq: 128 << 20, nbdRand: 16 << 20}
 	quickSizes = benchSizes{name: "quick", copyFrequency: 5 * time.Second, irDisk: 256 << 20, deltaDisk: 256 << 20,
-		deltaBlock: 64 << 10, rpoVMs: 10, rpoDisk: 64 << 20, rpoRate: 5_000_000, rpoFor: 30 * time.Second,
+		deltaBlock: 64 << 10, rpoVMs: 10, rpoDisk: 1 << 30, rpoRate: 5_000_000, rpoFor: 30 * time.Second,
 		cmdFor: 2 * time.Second, replayEvents: 20_000, nbdDisk: 512 << 20, nbdSeq: 32 << 20, nbdRand: 4 << 20}
 	smokeSizes = benchSizes{name: "smoke", copyFrequency: time.Second, irDisk: 8 << 20, deltaDisk: 16 << 20,
 		deltaBlock: 64 << 10, rpoVMs: 2, rpoDisk: 8 << 20, rpoRate: 500_000, rpoFor: 3 * time.Second,
