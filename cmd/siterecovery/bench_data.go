@@ -109,7 +109,7 @@ func benchDelta(ctx context.Context, e *benchEnv) ([]figure, error) {
 		return nil, fmt.Errorf("replica after the delta cycle: %w", err)
 	}
 	rsync, err := timed(func() error {
-		return runTool(ctx, "rsync", "--inplace", "--no-whole-file", e.sourceImage(vm), before)
+		return runTool(ctx, "rsync", "--inplace", "--no-whole-file", "--ignore-times", e.sourceImage(vm), before)
 	})
 	if err != nil {
 		return nil, err

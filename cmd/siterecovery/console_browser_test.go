@@ -230,7 +230,7 @@ func TestBrowserConsoleShowsVMAndRunsAnAction(t *testing.T) {
 	b.waitFor(jsVMState, "Protected")
 	b.waitFor(`document.querySelector('#jobs tr[data-target="web01"]')?.dataset.state ?? null`, "Succeeded")
 	b.waitFor(`String(document.querySelectorAll('tr.vm-row[data-vm="web01"] .timeline .tick').length)`, "1")
-	b.waitFor(`document.querySelector('#events tbody tr')?.innerText.includes('recovery_point_created') ? 'yes' : 'no'`, "yes")
+	b.waitFor(`[...document.querySelectorAll('#events tbody tr')].some((r) => r.innerText.includes('recovery_point_created')) ? 'yes' : 'no'`, "yes")
 	require.Equal(t, "disable,pause,test_failover,planned_failover,unplanned_failover",
 		b.evalString(jsVMButtons), "the buttons follow allowed_operations")
 	b.screenshot()

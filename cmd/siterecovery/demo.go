@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,7 +37,8 @@ type demo struct {
 	logger zerolog.Logger
 	agents map[string]*demoAgent
 	// tty redraws progress lines in place; otherwise each result is a line.
-	tty bool
+	tty   bool
+	outMu sync.Mutex
 }
 
 // demoVMs are the demo's VMs, all on hv01 at the start.
@@ -193,7 +195,7 @@ func (d *demo) protect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(d.out, indent(out))
+	d.printf("%s", indent(out))
 	return nil
 }
 
@@ -230,13 +232,13 @@ func (d *demo) replicate(ctx context.Context) error {
 			parts = append(parts, fmt.Sprintf("%s %ds", vm, rpo))
 		}
 		if d.tty {
-			fmt.Fprintf(d.out, "\r  RPO now: %-60s", strings.Join(parts, "   "))
+			d.printf("\r  RPO now: %-60s", strings.Join(parts, "   "))
 		} else if i%4 == 3 {
 			d.say("RPO now: %s", strings.Join(parts, "   "))
 		}
 	}
 	if d.tty {
-		fmt.Fprintln(d.out)
+		d.printf("\n")
 	}
 	for _, vm := range demoVMs {
 		if err := loads[vm].Stop(); err != nil {
@@ -339,11 +341,18 @@ func (d *demo) cliRefused(code string, args ...string) error {
 }
 
 func (d *demo) stage(title string) {
-	fmt.Fprintf(d.out, "\n[%6.1fs] == %s\n", time.Since(d.start).Seconds(), title)
+	d.printf("\n[%6.1fs] == %s\n", time.Since(d.start).Seconds(), title)
 }
 
 func (d *demo) say(format string, args ...any) {
-	fmt.Fprintf(d.out, "  "+format+"\n", args...)
+	d.printf("  "+format+"\n", args...)
+}
+
+// printf writes to the demo's output; stages verify VMs in parallel.
+func (d *demo) printf(format string, args ...any) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	fmt.Fprintf(d.out, format, args...)
 }
 
 func indent(s string) string {

@@ -112,13 +112,13 @@ func (d *demo) waitVM(ctx context.Context, name, what string, within time.Durati
 		v, err := d.vm(name)
 		if err == nil && cond(v) {
 			if last != "" {
-				fmt.Fprintln(d.out)
+				d.printf("\n")
 			}
 			return v, nil
 		}
 		if err == nil && progress != nil && d.tty {
 			if p := progress(v); p != last {
-				fmt.Fprintf(d.out, "\r  %-70s", p)
+				d.printf("\r  %-70s", p)
 				last = p
 			}
 		}

@@ -48,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "scale":
+		return runScaleCmd(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return runSoakCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "auth":
