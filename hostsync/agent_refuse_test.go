@@ -147,6 +147,6 @@ func TestAgentResendsLostCycles(t *testing.T) {
 	// The source notices that nothing is left to deliver while its cycles
 	// are unapplied, and sends them again; the gap is never applied over.
 	w.startAgent("hv11")
-	w.latestPointAfter(written, 20*time.Second)
+	w.latestPointAfter(written, 45*time.Second) // resend after the hold of a gap (10s) and ResendAfter, under load
 	requireSameBytes(t, readFile(t, w.sourceImage()), readFile(t, w.replicaImage()), "replica after the lost cycles were sent again")
 }
