@@ -17,7 +17,7 @@ func newLogger(level string, w io.Writer) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)
 	}
-	out := w
+	out := zerolog.SyncWriter(w) // goroutines log at once; a buffer in tests is no file
 	if isTerminal(w) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
