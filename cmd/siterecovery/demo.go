@@ -203,17 +203,9 @@ func (d *demo) protect(ctx context.Context) error {
 // RPO live, then stops the writes and checks each replica byte for byte.
 func (d *demo) replicate(ctx context.Context) error {
 	d.stage("delta replication: each VM writes 1 MiB/s of random 64 KiB blocks through NBD for 8 s")
-	loads := map[string]*workload{}
-	for _, vm := range demoVMs {
-		v, err := d.vm(vm)
-		if err != nil {
-			return err
-		}
-		w, err := d.startWorkload(v, 1<<20)
-		if err != nil {
-			return err
-		}
-		loads[vm] = w
+	loads, err := d.startWorkloads()
+	if err != nil {
+		return err
 	}
 	maxRPO := int64(0)
 	for i := 0; i < 8; i++ {
@@ -240,10 +232,8 @@ func (d *demo) replicate(ctx context.Context) error {
 	if d.tty {
 		d.printf("\n")
 	}
-	for _, vm := range demoVMs {
-		if err := loads[vm].Stop(); err != nil {
-			return err
-		}
+	if err := stopWorkloads(loads); err != nil {
+		return err
 	}
 	stopped := time.Now()
 	return parallel(demoVMs, func(vm string) error { return d.verifyReplica(ctx, vm, stopped, loads[vm].written, maxRPO) })
@@ -293,23 +283,9 @@ func (d *demo) makePlan(context.Context) error {
 // the reverse replication carries it back to the primary.
 func (d *demo) replicateBack(ctx context.Context) error {
 	d.stage("the VMs run at the secondary site: their writes replicate back to hv01")
-	loads := map[string]*workload{}
-	for _, vm := range demoVMs {
-		v, err := d.vm(vm)
-		if err != nil {
-			return err
-		}
-		w, err := d.startWorkload(v, 1<<20)
-		if err != nil {
-			return err
-		}
-		loads[vm] = w
-	}
-	time.Sleep(3 * time.Second) // the workload's duration, not a wait for a result
-	for _, vm := range demoVMs {
-		if err := loads[vm].Stop(); err != nil {
-			return err
-		}
+	loads, err := d.writeFor(3 * time.Second)
+	if err != nil {
+		return err
 	}
 	stopped := time.Now()
 	return parallel(demoVMs, func(vm string) error { return d.verifyReplica(ctx, vm, stopped, loads[vm].written, -1) })

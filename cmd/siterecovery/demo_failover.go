@@ -220,23 +220,8 @@ func (d *demo) notServed(host, vm string) error {
 // host back (fenced), commits and reverses by resync.
 func (d *demo) unplanned(ctx context.Context) error {
 	d.stage("unplanned failover: writes, a recovery point, then host hv01 dies (its agent killed)")
-	loads := map[string]*workload{}
-	for _, vm := range demoVMs {
-		v, err := d.vm(vm)
-		if err != nil {
-			return err
-		}
-		w, err := d.startWorkload(v, 1<<20)
-		if err != nil {
-			return err
-		}
-		loads[vm] = w
-	}
-	time.Sleep(3 * time.Second) // the workload's duration, not a wait for a result
-	for _, vm := range demoVMs {
-		if err := loads[vm].Stop(); err != nil {
-			return err
-		}
+	if _, err := d.writeFor(3 * time.Second); err != nil {
+		return err
 	}
 	if err := d.quiesced(ctx, demoVMs); err != nil {
 		return err

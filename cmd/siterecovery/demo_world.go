@@ -212,6 +212,42 @@ func (w *workload) run() error {
 	}
 }
 
+// startWorkloads starts a 1 MiB/s workload on every demo VM, where it
+// runs now; on an error the ones started are stopped.
+func (d *demo) startWorkloads() (map[string]*workload, error) {
+	loads := map[string]*workload{}
+	for _, vm := range demoVMs {
+		v, err := d.vm(vm)
+		if err == nil {
+			loads[vm], err = d.startWorkload(v, 1<<20)
+		}
+		if err != nil {
+			delete(loads, vm)
+			return nil, errors.Join(err, stopWorkloads(loads))
+		}
+	}
+	return loads, nil
+}
+
+// writeFor runs the workloads for dur and stops them (each with a flush).
+func (d *demo) writeFor(dur time.Duration) (map[string]*workload, error) {
+	loads, err := d.startWorkloads()
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(dur) // the workload's duration, not a wait for a result
+	return loads, stopWorkloads(loads)
+}
+
+// stopWorkloads stops every workload and joins their errors.
+func stopWorkloads(loads map[string]*workload) error {
+	var errs []error
+	for _, w := range loads {
+		errs = append(errs, w.Stop())
+	}
+	return errors.Join(errs...)
+}
+
 // Stop ends the writes with a flush and closes the connection.
 func (w *workload) Stop() error {
 	close(w.stop)
