@@ -34,6 +34,7 @@ type shipState struct {
 	sentAt    map[uint64]time.Time // cycle → when it was last sent
 	attempt   int
 	ackedTo   uint64
+	ackedAt   time.Time // when ackedTo last moved
 	lastClose time.Time
 	lastApp   time.Time
 	// enableSeq is the protection being shipped (the log sequence of its
@@ -307,7 +308,7 @@ func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 			delete(s.sentAt, seq)
 		}
 	}
-	s.ackedTo = acked
+	s.ackedTo, s.ackedAt = acked, time.Now()
 }
 
 // resendStale forgets that the unacknowledged cycles were sent when the
@@ -327,7 +328,13 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 	if oldest == 0 {
 		return
 	}
-	if busy, err := c.consumerBusy(ctx, vm); err != nil || busy {
+	// A recovery host that holds batches (a gap: it waits for the missing
+	// cycle) while its acks stand still is stuck, not slow: send again.
+	busy, holding, err := c.consumerBusy(ctx, vm)
+	// (Not during initial replication: its chunks are not kept to resend.)
+	inIR := s.ir != nil && s.ackedTo < s.ir.Chunks
+	stuck := holding && !inIR && time.Since(s.ackedAt) > limit
+	if err != nil || (busy && !stuck) {
 		for seq := range s.sentAt {
 			s.sentAt[seq] = time.Now() // look again after another limit
 		}
@@ -345,19 +352,19 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 
 // consumerBusy says whether the VM's consumer still has messages to deliver
 // or awaiting acknowledgement (or does not exist yet).
-func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (bool, error) {
+func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (busy, holding bool, err error) {
 	cons, err := c.a.js.Consumer(ctx, DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return true, nil
+		return true, false, nil
 	}
 	if err != nil {
-		return true, err
+		return true, false, err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return true, err
+		return true, false, err
 	}
-	return info.NumPending > 0 || info.NumAckPending > 0, nil
+	return info.NumPending > 0 || info.NumAckPending > 0, info.NumAckPending > 0, nil
 }
 
 // sendPending ships the closed cycles not sent yet, oldest first.
