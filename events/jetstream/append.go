@@ -61,7 +61,7 @@ func (l *Log) Append(ctx context.Context, agg events.Aggregate, expected uint64,
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	res, err := l.publish(ctx, msgs)
+	res, err := l.publishRetry(ctx, msgs)
 	if err == nil {
 		return res, nil
 	}
@@ -89,6 +89,26 @@ func (l *Log) messages(agg events.Aggregate, expected uint64, meta events.Meta, 
 	first.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
 	first.Set(jetstream.ExpectedLastSubjSeqSubjHeader, agg.Filter())
 	return msgs, nil
+}
+
+// publishRetry publishes, and publishes again while no server answers (a
+// stream leader being elected, a server restarting) until ctx ends. A retry
+// is safe: the msg ids and the expected sequence make a second landing a
+// duplicate or a conflict that resolveConflict recognises.
+func (l *Log) publishRetry(ctx context.Context, msgs []*nats.Msg) (events.AppendResult, error) {
+	wait := 25 * time.Millisecond
+	for {
+		res, err := l.publish(ctx, msgs)
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // publish sends msgs, one plainly, several as an atomic batch.
