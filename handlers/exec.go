@@ -177,26 +177,5 @@ func newResult(meta events.Meta, steps ...stepResult) Result {
 // scan calls fn for every record of kind in the log up to its current end.
 // It reads the whole log: only rare commands (deletes) use it.
 func (s *Service) scan(ctx context.Context, kind events.Kind, fn func(events.Record)) error {
-	last, err := s.log.LastSeq(ctx)
-	if err != nil || last == 0 {
-		return err
-	}
-	cur, err := s.log.Follow(ctx, 1)
-	if err != nil {
-		return err
-	}
-	defer cur.Close()
-	for seq := uint64(0); seq < last; {
-		recs, err := cur.Next(ctx, 1024)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Seq <= last && r.Aggregate.Kind == kind {
-				fn(r)
-			}
-			seq = r.Seq
-		}
-	}
-	return nil
+	return scanKind(ctx, s.log, kind, fn)
 }
