@@ -79,15 +79,18 @@ type batch struct {
 	// points and cache are the runner's, kept across batches: every VM's
 	// point list and the decoded VM read models (the hot ones), as
 	// committed, or as this batch changes them.
-	points     map[string]*pointList
-	cache      map[docKey]any
+	points map[string]*pointList
+	cache  map[docKey]any
+	// before is the tally (counts.go) of each counted read model as the
+	// batch first loaded it, for flush to change the counts by.
+	before     map[docKey][]string
 	checkpoint uint64
 	applied    uint64
 }
 
 func newBatch(tx *bolt.Tx, r *runnerCache) *batch {
 	return &batch{
-		tx: tx, docs: map[docKey]any{}, points: r.points, cache: r.docs,
+		tx: tx, docs: map[docKey]any{}, points: r.points, cache: r.docs, before: map[docKey][]string{},
 		checkpoint: readMeta(tx, keyCheckpoint), applied: readMeta(tx, keyApplied),
 	}
 }
@@ -100,20 +103,30 @@ func load[T any](b *batch, bucket []byte, key string) (*T, error) {
 		return v.(*T), nil
 	}
 	if v, ok := b.cache[k]; ok {
-		b.docs[k] = v
+		b.loaded(k, v, true)
 		return v.(*T), nil
 	}
 	v := new(T)
-	if raw := b.tx.Bucket(bucket).Get([]byte(key)); raw != nil {
+	raw := b.tx.Bucket(bucket).Get([]byte(key))
+	if raw != nil {
 		if err := json.Unmarshal(raw, v); err != nil {
 			return nil, fmt.Errorf("%s/%s: %v: %w", bucket, key, err, ErrCorrupt)
 		}
 	}
-	b.docs[k] = v
+	b.loaded(k, v, raw != nil)
 	if bytes.Equal(bucket, bucketVMs) {
 		b.cache[k] = v
 	}
 	return v, nil
+}
+
+// loaded takes v, the read model under k as committed, into the batch and
+// notes its tally if it is counted (stored: it is in the file).
+func (b *batch) loaded(k docKey, v any, stored bool) {
+	b.docs[k] = v
+	if counted(k.bucket) {
+		b.before[k] = tallyOf(k.bucket, v, stored)
+	}
 }
 
 // has reports whether bucket holds key, in this batch or before.
@@ -172,7 +185,8 @@ func (b *batch) applyAggregate(r events.Record) error {
 	return nil // the vault has no read model
 }
 
-// flush writes every read model touched, the checkpoint and the counter.
+// flush writes every read model touched, the counts of the status query
+// they change, the checkpoint and the counter.
 func (b *batch) flush() error {
 	keys := make([]docKey, 0, len(b.docs))
 	for k := range b.docs {
@@ -192,6 +206,9 @@ func (b *batch) flush() error {
 		if err := b.tx.Bucket([]byte(k.bucket)).Put([]byte(k.key), raw); err != nil {
 			return fmt.Errorf("write %s/%s: %w", k.bucket, k.key, err)
 		}
+	}
+	if err := writeCounts(b.tx, b.countDeltas()); err != nil {
+		return err
 	}
 	meta := b.tx.Bucket(bucketMeta)
 	if err := meta.Put(keyCheckpoint, u64(b.checkpoint)); err != nil {

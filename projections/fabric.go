@@ -102,15 +102,29 @@ func get[T any](tx *bolt.Tx, bucket []byte, key string) (T, bool, error) {
 	return v, true, nil
 }
 
-// fabric is every fabric read model, read in one transaction.
+// fabric is the fabric read models, read in one transaction; vms only
+// for the hosts query (the others do not read the VMs).
 type fabric struct {
 	sites    []events.Site
 	hosts    []events.Host
 	clouds   []events.Cloud
 	pairings []events.Pairing
-	vms      []vmModel
+	vms      []vmPlace
 }
 
+// vmPlace is what the hosts query reads of a VM: decoding only these
+// fields of the stored model skips its disks, images and progress.
+type vmPlace struct {
+	VM struct {
+		Name       string
+		ActiveHost string
+		Version    uint64
+	}
+}
+
+func (p vmPlace) exists() bool { return p.VM.Version > 0 && p.VM.Name != "" }
+
+// readFabric reads the fabric read models but the VMs.
 func readFabric(tx *bolt.Tx) (f fabric, err error) {
 	if f.sites, err = all[events.Site](tx, bucketSites); err != nil {
 		return f, err
@@ -121,10 +135,16 @@ func readFabric(tx *bolt.Tx) (f fabric, err error) {
 	if f.clouds, err = all[events.Cloud](tx, bucketClouds); err != nil {
 		return f, err
 	}
-	if f.pairings, err = all[events.Pairing](tx, bucketPairings); err != nil {
+	f.pairings, err = all[events.Pairing](tx, bucketPairings)
+	return f, err
+}
+
+// readFabricVMs reads the fabric read models and where each VM runs.
+func readFabricVMs(tx *bolt.Tx) (f fabric, err error) {
+	if f, err = readFabric(tx); err != nil {
 		return f, err
 	}
-	f.vms, err = all[vmModel](tx, bucketVMs)
+	f.vms, err = all[vmPlace](tx, bucketVMs)
 	return f, err
 }
 
@@ -167,7 +187,7 @@ func (f fabric) hostViews() []HostView {
 			}
 		}
 		for _, m := range f.vms {
-			if m.VM.Exists() && m.VM.ActiveHost == h.Name {
+			if m.exists() && m.VM.ActiveHost == h.Name {
 				v.VMs = append(v.VMs, m.VM.Name)
 			}
 		}

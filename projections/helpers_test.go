@@ -44,7 +44,8 @@ func mustOpen(tb testing.TB, path string, log events.Log, opts ...option) *Store
 }
 
 // checkCounter checks the exactly-once invariant: the events applied in all
-// equal the checkpoint, since the runner starts at sequence 1.
+// equal the checkpoint, since the runner starts at sequence 1. It also
+// checks that the counts of the status query equal a recount of the file.
 func checkCounter(tb testing.TB, s *Store) {
 	tb.Helper()
 	require.NoError(tb, s.view(func(tx *bolt.Tx) error {
@@ -54,6 +55,7 @@ func checkCounter(tb testing.TB, s *Store) {
 		}
 		return nil
 	}))
+	checkCounts(tb, s)
 }
 
 func waitFor(tb testing.TB, s *Store, seq uint64) {

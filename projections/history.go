@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -111,6 +110,8 @@ type VMCounts struct {
 	ByHealth          map[string]int `json:"by_health"`
 }
 
+// status reads the sites and hosts (a few) and the stored counts of VMs
+// and jobs (counts.go): its cost does not grow with them.
 func (s *Store) status(_ context.Context, _ Params) (any, error) {
 	st := Status{Checkpoint: s.Checkpoint(), Jobs: map[string]int{},
 		VMs: VMCounts{ByProtectionState: map[string]int{}, ByHealth: map[string]int{}}}
@@ -118,43 +119,42 @@ func (s *Store) status(_ context.Context, _ Params) (any, error) {
 		st.ProjectionError = err.Error()
 	}
 	err := s.view(func(tx *bolt.Tx) error {
-		f, err := readFabric(tx)
+		sites, err := all[events.Site](tx, bucketSites)
 		if err != nil {
 			return err
 		}
-		st.count(f)
-		return tx.Bucket(bucketJobs).ForEach(func(k, raw []byte) error {
-			var j struct{ State string }
-			if err := json.Unmarshal(raw, &j); err != nil {
-				return fmt.Errorf("jobs/%s: %v: %w", k, err, ErrCorrupt)
-			}
-			st.Jobs[j.State]++
-			return nil
-		})
+		hosts, err := all[events.Host](tx, bucketHosts)
+		if err != nil {
+			return err
+		}
+		counts, err := readCounts(tx)
+		if err != nil {
+			return err
+		}
+		st.countFabric(sites, hosts)
+		st.fill(counts)
+		return nil
 	})
 	return st, err
 }
 
-func (st *Status) count(f fabric) {
-	st.Sites = len(f.siteViews())
-	for _, h := range f.hostViews() {
+// countFabric counts the sites and hosts that exist; a host is reachable
+// as its last host_reachable or host_unreachable event says.
+func (st *Status) countFabric(sites []events.Site, hosts []events.Host) {
+	for _, s := range sites {
+		if s.Exists() {
+			st.Sites++
+		}
+	}
+	for _, h := range hosts {
+		if !h.Exists() {
+			continue
+		}
 		st.Hosts.Total++
 		if h.Reachable {
 			st.Hosts.Reachable++
 		} else {
 			st.Hosts.Unreachable++
 		}
-	}
-	for _, m := range f.vms {
-		if !m.VM.Exists() {
-			continue
-		}
-		st.VMs.Total++
-		st.VMs.ByProtectionState[string(m.VM.State)]++
-		health := m.VM.Health
-		if health == "" {
-			health = events.HealthNormal
-		}
-		st.VMs.ByHealth[health]++
 	}
 }

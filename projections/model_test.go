@@ -65,6 +65,7 @@ func checkModel(t *testing.T, s *Store, log *events.MemLog, g *gen) {
 	}
 	checkJobs(t, s, g.starts)
 	checkHosts(t, s, log)
+	checkStatus(t, s, log, g)
 }
 
 func checkVM(t *testing.T, want events.VM, got VMView) {

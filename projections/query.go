@@ -124,11 +124,12 @@ func required(field, value string) error {
 	return nil
 }
 
-// readFabricView runs a view of the fabric read models.
-func readFabricView[T any](s *Store, fn func(fabric) T) (T, error) {
+// readFabricView runs a view of the fabric read models, read by read
+// (readFabric, or readFabricVMs for a view that needs the VMs).
+func readFabricView[T any](s *Store, read func(*bolt.Tx) (fabric, error), fn func(fabric) T) (T, error) {
 	var out T
 	err := s.view(func(tx *bolt.Tx) error {
-		f, err := readFabric(tx)
+		f, err := read(tx)
 		out = fn(f)
 		return err
 	})
@@ -136,19 +137,19 @@ func readFabricView[T any](s *Store, fn func(fabric) T) (T, error) {
 }
 
 func (s *Store) sites(_ context.Context, _ Params) (any, error) {
-	return readFabricView(s, fabric.siteViews)
+	return readFabricView(s, readFabric, fabric.siteViews)
 }
 
 func (s *Store) hosts(_ context.Context, _ Params) (any, error) {
-	return readFabricView(s, fabric.hostViews)
+	return readFabricView(s, readFabricVMs, fabric.hostViews)
 }
 
 func (s *Store) clouds(_ context.Context, _ Params) (any, error) {
-	return readFabricView(s, fabric.cloudViews)
+	return readFabricView(s, readFabric, fabric.cloudViews)
 }
 
 func (s *Store) pairings(_ context.Context, _ Params) (any, error) {
-	return readFabricView(s, fabric.pairingViews)
+	return readFabricView(s, readFabric, fabric.pairingViews)
 }
 
 func (s *Store) policies(_ context.Context, _ Params) (any, error) {

@@ -102,7 +102,8 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	return s, nil
 }
 
-// init creates the buckets and returns the stored checkpoint.
+// init creates the buckets (and the counts of a file that has none) and
+// returns the stored checkpoint.
 func (s *Store) init() (uint64, error) {
 	var cp uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -112,7 +113,7 @@ func (s *Store) init() (uint64, error) {
 			}
 		}
 		cp = readMeta(tx, keyCheckpoint)
-		return nil
+		return initCounts(tx)
 	})
 	return cp, err
 }
