@@ -1,0 +1,424 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/siterecovery/siterecovery/events"
+)
+
+// failoverSizes are the planned failover benchmark's sizes.
+type failoverSizes struct {
+	vms     int   // VMs of the plan
+	disk    int64 // each VM's disk, random data
+	written int64 // written through NBD to each VM right before the failover
+}
+
+func (e *benchEnv) failoverSizes() failoverSizes {
+	switch e.sizes.name {
+	case smokeSizes.name:
+		return failoverSizes{vms: 3, disk: 2 * mib, written: 256 << 10}
+	case quickSizes.name:
+		return failoverSizes{vms: 20, disk: 4 * mib, written: 512 << 10}
+	}
+	return failoverSizes{vms: 50, disk: 8 * mib, written: 1 * mib}
+}
+
+// benchFailoverPlan is the recovery plan of the many-VM failover.
+const benchFailoverPlan = "pfbench"
+
+// benchFailover measures planned failovers with the real agents: of one VM,
+// then of a recovery plan of many VMs, each VM with a disk of random data
+// and fresh writes not shipped yet when the failover starts (so the final
+// cycle carries them). The time runs from the command to the VM failed
+// over: FailoverCompleted recorded, the VM FailoverCommitPending and
+// served at the recovery host. The recovery host's disk of every VM is
+// then verified equal to the source's final bytes, and the VMs are
+// committed (reverse replication starts by itself), then disabled, so they
+// load the benchmarks that follow with nothing but their idle exports.
+func benchFailover(ctx context.Context, e *benchEnv) ([]figure, error) {
+	fs := e.failoverSizes()
+	one, err := failoverOne(ctx, e, fs)
+	if err != nil {
+		return nil, err
+	}
+	many, err := failoverMany(ctx, e, fs)
+	if err != nil {
+		return []figure{one.figure(fs)}, err
+	}
+	return []figure{one.figure(fs), many.manyFigure(fs, one.took)}, nil
+}
+
+// failoverRun is what one measured planned failover did.
+type failoverRun struct {
+	took    time.Duration // command to the last VM failed over
+	job     time.Duration // command to the plan job completed (plans only)
+	cycle   time.Duration // the 1-VM baseline: an ordinary cycle of the same writes
+	shipped int           // VMs whose writes were (partly) in a point before the command
+	vms     int
+}
+
+func (r failoverRun) figure(fs failoverSizes) figure {
+	f := figure{Name: "planned_failover_1vm", Value: r.took.Seconds(), Unit: "s", Baseline: r.cycle.Seconds(),
+		BaselineName: "delta cycle of the same writes s", Ratio: r.took.Seconds() / r.cycle.Seconds(),
+		Target: "none (reported; ratio = value/baseline, lower is better)", Meets: true,
+		Note: fmt.Sprintf("%d MiB disk of random data, %d KiB written through NBD right before (%s); planned_failover to FailoverCommitPending; "+
+			"baseline: an ordinary cycle of the same writes on the same VM, closed to recorded; recovery host's disk and replica verified equal to the source",
+			fs.disk/mib, fs.written>>10, r.shippedNote())}
+	return f
+}
+
+func (r failoverRun) shippedNote() string {
+	if r.shipped == 0 {
+		return "none of it in a point before the command"
+	}
+	return fmt.Sprintf("in %d of %d VMs a cycle closed during the writes and took part of them before the command", r.shipped, r.vms)
+}
+
+func (r failoverRun) manyFigure(fs failoverSizes, one time.Duration) figure {
+	base := float64(r.vms) * one.Seconds()
+	f := figure{Name: "planned_failover_50vms", Value: r.took.Seconds(), Unit: "s", Baseline: base,
+		BaselineName: fmt.Sprintf("%d x 1-VM failover s", r.vms), Ratio: base / r.took.Seconds(),
+		Target: "none (reported; ratio = parallel speed-up, higher is better)", Meets: true,
+		Note: fmt.Sprintf("%d VMs in one group of plan %s, %d MiB disks of random data, %d KiB written to each right before (%s); "+
+			"plan planned_failover to every VM FailoverCommitPending; plan job completed at %s; every recovery host disk and replica verified equal to its source",
+			r.vms, benchFailoverPlan, fs.disk/mib, fs.written>>10, r.shippedNote(), r.job.Round(time.Millisecond))}
+	return f
+}
+
+// failoverOne measures an ordinary cycle of the writes, then the planned
+// failover of one VM with the same amount of writes pending.
+func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes) (failoverRun, error) {
+	const vm = "pf01"
+	run := failoverRun{vms: 1}
+	if err := protectVMs(ctx, e, []string{vm}, fs.disk, 20); err != nil {
+		return run, err
+	}
+	cycle, err := cycleOfWrites(ctx, e, vm, fs.written)
+	if err != nil {
+		return run, err
+	}
+	run.cycle = cycle
+	writeStart, err := writeFresh(ctx, e, vm, fs.written, 30)
+	if err != nil {
+		return run, err
+	}
+	start := time.Now()
+	if err := e.cmd(ctx, "sr.cmd.vm.planned_failover", map[string]any{"vm": vm}); err != nil {
+		return run, err
+	}
+	if run.took, err = failedOver(ctx, e, vm, start, 5*time.Minute); err != nil {
+		return run, err
+	}
+	if run.shipped, err = shippedBefore(ctx, e, map[string]time.Time{vm: writeStart}, start); err != nil {
+		return run, err
+	}
+	if err := verifyFailedOver(e, vm); err != nil {
+		return run, err
+	}
+	return run, retireVMs(ctx, e, []string{vm}, func() error {
+		return e.cmd(ctx, "sr.cmd.vm.commit", map[string]any{"vm": vm})
+	})
+}
+
+// failoverMany measures the planned failover of a plan of fs.vms VMs.
+func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes) (failoverRun, error) {
+	run := failoverRun{vms: fs.vms}
+	names := make([]string, fs.vms)
+	for i := range names {
+		names[i] = fmt.Sprintf("pfp%02d", i)
+	}
+	if err := protectVMs(ctx, e, names, fs.disk, 40); err != nil {
+		return run, err
+	}
+	if err := e.cmd(ctx, "sr.cmd.plan.create", map[string]any{"name": benchFailoverPlan,
+		"groups": []events.PlanGroup{{VMs: names}}}); err != nil {
+		return run, err
+	}
+	writeStarts, err := writeAllFresh(ctx, e, names, fs.written)
+	if err != nil {
+		return run, err
+	}
+	start := time.Now()
+	err = e.cmd(ctx, "sr.cmd.plan.planned_failover", map[string]any{"plan": benchFailoverPlan})
+	if err != nil {
+		return run, err
+	}
+	if run.job, err = planJobDone(ctx, e, benchFailoverPlan, "planned_failover", start, 10*time.Minute); err != nil {
+		return run, err
+	}
+	for _, vm := range names {
+		took, err := failedOver(ctx, e, vm, start, time.Minute)
+		if err != nil {
+			return run, err
+		}
+		run.took = max(run.took, took)
+	}
+	if run.shipped, err = shippedBefore(ctx, e, writeStarts, start); err != nil {
+		return run, err
+	}
+	if err := parallel(names, func(vm string) error { return verifyFailedOver(e, vm) }); err != nil {
+		return run, err
+	}
+	return run, retirePlan(ctx, e, names)
+}
+
+// protectVMs creates the VMs with disks of random data and protects them.
+func protectVMs(ctx context.Context, e *benchEnv, names []string, size int64, seed byte) error {
+	for i, vm := range names {
+		if err := writeRandomFile(e.sourceImage(vm), size, seed+byte(i)); err != nil {
+			return err
+		}
+		if err := e.createVM(ctx, vm, size); err != nil {
+			return err
+		}
+		if err := e.enable(ctx, vm); err != nil {
+			return err
+		}
+	}
+	for _, vm := range names {
+		if _, err := e.waitProtected(ctx, vm, 10*time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cycleOfWrites writes n bytes right after a cycle closed and returns how
+// long the cycle holding them took from its close to its point recorded.
+func cycleOfWrites(ctx context.Context, e *benchEnv, vm string, n int64) (time.Duration, error) {
+	if err := waitFreshPoint(ctx, e, vm); err != nil {
+		return 0, err
+	}
+	writeStart := time.Now()
+	if err := writeBlocks(ctx, e, vm, n, 10); err != nil {
+		return 0, err
+	}
+	writeEnd := time.Now()
+	if _, err := e.waitVM(ctx, vm, 5*time.Minute, "the recovery point of the writes", func(v events.VM) bool {
+		rp, ok := v.RecoveryPoint("latest")
+		return ok && rp.Time.After(writeEnd)
+	}); err != nil {
+		return 0, err
+	}
+	var d deltaRun
+	return d.took, d.measure(ctx, e, vm, writeStart, writeEnd)
+}
+
+// writeFresh waits for a new recovery point of the VM (a cycle just
+// closed), then writes n bytes: they sit in the open cycle. It returns
+// when the writes began.
+func writeFresh(ctx context.Context, e *benchEnv, vm string, n int64, seed byte) (time.Time, error) {
+	if err := waitFreshPoint(ctx, e, vm); err != nil {
+		return time.Time{}, err
+	}
+	start := time.Now()
+	return start, writeBlocks(ctx, e, vm, n, seed)
+}
+
+// writeAllFresh runs writeFresh on every VM at once and returns when each
+// one's writes began.
+func writeAllFresh(ctx context.Context, e *benchEnv, names []string, n int64) (map[string]time.Time, error) {
+	var mu sync.Mutex
+	starts := map[string]time.Time{}
+	err := parallel(names, func(vm string) error {
+		t, err := writeFresh(ctx, e, vm, n, byte(50+len(vm)))
+		mu.Lock()
+		defer mu.Unlock()
+		starts[vm] = t
+		return err
+	})
+	return starts, err
+}
+
+// waitFreshPoint waits until the VM gets a recovery point newer than the
+// one it has now.
+func waitFreshPoint(ctx context.Context, e *benchEnv, vm string) error {
+	last, err := e.vm(ctx, vm)
+	if err != nil {
+		return err
+	}
+	prev, _ := last.RecoveryPoint("latest")
+	_, err = e.waitVM(ctx, vm, 2*time.Minute, "a new recovery point", func(v events.VM) bool {
+		rp, ok := v.RecoveryPoint("latest")
+		return ok && rp.Time.After(prev.Time)
+	})
+	return err
+}
+
+// writeBlocks writes n bytes of random 64 KiB blocks at random offsets of
+// the VM's disk through its NBD export, flushed.
+func writeBlocks(ctx context.Context, e *benchEnv, vm string, n int64, seed byte) error {
+	const block = 64 << 10
+	v, err := e.vm(ctx, vm)
+	if err != nil {
+		return err
+	}
+	if len(v.Disks) == 0 {
+		return fmt.Errorf("vm %s has no disk", vm)
+	}
+	offs := randomBlocks(rand.New(rand.NewPCG(uint64(seed), 11)), v.Disks[0].Size, block, max(int(n/block), 1))
+	data := make([]byte, int64(len(offs))*block)
+	fillRandom(data, seed)
+	c, err := e.dialDisk(ctx, vm)
+	if err != nil {
+		return err
+	}
+	err = c.writes(offs, func(i int) []byte { return data[int64(i)*block : int64(i+1)*block] }, 16)
+	return errors.Join(err, c.Close())
+}
+
+// failedOver waits until the VM's planned failover ended and returns the
+// time from start to its FailoverCompleted event.
+func failedOver(ctx context.Context, e *benchEnv, vm string, start time.Time, d time.Duration) (time.Duration, error) {
+	v, err := e.waitVM(ctx, vm, d, "planned failover ended", func(v events.VM) bool {
+		return v.State == events.FailoverCommitPending || v.State == events.PlannedFailoverFailed
+	})
+	if err != nil {
+		return 0, err
+	}
+	recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+	if err != nil {
+		return 0, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		switch d := recs[i].Data.(type) {
+		case events.FailoverFailedData:
+			return 0, fmt.Errorf("vm %s: planned failover failed at %s: %s", vm, d.Step, d.Reason)
+		case events.FailoverCompletedData:
+			if v.State == events.FailoverCommitPending {
+				return recs[i].Meta.At.Sub(start), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("vm %s: %s without a failover_completed event", vm, v.State)
+}
+
+// shippedBefore counts the VMs with a recovery point closed after their
+// writes began (from) and before the failover command (to): their writes
+// were (partly) shipped before the failover.
+func shippedBefore(ctx context.Context, e *benchEnv, froms map[string]time.Time, to time.Time) (int, error) {
+	n := 0
+	for vm, from := range froms {
+		recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range recs {
+			if rp, ok := r.Data.(events.RecoveryPointCreatedData); ok && rp.Time.After(from) && rp.Time.Before(to) {
+				n++
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+// promotedImage is the VM's disk served by the recovery host after a
+// failover.
+func (e *benchEnv) promotedImage(vm string) string {
+	return filepath.Join(e.agents[benchRecovery].dir, "vms", vm, benchDisk+".img")
+}
+
+// verifyFailedOver checks that the disk the recovery host serves, and its
+// replica, equal the source's disk as the failover stopped it.
+func verifyFailedOver(e *benchEnv, vm string) error {
+	if err := sameFiles(e.sourceImage(vm), e.promotedImage(vm)); err != nil {
+		return fmt.Errorf("vm %s: disk at the recovery host after the failover: %w", vm, err)
+	}
+	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+		return fmt.Errorf("vm %s: replica after the failover: %w", vm, err)
+	}
+	return nil
+}
+
+// retirePlan commits the plan's failover, waits for the reverse
+// replication, disables the VMs and deletes the plan.
+func retirePlan(ctx context.Context, e *benchEnv, names []string) error {
+	return errors.Join(retireVMs(ctx, e, names, func() error {
+		start := time.Now()
+		if err := e.cmd(ctx, "sr.cmd.plan.commit", map[string]any{"plan": benchFailoverPlan}); err != nil {
+			return err
+		}
+		_, err := planJobDone(ctx, e, benchFailoverPlan, "commit", start, 5*time.Minute)
+		return err
+	}), e.cmd(ctx, "sr.cmd.plan.delete", map[string]any{"plan": benchFailoverPlan}))
+}
+
+// retireVMs commits the failed-over VMs (commit), waits until the reverse
+// replication that follows made them Protected in the new direction, then
+// disables them: they stay on the recovery host, unprotected and idle.
+func retireVMs(ctx context.Context, e *benchEnv, names []string, commit func() error) error {
+	if err := commit(); err != nil {
+		return err
+	}
+	for _, vm := range names {
+		if _, err := e.waitVM(ctx, vm, 5*time.Minute, "protected in the new direction", func(v events.VM) bool {
+			return v.State == events.Protected
+		}); err != nil {
+			return err
+		}
+		if err := e.cmd(ctx, "sr.cmd.vm.disable", map[string]any{"vm": vm}); err != nil {
+			return err
+		}
+	}
+	for _, vm := range names {
+		if _, err := e.waitVM(ctx, vm, 5*time.Minute, "unprotected", func(v events.VM) bool {
+			return v.State == events.Unprotected
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planJobDone waits for the plan's latest job of operation op to end and
+// returns the time from start to its end; a job that did not succeed is an
+// error.
+func planJobDone(ctx context.Context, e *benchEnv, plan, op string, start time.Time, d time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(d)
+	for {
+		recs, err := e.cp.log.Load(ctx, events.PlanAgg(plan))
+		if err != nil {
+			return 0, err
+		}
+		if done, ok := jobCompleted(recs, op); ok {
+			data := done.Data.(events.PlanJobCompletedData)
+			if data.State != events.JobSucceeded {
+				return 0, fmt.Errorf("plan %s: %s job %s: %v", plan, op, data.State, data.Errors)
+			}
+			return done.Meta.At.Sub(start), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("plan %s: %s job not done within %s", plan, op, d)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil { // polling the log, bounded by the deadline
+			return 0, err
+		}
+	}
+}
+
+// jobCompleted finds the completion of the last job of operation op.
+func jobCompleted(recs []events.Record, op string) (events.Record, bool) {
+	job := ""
+	var done events.Record
+	found := false
+	for _, r := range recs {
+		switch d := r.Data.(type) {
+		case events.PlanJobStartedData:
+			if d.Operation == op {
+				job, found = d.Job, false
+			}
+		case events.PlanJobCompletedData:
+			if job != "" && d.Job == job {
+				done, found = r, true
+			}
+		}
+	}
+	return done, found
+}
