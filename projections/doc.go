@@ -29,6 +29,17 @@
 // (initial_replication_completed by EnableProtection, ...); a new operation
 // ends the open jobs it supersedes as Cancelled.
 //
+// The status query's counts of VMs (total, by protection state, by health)
+// and of jobs (by state) are kept in the counts bucket by the batch that
+// changes them, in its transaction: flush adds, for each VM and job it
+// writes, its tally now less its tally when the batch first loaded it
+// (counts.go). status reads them, and the sites and hosts, instead of
+// every VM and job: its cost does not grow with the VMs. A host's
+// reachable flag is the one of its last host_reachable/host_unreachable
+// event (the agents' sweep appends those), so counting hosts needs no
+// clock. A file without the counts bucket (written before it existed)
+// gets it at open, counted from its read models.
+//
 // Query answers the queries of the micro service (sr.q.<name>) with values
 // that marshal to the JSON of the contract; WaitFor lets a caller read its
 // own writes: wait for the sequence its command appended, then query.
