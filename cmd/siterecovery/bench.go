@@ -61,6 +61,7 @@ var benchmarks = []benchmark{
 	{"delta", benchDelta},
 	{"rpo", benchRPO},
 	{"failover", benchFailover},
+	{"resync", benchResync},
 }
 
 func parseBench(args []string, stderr io.Writer) (benchConfig, error) {

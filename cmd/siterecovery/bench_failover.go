@@ -43,11 +43,20 @@ const benchFailoverPlan = "pfbench"
 // load the benchmarks that follow with nothing but their idle exports.
 func benchFailover(ctx context.Context, e *benchEnv) ([]figure, error) {
 	fs := e.failoverSizes()
-	one, err := failoverOne(ctx, e, fs)
+	const single = "pf01"
+	names := make([]string, fs.vms)
+	for i := range names {
+		names[i] = fmt.Sprintf("pfp%02d", i)
+	}
+	// all protected at once: their initial replications overlap
+	if err := protectVMs(ctx, e, append([]string{single}, names...), fs.disk, 20); err != nil {
+		return nil, err
+	}
+	one, err := failoverOne(ctx, e, fs, single)
 	if err != nil {
 		return nil, err
 	}
-	many, err := failoverMany(ctx, e, fs)
+	many, err := failoverMany(ctx, e, fs, names)
 	if err != nil {
 		return []figure{one.figure(fs)}, err
 	}
@@ -92,20 +101,17 @@ func (r failoverRun) manyFigure(fs failoverSizes, one time.Duration) figure {
 }
 
 // failoverOne measures an ordinary cycle of the writes, then the planned
-// failover of one VM with the same amount of writes pending.
-func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes) (failoverRun, error) {
-	const vm = "pf01"
+// failover of one protected VM with the same amount of writes pending.
+func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes, vm string) (failoverRun, error) {
 	run := failoverRun{vms: 1}
-	if err := protectVMs(ctx, e, []string{vm}, fs.disk, 20); err != nil {
-		return run, err
-	}
 	cycle, err := cycleOfWrites(ctx, e, vm, fs.written)
 	if err != nil {
 		return run, err
 	}
 	run.cycle = cycle
-	writeStart, err := writeFresh(ctx, e, vm, fs.written, 30)
-	if err != nil {
+	// the point of that cycle was just recorded: the next cycle is open
+	writeStart := time.Now()
+	if err := writeBlocks(ctx, e, vm, fs.written, 30); err != nil {
 		return run, err
 	}
 	start := time.Now()
@@ -126,16 +132,10 @@ func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes) (failoverRu
 	})
 }
 
-// failoverMany measures the planned failover of a plan of fs.vms VMs.
-func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes) (failoverRun, error) {
-	run := failoverRun{vms: fs.vms}
-	names := make([]string, fs.vms)
-	for i := range names {
-		names[i] = fmt.Sprintf("pfp%02d", i)
-	}
-	if err := protectVMs(ctx, e, names, fs.disk, 40); err != nil {
-		return run, err
-	}
+// failoverMany measures the planned failover of a plan of the protected
+// VMs names.
+func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes, names []string) (failoverRun, error) {
+	run := failoverRun{vms: len(names)}
 	if err := e.cmd(ctx, "sr.cmd.plan.create", map[string]any{"name": benchFailoverPlan,
 		"groups": []events.PlanGroup{{VMs: names}}}); err != nil {
 		return run, err

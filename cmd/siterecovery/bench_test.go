@@ -46,7 +46,7 @@ func TestBenchSmoke(t *testing.T) {
 		figs[f.Name] = f
 	}
 	want := []string{"command_appends", "projection_replay", "nbd_write_seq_1MiB", "nbd_write_rand_4KiB",
-		"initial_replication", "delta_cycle", "rpo_under_load", "planned_failover_1vm", "planned_failover_50vms"}
+		"initial_replication", "delta_cycle", "rpo_under_load", "planned_failover_1vm", "planned_failover_50vms", "resync_bytes"}
 	require.Len(t, figs, len(want), "figures: %v", figs)
 	for _, name := range want {
 		f, ok := figs[name]
