@@ -177,3 +177,43 @@ func rawPuts(b *testing.B, sizes []int, batch int) time.Duration {
 	}
 	return time.Since(start)
 }
+
+// BenchmarkStatusQuery times the status query on a store of 1,000
+// protected VMs with their enable jobs and a few recovery points each, as
+// scale has them: its cost should not grow with the VMs.
+func BenchmarkStatusQuery(b *testing.B) {
+	log := events.NewMemLog()
+	w := newWorld(b, log)
+	w.buildFabric()
+	const vms = 1000
+	var last uint64
+	for i := range vms {
+		name := fmt.Sprintf("vm%04d", i)
+		agg, corr := events.VMAgg(name), "enable-"+name
+		w.emit(agg, "create-"+name, events.VMCreatedData{Name: name, Host: "hv01", Site: "primary", Cloud: "gold",
+			Disks: []events.DiskSpec{{Name: "disk0", Size: 1 << 30}}})
+		w.emit(agg, corr, enableData(name))
+		w.emit(agg, corr, events.InitialReplicationStartedData{TotalBytes: 1 << 30})
+		w.emit(agg, corr, events.InitialReplicationCompletedData{SentBytes: 1 << 30})
+		for p := range 5 {
+			last = w.emit(agg, fmt.Sprintf("agent-%d-%d", i, p), events.RecoveryPointCreatedData{ID: fmt.Sprintf("rp-%d", p),
+				Time: w.at, Cycle: uint64(p), Epoch: 1})
+		}
+	}
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "projections.db"), log, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.WaitFor(ctx, last); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Query(ctx, "status", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/query")
+}
