@@ -60,7 +60,7 @@ func benchFailover(ctx context.Context, e *benchEnv) ([]figure, error) {
 	if err != nil {
 		return []figure{one.oneFigure(fs)}, err
 	}
-	return []figure{one.oneFigure(fs), many.manyFigure(fs, one.took)}, nil
+	return []figure{one.oneFigure(fs), many.manyFigure(fs, one.took)}, retireFailedOver(ctx, e, singles, names)
 }
 
 func vmNames(prefix string, n int) []string {
@@ -115,8 +115,7 @@ func (r failoverRun) manyFigure(fs failoverSizes, one time.Duration) figure {
 }
 
 // failoverSingles fails the protected VMs over one at a time and takes the
-// medians of their failover and baseline cycle times; then it retires
-// them.
+// medians of their failover and baseline cycle times.
 func failoverSingles(ctx context.Context, e *benchEnv, fs failoverSizes, names []string) (failoverRun, error) {
 	run := failoverRun{vms: len(names)}
 	for _, vm := range names {
@@ -128,14 +127,7 @@ func failoverSingles(ctx context.Context, e *benchEnv, fs failoverSizes, names [
 	}
 	run.took = median(run.each, func(r failoverRun) time.Duration { return r.took })
 	run.cycle = median(run.each, func(r failoverRun) time.Duration { return r.cycle })
-	return run, retireVMs(ctx, e, names, func() error {
-		for _, vm := range names {
-			if err := e.cmd(ctx, "sr.cmd.vm.commit", map[string]any{"vm": vm}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return run, nil
 }
 
 // median is the median of f over the runs (the upper one of an even count).
@@ -206,10 +198,7 @@ func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes, names []st
 	if run.shipped, err = shippedBefore(ctx, e, writeStarts, start); err != nil {
 		return run, err
 	}
-	if err := parallel(names, func(vm string) error { return verifyFailedOver(e, vm) }); err != nil {
-		return run, err
-	}
-	return run, retirePlan(ctx, e, names)
+	return run, parallel(names, func(vm string) error { return verifyFailedOver(e, vm) })
 }
 
 // protectVMs creates the VMs with disks of random data and protects them.
@@ -381,17 +370,27 @@ func verifyFailedOver(e *benchEnv, vm string) error {
 	return nil
 }
 
-// retirePlan commits the plan's failover, waits for the reverse
-// replication, disables the VMs and deletes the plan.
-func retirePlan(ctx context.Context, e *benchEnv, names []string) error {
-	return errors.Join(retireVMs(ctx, e, names, func() error {
+// retireFailedOver commits the failovers of the single VMs one by one and
+// of the plan's VMs by the plan, waits for the reverse replications,
+// disables every VM and deletes the plan.
+func retireFailedOver(ctx context.Context, e *benchEnv, singles, planned []string) error {
+	err := retireVMs(ctx, e, append(slices.Clone(singles), planned...), func() error {
+		for _, vm := range singles {
+			if err := e.cmd(ctx, "sr.cmd.vm.commit", map[string]any{"vm": vm}); err != nil {
+				return err
+			}
+		}
 		start := time.Now()
 		if err := e.cmd(ctx, "sr.cmd.plan.commit", map[string]any{"plan": benchFailoverPlan}); err != nil {
 			return err
 		}
 		_, err := planJobDone(ctx, e, benchFailoverPlan, "commit", start, 5*time.Minute)
 		return err
-	}), e.cmd(ctx, "sr.cmd.plan.delete", map[string]any{"plan": benchFailoverPlan}))
+	})
+	if err != nil {
+		return err
+	}
+	return e.cmd(ctx, "sr.cmd.plan.delete", map[string]any{"plan": benchFailoverPlan})
 }
 
 // retireVMs commits the failed-over VMs (commit), waits until the reverse
