@@ -139,17 +139,22 @@ func (t *HashTree) Root() string {
 	return hex.EncodeToString(root[:])
 }
 
-// Update re-hashes the leaves the extents touch, reading them from r (the
-// disk after the extents were written), and their ancestors: the cost
-// grows with the extents, not with the disk. Extents past the end are
-// clipped; the extents' Disk is not looked at.
+// Update re-hashes the leaves the extents touch and their ancestors: the
+// cost grows with the extents, not with the disk. A leaf that a single
+// extent covers whole is hashed from that extent (its Data, or zeros); any
+// other leaf is read from r, the disk after the extents were written.
+// Extents past the end are clipped; the extents' Disk is not looked at.
 func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
-	dirty := t.dirtyLeaves(extents)
+	dirty, cover := t.dirtyLeaves(extents)
 	buf := make([]byte, HashLeafSize)
 	for _, i := range dirty {
-		h, err := hashLeafAt(r, buf, int64(i)*HashLeafSize, t.size)
-		if err != nil {
-			return err
+		off := int64(i) * HashLeafSize
+		h, ok := leafFromExtent(cover[i], off, t.size)
+		if !ok {
+			var err error
+			if h, err = hashLeafAt(r, buf, off, t.size); err != nil {
+				return err
+			}
 		}
 		t.levels[0][i] = h
 	}
@@ -162,16 +167,51 @@ func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
 	return nil
 }
 
-func (t *HashTree) dirtyLeaves(extents []Extent) []int {
+// leafFromExtent hashes the leaf at off from e when e covers all of it (up
+// to the disk's end) and carries its bytes; ok is false otherwise.
+func leafFromExtent(e *Extent, off, size int64) (hashNode, bool) {
+	end := min(off+HashLeafSize, size)
+	if e == nil || e.Offset > off || e.End() < end {
+		return hashNode{}, false
+	}
+	if e.Zero {
+		return zeroLeafHash(), true
+	}
+	if int64(len(e.Data)) != e.Length {
+		return hashNode{}, false
+	}
+	block := e.Data[off-e.Offset : end-e.Offset]
+	if end-off < HashLeafSize {
+		padded := make([]byte, HashLeafSize)
+		copy(padded, block)
+		block = padded
+	}
+	if isZeroBlock(block) {
+		return zeroLeafHash(), true
+	}
+	return leafHash(block), true
+}
+
+// dirtyLeaves lists the leaves the extents touch, sorted, and for each the
+// one extent that touches it (nil when several do).
+func (t *HashTree) dirtyLeaves(extents []Extent) ([]int, map[int]*Extent) {
 	var dirty []int
-	for _, e := range extents {
+	cover := map[int]*Extent{}
+	for k := range extents {
+		e := &extents[k]
 		end := min(e.End(), t.size)
 		for off := e.Offset - e.Offset%HashLeafSize; off < end; off += HashLeafSize {
-			dirty = append(dirty, int(off/HashLeafSize))
+			i := int(off / HashLeafSize)
+			if _, seen := cover[i]; seen {
+				cover[i] = nil
+				continue
+			}
+			cover[i] = e
+			dirty = append(dirty, i)
 		}
 	}
 	slices.Sort(dirty)
-	return slices.Compact(dirty)
+	return dirty, cover
 }
 
 func parentsOf(sorted []int) []int {

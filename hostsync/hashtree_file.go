@@ -65,8 +65,33 @@ const (
 // fsync of the directory). stamp is stored with it, e.g. the point the
 // tree describes, so a reader can tell a stale file.
 func (t *HashTree) Save(path, stamp string) error {
+	buf, err := t.encode(stamp)
+	if err != nil {
+		return err
+	}
+	return writeFileSynced(path, buf)
+}
+
+// saveCache writes the tree to path (temp file, rename) without waiting
+// for the disk: for a tree that is a cache of an image, stamped with the
+// image's generation. A crash leaves the old file, the new one, or a torn
+// one; LoadHashTree refuses a torn file (CRC) and the stamp tells a stale
+// one, and the tree is rebuilt from the image.
+func (t *HashTree) saveCache(path, stamp string) error {
+	buf, err := t.encode(stamp)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (t *HashTree) encode(stamp string) ([]byte, error) {
 	if len(stamp) > 0xffff {
-		return fmt.Errorf("%w: stamp of %d bytes", ErrHashTree, len(stamp))
+		return nil, fmt.Errorf("%w: stamp of %d bytes", ErrHashTree, len(stamp))
 	}
 	buf := make([]byte, 0, 19+len(stamp)+len(t.levels[0])*sha256.Size+4)
 	buf = append(buf, hashTreeMagic...)
@@ -77,7 +102,7 @@ func (t *HashTree) Save(path, stamp string) error {
 	buf = append(buf, stamp...)
 	buf = append(buf, t.LeafHashes()...)
 	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, batchCRCTable))
-	return writeFileSynced(path, buf)
+	return buf, nil
 }
 
 // LoadHashTree reads a tree saved by Save and its stamp.

@@ -160,7 +160,7 @@ func (d *TrackedDisk) foldLocked(kt *keptTree) ([]leafUndo, bool) {
 		return nil, false
 	}
 	changed = appendRecExtents(changed, d.open)
-	dirty := kt.tree.dirtyLeaves(changed)
+	dirty, _ := kt.tree.dirtyLeaves(changed)
 	undo := make([]leafUndo, len(dirty))
 	for j, i := range dirty {
 		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}

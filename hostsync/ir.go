@@ -127,7 +127,9 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 }
 
 // readIR reads and publishes the chunks from Next on, recording progress
-// after each group of chunks JetStream acknowledged.
+// after each group of irFlushEvery chunks once JetStream acknowledged them;
+// the next group is read and published meanwhile, so the stream is never
+// left idle while the acknowledgements come back.
 func (c *vmCtl) readIR(ctx context.Context, vm events.VM) error {
 	st := c.src.ship.ir
 	plan := irPlan(vm.Disks, st.Chunk)
@@ -135,32 +137,60 @@ func (c *vmCtl) readIR(ctx context.Context, vm events.VM) error {
 		return fmt.Errorf("initial replication: the disks changed: %d chunks planned, %d now", st.Chunks, len(plan))
 	}
 	buf := make([]byte, st.Chunk)
+	pub := c.src.ship.pub
+	var group int // publishes of the group under way
 	for j := st.Next; j <= st.Chunks; j++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		before := pub.inFlight()
 		if err := c.shipChunk(ctx, vm, st, j, plan[j-1], buf); err != nil {
 			return err
 		}
+		group += pub.inFlight() - before
 		if j%irFlushEvery != 0 && j != st.Chunks {
 			continue
 		}
-		if err := c.src.ship.pub.flush(ctx); err != nil {
+		// Everything but this group is acknowledged: the groups before
+		// are done.
+		if err := pub.flushTo(ctx, group); err != nil {
 			return err
 		}
-		st.Next = j + 1
-		st.ReadDone = j == st.Chunks
-		if err := saveJSON(c.irPath(), st); err != nil {
+		if err := c.irProgress(ctx, vm, j+1-uint64(min(j, irFlushEvery))); err != nil {
 			return err
 		}
-		_, _, ack := c.snapshot()
-		c.takeAcks(ctx, vm, ack)
+		group = 0
+		if j == st.Chunks {
+			if err := pub.flush(ctx); err != nil {
+				return err
+			}
+			if err := c.irProgress(ctx, vm, j+1); err != nil {
+				return err
+			}
+		}
 	}
 	c.logger.Info().Uint64("chunks", st.Chunks).Msg("initial replication read and shipped")
 	if !st.ReadDone {
 		st.ReadDone = true
 		return saveJSON(c.irPath(), st)
 	}
+	return nil
+}
+
+// irProgress records that every chunk before next is acknowledged by
+// JetStream.
+func (c *vmCtl) irProgress(ctx context.Context, vm events.VM, next uint64) error {
+	st := c.src.ship.ir
+	if next <= st.Next {
+		return nil
+	}
+	st.Next = next
+	st.ReadDone = next > st.Chunks
+	if err := saveJSON(c.irPath(), st); err != nil {
+		return err
+	}
+	_, _, ack := c.snapshot()
+	c.takeAcks(ctx, vm, ack)
 	return nil
 }
 

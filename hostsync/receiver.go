@@ -13,13 +13,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// fetchBytes bounds one fetch of a VM's batches (under 64 MiB).
-const fetchBytes = 32 << 20
+// fetchBytes bounds the bytes of a VM's batches the client holds
+// delivered and not yet taken (under 64 MiB), and idleSync is how long no
+// batch comes before the chunks of a first copy are synced.
+const (
+	fetchBytes = 32 << 20
+	idleSync   = 50 * time.Millisecond
+)
+
+// initialSyncBytes is how much of a first copy is written between syncs.
+const initialSyncBytes = 128 << 20
 
 // gapRetries and gapDelay bound how long a batch that arrived before the
 // one it follows waits for it (about gapRetries × gapDelay).
@@ -46,6 +55,9 @@ type recoverySide struct {
 	// mismatched are the points whose roots disagreed with the source's
 	// (integrity_check.go): never reported.
 	mismatched mismatchedPoints
+	// checking is the point the receiver applied and has not checked
+	// against the source's roots yet: not reported by another pass.
+	checking atomic.Value // string
 }
 
 // receiveState is <replicas>/<vm>.agent.json: which protection the replica
@@ -175,6 +187,13 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	return nil
 }
 
+// unchecked says whether point id failed the integrity check or is being
+// checked: a point the receiver applies is visible before it is checked.
+func (r *recoverySide) unchecked(id string) bool {
+	checking, _ := r.checking.Load().(string)
+	return checking == id || r.mismatched.has(id)
+}
+
 // reportReplica reports the replica's images and the points the VM does
 // not record yet (a report lost, or the agent stopped before sending it).
 func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
@@ -188,7 +207,7 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 		}
 	}
 	for _, p := range rep.Points() {
-		if p.Epoch != vm.Epoch || p.Cycle <= c.rcv.initialUpTo.Load() || c.rcv.mismatched.has(p.ID) {
+		if p.Epoch != vm.Epoch || p.Cycle <= c.rcv.initialUpTo.Load() || c.rcv.unchecked(p.ID) {
 			continue
 		}
 		if _, ok := vm.RecoveryPoint(p.ID); !ok {
@@ -239,7 +258,11 @@ type receiver struct {
 	cons jetstream.Consumer
 	asm  *Assembler
 	held []jetstream.Msg
-	side *recoverySide
+	// unsynced are the messages of the chunks ApplyInitial wrote, acked
+	// once SyncInitial made them durable.
+	unsynced      []jetstream.Msg
+	unsyncedBytes int64
+	side          *recoverySide
 	// touched is when the held batches were last kept alive.
 	touched time.Time
 }
@@ -247,22 +270,39 @@ type receiver struct {
 func (rx *receiver) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	for ctx.Err() == nil {
-		batch, err := rx.cons.FetchBytes(fetchBytes, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			rx.c.logger.Debug().Err(err).Msg("fetch batches")
-			rx.wait(ctx, time.Second)
-			continue
-		}
-		for msg := range batch.Messages() {
-			rx.handle(ctx, msg)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			rx.c.logger.Debug().Err(err).Msg("fetch batches")
+		if err := rx.consume(ctx); err != nil && ctx.Err() == nil {
+			rx.c.logger.Debug().Err(err).Msg("consume batches")
 			rx.wait(ctx, time.Second)
 		}
 	}
+	rx.syncInitial(context.Background())
 	for _, m := range rx.held {
 		_ = m.Nak()
+	}
+}
+
+// consume takes the VM's batches as they come (the client keeps up to
+// fetchBytes of them coming while the replica applies) until ctx ends or
+// the subscription fails. When nothing arrived for idleSync, the chunks of
+// the first copy written so far are made durable.
+func (rx *receiver) consume(ctx context.Context) error {
+	it, err := rx.cons.Messages(jetstream.PullMaxBytes(fetchBytes))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(idleSync))
+		if errors.Is(err, nats.ErrTimeout) {
+			rx.syncInitial(ctx)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		rx.handle(ctx, msg)
 	}
 }
 
@@ -378,16 +418,22 @@ func (rx *receiver) dropHeld() {
 func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 	held := rx.held
 	rx.held = nil
+	if cyc.Initial && rx.rep.FirstCopy() {
+		rx.applyInitial(ctx, cyc, held)
+		return
+	}
+	if !rx.syncInitial(ctx) {
+		rx.failApply(ctx, held, errors.New("initial chunks not synced"))
+		return
+	}
 	if cyc.Initial && cyc.Seq > rx.side.initialUpTo.Load() {
-		st := receiveState{EnableSeq: rx.side.enableSeq, InitialUpTo: cyc.Seq}
-		if err := saveJSON(rx.c.receiveStatePath(), st); err != nil {
+		if err := rx.saveInitialUpTo(cyc.Seq); err != nil {
 			rx.failApply(ctx, held, err)
 			return
 		}
 	}
-	if cyc.Initial {
-		rx.side.initialUpTo.Store(max(rx.side.initialUpTo.Load(), cyc.Seq))
-	}
+	rx.side.checking.Store(PointID(cyc.Epoch, cyc.Seq))
+	defer rx.side.checking.Store("")
 	p, err := rx.rep.Apply(ctx, cyc)
 	if errors.Is(err, ErrCycleApplied) {
 		ackAll(held)
@@ -404,6 +450,52 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
 	}
 	rx.prune(ctx)
+}
+
+// applyInitial writes a chunk of the first copy; its messages wait for the
+// next syncInitial (after the fetch, or once initialSyncBytes are written).
+func (rx *receiver) applyInitial(ctx context.Context, cyc Cycle, held []jetstream.Msg) {
+	err := rx.rep.ApplyInitial(ctx, cyc)
+	if err != nil && !errors.Is(err, ErrCycleApplied) {
+		rx.failApply(ctx, append(rx.unsynced, held...), err)
+		rx.unsynced, rx.unsyncedBytes = nil, 0
+		return
+	}
+	rx.side.initialUpTo.Store(max(rx.side.initialUpTo.Load(), cyc.Seq))
+	rx.unsynced = append(rx.unsynced, held...)
+	rx.unsyncedBytes += cycleBytes(cyc)
+	if rx.unsyncedBytes >= initialSyncBytes {
+		rx.syncInitial(ctx)
+	}
+}
+
+// syncInitial makes the chunks ApplyInitial wrote durable and acknowledges
+// their messages; on an error they are delivered again. It says whether
+// nothing is left unsynced.
+func (rx *receiver) syncInitial(ctx context.Context) bool {
+	if len(rx.unsynced) == 0 {
+		return true
+	}
+	msgs := rx.unsynced
+	rx.unsynced, rx.unsyncedBytes = nil, 0
+	err := rx.saveInitialUpTo(rx.side.initialUpTo.Load())
+	if err == nil {
+		err = rx.rep.SyncInitial()
+	}
+	if err != nil {
+		rx.failApply(ctx, msgs, err)
+		return false
+	}
+	ackAll(msgs)
+	rx.sendAck()
+	return true
+}
+
+// saveInitialUpTo records that the cycles up to seq were Initial (never
+// reported as points).
+func (rx *receiver) saveInitialUpTo(seq uint64) error {
+	rx.side.initialUpTo.Store(max(rx.side.initialUpTo.Load(), seq))
+	return saveJSON(rx.c.receiveStatePath(), receiveState{EnableSeq: rx.side.enableSeq, InitialUpTo: rx.side.initialUpTo.Load()})
 }
 
 func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err error) {

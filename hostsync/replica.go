@@ -43,7 +43,10 @@ type Replica struct {
 	// broken is set when an apply failed after its commit and could not
 	// be rolled back in process: the next operation recovers first.
 	broken bool
-	closed bool
+	// unsynced is set while chunks ApplyInitial wrote are not durable
+	// (replica_initial.go).
+	unsynced bool
+	closed   bool
 }
 
 // ReplicaOptions tune a replica. The zero value is the default.
@@ -298,7 +301,11 @@ func (r *Replica) Close() error {
 		return nil
 	}
 	r.closed = true
-	return r.closeFiles()
+	var err error
+	if r.unsynced {
+		err = r.syncInitial()
+	}
+	return errors.Join(err, r.closeFiles())
 }
 
 func (r *Replica) closeFiles() error {
@@ -318,8 +325,24 @@ func (r *Replica) closeFiles() error {
 }
 
 // usable reports whether the replica can serve an operation, recovering an
-// operation that failed half way first. Callers hold mu for writing.
+// operation that failed half way first, and making the chunks ApplyInitial
+// wrote durable (no other operation records a state over them). Callers
+// hold mu for writing.
 func (r *Replica) usable() error {
+	if err := r.recovered(); err != nil {
+		return err
+	}
+	if !r.unsynced {
+		return nil
+	}
+	if err := r.syncInitial(); err != nil {
+		return errors.Join(asNoSpace(err), r.backToDurable())
+	}
+	return nil
+}
+
+// recovered is usable without the sync of initial chunks.
+func (r *Replica) recovered() error {
 	if r.closed {
 		return ErrReplicaClosed
 	}

@@ -295,13 +295,13 @@ func (r *Replica) updateTrees(extents []Extent, gen uint64) error {
 		var mine []Extent
 		for _, e := range extents {
 			if e.Disk == name {
-				mine = append(mine, Extent{Offset: e.Offset, Length: e.Length})
+				mine = append(mine, e)
 			}
 		}
 		if err := r.trees[name].Update(r.images[name], mine); err != nil {
 			return &StageError{Stage: StageTreesSaved, Err: err}
 		}
-		if err := r.trees[name].Save(r.treePath(name), genStamp(gen)); err != nil {
+		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
 			return noSpace(StageTreesSaved, err)
 		}
 	}

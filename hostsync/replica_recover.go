@@ -103,7 +103,7 @@ func (r *Replica) retree(recs []undoRec, gen uint64) error {
 		if err := r.trees[name].Update(r.images[name], byDisk[name]); err != nil {
 			return err
 		}
-		if err := r.trees[name].Save(r.treePath(name), genStamp(gen)); err != nil {
+		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
 			return err
 		}
 	}
@@ -143,7 +143,7 @@ func (r *Replica) rebuildTree(name string) error {
 		return err
 	}
 	r.trees[name] = t
-	return t.Save(r.treePath(name), genStamp(r.state.Gen))
+	return t.saveCache(r.treePath(name), genStamp(r.state.Gen))
 }
 
 // removeOrphans deletes temp files and undo files no point names (left by

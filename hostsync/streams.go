@@ -243,11 +243,19 @@ func (p *publisher) waitOldest(ctx context.Context) error {
 	}
 }
 
+// inFlight is the number of publishes not yet acknowledged or waited for.
+func (p *publisher) inFlight() int { return len(p.pending) }
+
 // flush waits until every publish is acknowledged, returning the first
 // error (the remaining ones are still waited for).
-func (p *publisher) flush(ctx context.Context) error {
+func (p *publisher) flush(ctx context.Context) error { return p.flushTo(ctx, 0) }
+
+// flushTo waits until at most keep publishes, the newest, are not yet
+// acknowledged, returning the first error (the remaining older ones are
+// still waited for).
+func (p *publisher) flushTo(ctx context.Context, keep int) error {
 	var first error
-	for len(p.pending) > 0 {
+	for len(p.pending) > max(keep, 0) {
 		if err := p.waitOldest(ctx); err != nil && first == nil {
 			first = err
 		}
