@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,6 +98,8 @@ type Agent struct {
 	mu      sync.Mutex
 	vms     map[string]*vmCtl
 	budgets map[string]*byteBudget // delta stream → bytes in flight
+	// receiving counts the VMs applying batches (receiver.go: pullShare).
+	receiving atomic.Int32
 
 	closeOnce sync.Once
 	closeErr  error

@@ -19,13 +19,25 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// fetchBytes bounds the bytes of a VM's batches the client holds
-// delivered and not yet taken (under 64 MiB), and idleSync is how long no
-// batch comes before the chunks of a first copy are synced.
+// The batches the server sends and the agent has not taken yet sit in the
+// connection's buffers, and a server cuts a client that lets more than its
+// max_pending (64 MiB by default) pile up. The VMs a recovery host applies
+// share pullBudget: each pulls at most pullBudget / (number of VMs applying
+// at its start), between minPull and maxPull, so a few VMs take batches in
+// big windows (a fast initial replication) and many stay under the limit.
+// idleSync is how long no batch comes before the chunks of a first copy are
+// synced.
 const (
-	fetchBytes = 32 << 20
+	pullBudget = 48 << 20
+	minPull    = 4 << 20
+	maxPull    = 32 << 20
 	idleSync   = 50 * time.Millisecond
 )
+
+// pullShare is the bytes one of n applying VMs pulls at once.
+func pullShare(n int) int {
+	return min(max(pullBudget/max(n, 1), minPull), maxPull)
+}
 
 // initialSyncBytes is how much of a first copy is written between syncs.
 const initialSyncBytes = 128 << 20
@@ -269,6 +281,8 @@ type receiver struct {
 
 func (rx *receiver) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
+	rx.c.a.receiving.Add(1)
+	defer rx.c.a.receiving.Add(-1)
 	for ctx.Err() == nil {
 		if err := rx.consume(ctx); err != nil && ctx.Err() == nil {
 			rx.c.logger.Debug().Err(err).Msg("consume batches")
@@ -281,12 +295,13 @@ func (rx *receiver) run(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// consume takes the VM's batches as they come (the client keeps up to
-// fetchBytes of them coming while the replica applies) until ctx ends or
-// the subscription fails. When nothing arrived for idleSync, the chunks of
-// the first copy written so far are made durable.
+// consume takes the VM's batches as they come (the client keeps up to the
+// VM's pullShare of them coming while the replica applies) until ctx ends
+// or the subscription fails. When nothing arrived for idleSync, the chunks
+// of the first copy written so far are made durable.
 func (rx *receiver) consume(ctx context.Context) error {
-	it, err := rx.cons.Messages(jetstream.PullMaxBytes(fetchBytes))
+	share := pullShare(int(rx.c.a.receiving.Load()))
+	it, err := rx.cons.Messages(jetstream.PullMaxBytes(share))
 	if err != nil {
 		return err
 	}

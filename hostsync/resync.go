@@ -384,7 +384,7 @@ func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, 
 			n += e.Length
 		}
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()) - headerRoom, Compression: CompressionNone})
+	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: CompressionNone})
 	if err != nil {
 		return 0, err
 	}

@@ -423,7 +423,7 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error
 	if vm.Settings.Compression {
 		comp = CompressionS2
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: int(c.a.cfg.NATS.MaxPayload()) - headerRoom, Compression: comp})
+	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: comp})
 	if err != nil {
 		return err
 	}
@@ -440,6 +440,16 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error
 // headerRoom is what a batch leaves of the server's max payload for the
 // message's headers (the server counts them in).
 const headerRoom = 4 << 10
+
+// maxBatchBytes bounds a batch, whatever the server's max payload: many
+// VMs' receivers share the recovery host's connection (pullShare), each
+// pulling a few MiB at a time.
+const maxBatchBytes = 1 << 20
+
+// batchLimit is the largest batch the source publishes.
+func (c *vmCtl) batchLimit() int {
+	return min(int(c.a.cfg.NATS.MaxPayload())-headerRoom, maxBatchBytes)
+}
 
 // shipMsgID is the Nats-Msg-Id of a batch: BatchMsgID made unique per
 // protection (a VM protected again numbers its cycles from 1 again, within

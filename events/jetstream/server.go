@@ -85,6 +85,10 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	return s, nil
 }
 
+// maxPending is the bytes a server holds for a client that has not read
+// them yet before it cuts the client as a slow consumer.
+const maxPending = 256 << 20
+
 func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("nats server: %w: the JetStream store dir is required", ErrServerConfig)
@@ -106,6 +110,10 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if opts.MaxPayload == 0 {
 		opts.MaxPayload = DefaultMaxPayload
 	}
+	// A recovery host's agent takes the batches of all its VMs on one
+	// connection; the default 64 MiB of pending bytes would cut it when
+	// many VMs catch up at once (hostsync's pullShare).
+	opts.MaxPending = maxPending
 	if cfg.ClusterName == "" && (cfg.ClusterPort != 0 || len(cfg.Routes) > 0) {
 		return nil, fmt.Errorf("nats server: %w: clustering needs a cluster name", ErrServerConfig)
 	}
