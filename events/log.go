@@ -114,3 +114,33 @@ func CheckAppend(agg Aggregate, meta Meta, evs []Data) error {
 	}
 	return nil
 }
+
+// RangeLoader is a Log that can load the tail of an aggregate's history:
+// callers that keep a folded aggregate read only what was appended since.
+// Logs implement it optionally; LoadAfter falls back to Load when they do
+// not.
+type RangeLoader interface {
+	// LoadAfter returns agg's events with a sequence above after, in log
+	// order; none (and no error) when there are none. It sees every append
+	// acknowledged before it started, as Load does. LoadAfter(ctx, agg, 0)
+	// is Load(ctx, agg).
+	LoadAfter(ctx context.Context, agg Aggregate, after uint64) ([]Record, error)
+}
+
+// LoadAfter returns agg's events with a sequence above after: with
+// l.LoadAfter when l is a RangeLoader, else by loading everything and
+// dropping the head.
+func LoadAfter(ctx context.Context, l Log, agg Aggregate, after uint64) ([]Record, error) {
+	if rl, ok := l.(RangeLoader); ok {
+		return rl.LoadAfter(ctx, agg, after)
+	}
+	recs, err := l.Load(ctx, agg)
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	for i < len(recs) && recs[i].Seq <= after {
+		i++
+	}
+	return recs[i:], nil
+}

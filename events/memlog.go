@@ -19,7 +19,10 @@ type MemLog struct {
 	closed  bool
 }
 
-var _ Log = (*MemLog)(nil)
+var (
+	_ Log         = (*MemLog)(nil)
+	_ RangeLoader = (*MemLog)(nil)
+)
 
 // NewMemLog returns an empty in-memory log.
 func NewMemLog() *MemLog {
@@ -71,13 +74,18 @@ func (l *MemLog) seqsEndingAt(last uint64, n int) []uint64 {
 
 // Load implements Log.
 func (l *MemLog) Load(ctx context.Context, agg Aggregate) ([]Record, error) {
+	return l.LoadAfter(ctx, agg, 0)
+}
+
+// LoadAfter implements RangeLoader. It scans only the records above after.
+func (l *MemLog) LoadAfter(ctx context.Context, agg Aggregate, after uint64) ([]Record, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Record
-	for _, r := range l.recs {
+	for _, r := range l.recs[min(after, uint64(len(l.recs))):] {
 		if r.Aggregate == agg {
 			out = append(out, r)
 		}

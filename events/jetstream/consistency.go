@@ -11,11 +11,11 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// loadConsistent reads agg's messages, on a replicated stream up to the
-// last one the leader has.
-func (l *Log) loadConsistent(ctx context.Context, agg events.Aggregate) ([]*jetstream.RawStreamMsg, error) {
+// loadConsistent reads agg's messages above sequence after, on a
+// replicated stream up to the last one the leader has.
+func (l *Log) loadConsistent(ctx context.Context, agg events.Aggregate, after uint64) ([]*jetstream.RawStreamMsg, error) {
 	if !l.replicated {
-		return l.loadRaw(ctx, agg)
+		return l.loadRaw(ctx, agg, after)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -23,19 +23,25 @@ func (l *Log) loadConsistent(ctx context.Context, agg events.Aggregate) ([]*jets
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", agg, err)
 	}
-	return l.loadAtLeast(ctx, agg, last)
+	return l.loadAfterAtLeast(ctx, agg, after, last)
 }
 
 // loadAtLeast reads agg until its last message is at least seq: a direct get
 // may come from a replica a moment behind the leader.
 func (l *Log) loadAtLeast(ctx context.Context, agg events.Aggregate, seq uint64) ([]*jetstream.RawStreamMsg, error) {
+	return l.loadAfterAtLeast(ctx, agg, 0, seq)
+}
+
+// loadAfterAtLeast reads agg's messages above after until the last one read
+// is at least seq (nothing to wait for when seq <= after).
+func (l *Log) loadAfterAtLeast(ctx context.Context, agg events.Aggregate, after, seq uint64) ([]*jetstream.RawStreamMsg, error) {
 	wait := 2 * time.Millisecond
 	for {
-		msgs, err := l.loadRaw(ctx, agg)
+		msgs, err := l.loadRaw(ctx, agg, after)
 		if err != nil {
 			return nil, err
 		}
-		if seq == 0 || (len(msgs) > 0 && msgs[len(msgs)-1].Sequence >= seq) {
+		if seq <= after || (len(msgs) > 0 && msgs[len(msgs)-1].Sequence >= seq) {
 			return msgs, nil
 		}
 		select {

@@ -43,7 +43,10 @@ type Log struct {
 	cursors map[*cursor]struct{}
 }
 
-var _ events.Log = (*Log)(nil)
+var (
+	_ events.Log         = (*Log)(nil)
+	_ events.RangeLoader = (*Log)(nil)
+)
 
 // opTimeout bounds a call whose context has no deadline.
 const opTimeout = 10 * time.Second
@@ -133,13 +136,20 @@ func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
 // message that is not a valid event fails the load with a *RecordError
 // naming its sequence.
 func (l *Log) Load(ctx context.Context, agg events.Aggregate) ([]events.Record, error) {
+	return l.LoadAfter(ctx, agg, 0)
+}
+
+// LoadAfter implements events.RangeLoader as Load does, with the first
+// direct get starting at sequence after+1: its cost is that of the events
+// above after, whatever came before.
+func (l *Log) LoadAfter(ctx context.Context, agg events.Aggregate, after uint64) ([]events.Record, error) {
 	if err := agg.Validate(); err != nil {
 		return nil, err
 	}
 	if l.isClosed() {
 		return nil, events.ErrClosed
 	}
-	msgs, err := l.loadConsistent(ctx, agg)
+	msgs, err := l.loadConsistent(ctx, agg, after)
 	if err != nil {
 		return nil, err
 	}
@@ -154,12 +164,12 @@ func (l *Log) Load(ctx context.Context, agg events.Aggregate) ([]events.Record, 
 	return recs, nil
 }
 
-// loadRaw returns the aggregate's stored messages in order.
-func (l *Log) loadRaw(ctx context.Context, agg events.Aggregate) ([]*jetstream.RawStreamMsg, error) {
+// loadRaw returns the aggregate's stored messages above after, in order.
+func (l *Log) loadRaw(ctx context.Context, agg events.Aggregate, after uint64) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	var out []*jetstream.RawStreamMsg
-	for seq := uint64(1); ; {
+	for seq := after + 1; ; {
 		msgs, more, err := l.getBatch(ctx, agg.Filter(), seq)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", agg, err)

@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) events.Log) {
 		{"FollowFromSequence", testFollow},
 		{"FollowLive", testFollowLive},
 		{"BadInputChangesNothing", testBadInput},
+		{"LoadAfterReturnsTheTail", testLoadAfter},
+		{"LoadAfterSeesAppends", testLoadAfterSeesAppends},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
