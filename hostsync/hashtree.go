@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -146,23 +147,51 @@ func (t *HashTree) Root() string {
 // Extents past the end are clipped; the extents' Disk is not looked at.
 func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
 	dirty, cover := t.dirtyLeaves(extents)
-	buf := make([]byte, HashLeafSize)
-	for _, i := range dirty {
-		off := int64(i) * HashLeafSize
-		h, ok := leafFromExtent(cover[i], off, t.size)
-		if !ok {
-			var err error
-			if h, err = hashLeafAt(r, buf, off, t.size); err != nil {
-				return err
-			}
-		}
-		t.levels[0][i] = h
+	if err := t.hashLeaves(r, dirty, cover); err != nil {
+		return err
 	}
 	for l := 1; l < len(t.levels); l++ {
 		dirty = parentsOf(dirty)
 		for _, i := range dirty {
 			t.levels[l][i] = nodeOf(t.levels[l-1], i)
 		}
+	}
+	return nil
+}
+
+// parallelLeaves is the number of dirty leaves from which Update hashes
+// on every CPU.
+const parallelLeaves = 64
+
+// hashLeaves re-hashes the leaves dirty, split among the CPUs when there
+// are many (each leaf is written by one goroutine).
+func (t *HashTree) hashLeaves(r io.ReaderAt, dirty []int, cover map[int]*Extent) error {
+	workers := min(runtime.GOMAXPROCS(0), len(dirty)/parallelLeaves+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := dirty[w*len(dirty)/workers : (w+1)*len(dirty)/workers]
+		wg.Go(func() { errs[w] = t.hashPart(r, part, cover) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (t *HashTree) hashPart(r io.ReaderAt, part []int, cover map[int]*Extent) error {
+	var buf []byte
+	for _, i := range part {
+		off := int64(i) * HashLeafSize
+		h, ok := leafFromExtent(cover[i], off, t.size)
+		if !ok {
+			if buf == nil {
+				buf = make([]byte, HashLeafSize)
+			}
+			var err error
+			if h, err = hashLeafAt(r, buf, off, t.size); err != nil {
+				return err
+			}
+		}
+		t.levels[0][i] = h
 	}
 	return nil
 }
