@@ -39,6 +39,7 @@ type AgentResult struct {
 // heartbeats. They are safe for concurrent use.
 type AgentHandlers struct {
 	log       events.Log
+	cache     *foldCache
 	logger    zerolog.Logger
 	threshold time.Duration
 	started   time.Time
@@ -55,7 +56,7 @@ func NewAgentHandlers(log events.Log, unreachableAfter time.Duration, logger zer
 		unreachableAfter = DefaultUnreachableAfter
 	}
 	return &AgentHandlers{
-		log: log, threshold: unreachableAfter, started: time.Now(), seen: map[string]time.Time{},
+		log: log, cache: newFoldCache(log, foldCacheSize), threshold: unreachableAfter, started: time.Now(), seen: map[string]time.Time{},
 		logger: logger.With().Str("component", "agent-reports").Logger(),
 	}
 }
@@ -194,30 +195,28 @@ func decodeReport(body []byte, v any) error {
 // conflict.
 func (a *AgentHandlers) appendVM(ctx context.Context, host, name, commandID string, decide func(events.VM) ([]events.Data, error)) (AgentResult, error) {
 	agg := events.VMAgg(name)
-	return a.appendAgg(ctx, host, agg, commandID, func(recs []events.Record) ([]events.Data, uint64, error) {
-		vm := events.FoldVM(recs)
-		evs, err := decide(vm)
-		return evs, vm.Version, err
+	return a.appendAgg(ctx, host, agg, commandID, func(cur aggState) ([]events.Data, error) {
+		return decide(cur.View.VM)
 	})
 }
 
 func (a *AgentHandlers) appendAgg(ctx context.Context, host string, agg events.Aggregate, commandID string,
-	decide func([]events.Record) ([]events.Data, uint64, error)) (AgentResult, error) {
+	decide func(aggState) ([]events.Data, error)) (AgentResult, error) {
 	if commandID == "" {
 		commandID = nuid.Next()
 	}
 	meta := events.Meta{CommandID: commandID, CorrelationID: commandID, Actor: "agent:" + host}
 	for range maxConflictRetries {
-		recs, err := a.log.Load(ctx, agg)
+		cur, err := a.cache.load(ctx, agg)
 		if err != nil {
 			return AgentResult{}, fmt.Errorf("load %s: %w", agg, err)
 		}
-		evs, version, err := decide(recs)
+		evs, err := decide(cur)
 		if err != nil || len(evs) == 0 {
 			return AgentResult{}, err
 		}
 		meta.At = time.Now().UTC()
-		res, err := a.log.Append(ctx, agg, version, meta, evs...)
+		res, err := a.log.Append(ctx, agg, cur.Seq, meta, evs...)
 		if errors.Is(err, events.ErrConflict) {
 			continue
 		}
@@ -234,13 +233,8 @@ func (a *AgentHandlers) heartbeat(ctx context.Context, host string, r HeartbeatR
 	a.mu.Lock()
 	a.seen[host] = now
 	a.mu.Unlock()
-	return a.appendAgg(ctx, host, events.HostAgg(host), "", func(recs []events.Record) ([]events.Data, uint64, error) {
-		var h events.Host
-		for _, rec := range recs {
-			h.Apply(rec)
-		}
-		evs, err := DecideHeartbeat(h, host, r, now)
-		return evs, h.Version, err
+	return a.appendAgg(ctx, host, events.HostAgg(host), "", func(cur aggState) ([]events.Data, error) {
+		return DecideHeartbeat(cur.Host.Host, host, r, now)
 	})
 }
 
@@ -254,12 +248,8 @@ func (a *AgentHandlers) Sweep(ctx context.Context, names ...string) error {
 	last := a.lastSeen(names)
 	var errs []error
 	for host, seen := range last {
-		_, err := a.appendAgg(ctx, "control", events.HostAgg(host), "", func(recs []events.Record) ([]events.Data, uint64, error) {
-			var h events.Host
-			for _, rec := range recs {
-				h.Apply(rec)
-			}
-			return DecideUnreachable(h, seen, now, a.threshold), h.Version, nil
+		_, err := a.appendAgg(ctx, "control", events.HostAgg(host), "", func(cur aggState) ([]events.Data, error) {
+			return DecideUnreachable(cur.Host.Host, seen, now, a.threshold), nil
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("host %s: %w", host, err))

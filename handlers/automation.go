@@ -77,8 +77,8 @@ func (h *AutomationHandlers) Add(ctx context.Context, body []byte) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	return h.svc.runOne(ctx, meta, automationAgg(r.Name), func(_ context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideAutomationAdd(foldAutomation(recs), r)
+	return h.svc.runOne(ctx, meta, automationAgg(r.Name), func(_ context.Context, cur aggState) ([]events.Data, error) {
+		return decideAutomationAdd(cur.Automation, r)
 	})
 }
 
@@ -90,8 +90,8 @@ func (h *AutomationHandlers) Remove(ctx context.Context, body []byte) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	return h.svc.runOne(ctx, meta, automationAgg(r.Name), func(_ context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideAutomationRemove(foldAutomation(recs), r.Name)
+	return h.svc.runOne(ctx, meta, automationAgg(r.Name), func(_ context.Context, cur aggState) ([]events.Data, error) {
+		return decideAutomationRemove(cur.Automation, r.Name)
 	})
 }
 

@@ -91,6 +91,7 @@ func (c AutomationRunnerConfig) withDefaults() AutomationRunnerConfig {
 // stops between running it and recording its outcome (at least once).
 type AutomationRunner struct {
 	log    events.Log
+	cache  *foldCache
 	rules  RuleBook
 	inbox  AutomationInbox
 	cfg    AutomationRunnerConfig
@@ -106,7 +107,7 @@ type AutomationRunner struct {
 // NewAutomationRunner returns a runner; it owns inbox (Close closes it).
 func NewAutomationRunner(log events.Log, rules RuleBook, inbox AutomationInbox, cfg AutomationRunnerConfig, logger zerolog.Logger) *AutomationRunner {
 	return &AutomationRunner{
-		log: log, rules: rules, inbox: inbox, cfg: cfg.withDefaults(),
+		log: log, cache: newFoldCache(log, foldCacheSize), rules: rules, inbox: inbox, cfg: cfg.withDefaults(),
 		logger: logger.With().Str("component", "automation").Logger(),
 	}
 }
@@ -253,11 +254,11 @@ func (a *AutomationRunner) runRules(ctx context.Context, d *subscribe.Delivery) 
 // already, then records the outcome.
 func (a *AutomationRunner) runRule(ctx context.Context, d *subscribe.Delivery, rule events.AutomationAddedData) error {
 	agg := automationAgg(rule.Name)
-	recs, err := a.log.Load(ctx, agg)
+	cur, err := a.cache.load(ctx, agg)
 	if err != nil {
 		return err
 	}
-	if _, done := executedFor(recs, d.Record.Seq); done {
+	if cur.executed(d.Record.Seq) {
 		a.logger.Debug().Str("rule", rule.Name).Uint64("seq", d.Record.Seq).Msg("already run")
 		return nil
 	}
@@ -301,14 +302,14 @@ func (a *AutomationRunner) record(ctx context.Context, agg events.Aggregate, out
 	id := automationCommandID(out.EventSeq)
 	meta := events.Meta{At: time.Now().UTC(), CommandID: id, CorrelationID: id, Actor: automationActor}
 	for range maxAttempts {
-		recs, err := a.log.Load(ctx, agg)
+		cur, err := a.cache.load(ctx, agg)
 		if err != nil {
 			return err
 		}
-		if _, done := executedFor(recs, out.EventSeq); done {
+		if cur.executed(out.EventSeq) {
 			return nil
 		}
-		_, err = a.log.Append(ctx, agg, lastSeq(recs), meta, out)
+		_, err = a.log.Append(ctx, agg, cur.Seq, meta, out)
 		if !errors.Is(err, events.ErrConflict) {
 			return err
 		}

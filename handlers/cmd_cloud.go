@@ -37,8 +37,8 @@ func (s *Service) cloudCreate(ctx context.Context, body []byte) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	create := step{agg: events.CloudAgg(r.Name), decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := cloudCreateState{Cloud: foldCloud(recs), Hosts: map[string]hostState{}}
+	create := step{agg: events.CloudAgg(r.Name), decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := cloudCreateState{Cloud: cur.Cloud, Hosts: map[string]hostState{}}
 		var err error
 		if st.Site, err = s.loadSite(ctx, r.Site); err != nil {
 			return nil, err
@@ -51,12 +51,12 @@ func (s *Service) cloudCreate(ctx context.Context, body []byte) (Result, error) 
 		return decideCloudCreate(st, r)
 	}}
 	// Check everything before claiming, so a refused create claims nothing.
-	recs, err := s.log.Load(ctx, create.agg)
+	cur, err := s.cache.load(ctx, create.agg)
 	if err != nil {
 		return Result{}, err
 	}
-	if _, dup, _ := handledBefore(recs, meta.CommandID); !dup {
-		if _, err := create.decide(ctx, recs); err != nil {
+	if _, dup, _ := handledBefore(cur.Marks, meta.CommandID); !dup {
+		if _, err := create.decide(ctx, cur); err != nil {
 			return Result{}, err
 		}
 	}
@@ -71,11 +71,11 @@ func (s *Service) cloudCreate(ctx context.Context, body []byte) (Result, error) 
 func (s *Service) hostClaim(host, cloud, site string) sagaStep {
 	agg := events.HostAgg(host)
 	return sagaStep{
-		step: step{agg: agg, decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-			return decideHostAssign(foldHost(recs), host, cloud, site)
+		step: step{agg: agg, decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+			return decideHostAssign(cur.Host, host, cloud, site)
 		}},
-		undo: &step{agg: agg, decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-			if foldHost(recs).Cloud != cloud {
+		undo: &step{agg: agg, decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+			if cur.Host.Cloud != cloud {
 				return nil, nil
 			}
 			return one(events.HostUnassignedData{Host: host, Cloud: cloud})
@@ -95,23 +95,23 @@ func (s *Service) cloudAddHost(ctx context.Context, body []byte) (Result, error)
 		return Result{}, err
 	}
 	cloud := r.cloudName()
-	add := step{agg: events.CloudAgg(cloud), decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
+	add := step{agg: events.CloudAgg(cloud), decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
 		h, err := s.loadHost(ctx, r.Host)
 		if err != nil {
 			return nil, err
 		}
-		return decideCloudAddHost(cloudAddHostState{Cloud: foldCloud(recs), Host: h}, cloud, r.Host)
+		return decideCloudAddHost(cloudAddHostState{Cloud: cur.Cloud, Host: h}, cloud, r.Host)
 	}}
-	recs, err := s.log.Load(ctx, add.agg)
+	cur, err := s.cache.load(ctx, add.agg)
 	if err != nil {
 		return Result{}, err
 	}
-	if _, dup, _ := handledBefore(recs, meta.CommandID); !dup {
-		if _, err := add.decide(ctx, recs); err != nil {
+	if _, dup, _ := handledBefore(cur.Marks, meta.CommandID); !dup {
+		if _, err := add.decide(ctx, cur); err != nil {
 			return Result{}, err
 		}
 	}
-	c := foldCloud(recs)
+	c := cur.Cloud
 	return s.runSaga(ctx, meta, []sagaStep{s.hostClaim(r.Host, cloud, c.Site), {step: add}})
 }
 
@@ -131,8 +131,8 @@ func (s *Service) pairingCreate(ctx context.Context, body []byte) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	create := step{agg: events.PairingAgg(r.Name), decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := pairingCreateState{Pairing: foldPairing(recs)}
+	create := step{agg: events.PairingAgg(r.Name), decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := pairingCreateState{Pairing: cur.Pairing}
 		var err error
 		if st.Source, err = s.loadClaim(ctx, r.Source, r.Name); err != nil {
 			return nil, err
@@ -145,12 +145,12 @@ func (s *Service) pairingCreate(ctx context.Context, body []byte) (Result, error
 		}
 		return decidePairingCreate(st, r)
 	}}
-	recs, err := s.log.Load(ctx, create.agg)
+	cur, err := s.cache.load(ctx, create.agg)
 	if err != nil {
 		return Result{}, err
 	}
-	if _, dup, _ := handledBefore(recs, meta.CommandID); !dup {
-		if _, err := create.decide(ctx, recs); err != nil {
+	if _, dup, _ := handledBefore(cur.Marks, meta.CommandID); !dup {
+		if _, err := create.decide(ctx, cur); err != nil {
 			return Result{}, err
 		}
 	}
@@ -164,12 +164,12 @@ func (s *Service) pairingCreate(ctx context.Context, body []byte) (Result, error
 // cloudClaim claims cloud for pairing as role, and gives it back on undo.
 func (s *Service) cloudClaim(cloud, pairing, role string) sagaStep {
 	agg := events.CloudAgg(cloud)
-	release := func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideCloudRelease(foldCloud(recs), cloud, pairing)
+	release := func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideCloudRelease(cur.Cloud, cloud, pairing)
 	}
 	return sagaStep{
-		step: step{agg: agg, decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-			c, err := s.claimOf(ctx, foldCloud(recs), cloud, pairing)
+		step: step{agg: agg, decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+			c, err := s.claimOf(ctx, cur.Cloud, cloud, pairing)
 			if err != nil {
 				return nil, err
 			}
@@ -199,8 +199,8 @@ func (s *Service) pairingDelete(ctx context.Context, body []byte) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
-	del := step{agg: events.PairingAgg(r.Name), decide: func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := pairingDeleteState{Pairing: foldPairing(recs)}
+	del := step{agg: events.PairingAgg(r.Name), decide: func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := pairingDeleteState{Pairing: cur.Pairing}
 		var err error
 		if st.Pairing.Exists() {
 			st.VMs, err = s.vmsWhere(ctx, func(vm *events.VM) bool {

@@ -18,8 +18,8 @@ func (s *Service) siteRegister(ctx context.Context, body []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.SiteAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideSiteRegister(foldSite(recs), r.Name)
+	return s.runOne(ctx, meta, events.SiteAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideSiteRegister(cur.Site, r.Name)
 	})
 }
 
@@ -29,8 +29,8 @@ func (s *Service) siteUnregister(ctx context.Context, body []byte) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.SiteAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := siteUnregisterState{Site: foldSite(recs)}
+	return s.runOne(ctx, meta, events.SiteAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := siteUnregisterState{Site: cur.Site}
 		var err error
 		if st.Site.Exists() {
 			if st.Hosts, err = s.liveHostsOf(ctx, r.Name); err != nil {
@@ -47,12 +47,12 @@ func (s *Service) hostRegister(ctx context.Context, body []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.HostAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
+	return s.runOne(ctx, meta, events.HostAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
 		site, err := s.loadSite(ctx, r.Site)
 		if err != nil {
 			return nil, err
 		}
-		return decideHostRegister(hostRegisterState{Host: foldHost(recs), Site: site}, r)
+		return decideHostRegister(hostRegisterState{Host: cur.Host, Site: site}, r)
 	})
 }
 
@@ -62,8 +62,8 @@ func (s *Service) hostUnregister(ctx context.Context, body []byte) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.HostAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := hostUnregisterState{Host: foldHost(recs)}
+	return s.runOne(ctx, meta, events.HostAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := hostUnregisterState{Host: cur.Host}
 		var err error
 		if st.Host.Exists() {
 			st.VMs, err = s.vmsWhere(ctx, func(vm *events.VM) bool {
@@ -91,8 +91,8 @@ func (s *Service) policyWrite(ctx context.Context, body []byte, decide func(even
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.PolicyAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		return decide(foldPolicy(recs), r)
+	return s.runOne(ctx, meta, events.PolicyAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decide(cur.Policy, r)
 	})
 }
 
@@ -102,8 +102,8 @@ func (s *Service) policyDelete(ctx context.Context, body []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.PolicyAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := policyDeleteState{Policy: foldPolicy(recs)}
+	return s.runOne(ctx, meta, events.PolicyAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := policyDeleteState{Policy: cur.Policy}
 		var err error
 		if st.Policy.Exists() {
 			st.Pairings, err = s.livePairingsUsing(ctx, r.Name)
@@ -123,8 +123,8 @@ func (s *Service) netmapCreate(ctx context.Context, body []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideNetmapCreate(foldNetmap(recs), r)
+	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideNetmapCreate(cur.Netmap, r)
 	})
 }
 
@@ -134,14 +134,14 @@ func (s *Service) netmapDelete(ctx context.Context, body []byte) (Result, error)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		return decideNetmapDelete(foldNetmap(recs), r.Name)
+	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideNetmapDelete(cur.Netmap, r.Name)
 	})
 }
 
 // runOne runs a command that appends to one aggregate.
 func (s *Service) runOne(ctx context.Context, meta events.Meta, agg events.Aggregate,
-	decide func(context.Context, []events.Record) ([]events.Data, error)) (Result, error) {
+	decide func(context.Context, aggState) ([]events.Data, error)) (Result, error) {
 	res, err := s.runStep(ctx, meta, step{agg: agg, decide: decide})
 	if err != nil {
 		return Result{}, err

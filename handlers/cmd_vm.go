@@ -56,8 +56,8 @@ func (s *Service) vmCreate(ctx context.Context, body []byte) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return s.runOne(ctx, meta, events.VMAgg(c.Name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st := vmCreateState{VM: events.FoldVM(recs)}
+	return s.runOne(ctx, meta, events.VMAgg(c.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st := vmCreateState{VM: cur.View.VM}
 		var err error
 		if st.Host, err = s.loadHost(ctx, c.Host); err != nil || st.Host.Cloud == "" {
 			return decideOrErr(st, c, err)
@@ -90,8 +90,8 @@ func (s *Service) vmOp(op events.Operation) commandFunc {
 		if err != nil {
 			return Result{}, err
 		}
-		res, err := s.runOne(ctx, meta, events.VMAgg(r.VM), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-			st := vmOpState{VM: events.FoldVM(recs)}
+		res, err := s.runOne(ctx, meta, events.VMAgg(r.VM), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+			st := vmOpState{VM: cur.View.VM}
 			var err error
 			if op == events.OpEnable && st.VM.Exists() && st.VM.Check(op) == nil {
 				st.Enable, err = s.loadEnable(ctx, st.VM)
@@ -120,8 +120,8 @@ func (s *Service) planCreate(ctx context.Context, body []byte) (Result, error) {
 		return Result{}, err
 	}
 	name := r.planName()
-	return s.runOne(ctx, meta, events.PlanAgg(name), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-		st, err := s.loadPlanVMs(ctx, foldPlan(recs), r.Groups)
+	return s.runOne(ctx, meta, events.PlanAgg(name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		st, err := s.loadPlanVMs(ctx, cur.Run.plan, r.Groups)
 		if err != nil {
 			return nil, err
 		}
@@ -137,8 +137,8 @@ func (s *Service) planVerb(verb string) commandFunc {
 		if err != nil {
 			return Result{}, err
 		}
-		res, err := s.runOne(ctx, meta, events.PlanAgg(r.planName()), func(ctx context.Context, recs []events.Record) ([]events.Data, error) {
-			st, err := s.loadPlanVMs(ctx, foldPlan(recs), r.Groups)
+		res, err := s.runOne(ctx, meta, events.PlanAgg(r.planName()), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+			st, err := s.loadPlanVMs(ctx, cur.Run.plan, r.Groups)
 			if err != nil {
 				return nil, err
 			}

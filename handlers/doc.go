@@ -12,10 +12,19 @@
 // appended with optimistic concurrency on the aggregate's last sequence; a
 // conflict reloads and decides again (a bounded number of times).
 //
+// Loads go through a fold cache (foldcache.go): each handler keeps, for the
+// last 10,000 aggregates it loaded, the folded state and the sequence of the
+// last event folded, and a load reads from the log only the events after it
+// (events.LoadAfter) and folds them on top of a copy. The sequence an append
+// carries is always the last one a load just read, so a cached state cannot
+// cause a lost update: at worst a conflict, reloaded and decided again.
+//
 // Idempotency: every command has a command_id (generated when absent). Before
-// deciding, the aggregate's history is searched for it; a command seen before
-// answers its first result with duplicate set, and the log itself drops a
-// re-sent message id.
+// deciding, the aggregate's marks (its events but the routine ones: recovery
+// points, prunes, progress, automation outcomes, which agents and the
+// automation runner append under their own ids) are searched for it; a
+// command seen before answers its first result with duplicate set, and the
+// log itself drops a re-sent message id.
 //
 // Rules that span aggregates hold under concurrency through claims appended
 // to the claimed aggregate (host_assigned on a host: a host is in one cloud;

@@ -35,11 +35,11 @@ type Result struct {
 	Duplicate bool `json:"duplicate"`
 }
 
-// step decides the events of one aggregate: decide gets the aggregate's
-// history and may load other aggregates.
+// step decides the events of one aggregate: decide gets the aggregate
+// folded (from the fold cache) and may load other aggregates.
 type step struct {
 	agg    events.Aggregate
-	decide func(ctx context.Context, recs []events.Record) ([]events.Data, error)
+	decide func(ctx context.Context, cur aggState) ([]events.Data, error)
 }
 
 type stepResult struct {
@@ -71,18 +71,18 @@ func newMeta(c common) (events.Meta, error) {
 // handled before, else decides and appends, deciding again on a conflict.
 func (s *Service) runStep(ctx context.Context, meta events.Meta, st step) (stepResult, error) {
 	for range maxAttempts {
-		recs, err := s.log.Load(ctx, st.agg)
+		cur, err := s.cache.load(ctx, st.agg)
 		if err != nil {
 			return stepResult{}, err
 		}
-		if res, ok, err := handledBefore(recs, meta.CommandID); ok || err != nil {
+		if res, ok, err := handledBefore(cur.Marks, meta.CommandID); ok || err != nil {
 			return res, err
 		}
-		evs, err := st.decide(ctx, recs)
+		evs, err := st.decide(ctx, cur)
 		if err != nil || len(evs) == 0 {
 			return stepResult{}, err
 		}
-		res, err := s.log.Append(ctx, st.agg, lastSeq(recs), meta, evs...)
+		res, err := s.log.Append(ctx, st.agg, cur.Seq, meta, evs...)
 		if errors.Is(err, events.ErrConflict) {
 			continue
 		}
@@ -94,7 +94,9 @@ func (s *Service) runStep(ctx context.Context, meta events.Meta, st step) (stepR
 	return stepResult{}, fmt.Errorf("%s kept changing after %d attempts: %w", st.agg, maxAttempts, events.ErrConflict)
 }
 
-// handledBefore finds the events command id appended to an aggregate.
+// handledBefore finds the events command id appended to an aggregate in
+// recs, its history or its Marks (aggState): routine events (agents' recovery
+// points and progress) are not commands and are not looked at.
 func handledBefore(recs []events.Record, id string) (stepResult, bool, error) {
 	var res stepResult
 	for _, r := range recs {

@@ -57,6 +57,7 @@ func (c HealthConfig) withDefaults() HealthConfig {
 // appended once.
 type HealthMonitor struct {
 	log    events.Log
+	cache  *foldCache
 	rm     ReadModel
 	cfg    HealthConfig
 	logger zerolog.Logger
@@ -69,7 +70,7 @@ type HealthMonitor struct {
 
 // NewHealthMonitor returns a monitor reading rm and appending to log.
 func NewHealthMonitor(log events.Log, rm ReadModel, cfg HealthConfig, logger zerolog.Logger) *HealthMonitor {
-	return &HealthMonitor{log: log, rm: rm, cfg: cfg.withDefaults(), since: map[string]time.Time{},
+	return &HealthMonitor{log: log, cache: newFoldCache(log, foldCacheSize), rm: rm, cfg: cfg.withDefaults(), since: map[string]time.Time{},
 		logger: logger.With().Str("component", "health").Logger()}
 }
 
@@ -257,11 +258,11 @@ func severity(health string) int {
 
 // change appends health_changed to the VM at its current version, once.
 func (m *HealthMonitor) change(ctx context.Context, vm, health string, issues []string) error {
-	recs, err := m.log.Load(ctx, events.VMAgg(vm))
+	cur, err := m.cache.load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return err
 	}
-	state := events.FoldVM(recs)
+	state := cur.View.VM
 	if !state.Exists() || state.Health == health {
 		return nil
 	}

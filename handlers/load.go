@@ -7,36 +7,37 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// Loaders read one aggregate from the log and fold it.
+// Loaders read one aggregate folded, through the fold cache: only the
+// events appended since the cached state are read from the log.
 
 func (s *Service) loadSite(ctx context.Context, name string) (events.Site, error) {
-	recs, err := s.log.Load(ctx, events.SiteAgg(name))
-	return foldSite(recs), err
+	cur, err := s.cache.load(ctx, events.SiteAgg(name))
+	return cur.Site, err
 }
 
 func (s *Service) loadHost(ctx context.Context, name string) (hostState, error) {
-	recs, err := s.log.Load(ctx, events.HostAgg(name))
-	return foldHost(recs), err
+	cur, err := s.cache.load(ctx, events.HostAgg(name))
+	return cur.Host, err
 }
 
 func (s *Service) loadCloud(ctx context.Context, name string) (cloudState, error) {
-	recs, err := s.log.Load(ctx, events.CloudAgg(name))
-	return foldCloud(recs), err
+	cur, err := s.cache.load(ctx, events.CloudAgg(name))
+	return cur.Cloud, err
 }
 
 func (s *Service) loadPolicy(ctx context.Context, name string) (events.Policy, error) {
-	recs, err := s.log.Load(ctx, events.PolicyAgg(name))
-	return foldPolicy(recs), err
+	cur, err := s.cache.load(ctx, events.PolicyAgg(name))
+	return cur.Policy, err
 }
 
 func (s *Service) loadPairing(ctx context.Context, name string) (events.Pairing, error) {
-	recs, err := s.log.Load(ctx, events.PairingAgg(name))
-	return foldPairing(recs), err
+	cur, err := s.cache.load(ctx, events.PairingAgg(name))
+	return cur.Pairing, err
 }
 
 func (s *Service) loadVM(ctx context.Context, name string) (events.VM, error) {
-	recs, err := s.log.Load(ctx, events.VMAgg(name))
-	return events.FoldVM(recs), err
+	cur, err := s.cache.load(ctx, events.VMAgg(name))
+	return cur.View.VM, err
 }
 
 // loadHosts loads hosts in order.

@@ -124,11 +124,11 @@ func scopeOf(r events.Record) (planScope, bool) {
 // is due: each step is appended under a command id made of the job's start
 // sequence and the step, so several process managers append it once.
 func (p *PM) reconcilePlan(ctx context.Context, name string, scope planScope) error {
-	recs, err := p.log.Load(ctx, events.PlanAgg(name))
+	cur, err := p.cache.load(ctx, events.PlanAgg(name))
 	if err != nil {
 		return fmt.Errorf("load plan %s: %w", name, err)
 	}
-	run := foldPlanRun(recs)
+	run := cur.Run
 	if !run.plan.Exists() || run.plan.Job == "" || run.plan.JobState == events.JobSuspended || run.jobSeq == 0 {
 		return nil
 	}
@@ -199,18 +199,18 @@ func (p *PM) appendPlan(ctx context.Context, name string, run planRun, cmdID str
 func (p *PM) appendPlanOnce(ctx context.Context, name, job, cmdID string, ev events.Data) (bool, error) {
 	agg := events.PlanAgg(name)
 	for range maxConflictRetries {
-		recs, err := p.log.Load(ctx, agg)
+		cur, err := p.cache.load(ctx, agg)
 		if err != nil {
 			return false, fmt.Errorf("load %s: %w", agg, err)
 		}
-		if _, ok, err := handledBefore(recs, cmdID); ok || err != nil {
+		if _, ok, err := handledBefore(cur.Marks, cmdID); ok || err != nil {
 			return false, err
 		}
-		if pl := foldPlan(recs); pl.Job != job {
+		if cur.Run.plan.Job != job {
 			return false, nil
 		}
 		meta := events.Meta{At: time.Now().UTC(), CommandID: cmdID, CorrelationID: job, Actor: pmActor}
-		res, err := p.log.Append(ctx, agg, lastSeq(recs), meta, ev)
+		res, err := p.log.Append(ctx, agg, cur.Seq, meta, ev)
 		if errors.Is(err, events.ErrConflict) {
 			continue
 		}
@@ -249,13 +249,13 @@ func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int, s
 // runPlanVM issues the VM's operation under the plan's job once, and records
 // its outcome once it ended.
 func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key actionKey) error {
-	recs, err := p.log.Load(ctx, events.VMAgg(key.Target))
+	cur, err := p.cache.load(ctx, events.VMAgg(key.Target))
 	if err != nil {
 		return fmt.Errorf("load vm %s: %w", key.Target, err)
 	}
 	issue := run.cmd("vm-" + key.Target)
 	doneCmd := issue + "-done"
-	seq := issuedAt(recs, issue)
+	seq := issuedAt(cur.Marks, issue)
 	if seq == 0 {
 		refusal, err := p.issueVM(ctx, run, key, issue)
 		if err != nil || refusal == "" {
@@ -263,7 +263,7 @@ func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key action
 		}
 		return p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, refusal))
 	}
-	outcome, ended := vmOutcome(recs, seq, run.plan.Job, events.Operation(key.Action))
+	outcome, ended := vmOutcome(cur.Marks, seq, run.plan.Job, events.Operation(key.Action))
 	if !ended {
 		return nil
 	}
@@ -295,8 +295,8 @@ func (p *PM) issueVM(ctx context.Context, run planRun, key actionKey, cmdID stri
 	return refusal, err
 }
 
-// issuedAt is the sequence of the first event cmdID appended to the VM, 0
-// if none.
+// issuedAt is the sequence of the first event cmdID appended to the VM
+// (recs: its history or Marks), 0 if none.
 func issuedAt(recs []events.Record, cmdID string) uint64 {
 	for _, r := range recs {
 		if r.Meta.CommandID == cmdID {
@@ -307,7 +307,8 @@ func issuedAt(recs []events.Record, cmdID string) uint64 {
 }
 
 // vmOutcome finds, after seq, the event of job that ends op: its error
-// ("" for success) and whether it ended.
+// ("" for success) and whether it ended. recs is the VM's history or Marks
+// (the events that end an operation are never routine).
 func vmOutcome(recs []events.Record, seq uint64, job string, op events.Operation) (string, bool) {
 	for _, r := range recs {
 		if r.Seq < seq || r.Meta.CorrelationID != job {

@@ -122,6 +122,7 @@ func newPMState() pmState {
 // was appended first.
 type PM struct {
 	log    events.Log
+	cache  *foldCache
 	cfg    PMConfig
 	logger zerolog.Logger
 
@@ -137,7 +138,7 @@ type PM struct {
 // NewPM returns a process manager over log.
 func NewPM(log events.Log, cfg PMConfig, logger zerolog.Logger) *PM {
 	return &PM{
-		log: log, cfg: cfg.withDefaults(), logger: logger.With().Str("component", "process-manager").Logger(),
+		log: log, cache: newFoldCache(log, foldCacheSize), cfg: cfg.withDefaults(), logger: logger.With().Str("component", "process-manager").Logger(),
 		st: newPMState(), fired: map[string]bool{}, scripts: map[string]context.CancelFunc{},
 	}
 }

@@ -185,14 +185,14 @@ func (p *PM) planOf(r events.Record) (string, bool) {
 func (p *PM) reactVM(ctx context.Context, name, cmdID string, decide func(v vmView) (decision, error)) error {
 	agg := events.VMAgg(name)
 	for range maxConflictRetries {
-		recs, err := p.log.Load(ctx, agg)
+		cur, err := p.cache.load(ctx, agg)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", agg, err)
 		}
-		if _, ok, err := handledBefore(recs, cmdID); ok || err != nil {
+		if _, ok, err := handledBefore(cur.Marks, cmdID); ok || err != nil {
 			return err
 		}
-		v := foldView(recs)
+		v := cur.View
 		d, err := decide(v)
 		if err != nil || len(d.evs) == 0 {
 			return err
@@ -256,11 +256,11 @@ func failoverRunning(v vmView, seq uint64) bool {
 // failIfSourceUnreachable fails a planned failover at once when its source
 // host is unreachable: a planned failover needs the source.
 func (p *PM) failIfSourceUnreachable(ctx context.Context, vm, host string, start uint64) error {
-	recs, err := p.log.Load(ctx, events.HostAgg(host))
+	cur, err := p.cache.load(ctx, events.HostAgg(host))
 	if err != nil {
 		return fmt.Errorf("load host %s: %w", host, err)
 	}
-	if h := foldHost(recs); h.Exists() && h.Reachable {
+	if h := cur.Host; h.Exists() && h.Reachable {
 		return nil
 	}
 	reason := fmt.Sprintf("source host %s is unreachable: a planned failover needs the source (use unplanned_failover)", host)

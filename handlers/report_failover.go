@@ -19,6 +19,7 @@ import (
 // svc.Extend(NewFailoverReports(log, logger)). Safe for concurrent use.
 type FailoverReports struct {
 	log    events.Log
+	cache  *foldCache
 	rm     ReadModel
 	logger zerolog.Logger
 }
@@ -29,7 +30,7 @@ var _ Extension = (*FailoverReports)(nil)
 // service's read model) answers the netmaps query that maps a failed-over
 // VM's networks; with a nil rm the log is read whole at each failover.
 func NewFailoverReports(log events.Log, rm ReadModel, logger zerolog.Logger) *FailoverReports {
-	return &FailoverReports{log: log, rm: rm, logger: logger.With().Str("component", "failover-reports").Logger()}
+	return &FailoverReports{log: log, cache: newFoldCache(log, foldCacheSize), rm: rm, logger: logger.With().Str("component", "failover-reports").Logger()}
 }
 
 // AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>.
@@ -125,15 +126,15 @@ func (f *FailoverReports) append(ctx context.Context, host string, head ReportHe
 		commandID = nuid.Next()
 	}
 	for range maxConflictRetries {
-		recs, err := f.log.Load(ctx, agg)
+		cur, err := f.cache.load(ctx, agg)
 		if err != nil {
 			return AgentResult{}, fmt.Errorf("load %s: %w", agg, err)
 		}
-		v := foldView(recs)
+		v := cur.View
 		if !v.Exists() {
 			return AgentResult{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
 		}
-		if res, ok, err := handledBefore(recs, commandID); ok || err != nil {
+		if res, ok, err := handledBefore(cur.Marks, commandID); ok || err != nil {
 			return AgentResult{Seqs: res.seqs}, err
 		}
 		d, err := decide(v)

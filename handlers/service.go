@@ -61,6 +61,7 @@ const (
 // instances) may run on one log: they share the endpoints' queue group.
 type Service struct {
 	log     events.Log
+	cache   *foldCache
 	rm      ReadModel
 	logger  zerolog.Logger
 	timeout time.Duration
@@ -84,7 +85,7 @@ type Extension interface {
 // New returns a service over log and rm (rm may be nil: queries then answer
 // unavailable). logger is used as given (the caller names the component).
 func New(log events.Log, rm ReadModel, logger zerolog.Logger) *Service {
-	return &Service{log: log, rm: rm, timeout: DefaultTimeout, logger: logger}
+	return &Service{log: log, cache: newFoldCache(log, foldCacheSize), rm: rm, timeout: DefaultTimeout, logger: logger}
 }
 
 // Extend makes Open add e's endpoints too. Call it before Open.

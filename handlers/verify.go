@@ -26,6 +26,7 @@ const VerifySubject = CommandPrefix + "vm.verify"
 // Service. Safe for concurrent use.
 type VerifyHandlers struct {
 	log    events.Log
+	cache  *foldCache
 	nc     *nats.Conn
 	logger zerolog.Logger
 }
@@ -35,7 +36,7 @@ var _ Extension = (*VerifyHandlers)(nil)
 // NewVerifyHandlers returns the verify handler appending to log and asking
 // agents over nc.
 func NewVerifyHandlers(log events.Log, nc *nats.Conn, logger zerolog.Logger) *VerifyHandlers {
-	return &VerifyHandlers{log: log, nc: nc, logger: logger.With().Str("component", "verify").Logger()}
+	return &VerifyHandlers{log: log, cache: newFoldCache(log, foldCacheSize), nc: nc, logger: logger.With().Str("component", "verify").Logger()}
 }
 
 // verifyRequest is the command's body.
@@ -125,11 +126,11 @@ func (v *VerifyHandlers) Handle(ctx context.Context, body []byte) (VerifyResult,
 }
 
 func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, error) {
-	recs, err := v.log.Load(ctx, events.VMAgg(name))
+	cur, err := v.cache.load(ctx, events.VMAgg(name))
 	if err != nil {
 		return events.VM{}, err
 	}
-	vm := events.FoldVM(recs)
+	vm := cur.View.VM
 	return vm, mustExist(&vm, name)
 }
 
@@ -164,14 +165,14 @@ func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int6
 func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentVerifyReply) (uint64, error) {
 	agg := events.VMAgg(name)
 	for range maxConflictRetries {
-		recs, err := v.log.Load(ctx, agg)
+		cur, err := v.cache.load(ctx, agg)
 		if err != nil {
 			return 0, err
 		}
-		if res, ok, err := handledBefore(recs, meta.CommandID); ok || err != nil {
+		if res, ok, err := handledBefore(cur.Marks, meta.CommandID); ok || err != nil {
 			return lastOf(res.seqs), err // a retried command appends nothing
 		}
-		vm := events.FoldVM(recs)
+		vm := cur.View.VM
 		evs := DecideVerification(vm, out.Point, out.Epoch, out.Cycle, out.Differing)
 		meta.At = time.Now().UTC()
 		res, err := v.log.Append(ctx, agg, vm.Version, meta, evs...)
