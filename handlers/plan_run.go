@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -222,12 +223,18 @@ func (p *PM) appendPlanOnce(ctx context.Context, name, job, cmdID string, ev eve
 	return false, fmt.Errorf("%s kept changing after %d attempts: %w", agg, maxConflictRetries, events.ErrConflict)
 }
 
+// planVMParallel bounds how many VMs of a group a reconcile issues or looks
+// at at once.
+const planVMParallel = 16
+
 // runGroupVMs issues the group's VM operations not issued yet and records
-// the outcome of those that ended. pending is true while the outcome of one
-// is not in run.
+// the outcome of those that ended. The VMs of a group go in parallel (at
+// most planVMParallel at once; each VM is its own aggregate); their
+// outcomes are then appended to the plan one after another, in the group's
+// order. pending is true while the outcome of one is not in run.
 func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int, scope planScope) (pending bool, err error) {
 	op := planVMOps[run.op]
-	var errs []error
+	var keys []actionKey
 	for _, vm := range run.plan.Groups[g].VMs {
 		key := actionKey{g, string(op), vm}
 		if _, ok := run.done[key]; ok {
@@ -236,38 +243,60 @@ func (p *PM) runGroupVMs(ctx context.Context, name string, run planRun, g int, s
 		// Pending even when it ends now: run does not hold its outcome yet;
 		// the plan_action_completed appended reconciles the plan again.
 		pending = true
-		if !scope.covers(vm) {
+		if scope.covers(vm) {
+			keys = append(keys, key)
+		}
+	}
+	outs := make([]planVMOutcome, len(keys))
+	sem := make(chan struct{}, planVMParallel)
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			outs[i] = p.runPlanVM(ctx, run, key)
+		})
+	}
+	wg.Wait()
+	var errs []error
+	for i, out := range outs {
+		if out.err != nil {
+			errs = append(errs, out.err)
 			continue
 		}
-		if err := p.runPlanVM(ctx, name, run, key); err != nil {
-			errs = append(errs, err)
+		if out.ended {
+			issue := run.cmd("vm-" + keys[i].Target)
+			if err := p.appendPlan(ctx, name, run, issue+"-done", actionDone(run, keys[i], out.errText)); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return pending, errors.Join(errs...)
 }
 
-// runPlanVM issues the VM's operation under the plan's job once, and records
-// its outcome once it ended.
-func (p *PM) runPlanVM(ctx context.Context, name string, run planRun, key actionKey) error {
+// planVMOutcome is what runPlanVM found: ended with errText ("" for
+// success; a refusal when the VM refused the operation), or err.
+type planVMOutcome struct {
+	ended   bool
+	errText string
+	err     error
+}
+
+// runPlanVM issues the VM's operation under the plan's job once, and says
+// whether it ended (refused, failed or done) so the caller records it.
+func (p *PM) runPlanVM(ctx context.Context, run planRun, key actionKey) planVMOutcome {
 	cur, err := p.cache.load(ctx, events.VMAgg(key.Target))
 	if err != nil {
-		return fmt.Errorf("load vm %s: %w", key.Target, err)
+		return planVMOutcome{err: fmt.Errorf("load vm %s: %w", key.Target, err)}
 	}
 	issue := run.cmd("vm-" + key.Target)
-	doneCmd := issue + "-done"
 	seq := issuedAt(cur.Marks, issue)
 	if seq == 0 {
 		refusal, err := p.issueVM(ctx, run, key, issue)
-		if err != nil || refusal == "" {
-			return err
-		}
-		return p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, refusal))
+		return planVMOutcome{ended: err == nil && refusal != "", errText: refusal, err: err}
 	}
 	outcome, ended := vmOutcome(cur.Marks, seq, run.plan.Job, events.Operation(key.Action))
-	if !ended {
-		return nil
-	}
-	return p.appendPlan(ctx, name, run, doneCmd, actionDone(run, key, outcome))
+	return planVMOutcome{ended: ended, errText: outcome}
 }
 
 func actionDone(run planRun, key actionKey, errText string) events.Data {
