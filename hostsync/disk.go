@@ -82,6 +82,10 @@ type TrackedDisk struct {
 	failed   error
 	gen      uint64 // appends so far, for group commit
 	scratch  []byte
+	// folding are the leaves (sorted) a closeCycleKept hashes outside mu;
+	// writes that touch them wait on foldDone.
+	folding  []int
+	foldDone *sync.Cond
 
 	// rewriteMu serialises the rewrites of the log file (Ack's compaction,
 	// ResetAfterResync); taken before mu.
@@ -108,6 +112,7 @@ func OpenTrackedDisk(path string, size int64, opts DiskOptions) (*TrackedDisk, e
 		d.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	d.syncer.cond = sync.NewCond(&d.syncer.mu)
+	d.foldDone = sync.NewCond(&d.mu)
 	boot, err := diskBootID(opts.BootID)
 	if err != nil {
 		return nil, err
@@ -262,6 +267,7 @@ func (d *TrackedDisk) zero(off, length int64, flags uint8, fua bool) error {
 func (d *TrackedDisk) write(kind, flags uint8, off, length int64, data []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.waitFoldLocked(off, length)
 	if err := d.writable(); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package hostsync
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -91,20 +92,23 @@ func (d *TrackedDisk) startKeptTree() (*keptTree, error) {
 }
 
 // closeCycleKept is CloseCycle (same log record, same durability, same
-// numbering) that first folds into kt, under the lock that holds writes,
-// every change since kt's last fold. It reports whether kt is exact at
-// the returned cycle. A kt that cannot be made exact is marked invalid and
-// the cycle is closed all the same.
+// numbering) that also folds into kt every change since kt's last fold,
+// so that kt describes the disk exactly at the returned cycle's close. The
+// leaves to re-hash are listed and the cycle closed under the write lock;
+// they are hashed after it is released, while writes to those leaves (and
+// only those) wait (folding), so the guest's other writes go on. It
+// reports whether kt is exact at the returned cycle. A kt that cannot be
+// made exact is marked invalid and the cycle is closed all the same.
 func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptTree) (uint64, bool, error) {
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
 		return 0, false, err
 	}
+	var changed []Extent
 	exact := false
-	var undo []leafUndo
 	if kt != nil && kt.valid {
-		undo, exact = d.foldLocked(kt)
+		changed, exact = d.foldPlanLocked(kt)
 		kt.valid = exact
 	}
 	var flags uint8
@@ -125,27 +129,36 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 	d.open = nil
 	d.nextSeq++
 	d.gen++
+	closeGen, next := d.gen, d.nextSeq
 	if exact {
-		if kt.undo == nil {
-			kt.undo = map[uint64]foldUndo{}
-		}
-		kt.undo[seq] = foldUndo{prev: kt.seq, leaves: undo}
-		delete(kt.undo, seq-keepUndo)
-		kt.gen, kt.next, kt.seq = d.gen, d.nextSeq, seq
+		d.folding, _ = kt.tree.dirtyLeaves(changed)
 	}
 	d.mu.Unlock()
+	if exact {
+		undo, ok := d.fold(kt, changed)
+		exact = ok
+		if ok {
+			if kt.undo == nil {
+				kt.undo = map[uint64]foldUndo{}
+			}
+			kt.undo[seq] = foldUndo{prev: kt.seq, leaves: undo}
+			delete(kt.undo, seq-keepUndo)
+			kt.gen, kt.next, kt.seq = closeGen, next, seq
+		} else {
+			kt.valid = false
+		}
+	}
 	if err := d.sync(); err != nil {
 		return 0, false, err
 	}
 	return seq, exact, nil
 }
 
-// foldLocked re-hashes into kt the leaves of every change record since
-// kt's fold: those of the closed cycles from kt.next on and the open ones,
-// and returns the leaves' previous hashes. It returns false, changing
-// nothing, when the log does not hold every change since (the generations
-// do not add up). Called with mu held.
-func (d *TrackedDisk) foldLocked(kt *keptTree) ([]leafUndo, bool) {
+// foldPlanLocked lists the change records since kt's fold: those of the
+// closed cycles from kt.next on and the open ones. It returns false when
+// the log does not hold every change since (the generations do not add
+// up). Called with mu held.
+func (d *TrackedDisk) foldPlanLocked(kt *keptTree) ([]Extent, bool) {
 	var changed []Extent
 	count := uint64(len(d.open))
 	for _, c := range d.closed {
@@ -159,10 +172,21 @@ func (d *TrackedDisk) foldLocked(kt *keptTree) ([]leafUndo, bool) {
 	if missing || d.gen-kt.gen != count {
 		return nil, false
 	}
-	changed = appendRecExtents(changed, d.open)
-	dirty, _ := kt.tree.dirtyLeaves(changed)
-	undo := make([]leafUndo, len(dirty))
-	for j, i := range dirty {
+	return appendRecExtents(changed, d.open), true
+}
+
+// fold re-hashes into kt the leaves d.folding holds (those of changed)
+// from the image, then lets the writes that wait for them go on, and
+// returns the leaves' previous hashes.
+func (d *TrackedDisk) fold(kt *keptTree, changed []Extent) ([]leafUndo, bool) {
+	defer func() {
+		d.mu.Lock()
+		d.folding = nil
+		d.foldDone.Broadcast()
+		d.mu.Unlock()
+	}()
+	undo := make([]leafUndo, len(d.folding))
+	for j, i := range d.folding {
 		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}
 	}
 	if err := kt.tree.Update(d.img, changed); err != nil {
@@ -170,6 +194,23 @@ func (d *TrackedDisk) foldLocked(kt *keptTree) ([]leafUndo, bool) {
 		return nil, false
 	}
 	return undo, true
+}
+
+// waitFoldLocked waits while a fold hashes a leaf that [off, off+length)
+// touches. Called with mu held (Wait releases it meanwhile).
+func (d *TrackedDisk) waitFoldLocked(off, length int64) {
+	for d.folding != nil && touchesLeaves(d.folding, off, length) {
+		d.foldDone.Wait()
+	}
+}
+
+// touchesLeaves says whether [off, off+length) touches one of the sorted
+// leaves.
+func touchesLeaves(sorted []int, off, length int64) bool {
+	first := int(off / HashLeafSize)
+	last := int((off + max(length, 1) - 1) / HashLeafSize)
+	i, _ := slices.BinarySearch(sorted, first)
+	return i < len(sorted) && sorted[i] <= last
 }
 
 func appendRecExtents(out []Extent, recs []hrlRec) []Extent {
