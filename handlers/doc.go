@@ -21,8 +21,9 @@
 //
 // Idempotency: every command has a command_id (generated when absent). Before
 // deciding, the aggregate's marks (its events but the routine ones: recovery
-// points, prunes, progress, automation outcomes, which agents and the
-// automation runner append under their own ids) are searched for it; a
+// points, prunes, IR progress, agent errors, reachability, automation
+// outcomes, which agents and the automation runner append under their own
+// ids on paths that never check a command id) are searched for it; a
 // command seen before answers its first result with duplicate set, and the
 // log itself drops a re-sent message id.
 //

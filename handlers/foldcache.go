@@ -37,12 +37,17 @@ type aggState struct {
 }
 
 // routineTypes are the events that come on their own schedule, every copy
-// cycle or progress tick: they are folded into the state but not kept in
-// Marks. They are appended by agents and the automation runner under their
-// own command ids, never by a command that checks handledBefore.
+// cycle, progress tick or heartbeat change: they are folded into the state
+// but not kept in Marks. Only the agent reports of agent.go append them
+// (appendVM, appendAgg), and those never check handledBefore (the log's own
+// msg-id dedup covers a re-sent report), as the automation runner keeps
+// its outcomes in Executed: no idempotency check ever needs their command
+// ids. An event type appended by a path that checks handledBefore (the
+// failover reports' resync_progress, say) must not be here.
 var routineTypes = map[events.Type]bool{
 	events.RecoveryPointCreated: true, events.RecoveryPointsPruned: true,
-	events.InitialReplicationProgress: true, events.ResyncProgress: true,
+	events.InitialReplicationProgress: true, events.ReplicationError: true,
+	events.HostReachable: true, events.HostUnreachable: true,
 	events.AutomationExecuted: true,
 }
 
