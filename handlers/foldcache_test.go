@@ -75,6 +75,16 @@ func randomPlanEventOf(n int, name string, i int) events.Data {
 }
 
 func randomHostOrCloudEvent(rng *rand.Rand, agg events.Aggregate, i int) events.Data {
+	if agg.Kind == events.KindAutomation {
+		switch rng.IntN(4) {
+		case 0:
+			return events.AutomationAddedData{Name: agg.ID, On: events.FailoverCompleted, Exec: "true"}
+		case 1:
+			return events.AutomationRemovedData{Name: agg.ID}
+		default:
+			return events.AutomationExecutedData{Name: agg.ID, EventSeq: uint64(rng.IntN(i + 1)), ExitCode: rng.IntN(2)}
+		}
+	}
 	if agg.Kind == events.KindHost {
 		switch rng.IntN(4) {
 		case 0:
@@ -118,6 +128,7 @@ func scribble(s *aggState) {
 		s.Run.done[actionKey{Target: "scribbled"}] = "x"
 	}
 	s.Marks = append(s.Marks, events.Record{Seq: 1 << 40})
+	s.Executed = append(s.Executed, 1<<40)
 }
 
 // TestFoldCacheEqualsFullFold: random histories of every kind, appended in
@@ -130,7 +141,7 @@ func TestFoldCacheEqualsFullFold(t *testing.T) {
 	log := events.NewMemLog()
 	cache := newFoldCache(log, 3)
 	aggs := []events.Aggregate{events.VMAgg("a"), events.VMAgg("b"), events.VMAgg("c"), events.PlanAgg("p"),
-		events.HostAgg("hv01"), events.CloudAgg("gold")}
+		events.HostAgg("hv01"), events.CloudAgg("gold"), automationAgg("notify")}
 	versions := map[events.Aggregate]uint64{}
 	// A plan's job events come after a job started (the fold expects it).
 	res, err := log.Append(ctx, events.PlanAgg("p"), 0, events.Meta{CommandID: "seed"},
@@ -188,6 +199,16 @@ func requireFullFold(t *testing.T, agg events.Aggregate, recs []events.Record, g
 		require.Equal(t, foldHost(recs), got.Host)
 	case events.KindCloud:
 		require.Equal(t, foldCloud(recs), got.Cloud)
+	case events.KindAutomation:
+		require.Equal(t, foldAutomation(recs), got.Automation)
+		for _, r := range recs {
+			if d, ok := r.Data.(events.AutomationExecutedData); ok {
+				_, want := executedFor(recs, d.EventSeq)
+				require.Equal(t, want, got.executed(d.EventSeq))
+			}
+		}
+		_, want := executedFor(recs, 1<<40)
+		require.Equal(t, want, got.executed(1<<40))
 	}
 	var marks []events.Record
 	for _, r := range recs {
