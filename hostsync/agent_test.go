@@ -69,6 +69,11 @@ func TestAgentReplicatesInitialAndDeltas(t *testing.T) {
 	require.NoError(t, err)
 	var progress []events.Type
 	for _, r := range recs {
+		if done, ok := r.Data.(events.InitialReplicationCompletedData); ok {
+			// 1 MiB, 64 KiB and a 4 KiB write in one 64 KiB block: the
+			// zero blocks of the 8 MiB disk are not shipped.
+			require.Equal(t, int64(18<<16), done.SentBytes, "initial replication sent bytes")
+		}
 		switch r.Type() {
 		case events.InitialReplicationStarted, events.InitialReplicationProgress, events.InitialReplicationCompleted:
 			progress = append(progress, r.Type())

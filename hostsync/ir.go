@@ -36,6 +36,9 @@ type irState struct {
 	// Next is the next chunk to read and publish.
 	Next     uint64 `json:"next"`
 	ReadDone bool   `json:"read_done"`
+	// Sent is the data bytes (zero ranges skipped) of the chunks before
+	// Next: what the initial replication shipped.
+	Sent int64 `json:"sent"`
 }
 
 type irChunk struct {
@@ -111,16 +114,27 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 	for _, ch := range plan {
 		st.Total += ch.len
 	}
+	trees := map[string]*irTree{}
 	for _, d := range c.src.disks {
 		if err := d.ResetAfterResync(st.Chunks + 1); err != nil {
 			return fmt.Errorf("initial replication: %w", err)
 		}
+		gen, next, err := d.keptStart()
+		if err != nil {
+			return fmt.Errorf("initial replication: %w", err)
+		}
+		n := leafCount(d.Size())
+		trees[d.Name()] = &irTree{gen: gen, next: next, leaves: make([]hashNode, n), set: make([]bool, n)}
 	}
 	if err := saveJSON(c.irPath(), st); err != nil {
 		return fmt.Errorf("initial replication state: %w", err)
 	}
 	s := &c.src.ship
 	s.ir, s.ackedTo, s.lastClose = st, 0, time.Time{}
+	s.irSent = map[uint64]int64{}
+	if st.Chunk%HashLeafSize == 0 {
+		s.irTrees = trees // irtree.go: the kept trees, from the chunks read
+	}
 	clear(s.sentAt)
 	c.logger.Info().Uint64("chunks", st.Chunks).Int64("bytes", st.Total).Msg("initial replication started")
 	return nil
@@ -170,6 +184,7 @@ func (c *vmCtl) readIR(ctx context.Context, vm events.VM) error {
 		}
 	}
 	c.logger.Info().Uint64("chunks", st.Chunks).Msg("initial replication read and shipped")
+	c.keepIRTrees()
 	if !st.ReadDone {
 		st.ReadDone = true
 		return saveJSON(c.irPath(), st)
@@ -183,6 +198,10 @@ func (c *vmCtl) irProgress(ctx context.Context, vm events.VM, next uint64) error
 	st := c.src.ship.ir
 	if next <= st.Next {
 		return nil
+	}
+	for j := st.Next; j < next; j++ {
+		st.Sent += c.src.ship.irSent[j]
+		delete(c.src.ship.irSent, j)
 	}
 	st.Next = next
 	st.ReadDone = next > st.Chunks
@@ -209,7 +228,12 @@ func (c *vmCtl) shipChunk(ctx context.Context, vm events.VM, st *irState, seq ui
 		return fmt.Errorf("initial replication: read %s at %d: %w", ch.disk, ch.off, err)
 	}
 	cyc := Cycle{VM: vm.Name, Epoch: st.Epoch, Seq: seq, ClosedAt: time.Now().UTC(), Initial: true, Extents: chunkExtents(ch.disk, ch.off, p)}
-	return c.publishCycle(ctx, vm, cyc)
+	if err := c.publishCycle(ctx, vm, cyc); err != nil {
+		return err
+	}
+	c.src.ship.irTrees.add(ch.disk, cyc.Extents)
+	c.src.ship.irSent[seq] = cycleBytes(cyc)
+	return nil
 }
 
 // chunkExtents cuts a chunk read at off into data extents and zero
@@ -246,7 +270,7 @@ func (c *vmCtl) reportIR(ctx context.Context, vm events.VM, acked uint64) {
 		return
 	}
 	if acked > st.Chunks && st.ReadDone {
-		c.reportOnce(ctx, "ir-completed", verbIRCompleted, irCompletedBody{VM: c.name, SentBytes: st.Total})
+		c.reportOnce(ctx, "ir-completed", verbIRCompleted, irCompletedBody{VM: c.name, SentBytes: st.Sent})
 		return
 	}
 	done := int64(min(acked, st.Chunks)) * st.Chunk

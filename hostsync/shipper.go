@@ -29,6 +29,8 @@ type sourceSide struct {
 type shipState struct {
 	ir        *irState
 	irLoaded  bool
+	irTrees   irTrees // nil unless this process read the IR from chunk 1
+	irSent    map[uint64]int64 // chunk → data bytes, until recorded in ir.json
 	pub       *publisher
 	stream    string               // delta stream ensured
 	sentAt    map[uint64]time.Time // cycle → when it was last sent
@@ -82,7 +84,7 @@ func (c *vmCtl) openDisks(vm events.VM) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("vm dir: %w", err)
 	}
-	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}}}
+	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}, irSent: map[uint64]int64{}}}
 	for _, spec := range vm.Disks {
 		d, err := OpenTrackedDisk(filepath.Join(dir, spec.Name+".img"), spec.Size, DiskOptions{
 			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,

@@ -1,0 +1,95 @@
+package hostsync
+
+// An initial replication reads every byte of the disks once; the source
+// hashes the chunks as it reads them, so that its kept trees (integrity.go)
+// are ready when the first tracked cycle closes instead of being built by
+// reading the whole disks again at that close, which the first recovery
+// point would wait for. The reasoning is startKeptTree's: the tree accounts
+// for the disk's generation right after the change log's reset, and every
+// write after it is a change record that the first close folds in, so the
+// tree is exact at that close whether a chunk was read before or after a
+// write to it. An initial replication resumed by another process did not
+// hash the chunks read before it and leaves the kept trees to
+// startKeptTree.
+
+// irTree collects one disk's leaf hashes from the chunks read.
+type irTree struct {
+	gen, next uint64
+	leaves    []hashNode
+	set       []bool
+	hashed    int // distinct leaves set
+}
+
+// irTrees are the disks' irTree by name; nil collects nothing.
+type irTrees map[string]*irTree
+
+// add hashes the leaves of a chunk's extents (chunks are leaf-aligned;
+// zero extents hash as zero leaves).
+func (ts irTrees) add(disk string, extents []Extent) {
+	t := ts[disk]
+	if t == nil {
+		return
+	}
+	for _, e := range extents {
+		for off := e.Offset; off < e.End(); off += HashLeafSize {
+			i := int(off / HashLeafSize)
+			if i >= len(t.leaves) {
+				break
+			}
+			if !t.set[i] {
+				t.set[i] = true
+				t.hashed++
+			}
+			if e.Zero {
+				t.leaves[i] = zeroLeafHash()
+				continue
+			}
+			block := e.Data[off-e.Offset : min(off-e.Offset+HashLeafSize, e.Length)]
+			if len(block) < HashLeafSize {
+				block = append(append([]byte(nil), block...), make([]byte, HashLeafSize-len(block))...)
+			}
+			t.leaves[i] = leafHash(block)
+		}
+	}
+}
+
+// keptTree is the disk's kept tree if every leaf was hashed.
+func (t *irTree) keptTree(size int64) (*keptTree, bool) {
+	if t.hashed != len(t.leaves) {
+		return nil, false
+	}
+	return &keptTree{tree: treeFromLeaves(size, t.leaves), gen: t.gen, next: t.next, valid: true}, true
+}
+
+// keepIRTrees installs the trees the initial replication hashed as the
+// disks' kept trees, once it read every chunk.
+func (c *vmCtl) keepIRTrees() {
+	ts := c.src.ship.irTrees
+	c.src.ship.irTrees = nil
+	if ts == nil {
+		return
+	}
+	in := c.src.integrity()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, d := range c.src.disks {
+		t := ts[d.Name()]
+		if t == nil {
+			continue
+		}
+		if kt, ok := t.keptTree(d.Size()); ok {
+			in.kept[d.Name()] = kt
+		}
+	}
+}
+
+// keptStart is the generation and next cycle a kept tree started now
+// accounts from: every change after is a record of a cycle from next on.
+func (d *TrackedDisk) keptStart() (gen, next uint64, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.trackingLocked(); err != nil {
+		return 0, 0, err
+	}
+	return d.gen - uint64(len(d.open)), d.nextSeq, nil
+}
