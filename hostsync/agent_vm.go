@@ -155,6 +155,9 @@ func (c *vmCtl) reportOnce(ctx context.Context, key, verb string, body any) {
 // reportError reports an error of the VM's replication (at most every 10 s
 // per code).
 func (c *vmCtl) reportError(ctx context.Context, code string, err error) {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return // the agent is stopping: nothing failed
+	}
 	if !c.due("error:"+code, 10*time.Second) {
 		return
 	}

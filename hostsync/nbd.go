@@ -260,6 +260,7 @@ func (s *NBDServer) Close() error {
 		return nil
 	}
 	s.closed = true
+	clear(s.exports) // nothing is served once closed
 	var errs []error
 	for _, l := range s.listeners {
 		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

@@ -159,8 +159,10 @@ func TestNBDRemoveExportFencesClients(t *testing.T) {
 	require.Equal(t, []byte("hi"), m.data)
 	require.NoError(t, c0.disconnect())
 
+	require.NotEmpty(t, f.srv.Exports())
 	require.NoError(t, f.srv.Close())
 	require.NoError(t, f.srv.Close(), "Close is safe twice")
+	require.Empty(t, f.srv.Exports(), "nothing is served once closed")
 	_, err = c1.do(nbdCmdRead, 0, 0, 2, nil)
 	require.Error(t, err)
 	require.ErrorIs(t, f.srv.AddExport("x", f.disks["disk1"]), ErrServerClosed)
