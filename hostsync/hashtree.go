@@ -146,10 +146,58 @@ func (t *HashTree) Root() string {
 // other leaf is read from r, the disk after the extents were written.
 // Extents past the end are clipped; the extents' Disk is not looked at.
 func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
-	dirty, cover := t.dirtyLeaves(extents)
-	if err := t.hashLeaves(r, dirty, cover); err != nil {
+	return t.apply(r, t.plan(extents))
+}
+
+// leafPlan is an update's work: the leaves the extents touch (sorted), the
+// one extent that touches each (nil when several do), and the hashes of
+// the leaves an extent covers whole, made from the extents' bytes, so
+// before the image is written (known[j] is leaf dirty[j]'s when ok[j]).
+type leafPlan struct {
+	dirty []int
+	cover map[int]*Extent
+	known []hashNode
+	ok    []bool
+}
+
+// plan lists the leaves of an update and hashes those the extents cover
+// whole. It reads nothing of the tree but its size.
+func (t *HashTree) plan(extents []Extent) *leafPlan {
+	p := &leafPlan{}
+	p.dirty, p.cover = t.dirtyLeaves(extents)
+	p.known, p.ok = make([]hashNode, len(p.dirty)), make([]bool, len(p.dirty))
+	_ = parallel(len(p.dirty), func(_, j int) error {
+		off := int64(p.dirty[j]) * HashLeafSize
+		p.known[j], p.ok[j] = leafFromExtent(p.cover[p.dirty[j]], off, t.size)
+		return nil
+	})
+	return p
+}
+
+// apply hashes the plan's other leaves from r, sets the leaves and
+// re-hashes their ancestors.
+func (t *HashTree) apply(r io.ReaderAt, p *leafPlan) error {
+	bufs := make([][]byte, runtime.GOMAXPROCS(0))
+	err := parallel(len(p.dirty), func(w, j int) error {
+		if !p.ok[j] {
+			if bufs[w] == nil {
+				bufs[w] = make([]byte, HashLeafSize)
+			}
+			h, err := hashLeafAt(r, bufs[w], int64(p.dirty[j])*HashLeafSize, t.size)
+			if err != nil {
+				return err
+			}
+			p.known[j] = h
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
+	for j, i := range p.dirty {
+		t.levels[0][i] = p.known[j]
+	}
+	dirty := p.dirty
 	for l := 1; l < len(t.levels); l++ {
 		dirty = parentsOf(dirty)
 		for _, i := range dirty {
@@ -159,41 +207,28 @@ func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
 	return nil
 }
 
-// parallelLeaves is the number of dirty leaves from which Update hashes
-// on every CPU.
+// parallelLeaves is the number of leaves from which hashing runs on every
+// CPU.
 const parallelLeaves = 64
 
-// hashLeaves re-hashes the leaves dirty, split among the CPUs when there
-// are many (each leaf is written by one goroutine).
-func (t *HashTree) hashLeaves(r io.ReaderAt, dirty []int, cover map[int]*Extent) error {
-	workers := min(runtime.GOMAXPROCS(0), len(dirty)/parallelLeaves+1)
+// parallel runs f(w, j) for j in 0..n-1, split among the CPUs when n is
+// large (each j runs once, on worker w < GOMAXPROCS), and joins the errors.
+func parallel(n int, f func(w, j int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n/parallelLeaves+1)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
-		part := dirty[w*len(dirty)/workers : (w+1)*len(dirty)/workers]
-		wg.Go(func() { errs[w] = t.hashPart(r, part, cover) })
+		wg.Go(func() {
+			for j := w * n / workers; j < (w+1)*n/workers; j++ {
+				if err := f(w, j); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func (t *HashTree) hashPart(r io.ReaderAt, part []int, cover map[int]*Extent) error {
-	var buf []byte
-	for _, i := range part {
-		off := int64(i) * HashLeafSize
-		h, ok := leafFromExtent(cover[i], off, t.size)
-		if !ok {
-			if buf == nil {
-				buf = make([]byte, HashLeafSize)
-			}
-			var err error
-			if h, err = hashLeafAt(r, buf, off, t.size); err != nil {
-				return err
-			}
-		}
-		t.levels[0][i] = h
-	}
-	return nil
 }
 
 // leafFromExtent hashes the leaf at off from e when e covers all of it (up
