@@ -138,15 +138,37 @@ func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
 		avail = MaxBatchBody
 	}
 	enc := newCycleEncoder(c, opts, avail)
-	for _, e := range c.Extents {
-		if err := enc.add(e); err != nil {
-			return nil, err
-		}
-	}
-	if err := enc.flush(true); err != nil {
+	if err := enc.encode(); err != nil {
 		return nil, err
 	}
 	return enc.out, nil
+}
+
+// EncodeCycleEach is EncodeCycle handing each batch, in order, to emit
+// instead of returning them: the batch is valid only until emit returns
+// (its buffer is reused for the next one), so a cycle is encoded without
+// allocating a buffer per batch. An error of emit stops the encoding and
+// is returned.
+func EncodeCycleEach(c Cycle, opts BatchOptions, emit func(batch []byte) error) error {
+	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
+		return err
+	}
+	if err := checkRoots(c.Roots); err != nil {
+		return err
+	}
+	avail := min(opts.MaxPayload-batchFixedHeader-len(c.VM)-batchCRCLen-rootsLen(c.Roots), MaxBatchBody)
+	enc := newCycleEncoder(c, opts, avail)
+	enc.emit = emit
+	return enc.encode()
+}
+
+func (ce *cycleEncoder) encode() error {
+	for _, e := range ce.c.Extents {
+		if err := ce.add(e); err != nil {
+			return err
+		}
+	}
+	return ce.flush(true)
 }
 
 func checkBatchOptions(vm string, roots map[string]string, opts BatchOptions) error {
@@ -184,6 +206,11 @@ type cycleEncoder struct {
 	buf    []byte
 	count  int
 	out    [][]byte
+	// emit, when set, takes each batch instead of out; spare is the
+	// buffer handed back for the next batch.
+	emit  func([]byte) error
+	spare []byte
+	index int
 }
 
 func newCycleEncoder(c Cycle, opts BatchOptions, avail int) *cycleEncoder {
@@ -198,7 +225,12 @@ func (ce *cycleEncoder) bodyLen() int { return len(ce.buf) - ce.prefix }
 
 func (ce *cycleEncoder) appendExtent(e Extent) {
 	if ce.buf == nil {
-		ce.buf = make([]byte, ce.prefix, ce.prefix+min(ce.avail, max(ce.left, 256))+batchCRCLen)
+		want := ce.prefix + min(ce.avail, max(ce.left, 256)) + batchCRCLen
+		if cap(ce.spare) >= want {
+			ce.buf, ce.spare = ce.spare[:ce.prefix], nil
+		} else {
+			ce.buf = make([]byte, ce.prefix, want)
+		}
 	}
 	before := len(ce.buf)
 	ce.buf = appendBatchExtent(ce.buf, e)
@@ -247,7 +279,7 @@ func (ce *cycleEncoder) put(e Extent, need int) error {
 
 func (ce *cycleEncoder) flush(last bool) error {
 	b := Batch{
-		VM: ce.c.VM, Epoch: ce.c.Epoch, Cycle: ce.c.Seq, Index: len(ce.out), Last: last,
+		VM: ce.c.VM, Epoch: ce.c.Epoch, Cycle: ce.c.Seq, Index: ce.index, Last: last,
 		AppConsistent: ce.c.AppConsistent, Initial: ce.c.Initial, ClosedAt: ce.c.ClosedAt,
 		Compression: ce.opts.Compression,
 	}
@@ -264,7 +296,15 @@ func (ce *cycleEncoder) flush(last bool) error {
 	if len(msg) > ce.opts.MaxPayload {
 		return fmt.Errorf("%w: batch of %d bytes over %d", ErrBatchTooLarge, len(msg), ce.opts.MaxPayload)
 	}
-	ce.out = append(ce.out, msg)
+	ce.index++
+	if ce.emit != nil {
+		if err := ce.emit(msg); err != nil {
+			return err
+		}
+		ce.spare = ce.buf[:0]
+	} else {
+		ce.out = append(ce.out, msg)
+	}
 	ce.buf, ce.count = nil, 0
 	return nil
 }

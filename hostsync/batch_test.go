@@ -1,10 +1,12 @@
 package hostsync
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -338,4 +340,33 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 			b.ReportMetric(float64(wire)/float64(8<<20), "wire/raw")
 		})
 	}
+}
+
+// EncodeCycleEach hands out, one at a time in one reused buffer, exactly
+// the batches EncodeCycle returns; an error of emit stops it.
+func TestEncodeCycleEachEqualsEncodeCycle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(71, 72))
+	for i := range 30 {
+		c := randomTestCycle(rng, "web01", 2, uint64(i+1), time.Unix(1_800_000_000, 0))
+		if i%3 == 0 {
+			c.Roots = map[string]string{"sda": strings.Repeat("ab", 32)}
+		}
+		for _, comp := range []string{CompressionNone, CompressionS2} {
+			opts := BatchOptions{MaxPayload: 4096 + rng.IntN(64<<10), Compression: comp}
+			want, err := EncodeCycle(c, opts)
+			require.NoError(t, err)
+			var got [][]byte
+			require.NoError(t, EncodeCycleEach(c, opts, func(b []byte) error {
+				got = append(got, bytes.Clone(b))
+				return nil
+			}))
+			require.Equal(t, want, got, "cycle %d, %s", i, comp)
+		}
+	}
+	c := randomTestCycle(rng, "web01", 2, 1, time.Now())
+	stop := errors.New("stop")
+	calls := 0
+	err := EncodeCycleEach(c, BatchOptions{MaxPayload: 4096}, func([]byte) error { calls++; return stop })
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 1, calls)
 }

@@ -228,10 +228,18 @@ func (c *vmCtl) shipChunk(ctx context.Context, vm events.VM, st *irState, seq ui
 		return fmt.Errorf("initial replication: read %s at %d: %w", ch.disk, ch.off, err)
 	}
 	cyc := Cycle{VM: vm.Name, Epoch: st.Epoch, Seq: seq, ClosedAt: time.Now().UTC(), Initial: true, Extents: chunkExtents(ch.disk, ch.off, p)}
-	if err := c.publishCycle(ctx, vm, cyc); err != nil {
+	// The chunk is hashed while it is published; buf is read again only
+	// after both.
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		c.src.ship.irTrees.add(ch.disk, cyc.Extents)
+	}()
+	err := c.publishCycle(ctx, vm, cyc)
+	<-hashed
+	if err != nil {
 		return err
 	}
-	c.src.ship.irTrees.add(ch.disk, cyc.Extents)
 	c.src.ship.irSent[seq] = cycleBytes(cyc)
 	return nil
 }

@@ -29,7 +29,7 @@ type sourceSide struct {
 type shipState struct {
 	ir        *irState
 	irLoaded  bool
-	irTrees   irTrees // nil unless this process read the IR from chunk 1
+	irTrees   irTrees          // nil unless this process read the IR from chunk 1
 	irSent    map[uint64]int64 // chunk → data bytes, until recorded in ir.json
 	pub       *publisher
 	stream    string               // delta stream ensured
@@ -419,24 +419,21 @@ func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (Cycle, error) {
 }
 
 // publishCycle encodes a cycle and publishes its batches (without waiting
-// for the last acknowledgements: flush does).
+// for the last acknowledgements: flush does). The batches are encoded one
+// at a time into one reused buffer: the client copies each into its
+// connection's buffer as it is published.
 func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error {
 	comp := CompressionNone
 	if vm.Settings.Compression {
 		comp = CompressionS2
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: comp})
-	if err != nil {
-		return err
-	}
 	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
-	for i, b := range batches {
+	i := 0
+	return EncodeCycleEach(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: comp}, func(b []byte) error {
 		id := shipMsgID(c.src.ship.enableSeq, c.src.ship.attempt, BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i))
-		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
-			return err
-		}
-	}
-	return nil
+		i++
+		return c.src.ship.pub.publish(ctx, subject, id, b)
+	})
 }
 
 // headerRoom is what a batch leaves of the server's max payload for the

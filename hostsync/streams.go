@@ -193,6 +193,7 @@ func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site str
 
 // publisher publishes batches asynchronously, keeping less than
 // maxInFlight bytes unacknowledged by JetStream. Used by one goroutine.
+// publish does not keep data: the caller may reuse it once it returns.
 type publisher struct {
 	js      jetstream.JetStream
 	budget  *byteBudget
@@ -220,7 +221,12 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	fut, err := p.js.PublishMsgAsync(msg)
+	// No retry by the client: it would send msg.Data again later, and the
+	// caller reuses data once publish returns (the client has copied it
+	// into the connection's buffer). A publish that fails is sent again by
+	// the shipper (a cycle is kept until applied; an initial replication
+	// goes on from the last acknowledged group).
+	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 	if err != nil {
 		p.budget.release(len(data))
 		return fmt.Errorf("publish %s: %w", subject, err)
