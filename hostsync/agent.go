@@ -185,21 +185,45 @@ func (a *Agent) replicaDir(vm string) string { return filepath.Join(a.replicasDi
 // follow folds the VM aggregates from the start of the log and hands every
 // changed VM that concerns this host to its controller. The agent keeps no
 // checkpoint: folding the log is quick, and acting on the folded state
-// (not on single events) makes a restart pick up where it stopped.
+// (not on single events) makes a restart pick up where it stopped. While
+// it catches up with the log as it was when the agent started, nothing is
+// handed over: a controller must never act on a VM's past (serve a disk
+// where the VM was active before a failover, report an error against a
+// state long gone), only on its present.
 func (a *Agent) follow() {
 	defer a.wg.Done()
-	folded := map[string]*vmFold{}
-	next := uint64(1)
+	r := &logReader{a: a, folded: map[string]*vmFold{}, dirty: map[string]bool{}, next: 1, dispatch: a.dispatch}
 	for a.ctx.Err() == nil {
-		cur, err := a.cfg.Log.Follow(a.ctx, next)
+		if r.live == 0 {
+			last, err := a.cfg.Log.LastSeq(a.ctx)
+			if err != nil {
+				a.logger.Warn().Err(err).Msg("read the event log's last sequence")
+				a.pause(time.Second)
+				continue
+			}
+			r.live = last + 1
+		}
+		cur, err := a.cfg.Log.Follow(a.ctx, r.next)
 		if err != nil {
 			a.logger.Warn().Err(err).Msg("follow the event log")
 			a.pause(time.Second)
 			continue
 		}
-		next = a.readLog(cur, folded, next)
+		r.read(cur)
 		cur.Close()
 	}
+}
+
+// logReader is follow's state: the folded VMs, the next sequence to read,
+// and live, the sequence from which the VMs are handed over as they change
+// (before it, the changed VMs wait in dirty).
+type logReader struct {
+	a        *Agent
+	folded   map[string]*vmFold
+	dirty    map[string]bool
+	next     uint64
+	live     uint64
+	dispatch func(*vmFold)
 }
 
 // vmFold is a VM's folded state and the log sequence of its last enable.
@@ -208,35 +232,38 @@ type vmFold struct {
 	enableSeq uint64
 }
 
-func (a *Agent) readLog(cur events.Cursor, folded map[string]*vmFold, next uint64) uint64 {
+func (r *logReader) read(cur events.Cursor) {
+	a := r.a
 	for {
+		if r.next >= r.live && len(r.dirty) > 0 {
+			for id := range r.dirty {
+				r.dispatch(r.folded[id])
+			}
+			clear(r.dirty)
+		}
 		recs, err := cur.Next(a.ctx, 512)
 		if err != nil {
 			if a.ctx.Err() == nil {
-				a.logger.Warn().Err(err).Uint64("next", next).Msg("read the event log")
+				a.logger.Warn().Err(err).Uint64("next", r.next).Msg("read the event log")
 				a.pause(time.Second)
 			}
-			return next
+			return
 		}
-		dirty := map[string]bool{}
-		for _, r := range recs {
-			next = r.Seq + 1
-			if r.Aggregate.Kind != events.KindVM {
+		for _, rec := range recs {
+			r.next = rec.Seq + 1
+			if rec.Aggregate.Kind != events.KindVM {
 				continue
 			}
-			f := folded[r.Aggregate.ID]
+			f := r.folded[rec.Aggregate.ID]
 			if f == nil {
 				f = &vmFold{}
-				folded[r.Aggregate.ID] = f
+				r.folded[rec.Aggregate.ID] = f
 			}
-			f.vm.Apply(r)
-			if r.Type() == events.ProtectionEnableStarted {
-				f.enableSeq = r.Seq
+			f.vm.Apply(rec)
+			if rec.Type() == events.ProtectionEnableStarted {
+				f.enableSeq = rec.Seq
 			}
-			dirty[r.Aggregate.ID] = true
-		}
-		for id := range dirty {
-			a.dispatch(folded[id])
+			r.dirty[rec.Aggregate.ID] = true
 		}
 	}
 }
