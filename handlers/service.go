@@ -151,6 +151,11 @@ func (s *Service) Open(ctx context.Context, nc *nats.Conn) error {
 			err = e.AddEndpoints(s.ctx, svc)
 		}
 	}
+	if err == nil {
+		// A round trip: the server has every endpoint's subscription when
+		// Open returns, so a request sent right after finds a responder.
+		err = nc.FlushTimeout(10 * time.Second)
+	}
 	if err != nil {
 		s.cancel()
 		s.svc = nil

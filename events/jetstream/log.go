@@ -149,7 +149,7 @@ func (l *Log) LoadAfter(ctx context.Context, agg events.Aggregate, after uint64)
 	if l.isClosed() {
 		return nil, events.ErrClosed
 	}
-	msgs, err := l.loadConsistent(ctx, agg, after)
+	msgs, err := l.loadRetry(ctx, agg, after)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +162,27 @@ func (l *Log) LoadAfter(ctx context.Context, agg events.Aggregate, after uint64)
 		recs = append(recs, r)
 	}
 	return recs, nil
+}
+
+// loadRetry is loadConsistent reading again while no server answers (a
+// stream leader election, a server restarting: the same as an append
+// rides over), until the load's deadline.
+func (l *Log) loadRetry(ctx context.Context, agg events.Aggregate, after uint64) ([]*jetstream.RawStreamMsg, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	wait := 25 * time.Millisecond
+	for {
+		msgs, err := l.loadConsistent(ctx, agg, after)
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return msgs, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // loadRaw returns the aggregate's stored messages above after, in order.
