@@ -347,6 +347,13 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 		c.reportError(ctx, CodeResyncRequired, fmt.Errorf("initial replication chunk %d lost on the way", s.ackedTo+1))
 		return
 	}
+	if p := c.src.disks[0].Pending(); len(p) > 0 && s.ackedTo+1 < p[0] {
+		// Nor are a resync's chunks: the cycle the recovery host waits
+		// for is not in the change log, sending the others again would
+		// loop for ever.
+		c.reportError(ctx, CodeResyncRequired, fmt.Errorf("cycle %d lost on the way; the change log keeps cycles from %d on", s.ackedTo+1, p[0]))
+		return
+	}
 	c.logger.Warn().Uint64("cycle", oldest).Dur("after", limit).Msg("cycle lost on the way: sending the unapplied cycles again")
 	clear(s.sentAt)
 	s.attempt++
