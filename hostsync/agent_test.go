@@ -30,6 +30,18 @@ func protect(t *testing.T, policy m) *world {
 	w.fabric(policy)
 	w.startAgent("hv01")
 	w.startAgent("hv11")
+	w.waitSourceServed()
+	w.qemuIO("write -P 0x11 0 1M", "write -P 0x22 5M 64k", "write -P 0x33 8100k 4k")
+	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
+	w.waitVM(15*time.Second, "protected with a point", func(vm events.VM) bool {
+		return vm.State == events.Protected && len(vm.RecoveryPoints) > 0
+	})
+	return w
+}
+
+// waitSourceServed waits until the VM's source disk is served over NBD.
+func (w *world) waitSourceServed() {
+	w.t.Helper()
 	w.waitVM(10*time.Second, "source disk served", func(vm events.VM) bool {
 		for _, im := range vm.Images["d0"] {
 			if im.Role == events.DiskRoleSource && im.NBDURL != "" {
@@ -38,12 +50,6 @@ func protect(t *testing.T, policy m) *world {
 		}
 		return false
 	})
-	w.qemuIO("write -P 0x11 0 1M", "write -P 0x22 5M 64k", "write -P 0x33 8100k 4k")
-	w.cmd("sr.cmd.vm.enable", m{"vm": "web01"})
-	w.waitVM(15*time.Second, "protected with a point", func(vm events.VM) bool {
-		return vm.State == events.Protected && len(vm.RecoveryPoints) > 0
-	})
-	return w
 }
 
 // randomRound writes random ranges and zeroes one, through NBD.

@@ -21,14 +21,7 @@ func TestAgentInitialReplicationUnderWritesKeepsRootsExact(t *testing.T) {
 	w.fabric(nil)
 	w.startAgent("hv01")
 	w.startAgent("hv11")
-	w.waitVM(10*time.Second, "source disk served", func(vm events.VM) bool {
-		for _, im := range vm.Images["d0"] {
-			if im.Role == events.DiskRoleSource && im.NBDURL != "" {
-				return true
-			}
-		}
-		return false
-	})
+	w.waitSourceServed()
 	c, err := hostsync.DialNBD("unix", filepath.Join(w.dirs["hv01"], "nbd.sock"), hostsync.ExportName("web01", "d0"))
 	require.NoError(t, err)
 	defer c.Close()

@@ -96,9 +96,16 @@ func (l *Log) messages(agg events.Aggregate, expected uint64, meta events.Meta, 
 // is safe: the msg ids and the expected sequence make a second landing a
 // duplicate or a conflict that resolveConflict recognises.
 func (l *Log) publishRetry(ctx context.Context, msgs []*nats.Msg) (events.AppendResult, error) {
+	return whileNoResponders(ctx, func() (events.AppendResult, error) { return l.publish(ctx, msgs) })
+}
+
+// whileNoResponders calls f again, backing off, while no server answers
+// (a stream leader election, a server restarting), until ctx ends; it
+// returns f's last result.
+func whileNoResponders[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	wait := 25 * time.Millisecond
 	for {
-		res, err := l.publish(ctx, msgs)
+		res, err := f()
 		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return res, err
 		}

@@ -170,19 +170,7 @@ func (l *Log) LoadAfter(ctx context.Context, agg events.Aggregate, after uint64)
 func (l *Log) loadRetry(ctx context.Context, agg events.Aggregate, after uint64) ([]*jetstream.RawStreamMsg, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	wait := 25 * time.Millisecond
-	for {
-		msgs, err := l.loadConsistent(ctx, agg, after)
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return msgs, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
+	return whileNoResponders(ctx, func() ([]*jetstream.RawStreamMsg, error) { return l.loadConsistent(ctx, agg, after) })
 }
 
 // loadRaw returns the aggregate's stored messages above after, in order.
