@@ -3,4 +3,36 @@
 // ships them as delta batches on JetStream, applies them whole on the
 // recovery host, keeps recovery points, and runs initial replication and
 // resync.
+//
+// The pieces, in the order a write travels:
+//
+//   - TrackedDisk (disk*.go, changelog*.go): the image and its change log; a
+//     write is logged before it touches the image, FLUSH and FUA wait for
+//     both to be synced, a closed cycle is read back from the log.
+//   - NBDServer (nbd*.go): fixed newstyle NBD on a Unix socket, one export
+//     per disk where the VM is active at its epoch; removing an export is a
+//     fence.
+//   - The shipper (shipper.go, ir.go, streams.go): closes a cycle every
+//     copy interval, encodes it as batches of at most 1 MiB (batch*.go) and
+//     publishes them on the VM's delta subject, keeping each cycle until
+//     the recovery host says it applied it; initial replication reads the
+//     disks once in chunks.
+//   - The receiver (receiver.go): one continuous consumer per VM, sharing
+//     the host's pull budget, assembles whole cycles (batch_assembler.go)
+//     and hands them to the Replica.
+//   - Replica (replica*.go, points*.go): the raw images at the latest
+//     point, the undo data of every retained older point, hash trees and a
+//     state file; a cycle applies whole or not at all across a crash. The
+//     first copy of an initial replication takes a shorter path without
+//     undo data (replica_initial.go).
+//   - Hash trees (hashtree*.go, integrity*.go, irtree.go): SHA-256 over 64
+//     KiB leaves on both sides, kept exact at every close, for the
+//     per-cycle integrity check, verify, planned failover and resync.
+//   - Failover, fencing and resync (failover*.go, promote.go, fence.go,
+//     resync*.go, testfailover.go).
+//
+// The Agent follows the event log and folds each VM; a VM's controller
+// (agent_vm.go) acts on the folded state, never on single events, and only
+// once the agent has read the log as it was when it started, so a restart
+// picks up where it stopped without acting on the VM's past.
 package hostsync
