@@ -202,10 +202,17 @@ func (c *NBDClient) do(typ, flags uint16, off uint64, length uint32, data []byte
 	return m, err
 }
 
-// pipelineWrites writes each (offset, data) with up to depth requests in
+// pipelineWrites writes data at each offset with up to depth requests in
 // flight, then flushes; it returns the first error.
 func (c *NBDClient) pipelineWrites(offs []int64, data []byte, depth int) error {
-	window := make(chan struct{}, depth)
+	return c.WriteBlocks(offs, func(int) []byte { return data }, depth)
+}
+
+// WriteBlocks writes block(i) at offs[i] with up to depth requests in
+// flight, then flushes: when it returns nil every write is acknowledged
+// durable. It returns the first error. One goroutine uses it at a time.
+func (c *NBDClient) WriteBlocks(offs []int64, block func(i int) []byte, depth int) error {
+	window := make(chan struct{}, max(depth, 1))
 	errc := make(chan error, 1)
 	go func() {
 		for range offs {
@@ -221,24 +228,22 @@ func (c *NBDClient) pipelineWrites(offs []int64, data []byte, depth int) error {
 		}
 		errc <- nil
 	}()
-	for _, off := range offs {
+	for i, off := range offs {
 		select {
 		case window <- struct{}{}:
 		case err := <-errc:
 			return errors.Join(err, errors.New("reply reader stopped early"))
 		}
+		data := block(i)
 		if _, err := c.send(nbdCmdWrite, 0, uint64(off), uint32(len(data)), data); err != nil {
-			return err
+			_ = c.nc.SetDeadline(time.Now()) // unblock the reader
+			return errors.Join(err, <-errc)
 		}
 	}
 	if err := <-errc; err != nil {
 		return err
 	}
-	m, err := c.do(nbdCmdFlush, 0, 0, 0, nil)
-	if err == nil && m.errno != 0 {
-		err = fmt.Errorf("flush failed: errno %d", m.errno)
-	}
-	return err
+	return c.Flush()
 }
 
 func (c *NBDClient) disconnect() error {
