@@ -59,12 +59,6 @@ func (c benchConfig) sizes() benchSizes {
 	return fullSizes
 }
 
-// benchIRChunk is the agents' initial replication chunk: 4 MiB, not the
-// agent's default of 8 MiB, because an 8 MiB chunk of random data fails to
-// publish ("nats: maximum payload exceeded") against the 8 MiB max payload
-// of the embedded server, and initial replication of a 1 GiB disk never
-// ends (seen 2026-11-26, reported to the data path's owner).
-const benchIRChunk = 4 << 20
 
 // The fabric every benchmark shares: a source host in site primary, a
 // recovery host in site secondary, one cloud each, one policy.
@@ -168,7 +162,7 @@ func (e *benchEnv) startAgent(ctx context.Context, host string) error {
 		return fmt.Errorf("agent %s: event log: %w", host, err)
 	}
 	a.agent, err = hostsync.NewAgent(hostsync.AgentConfig{Host: host, DataDir: a.dir, NATS: a.nc, Log: a.log,
-		Logger: logger, HeartbeatEvery: time.Second, IRChunk: benchIRChunk})
+		Logger: logger, HeartbeatEvery: time.Second})
 	if err != nil {
 		return err
 	}
