@@ -59,7 +59,6 @@ func (c benchConfig) sizes() benchSizes {
 	return fullSizes
 }
 
-
 // The fabric every benchmark shares: a source host in site primary, a
 // recovery host in site secondary, one cloud each, one policy.
 const (
