@@ -1,6 +1,7 @@
 package hostsync
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -127,21 +128,15 @@ func BatchMsgID(vm string, epoch, cycle uint64, index int) string {
 // each, splitting extents too big for one batch. The last batch carries
 // the end-of-cycle marker; an empty cycle is one batch with the marker.
 func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
-	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
+	var out [][]byte
+	err := EncodeCycleEach(c, opts, func(b []byte) error {
+		out = append(out, bytes.Clone(b))
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := checkRoots(c.Roots); err != nil {
-		return nil, err
-	}
-	avail := opts.MaxPayload - batchFixedHeader - len(c.VM) - batchCRCLen - rootsLen(c.Roots)
-	if avail > MaxBatchBody {
-		avail = MaxBatchBody
-	}
-	enc := newCycleEncoder(c, opts, avail)
-	if err := enc.encode(); err != nil {
-		return nil, err
-	}
-	return enc.out, nil
+	return out, nil
 }
 
 // EncodeCycleEach is EncodeCycle handing each batch, in order, to emit
@@ -205,9 +200,8 @@ type cycleEncoder struct {
 	left   int
 	buf    []byte
 	count  int
-	out    [][]byte
-	// emit, when set, takes each batch instead of out; spare is the
-	// buffer handed back for the next batch.
+	// emit takes each batch; spare is the buffer handed back for the
+	// next one.
 	emit  func([]byte) error
 	spare []byte
 	index int
@@ -297,14 +291,10 @@ func (ce *cycleEncoder) flush(last bool) error {
 		return fmt.Errorf("%w: batch of %d bytes over %d", ErrBatchTooLarge, len(msg), ce.opts.MaxPayload)
 	}
 	ce.index++
-	if ce.emit != nil {
-		if err := ce.emit(msg); err != nil {
-			return err
-		}
-		ce.spare = ce.buf[:0]
-	} else {
-		ce.out = append(ce.out, msg)
+	if err := ce.emit(msg); err != nil {
+		return err
 	}
+	ce.spare = ce.buf[:0]
 	ce.buf, ce.count = nil, 0
 	return nil
 }

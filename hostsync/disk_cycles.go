@@ -21,6 +21,20 @@ func (d *TrackedDisk) CloseCycle(at time.Time, appConsistent bool) (uint64, erro
 		d.mu.Unlock()
 		return 0, err
 	}
+	seq, err := d.closeLocked(at, appConsistent)
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if err := d.sync(); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// closeLocked appends the close record of the open cycle and makes it the
+// last closed one (not synced). Called with mu held.
+func (d *TrackedDisk) closeLocked(at time.Time, appConsistent bool) (uint64, error) {
 	var flags uint8
 	if appConsistent {
 		flags = hrlFlagAppConsistent
@@ -28,9 +42,7 @@ func (d *TrackedDisk) CloseCycle(at time.Time, appConsistent bool) (uint64, erro
 	seq := d.nextSeq
 	rec, err := d.appendRecord(hrlClose, flags, seq, uint64(at.UnixNano()), nil)
 	if err != nil {
-		err = d.failLocked(err)
-		d.mu.Unlock()
-		return 0, err
+		return 0, d.failLocked(err)
 	}
 	d.closed = append(d.closed, hrlCycle{
 		seq: seq, closedAt: time.Unix(0, at.UnixNano()).UTC(), appConsistent: appConsistent,
@@ -39,10 +51,6 @@ func (d *TrackedDisk) CloseCycle(at time.Time, appConsistent bool) (uint64, erro
 	d.open = nil
 	d.nextSeq++
 	d.gen++
-	d.mu.Unlock()
-	if err := d.sync(); err != nil {
-		return 0, err
-	}
 	return seq, nil
 }
 

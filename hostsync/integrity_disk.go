@@ -111,24 +111,11 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 		changed, exact = d.foldPlanLocked(kt)
 		kt.valid = exact
 	}
-	var flags uint8
-	if appConsistent {
-		flags = hrlFlagAppConsistent
-	}
-	seq := d.nextSeq
-	rec, err := d.appendRecord(hrlClose, flags, seq, uint64(at.UnixNano()), nil)
+	seq, err := d.closeLocked(at, appConsistent)
 	if err != nil {
-		err = d.failLocked(err)
 		d.mu.Unlock()
 		return 0, false, err
 	}
-	d.closed = append(d.closed, hrlCycle{
-		seq: seq, closedAt: time.Unix(0, at.UnixNano()).UTC(), appConsistent: appConsistent,
-		recs: d.open, end: rec.at + rec.size,
-	})
-	d.open = nil
-	d.nextSeq++
-	d.gen++
 	closeGen, next := d.gen, d.nextSeq
 	if exact {
 		d.folding, _ = kt.tree.dirtyLeaves(changed)

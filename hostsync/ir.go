@@ -124,7 +124,7 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 			return fmt.Errorf("initial replication: %w", err)
 		}
 		n := leafCount(d.Size())
-		trees[d.Name()] = &irTree{gen: gen, next: next, leaves: make([]hashNode, n), set: make([]bool, n)}
+		trees[d.Name()] = &irTree{size: d.Size(), gen: gen, next: next, leaves: make([]hashNode, n), set: make([]bool, n)}
 	}
 	if err := saveJSON(c.irPath(), st); err != nil {
 		return fmt.Errorf("initial replication state: %w", err)

@@ -14,6 +14,7 @@ package hostsync
 
 // irTree collects one disk's leaf hashes from the chunks read.
 type irTree struct {
+	size      int64
 	gen, next uint64
 	leaves    []hashNode
 	set       []bool
@@ -23,42 +24,36 @@ type irTree struct {
 // irTrees are the disks' irTree by name; nil collects nothing.
 type irTrees map[string]*irTree
 
-// add hashes the leaves of a chunk's extents (chunks are leaf-aligned;
-// zero extents hash as zero leaves).
+// add hashes the leaves of a chunk's extents (chunks are leaf-aligned, so
+// each leaf is covered by one extent).
 func (ts irTrees) add(disk string, extents []Extent) {
 	t := ts[disk]
 	if t == nil {
 		return
 	}
-	for _, e := range extents {
-		for off := e.Offset; off < e.End(); off += HashLeafSize {
+	for k := range extents {
+		e := &extents[k]
+		for off := e.Offset - e.Offset%HashLeafSize; off < e.End() && off < t.size; off += HashLeafSize {
 			i := int(off / HashLeafSize)
-			if i >= len(t.leaves) {
-				break
+			h, ok := leafFromExtent(e, off, t.size)
+			if !ok {
+				continue // never set: the tree stays incomplete and is not kept
 			}
+			t.leaves[i] = h
 			if !t.set[i] {
 				t.set[i] = true
 				t.hashed++
 			}
-			if e.Zero {
-				t.leaves[i] = zeroLeafHash()
-				continue
-			}
-			block := e.Data[off-e.Offset : min(off-e.Offset+HashLeafSize, e.Length)]
-			if len(block) < HashLeafSize {
-				block = append(append([]byte(nil), block...), make([]byte, HashLeafSize-len(block))...)
-			}
-			t.leaves[i] = leafHash(block)
 		}
 	}
 }
 
 // keptTree is the disk's kept tree if every leaf was hashed.
-func (t *irTree) keptTree(size int64) (*keptTree, bool) {
+func (t *irTree) keptTree() (*keptTree, bool) {
 	if t.hashed != len(t.leaves) {
 		return nil, false
 	}
-	return &keptTree{tree: treeFromLeaves(size, t.leaves), gen: t.gen, next: t.next, valid: true}, true
+	return &keptTree{tree: treeFromLeaves(t.size, t.leaves), gen: t.gen, next: t.next, valid: true}, true
 }
 
 // keepIRTrees installs the trees the initial replication hashed as the
@@ -77,7 +72,7 @@ func (c *vmCtl) keepIRTrees() {
 		if t == nil {
 			continue
 		}
-		if kt, ok := t.keptTree(d.Size()); ok {
+		if kt, ok := t.keptTree(); ok {
 			in.kept[d.Name()] = kt
 		}
 	}

@@ -292,13 +292,7 @@ func (r *Replica) syncImages(stage string) error {
 // with the image generation they describe.
 func (r *Replica) updateTrees(extents []Extent, gen uint64) error {
 	for _, name := range r.order {
-		var mine []Extent
-		for _, e := range extents {
-			if e.Disk == name {
-				mine = append(mine, e)
-			}
-		}
-		if err := r.trees[name].Update(r.images[name], mine); err != nil {
+		if err := r.trees[name].Update(r.images[name], extentsOf(extents, name)); err != nil {
 			return &StageError{Stage: StageTreesSaved, Err: err}
 		}
 		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
@@ -309,6 +303,17 @@ func (r *Replica) updateTrees(extents []Extent, gen uint64) error {
 		return &StageError{Stage: StageTreesSaved, Err: err}
 	}
 	return nil
+}
+
+// extentsOf are the extents of disk, in order.
+func extentsOf(extents []Extent, disk string) []Extent {
+	var out []Extent
+	for _, e := range extents {
+		if e.Disk == disk {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func genStamp(gen uint64) string { return fmt.Sprintf("gen-%d", gen) }

@@ -71,13 +71,7 @@ func (r *Replica) writeInitial(c Cycle) error {
 		}
 	}
 	for _, name := range r.order {
-		var mine []Extent
-		for _, e := range c.Extents {
-			if e.Disk == name {
-				mine = append(mine, e)
-			}
-		}
-		if err := r.trees[name].Update(r.images[name], mine); err != nil {
+		if err := r.trees[name].Update(r.images[name], extentsOf(c.Extents, name)); err != nil {
 			return err
 		}
 	}
