@@ -33,6 +33,10 @@ func (a *Assembler) Epoch() uint64 { return a.epoch }
 // Next is the cycle sequence the assembler expects.
 func (a *Assembler) Next() uint64 { return a.next }
 
+// Held is the number of batches of cycle Next held: the index of the batch
+// it expects.
+func (a *Assembler) Held() int { return len(a.parts) }
+
 // Add takes one batch. It returns the whole cycle and true when b was the
 // cycle's last batch, then expects the following cycle. A batch of an
 // already yielded cycle, or already held, returns an error matching

@@ -154,6 +154,7 @@ func (r *Replica) RevertTo(ctx context.Context, id string) error {
 // the images, newest first, then records the target as the latest point.
 // It is idempotent: undo data are absolute bytes.
 func (r *Replica) finishRevert(p pendingOp) error {
+	r.imageWrites++
 	k, err := r.pointIndex(p.Target)
 	if err != nil {
 		return err

@@ -362,6 +362,7 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 		rx.dropHeld()
 		rx.asm.Reset(b.Epoch, 1)
 	}
+	fresh := b.Epoch == rx.asm.Epoch() && b.Cycle == rx.asm.Next() && b.Index == rx.asm.Held()
 	cyc, whole, err := rx.asm.Add(b)
 	switch {
 	case errors.Is(err, ErrCycleApplied):
@@ -376,6 +377,9 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 		return
 	}
 	rx.held = append(rx.held, msg)
+	if fresh {
+		rx.preimage(b)
+	}
 	if whole {
 		rx.apply(ctx, cyc)
 		return
@@ -385,6 +389,17 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 			_ = m.InProgress()
 		}
 		rx.touched = time.Now()
+	}
+}
+
+// preimage saves the undo data of a new batch while the next ones are on
+// their way (replica_prep.go). A first copy needs none.
+func (rx *receiver) preimage(b Batch) {
+	if b.Initial && rx.rep.FirstCopy() {
+		return
+	}
+	if err := rx.rep.Preimage(b.Epoch, b.Cycle, b.Index, b.Extents); err != nil {
+		rx.c.logger.Debug().Err(err).Msg("preimage dropped: the apply saves the undo data itself")
 	}
 }
 
@@ -449,7 +464,9 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 	}
 	rx.side.checking.Store(PointID(cyc.Epoch, cyc.Seq))
 	defer rx.side.checking.Store("")
+	start := time.Now()
 	p, err := rx.rep.Apply(ctx, cyc)
+	applied := time.Now()
 	if errors.Is(err, ErrCycleApplied) {
 		ackAll(held)
 		rx.sendAck()
@@ -464,6 +481,8 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 	if !cyc.Initial && rx.rootsMatch(ctx, cyc, p) { // integrity_check.go
 		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
 	}
+	rx.c.logger.Debug().Str("point", p.ID).Dur("since_close", start.Sub(cyc.ClosedAt)).Dur("apply", applied.Sub(start)).
+		Dur("report", time.Since(applied)).Msg("cycle applied and reported")
 	rx.prune(ctx)
 }
 

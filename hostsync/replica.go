@@ -47,6 +47,13 @@ type Replica struct {
 	// (replica_initial.go).
 	unsynced bool
 	closed   bool
+	// imageWrites counts the operations that wrote the images; prep is
+	// the undo data of the cycle being received (replica_prep.go), valid
+	// while imageWrites stays as it began.
+	imageWrites uint64
+	prep        *undoPrep
+	// preimaged counts the applies that used a prepared undo file.
+	preimaged uint64
 }
 
 // ReplicaOptions tune a replica. The zero value is the default.
@@ -301,6 +308,7 @@ func (r *Replica) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.dropPrep()
 	var err error
 	if r.unsynced {
 		err = r.syncInitial()

@@ -42,6 +42,8 @@ func (r *Replica) Apply(ctx context.Context, c Cycle) (Point, error) {
 	if err := r.checkCycle(c); err != nil {
 		return Point{}, err
 	}
+	plans := r.planTrees(c.Extents)
+	defer plans.wait()
 	p := Point{ID: PointID(c.Epoch, c.Seq), Time: c.ClosedAt, AppConsistent: c.AppConsistent, Epoch: c.Epoch, Cycle: c.Seq}
 	pend := pendingOp{Kind: opApply, Point: p, Undo: fmt.Sprintf("%d.undo", r.state.NextUndo)}
 	if err := r.prepareApply(ctx, c, pend.Undo); err != nil {
@@ -53,7 +55,7 @@ func (r *Replica) Apply(ctx context.Context, c Cycle) (Point, error) {
 	}
 	err := r.stage(StageCommitted)
 	if err == nil {
-		p, err = r.finishApply(c, pend)
+		p, err = r.finishApply(c, pend, plans)
 	}
 	if err == nil {
 		r.log.Debug().Str("point", p.ID).Int("extents", len(c.Extents)).Msg("cycle applied")
@@ -141,7 +143,11 @@ func (r *Replica) prepareApply(ctx context.Context, c Cycle, undo string) error 
 	if err := r.stage(StageReserved); err != nil {
 		return noSpace(StageReserved, err)
 	}
-	if err := r.writeUndo(c, undo); err != nil {
+	prepared, err := r.takePrep(c, undo)
+	if err == nil && !prepared {
+		err = r.writeUndo(c, undo)
+	}
+	if err != nil {
 		os.Remove(r.undoPath(undo))
 		return noSpace(StageUndoWritten, err)
 	}
@@ -211,11 +217,11 @@ func (r *Replica) commit(p pendingOp) error {
 // finishApply writes the cycle into the images, updates the trees and
 // records the point. An error wrapping errDurable means the point is
 // recorded and only the cleanup failed.
-func (r *Replica) finishApply(c Cycle, pend pendingOp) (Point, error) {
+func (r *Replica) finishApply(c Cycle, pend pendingOp, plans *treePlans) (Point, error) {
 	if err := r.writeImages(c.Extents); err != nil {
 		return Point{}, err
 	}
-	if err := r.updateTrees(c.Extents, r.state.Gen+1); err != nil {
+	if err := r.updateTrees(plans, r.state.Gen+1); err != nil {
 		return Point{}, err
 	}
 	p := pend.Point
@@ -255,6 +261,7 @@ func (r *Replica) done(after string) error {
 
 // writeImages writes extents into the images, disk by disk, and syncs.
 func (r *Replica) writeImages(extents []Extent) error {
+	r.imageWrites++
 	for _, name := range r.order {
 		f := r.images[name]
 		for _, e := range extents {
@@ -288,11 +295,39 @@ func (r *Replica) syncImages(stage string) error {
 	return nil
 }
 
-// updateTrees re-hashes the ranges written and saves the trees stamped
-// with the image generation they describe.
-func (r *Replica) updateTrees(extents []Extent, gen uint64) error {
+// treePlans are the hash tree updates of a cycle (leafPlan, per disk),
+// hashed from the cycle's bytes on other CPUs while the undo data and the
+// images are written.
+type treePlans struct {
+	done  chan struct{}
+	plans map[string]*leafPlan
+}
+
+func (r *Replica) planTrees(extents []Extent) *treePlans {
+	tp := &treePlans{done: make(chan struct{}), plans: map[string]*leafPlan{}}
+	trees := make([]*HashTree, len(r.order))
+	for i, name := range r.order {
+		trees[i] = r.trees[name]
+	}
+	go func() {
+		defer close(tp.done)
+		for i, name := range r.order {
+			tp.plans[name] = trees[i].plan(extentsOf(extents, name))
+		}
+	}()
+	return tp
+}
+
+// wait returns once the plans are made.
+func (tp *treePlans) wait() { <-tp.done }
+
+// updateTrees re-hashes the leaves the plans name (those not hashed from
+// the cycle's bytes are read from the written images) and saves the trees
+// stamped with the image generation they describe.
+func (r *Replica) updateTrees(plans *treePlans, gen uint64) error {
+	plans.wait()
 	for _, name := range r.order {
-		if err := r.trees[name].Update(r.images[name], extentsOf(extents, name)); err != nil {
+		if err := r.trees[name].apply(r.images[name], plans.plans[name]); err != nil {
 			return &StageError{Stage: StageTreesSaved, Err: err}
 		}
 		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {

@@ -69,8 +69,18 @@ var replicaApplyStages = []struct {
 // killed process would, and reopens it.
 func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle) *Replica {
 	t.Helper()
+	return replicaCrashApplyPrepared(t, dir, in, c, nil)
+}
+
+// replicaCrashApplyPrepared is replicaCrashApply with prepare (when not nil)
+// run on the replica before the apply.
+func replicaCrashApplyPrepared(t *testing.T, dir string, in *stageInjector, c Cycle, prepare func(*Replica)) *Replica {
+	t.Helper()
 	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
 	require.NoError(t, err)
+	if prepare != nil {
+		prepare(r)
+	}
 	func() {
 		defer func() {
 			p := recover()

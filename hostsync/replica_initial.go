@@ -55,6 +55,7 @@ func (r *Replica) ApplyInitial(ctx context.Context, c Cycle) error {
 }
 
 func (r *Replica) writeInitial(c Cycle) error {
+	r.imageWrites++
 	if !r.unsynced {
 		if err := r.dropTreeFiles(); err != nil {
 			return err

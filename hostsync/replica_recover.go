@@ -48,6 +48,7 @@ func (r *Replica) latestIs(id string) bool {
 // rollback restores the images from the undo file of an apply that did
 // not become durable, then rewrites the state and drops the pending record.
 func (r *Replica) rollback(p pendingOp) error {
+	r.imageWrites++
 	u, err := openUndo(r.undoPath(p.Undo))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: undo %s of a committed apply is missing", ErrReplicaState, p.Undo)

@@ -79,7 +79,10 @@ func (u *undoWriter) add(disk string, off, length int64, zero bool, data []byte)
 }
 
 // finish seals, syncs and renames the file into place.
-func (u *undoWriter) finish() error {
+func (u *undoWriter) finish() error { return u.finishAs(u.path) }
+
+// finishAs seals and syncs the file and renames it to path.
+func (u *undoWriter) finishAs(path string) error {
 	if err := u.w.Flush(); err != nil {
 		u.abort()
 		return err
@@ -96,10 +99,11 @@ func (u *undoWriter) finish() error {
 		os.Remove(u.path + ".tmp")
 		return err
 	}
-	if err := os.Rename(u.path+".tmp", u.path); err != nil {
+	if err := os.Rename(u.path+".tmp", path); err != nil {
+		os.Remove(u.path + ".tmp")
 		return err
 	}
-	return syncParentDir(u.path)
+	return syncParentDir(path)
 }
 
 func (u *undoWriter) abort() {

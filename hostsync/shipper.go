@@ -247,6 +247,7 @@ func (c *vmCtl) closeCycle(ctx context.Context, vm events.VM) error {
 			c.logger.Warn().Err(err).Msg("thaw command failed")
 		}
 	}
+	c.logger.Debug().Uints64("cycles", seqs).Dur("took", time.Since(now)).Msg("cycle closed")
 	if err := errors.Join(errs...); err != nil {
 		code := CodeDiskFailed
 		if errors.Is(err, ErrNeedsResync) {
@@ -380,6 +381,7 @@ func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (busy, holding b
 func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 	s := &c.src.ship
 	sent := false
+	start := time.Now()
 	for _, seq := range c.src.disks[0].Pending() {
 		if _, ok := s.sentAt[seq]; ok || seq <= s.ackedTo {
 			continue
@@ -405,6 +407,7 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 		c.reportError(ctx, CodeShipFailed, err)
 		return err
 	}
+	c.logger.Debug().Dur("took", time.Since(start)).Msg("cycles shipped")
 	return nil
 }
 
