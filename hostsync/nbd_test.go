@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	mathrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,4 +264,87 @@ func TestNBDTCPLoopback(t *testing.T) {
 func TestNBDURL(t *testing.T) {
 	require.Equal(t, "nbd+unix:///disk0?socket=/run/sr/nbd.sock", NBDURL("disk0", "/run/sr/nbd.sock"))
 	require.Equal(t, "nbd+unix:///a%20b?socket=/tmp/x%26y", NBDURL("a b", "/tmp/x&y"))
+}
+
+// TestNBDPipelinedMixedRequests sends small writes (run as they are read),
+// a large write, trims, zeroings, a FUA write, reads and a flush all before
+// reading any reply, in both reply modes: every request gets exactly one
+// reply, right, and the disk and its tracked cycle hold every change.
+func TestNBDPipelinedMixedRequests(t *testing.T) {
+	t.Parallel()
+	for _, structured := range []bool{false, true} {
+		t.Run(fmt.Sprintf("structured=%v", structured), func(t *testing.T) {
+			t.Parallel()
+			const size = 8 << 20
+			f := startNBD(t, size, "disk0")
+			c := dialTestNBD(t, "unix", f.sock, "disk0", structured)
+			model := newByteModel(size)
+			rng := mathrand.New(mathrand.NewPCG(7, 8))
+			reads := map[uint64]int64{} // cookie → offset of a read of untouched bytes
+			var cookies []uint64
+			send := func(typ, flags uint16, off int64, n int, data []byte) {
+				cookie, err := c.send(typ, flags, uint64(off), uint32(n), data)
+				require.NoError(t, err)
+				cookies = append(cookies, cookie)
+				if typ == nbdCmdRead {
+					reads[cookie] = off
+				}
+			}
+			// Slot i of 64 KiB holds request i: no two requests overlap, so
+			// their order on the server does not matter.
+			for i := range 100 {
+				off := int64(i) * 64 << 10
+				switch i % 10 {
+				case 3:
+					send(nbdCmdTrim, 0, off, 8<<10, nil)
+					model.zero(off, 8<<10)
+				case 5:
+					send(nbdCmdWriteZeroes, 0, off, 12<<10, nil)
+					model.zero(off, 12<<10)
+				case 7:
+					data := randomBytes(rng, 4<<10)
+					send(nbdCmdWrite, nbdCmdFlagFUA, off, len(data), data)
+					model.write(off, data)
+				case 9:
+					send(nbdCmdRead, 0, off+32<<10, 4<<10, nil)
+				default:
+					data := randomBytes(rng, 4<<10)
+					send(nbdCmdWrite, 0, off, len(data), data)
+					model.write(off, data)
+				}
+			}
+			big := randomBytes(rng, 256<<10)
+			send(nbdCmdWrite, 0, 7<<20, len(big), big)
+			model.write(7<<20, big)
+			send(nbdCmdFlush, 0, 0, 0, nil)
+
+			got := map[uint64]bool{}
+			for range cookies {
+				m, err := c.recv(func(cookie uint64) int {
+					if _, ok := reads[cookie]; ok {
+						return 4 << 10
+					}
+					return 0
+				})
+				require.NoError(t, err)
+				require.Zero(t, m.errno, "cookie %d", m.cookie)
+				require.False(t, got[m.cookie], "cookie %d answered twice", m.cookie)
+				got[m.cookie] = true
+				if _, ok := reads[m.cookie]; ok {
+					require.Equal(t, make([]byte, 4<<10), m.data, "read of untouched bytes")
+				}
+			}
+			require.Len(t, got, len(cookies))
+			img, err := os.ReadFile(filepath.Join(f.dir, "disk0.img"))
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(model.data, img), "image differs from the model")
+			requireCycleExtents(t, f.disks["disk0"], model.extents("disk0"))
+		})
+	}
+}
+
+func randomBytes(rng *mathrand.Rand, n int) []byte {
+	b := make([]byte, n)
+	fillRandomBytes(rng, b)
+	return b
 }

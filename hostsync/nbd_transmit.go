@@ -29,21 +29,26 @@ func getNBDBuf(n int) *[]byte {
 	return bp
 }
 
-// transmit reads requests and runs them on a few workers; it returns once
-// every request read has been answered.
+// transmit reads requests and runs them; it returns once every request
+// read has been answered. Small writes, trims and zeroings without FUA run
+// right in the reading goroutine, their replies gathered and sent together
+// before it would wait for the client: most of a small request's cost is
+// otherwise handing it to another goroutine and back. Reads, large writes,
+// flushes and FUA requests (those that wait for the disk) run on a few
+// workers, so they do not hold up the requests behind them.
 func (c *nbdConn) transmit(e *nbdExport) error {
 	jobs := make(chan nbdJob, nbdWorkers*2)
 	var wg sync.WaitGroup
 	for range nbdWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for j := range jobs {
 				c.handle(e.disk, j)
+				c.flushReplies()
 			}
-		}()
+		})
 	}
-	err := c.readRequests(jobs)
+	err := c.readRequests(e.disk, jobs)
+	c.flushReplies()
 	close(jobs)
 	wg.Wait()
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
@@ -52,11 +57,32 @@ func (c *nbdConn) transmit(e *nbdExport) error {
 	return err
 }
 
+// nbdInlineMax is the largest write run in the reading goroutine.
+const nbdInlineMax = 64 << 10
+
+// inline says whether a request runs in the reading goroutine.
+func inline(r nbdRequest) bool {
+	if r.flags&nbdCmdFlagFUA != 0 {
+		return false
+	}
+	switch r.typ {
+	case nbdCmdWrite:
+		return r.length <= nbdInlineMax
+	case nbdCmdTrim, nbdCmdWriteZeroes:
+		return true
+	}
+	return false
+}
+
 // readRequests reads request headers and write payloads until the client
-// disconnects or breaks the protocol.
-func (c *nbdConn) readRequests(jobs chan<- nbdJob) error {
+// disconnects or breaks the protocol. Before a read that would wait for
+// the client it sends the replies gathered so far.
+func (c *nbdConn) readRequests(disk ExportDisk, jobs chan<- nbdJob) error {
 	var hb [nbdRequestHeaderLen]byte
 	for {
+		if c.r.Buffered() < len(hb) {
+			c.flushReplies()
+		}
 		if _, err := io.ReadFull(c.r, hb[:]); err != nil {
 			return err
 		}
@@ -72,16 +98,28 @@ func (c *nbdConn) readRequests(jobs chan<- nbdJob) error {
 			c.reply(req, nil, nbdEINVAL, "write longer than the maximum block size")
 			return fmt.Errorf("nbd: write of %d bytes above the maximum %d", req.length, nbdMaxPayload)
 		case req.typ == nbdCmdWrite:
+			if c.r.Buffered() < int(req.length) {
+				c.flushReplies()
+			}
 			bp := getNBDBuf(int(req.length))
 			if _, err := io.ReadFull(c.r, *bp); err != nil {
 				nbdBufs.Put(bp)
 				return err
 			}
-			jobs <- nbdJob{req: req, payload: *bp, buf: bp}
+			c.dispatch(disk, nbdJob{req: req, payload: *bp, buf: bp}, jobs)
 		default:
-			jobs <- nbdJob{req: req}
+			c.dispatch(disk, nbdJob{req: req}, jobs)
 		}
 	}
+}
+
+// dispatch runs j here or hands it to a worker.
+func (c *nbdConn) dispatch(disk ExportDisk, j nbdJob, jobs chan<- nbdJob) {
+	if inline(j.req) {
+		c.handle(disk, j)
+		return
+	}
+	jobs <- j
 }
 
 // handle runs one request against the disk and answers it.
@@ -133,12 +171,13 @@ func nbdErrno(err error) uint32 {
 	return nbdEIO
 }
 
-// reply sends a simple reply, or structured chunks when negotiated. A
-// failed send means the connection is gone; the reader notices it.
+// reply queues a simple reply, or structured chunks when negotiated;
+// flushReplies sends what is queued. A reply carrying data is sent at
+// once (with what is queued before it), as its buffer goes back to the pool.
 func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b := c.wbuf[:0]
+	b := c.wbuf
 	switch {
 	case !c.structured:
 		b = putSimpleReply(b, errno, r.cookie)
@@ -152,11 +191,30 @@ func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
 		b = putChunkHeader(b, nbdReplyFlagDone, nbdReplyTypeNone, r.cookie, 0)
 	}
 	c.wbuf = b
-	bufs := net.Buffers{b}
 	if errno == 0 && len(data) > 0 {
+		c.sendLocked(data)
+	}
+}
+
+// flushReplies sends the queued replies.
+func (c *nbdConn) flushReplies() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.sendLocked(nil)
+}
+
+// sendLocked sends the queued replies followed by data. A failed send means
+// the connection is gone; the reader notices it.
+func (c *nbdConn) sendLocked(data []byte) {
+	if len(c.wbuf) == 0 && len(data) == 0 {
+		return
+	}
+	bufs := net.Buffers{c.wbuf}
+	if len(data) > 0 {
 		bufs = append(bufs, data)
 	}
 	if _, err := bufs.WriteTo(c.nc); err != nil {
 		c.logger.Debug().Err(err).Msg("nbd reply not sent")
 	}
+	c.wbuf = c.wbuf[:0]
 }
