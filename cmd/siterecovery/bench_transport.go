@@ -17,7 +17,7 @@ import (
 const transportSite = "benchraw"
 
 // rawTransport measures the ceiling JetStream puts on replication on this
-// machine: size bytes published in 1 MiB messages (the agents' batch
+// machine: size bytes (rounded up to MiB) published in 1 MiB messages (the agents' batch
 // size) by one connection, with at most 128 MiB unacknowledged, to a
 // stream made as the delta streams are (hostsync.EnsureDeltaStream: file,
 // R1, WorkQueue, asynchronous persistence) on the bench's server, and
@@ -54,7 +54,7 @@ func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, 
 	if err != nil {
 		return 0, fmt.Errorf("raw transport consumer: %w", err)
 	}
-	msgs := int(size / mib)
+	msgs := int((size + mib - 1) / mib)
 	got := make(chan error, 1)
 	start := time.Now()
 	go func() { got <- takeRaw(ctx, cons, msgs) }()
