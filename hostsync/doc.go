@@ -11,7 +11,8 @@
 //     both to be synced, a closed cycle is read back from the log.
 //   - NBDServer (nbd*.go): fixed newstyle NBD on a Unix socket, one export
 //     per disk where the VM is active at its epoch; removing an export is a
-//     fence.
+//     fence. Small writes run in the connection's reading goroutine, the
+//     rest on a few workers (nbd_transmit.go).
 //   - The shipper (shipper.go, ir.go, streams.go): closes a cycle every
 //     copy interval, encodes it as batches of at most 1 MiB (batch*.go) and
 //     publishes them on the VM's delta subject, keeping each cycle until
@@ -22,9 +23,10 @@
 //     and hands them to the Replica.
 //   - Replica (replica*.go, points*.go): the raw images at the latest
 //     point, the undo data of every retained older point, hash trees and a
-//     state file; a cycle applies whole or not at all across a crash. The
-//     first copy of an initial replication takes a shorter path without
-//     undo data (replica_initial.go).
+//     state file; a cycle applies whole or not at all across a crash. Its
+//     undo data is prepared batch by batch as the cycle arrives
+//     (replica_prep.go). The first copy of an initial replication takes a
+//     shorter path without undo data (replica_initial.go).
 //   - Hash trees (hashtree*.go, integrity*.go, irtree.go): SHA-256 over 64
 //     KiB leaves on both sides, kept exact at every close, for the
 //     per-cycle integrity check, verify, planned failover and resync.
