@@ -66,15 +66,9 @@ var replicaApplyStages = []struct {
 }
 
 // replicaCrashApply applies c with a crash injected, abandons the replica as a
-// killed process would, and reopens it.
-func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle) *Replica {
-	t.Helper()
-	return replicaCrashApplyPrepared(t, dir, in, c, nil)
-}
-
-// replicaCrashApplyPrepared is replicaCrashApply with prepare (when not nil)
-// run on the replica before the apply.
-func replicaCrashApplyPrepared(t *testing.T, dir string, in *stageInjector, c Cycle, prepare func(*Replica)) *Replica {
+// killed process would, and reopens it. prepare, when not nil, runs on the
+// replica before the apply.
+func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle, prepare func(*Replica)) *Replica {
 	t.Helper()
 	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
 	require.NoError(t, err)
@@ -96,36 +90,43 @@ func replicaCrashApplyPrepared(t *testing.T, dir string, in *stageInjector, c Cy
 
 // TestReplicaCrashAtEveryStage: a crash at any stage of an apply reopens at
 // the previous point or (once durable) the new one, bit for bit, with every
-// older point restorable, and applying again succeeds.
+// older point restorable, and applying again succeeds; whether or not the
+// apply's undo data was prepared as its batches arrived.
 func TestReplicaCrashAtEveryStage(t *testing.T) {
 	t.Parallel()
-	for _, st := range replicaApplyStages {
-		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			r := mustOpenReplica(t, dir, ReplicaOptions{})
-			h := newReplicaHistory(31)
-			h.applyN(t, r, 3)
-			require.NoError(t, r.Close())
+	for _, preimaged := range []bool{false, true} {
+		for _, st := range replicaApplyStages {
+			t.Run(fmt.Sprintf("%s-%d-preimaged=%v", st.stage, st.nth, preimaged), func(t *testing.T) {
+				t.Parallel()
+				dir := t.TempDir()
+				r := mustOpenReplica(t, dir, ReplicaOptions{})
+				h := newReplicaHistory(31)
+				h.applyN(t, r, 3)
+				require.NoError(t, r.Close())
 
-			c := h.next()
-			r = replicaCrashApply(t, dir, &stageInjector{stage: st.stage, nth: st.nth, crash: true}, c)
-			if st.durable {
-				h.applied(c, Point{ID: PointID(c.Epoch, c.Seq)})
-			}
-			requireImages(t, r, h.model)
-			require.Len(t, r.Points(), int(h.seq))
-			for _, p := range r.Points() {
-				requirePoint(t, r, p.ID, h.snaps[p.ID])
-			}
-			if !st.durable {
-				p, err := r.Apply(context.Background(), c)
-				require.NoError(t, err)
-				h.applied(c, p)
-			}
-			h.applyN(t, r, 1)
-			requireNoStrayUndo(t, r)
-		})
+				c := h.next()
+				var prepare func(*Replica)
+				if preimaged {
+					prepare = func(r *Replica) { preimageBatches(t, r, c, 2) }
+				}
+				r = replicaCrashApply(t, dir, &stageInjector{stage: st.stage, nth: st.nth, crash: true}, c, prepare)
+				if st.durable {
+					h.applied(c, Point{ID: PointID(c.Epoch, c.Seq)})
+				}
+				requireImages(t, r, h.model)
+				require.Len(t, r.Points(), int(h.seq))
+				for _, p := range r.Points() {
+					requirePoint(t, r, p.ID, h.snaps[p.ID])
+				}
+				if !st.durable {
+					p, err := r.Apply(context.Background(), c)
+					require.NoError(t, err)
+					h.applied(c, p)
+				}
+				h.applyN(t, r, 1)
+				requireNoStrayUndo(t, r)
+			})
+		}
 	}
 }
 

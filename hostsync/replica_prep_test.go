@@ -145,37 +145,3 @@ func TestReplicaCrashWhilePreimaging(t *testing.T) {
 		requirePoint(t, r, pt.ID, h.snaps[pt.ID])
 	}
 }
-
-// TestReplicaCrashAtEveryStagePreimaged is TestReplicaCrashAtEveryStage for
-// an apply whose undo data was prepared as its batches arrived.
-func TestReplicaCrashAtEveryStagePreimaged(t *testing.T) {
-	t.Parallel()
-	for _, st := range replicaApplyStages {
-		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			r := mustOpenReplica(t, dir, ReplicaOptions{})
-			h := newReplicaHistory(55)
-			h.applyN(t, r, 3)
-			require.NoError(t, r.Close())
-
-			c := h.next()
-			in := &stageInjector{stage: st.stage, nth: st.nth, crash: true}
-			r = replicaCrashApplyPrepared(t, dir, in, c, func(r *Replica) { preimageBatches(t, r, c, 2) })
-			if st.durable {
-				h.applied(c, Point{ID: PointID(c.Epoch, c.Seq)})
-			}
-			requireImages(t, r, h.model)
-			for _, p := range r.Points() {
-				requirePoint(t, r, p.ID, h.snaps[p.ID])
-			}
-			if !st.durable {
-				p, err := r.Apply(context.Background(), c)
-				require.NoError(t, err)
-				h.applied(c, p)
-			}
-			h.applyN(t, r, 1)
-			requireNoStrayUndo(t, r)
-		})
-	}
-}
