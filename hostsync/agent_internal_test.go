@@ -2,6 +2,7 @@ package hostsync
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -86,4 +87,33 @@ func TestAgentConfigChecked(t *testing.T) {
 	require.ErrorIs(t, err, ErrAgentConfig)
 	_, err = NewAgent(AgentConfig{Host: "hv01"})
 	require.ErrorIs(t, err, ErrAgentConfig)
+}
+
+// TestCloseDueSpreadsVMsAndKeepsTheInterval: the first cycle closes at
+// once; then, polled as the controller polls, a VM's closes are never more
+// than the copy interval (plus one poll) apart, and VMs with the same
+// policy close at different instants of the interval.
+func TestCloseDueSpreadsVMsAndKeepsTheInterval(t *testing.T) {
+	const every, poll = 5 * time.Second, 200 * time.Millisecond
+	start := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
+	require.True(t, closeDue("web01", time.Time{}, start, every))
+	phases := map[time.Duration]bool{}
+	for i := range 10 {
+		vm := fmt.Sprintf("web%02d", i)
+		last := start
+		var closes []time.Time
+		for now := start; now.Before(start.Add(time.Minute)); now = now.Add(poll) {
+			if closeDue(vm, last, now, every) {
+				require.LessOrEqual(t, now.Sub(last), every+poll, "vm %s closed %s after the last", vm, now.Sub(last))
+				closes = append(closes, now)
+				last = now
+			}
+		}
+		require.GreaterOrEqual(t, len(closes), 11, "vm %s closed every interval", vm)
+		for j := 2; j < len(closes); j++ {
+			require.InDelta(t, every, closes[j].Sub(closes[j-1]), float64(poll), "vm %s keeps its grid", vm)
+		}
+		phases[closes[len(closes)-1].Sub(start)%every] = true
+	}
+	require.Greater(t, len(phases), 5, "ten VMs close at different instants of the interval")
 }

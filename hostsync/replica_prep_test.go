@@ -2,7 +2,6 @@ package hostsync
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,13 +183,29 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 		c.reportError(ctx, CodeResyncRequired, errors.New(why))
 		return nil
 	}
-	if time.Since(s.lastClose) >= copyFrequency(vm) {
+	if closeDue(vm.Name, s.lastClose, time.Now(), copyFrequency(vm)) {
 		if err := c.closeCycle(ctx, vm); err != nil {
 			return err
 		}
 	}
 	c.resendStale(ctx, vm)
 	return c.sendPending(ctx, vm)
+}
+
+// closeDue says whether vm's next cycle is due at now, the last having
+// closed at last: the first at once, then on the VM's own grid of copy
+// intervals, offset by a phase drawn from its name, so that VMs protected
+// together under one policy do not all close, ship and apply at the same
+// instant. Closes stay at most every apart.
+func closeDue(vm string, last, now time.Time, every time.Duration) bool {
+	if last.IsZero() {
+		return true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(vm))
+	phase := int64(h.Sum64() % uint64(every))
+	k := (last.UnixNano()-phase)/int64(every) + 1 // the first grid point after last
+	return now.UnixNano() >= phase+k*int64(every)
 }
 
 func copyFrequency(vm events.VM) time.Duration {
