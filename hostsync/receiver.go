@@ -476,11 +476,14 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 		rx.failApply(ctx, held, err)
 		return
 	}
-	ackAll(held)
-	rx.sendAck()
+	// The point is durable: it is reported first (what the RPO waits
+	// for), then its messages are acknowledged; a crash in between
+	// delivers them again and the replica drops them as applied.
 	if !cyc.Initial && rx.rootsMatch(ctx, cyc, p) { // integrity_check.go
 		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
 	}
+	ackAll(held)
+	rx.sendAck()
 	rx.c.logger.Debug().Str("point", p.ID).Dur("since_close", start.Sub(cyc.ClosedAt)).Dur("apply", applied.Sub(start)).
 		Dur("report", time.Since(applied)).Msg("cycle applied and reported")
 	rx.prune(ctx)
