@@ -513,8 +513,9 @@ func (rx *receiver) syncInitial(ctx context.Context) bool {
 	if len(rx.unsynced) == 0 {
 		return true
 	}
-	msgs := rx.unsynced
+	msgs, bytes := rx.unsynced, rx.unsyncedBytes
 	rx.unsynced, rx.unsyncedBytes = nil, 0
+	start := time.Now()
 	err := rx.saveInitialUpTo(rx.side.initialUpTo.Load())
 	if err == nil {
 		err = rx.rep.SyncInitial()
@@ -523,6 +524,7 @@ func (rx *receiver) syncInitial(ctx context.Context) bool {
 		rx.failApply(ctx, msgs, err)
 		return false
 	}
+	rx.c.logger.Debug().Int64("bytes", bytes).Dur("took", time.Since(start)).Msg("initial chunks synced")
 	ackAll(msgs)
 	rx.sendAck()
 	return true
