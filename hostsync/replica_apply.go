@@ -240,11 +240,19 @@ func (r *Replica) finishApply(c Cycle, pend pendingOp, plans *treePlans) (Point,
 	if firstPoint {
 		os.Remove(r.undoPath(pend.Undo))
 	}
-	return p, r.done(StageStateWritten)
+	return p, r.doneApply()
 }
 
-// done removes the pending record of a durable operation.
-func (r *Replica) done(after string) error {
+// done removes the pending record of a durable operation, durably.
+func (r *Replica) done(after string) error { return r.removePending(after, true) }
+
+// doneApply removes the pending record of an apply whose state file names
+// its point. The removal need not reach the disk: a record found at open
+// whose point is the latest is merely removed then (recoverPending), and
+// the next operation's record replaces it.
+func (r *Replica) doneApply() error { return r.removePending(StageStateWritten, false) }
+
+func (r *Replica) removePending(after string, durable bool) error {
 	if after != "" {
 		if err := r.stage(after); err != nil {
 			return &StageError{Stage: after, Err: fmt.Errorf("%w: %w", errDurable, err)}
@@ -252,6 +260,9 @@ func (r *Replica) done(after string) error {
 	}
 	if err := os.Remove(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
+	}
+	if !durable {
+		return nil
 	}
 	if err := syncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
