@@ -121,6 +121,9 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 		d.folding, _ = kt.tree.dirtyLeaves(changed)
 	}
 	d.mu.Unlock()
+	// The close marker is synced while the leaves are hashed.
+	synced := make(chan error, 1)
+	go func() { synced <- d.sync() }()
 	if exact {
 		undo, ok := d.fold(kt, changed)
 		exact = ok
@@ -135,7 +138,7 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 			kt.valid = false
 		}
 	}
-	if err := d.sync(); err != nil {
+	if err := <-synced; err != nil {
 		return 0, false, err
 	}
 	return seq, exact, nil
