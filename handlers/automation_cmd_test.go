@@ -29,7 +29,10 @@ func TestAutomationFailingCommandRecordsItsExitCode(t *testing.T) {
 	require.Contains(t, out.Output, "to stdout")
 	require.Contains(t, out.Output, "broken")
 
-	got := f.automations(seq)
+	// The read model must hold the outcome, appended after the event.
+	last, err := f.log.LastSeq(context.Background())
+	require.NoError(t, err)
+	got := f.automations(last)
 	require.Len(t, got, 1)
 	require.NotNil(t, got[0].LastRun)
 	require.Equal(t, seq, got[0].LastRun.EventSeq)

@@ -97,11 +97,14 @@ type AutomationRunner struct {
 	cfg    AutomationRunnerConfig
 	logger zerolog.Logger
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	closed bool
-	loop   sync.WaitGroup
-	wg     sync.WaitGroup
+	mu sync.Mutex
+	// stopTaking ends the loop taking events; cancel kills the running
+	// commands (Close: the first, then the second).
+	stopTaking context.CancelFunc
+	cancel     context.CancelFunc
+	closed     bool
+	loop       sync.WaitGroup
+	wg         sync.WaitGroup
 }
 
 // NewAutomationRunner returns a runner; it owns inbox (Close closes it).
@@ -123,54 +126,72 @@ func (a *AutomationRunner) Open(ctx context.Context) error {
 		return errors.New("automation runner: already opened")
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+	takeCtx, stopTaking := context.WithCancel(runCtx)
+	a.cancel, a.stopTaking = cancel, stopTaking
 	a.loop.Add(1)
-	go a.run(runCtx)
+	go a.run(takeCtx, runCtx)
 	return nil
 }
 
-// Close stops taking events, kills running commands (their events are
-// delivered again: their outcome is not recorded), waits for every
-// goroutine until ctx ends, and closes the inbox. Safe to call twice.
+// Close stops taking events and closes the inbox (which gives back the
+// events pulled ahead), then kills the running commands and gives their
+// events back (their outcome is not recorded: they run again, at once, on
+// another runner or at the next start), and waits for every goroutine
+// until ctx ends. The inbox is closed first so that an event given back is
+// not delivered again to this runner's own pull, where it would wait for
+// the ack wait. Safe to call twice.
 func (a *AutomationRunner) Close(ctx context.Context) error {
 	a.mu.Lock()
-	cancel, closed := a.cancel, a.closed
-	a.cancel, a.closed = nil, true
+	cancel, stopTaking, closed := a.cancel, a.stopTaking, a.closed
+	a.cancel, a.stopTaking, a.closed = nil, nil, true
 	a.mu.Unlock()
 	if closed {
 		return nil
 	}
-	if cancel != nil {
-		cancel()
+	if cancel == nil { // never opened
+		return a.inbox.Close()
 	}
+	stopTaking()
+	if err := waitCtx(ctx, &a.loop); err != nil {
+		cancel()
+		return err
+	}
+	err := a.inbox.Close()
+	cancel()
+	return errors.Join(err, waitCtx(ctx, &a.wg))
+}
+
+// waitCtx waits for wg until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { a.loop.Wait(); a.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("automation runner: close: %w", ctx.Err())
 	}
-	return a.inbox.Close()
 }
 
-// run takes deliveries and handles up to cfg.Parallel at once.
-func (a *AutomationRunner) run(ctx context.Context) {
+// run takes deliveries until take ends and handles up to cfg.Parallel at
+// once, each until ctx ends.
+func (a *AutomationRunner) run(take, ctx context.Context) {
 	defer a.loop.Done()
 	slots := make(chan struct{}, a.cfg.Parallel)
 	for {
 		select {
 		case slots <- struct{}{}:
-		case <-ctx.Done():
+		case <-take.Done():
 			return
 		}
-		d, err := a.inbox.Next(ctx)
+		d, err := a.inbox.Next(take)
 		if err != nil {
 			<-slots
-			if ctx.Err() != nil || errors.Is(err, subscribe.ErrClosed) {
+			if take.Err() != nil || errors.Is(err, subscribe.ErrClosed) {
 				return
 			}
 			a.logger.Warn().Err(err).Msg("taking the next event; retrying")
-			if !sleepCtx(ctx, time.Second) {
+			if !sleepCtx(take, time.Second) {
 				return
 			}
 			continue
