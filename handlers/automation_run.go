@@ -154,23 +154,14 @@ func (a *AutomationRunner) Close(ctx context.Context) error {
 	stopTaking()
 	if err := waitCtx(ctx, &a.loop); err != nil {
 		cancel()
-		return err
+		return fmt.Errorf("automation runner: close: %w", err)
 	}
 	err := a.inbox.Close()
 	cancel()
-	return errors.Join(err, waitCtx(ctx, &a.wg))
-}
-
-// waitCtx waits for wg until ctx ends.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("automation runner: close: %w", ctx.Err())
+	if werr := waitCtx(ctx, &a.wg); werr != nil {
+		err = errors.Join(err, fmt.Errorf("automation runner: close: %w", werr))
 	}
+	return err
 }
 
 // run takes deliveries until take ends and handles up to cfg.Parallel at

@@ -178,13 +178,21 @@ func (p *PM) Close(ctx context.Context) error {
 		return nil
 	}
 	cancel()
+	if err := waitCtx(ctx, &p.wg); err != nil {
+		return fmt.Errorf("process manager: close: %w", err)
+	}
+	return nil
+}
+
+// waitCtx waits for wg, or returns ctx's error once ctx ends first.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("process manager: close: %w", ctx.Err())
+		return ctx.Err()
 	}
 }
 

@@ -91,16 +91,24 @@ func (r *Replica) checkCycle(c Cycle) error {
 		return err
 	}
 	for _, e := range c.Extents {
-		d, ok := r.disks[e.Disk]
-		if !ok {
-			return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
-		}
-		if err := checkBatchExtent(e); err != nil {
+		if err := r.checkExtent(e); err != nil {
 			return err
 		}
-		if e.End() > d.Size {
-			return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, d.Size)
-		}
+	}
+	return nil
+}
+
+// checkExtent checks that e is well formed and lies within its disk.
+func (r *Replica) checkExtent(e Extent) error {
+	d, ok := r.disks[e.Disk]
+	if !ok {
+		return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
+	}
+	if err := checkBatchExtent(e); err != nil {
+		return err
+	}
+	if e.End() > d.Size {
+		return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, d.Size)
 	}
 	return nil
 }

@@ -85,9 +85,8 @@ func (r *Replica) beginPrep(epoch, seq uint64) error {
 
 func (r *Replica) preimageExtents(p *undoPrep, extents []Extent) error {
 	for _, e := range extents {
-		d, ok := r.disks[e.Disk]
-		if !ok || checkBatchExtent(e) != nil || e.End() > d.Size {
-			return fmt.Errorf("%w: extent %s@%d+%d", ErrBadCycle, e.Disk, e.Offset, e.Length)
+		if err := r.checkExtent(e); err != nil {
+			return err
 		}
 		if err := preImage(p.w, r.images[e.Disk], e); err != nil {
 			return err
@@ -98,16 +97,16 @@ func (r *Replica) preimageExtents(p *undoPrep, extents []Extent) error {
 	if err := p.w.w.Flush(); err != nil {
 		return err
 	}
-	startWriteback(p.w.f, 0, 0)
+	startWriteback(p.w.f)
 	return nil
 }
 
-// startWriteback asks the kernel to start writing [off, off+n) of f back
-// (n 0: to the end) without waiting. It is a hint: the sync that follows is
-// what makes the bytes durable and reports any failure, so a file system
-// that does not support it changes nothing.
-func startWriteback(f *os.File, off, n int64) {
-	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+// startWriteback asks the kernel to start writing f's dirty pages back
+// without waiting. It is a hint: the sync that follows is what makes the
+// bytes durable and reports any failure, so a file system that does not
+// support it changes nothing.
+func startWriteback(f *os.File) {
+	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // takePrep finishes the prepared undo file as name when it holds exactly
