@@ -11,6 +11,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // errorCodes lists the codes of the VM's replication_error events.
@@ -41,7 +42,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 	// epoch 0's subject and on the current one), must never be applied.
 	stale, err := hostsync.EncodeBatch(hostsync.Batch{
 		VM: "web01", Epoch: 0, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
-		Extents: []hostsync.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}},
+		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}},
 	})
 	require.NoError(t, err)
 	_, err = w.js().Publish(w.ctx, hostsync.DeltaSubject("secondary", "hv01", "web01", 0), stale)
@@ -50,7 +51,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 	require.NoError(t, err)
 	// A corrupt copy of a good batch (one bit flipped).
 	good, err := hostsync.EncodeBatch(hostsync.Batch{VM: "web01", Epoch: 1, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
-		Extents: []hostsync.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}}})
+		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}}})
 	require.NoError(t, err)
 	good[len(good)/2] ^= 0x40
 	_, err = w.js().Publish(w.ctx, subject, good)

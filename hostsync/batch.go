@@ -11,6 +11,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // The delta batch wire format, versions 1 and 2. All integers little endian.
@@ -111,7 +112,7 @@ type Batch struct {
 	ClosedAt      time.Time
 	// Compression is how the body was stored on the wire.
 	Compression string
-	Extents     []Extent
+	Extents     []cycle.Extent
 	// Roots are the source disks' hash tree roots (hex) at the cycle's
 	// close, carried by the cycle's last batch (format version 2); nil
 	// when the source does not vouch for them.
@@ -127,7 +128,7 @@ func BatchMsgID(vm string, epoch, cycle uint64, index int) string {
 // EncodeCycle cuts a cycle into batches of at most opts.MaxPayload bytes
 // each, splitting extents too big for one batch. The last batch carries
 // the end-of-cycle marker; an empty cycle is one batch with the marker.
-func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
+func EncodeCycle(c cycle.Cycle, opts BatchOptions) ([][]byte, error) {
 	var out [][]byte
 	err := EncodeCycleEach(c, opts, func(b []byte) error {
 		out = append(out, bytes.Clone(b))
@@ -144,7 +145,7 @@ func EncodeCycle(c Cycle, opts BatchOptions) ([][]byte, error) {
 // (its buffer is reused for the next one), so a cycle is encoded without
 // allocating a buffer per batch. An error of emit stops the encoding and
 // is returned.
-func EncodeCycleEach(c Cycle, opts BatchOptions, emit func(batch []byte) error) error {
+func EncodeCycleEach(c cycle.Cycle, opts BatchOptions, emit func(batch []byte) error) error {
 	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
 		return err
 	}
@@ -193,7 +194,7 @@ func compressionCode(name string) (byte, bool) {
 // header, then the body; left is what the cycle still has to encode, to
 // size buf once.
 type cycleEncoder struct {
-	c      Cycle
+	c      cycle.Cycle
 	opts   BatchOptions
 	avail  int
 	prefix int
@@ -207,7 +208,7 @@ type cycleEncoder struct {
 	index int
 }
 
-func newCycleEncoder(c Cycle, opts BatchOptions, avail int) *cycleEncoder {
+func newCycleEncoder(c cycle.Cycle, opts BatchOptions, avail int) *cycleEncoder {
 	ce := &cycleEncoder{c: c, opts: opts, avail: avail, prefix: batchFixedHeader + len(c.VM)}
 	for _, e := range c.Extents {
 		ce.left += extentHeaderLen + len(e.Disk) + len(e.Data)
@@ -217,7 +218,7 @@ func newCycleEncoder(c Cycle, opts BatchOptions, avail int) *cycleEncoder {
 
 func (ce *cycleEncoder) bodyLen() int { return len(ce.buf) - ce.prefix }
 
-func (ce *cycleEncoder) appendExtent(e Extent) {
+func (ce *cycleEncoder) appendExtent(e cycle.Extent) {
 	if ce.buf == nil {
 		want := ce.prefix + min(ce.avail, max(ce.left, 256)) + batchCRCLen
 		if cap(ce.spare) >= want {
@@ -232,7 +233,7 @@ func (ce *cycleEncoder) appendExtent(e Extent) {
 	ce.count++
 }
 
-func (ce *cycleEncoder) add(e Extent) error {
+func (ce *cycleEncoder) add(e cycle.Extent) error {
 	if err := checkBatchExtent(e); err != nil {
 		return err
 	}
@@ -255,13 +256,13 @@ func (ce *cycleEncoder) add(e Extent) error {
 			continue
 		}
 		n := min(int64(room), e.Length-off)
-		ce.appendExtent(Extent{Disk: e.Disk, Offset: e.Offset + off, Length: n, Data: e.Data[off : off+n]})
+		ce.appendExtent(cycle.Extent{Disk: e.Disk, Offset: e.Offset + off, Length: n, Data: e.Data[off : off+n]})
 		off += n
 	}
 	return nil
 }
 
-func (ce *cycleEncoder) put(e Extent, need int) error {
+func (ce *cycleEncoder) put(e cycle.Extent, need int) error {
 	if ce.buf != nil && ce.bodyLen()+need > ce.avail {
 		if err := ce.flush(false); err != nil {
 			return err
@@ -299,7 +300,7 @@ func (ce *cycleEncoder) flush(last bool) error {
 	return nil
 }
 
-func checkBatchExtent(e Extent) error {
+func checkBatchExtent(e cycle.Extent) error {
 	switch {
 	case len(e.Disk) == 0 || len(e.Disk) > maxNameLen:
 		return fmt.Errorf("%w: disk name of %d bytes", ErrBadCycle, len(e.Disk))
@@ -313,7 +314,7 @@ func checkBatchExtent(e Extent) error {
 	return nil
 }
 
-func appendBatchExtent(body []byte, e Extent) []byte {
+func appendBatchExtent(body []byte, e cycle.Extent) []byte {
 	body = binary.LittleEndian.AppendUint16(body, uint16(len(e.Disk)))
 	body = append(body, e.Disk...)
 	body = binary.LittleEndian.AppendUint64(body, uint64(e.Offset))

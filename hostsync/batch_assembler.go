@@ -1,6 +1,9 @@
 package hostsync
 
-import "fmt"
+import (
+	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+)
 
 // Assembler collects the batches of one VM's cycles, in batch order, and
 // yields each cycle whole when its last batch arrives. It expects cycles in
@@ -41,19 +44,19 @@ func (a *Assembler) Held() int { return len(a.parts) }
 // cycle's last batch, then expects the following cycle. A batch of an
 // already yielded cycle, or already held, returns an error matching
 // ErrCycleApplied or nothing at all: both are safe to acknowledge.
-func (a *Assembler) Add(b Batch) (Cycle, bool, error) {
+func (a *Assembler) Add(b Batch) (cycle.Cycle, bool, error) {
 	if err := a.check(b); err != nil {
-		return Cycle{}, false, err
+		return cycle.Cycle{}, false, err
 	}
 	if b.Index < len(a.parts) {
-		return Cycle{}, false, nil
+		return cycle.Cycle{}, false, nil
 	}
 	if b.Index > len(a.parts) {
-		return Cycle{}, false, &GapError{VM: a.vm, Cycle: b.Cycle, WantIndex: len(a.parts), GotIndex: b.Index}
+		return cycle.Cycle{}, false, &GapError{VM: a.vm, Cycle: b.Cycle, WantIndex: len(a.parts), GotIndex: b.Index}
 	}
 	a.parts = append(a.parts, b)
 	if !b.Last {
-		return Cycle{}, false, nil
+		return cycle.Cycle{}, false, nil
 	}
 	c := a.cycle()
 	a.parts = nil
@@ -79,9 +82,9 @@ func (a *Assembler) check(b Batch) error {
 	return seqErr
 }
 
-func (a *Assembler) cycle() Cycle {
+func (a *Assembler) cycle() cycle.Cycle {
 	last := a.parts[len(a.parts)-1]
-	c := Cycle{
+	c := cycle.Cycle{
 		VM: a.vm, Epoch: last.Epoch, Seq: last.Cycle, ClosedAt: last.ClosedAt,
 		AppConsistent: last.AppConsistent, Initial: last.Initial, Roots: last.Roots,
 	}

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // DecodeBatch verifies and decodes one batch: magic, version, CRC32C and
@@ -116,8 +117,8 @@ func decompressBody(stored []byte, code byte, rawLen int) ([]byte, error) {
 	}
 }
 
-func decodeExtents(body []byte, count int) ([]Extent, error) {
-	out := make([]Extent, 0, min(count, 1024))
+func decodeExtents(body []byte, count int) ([]cycle.Extent, error) {
+	out := make([]cycle.Extent, 0, min(count, 1024))
 	le := binary.LittleEndian
 	for i := 0; i < count; i++ {
 		if len(body) < 2 {
@@ -127,7 +128,7 @@ func decodeExtents(body []byte, count int) ([]Extent, error) {
 		if n == 0 || n > maxNameLen || len(body) < 2+n+17 {
 			return nil, fmt.Errorf("%w: extent %d header", ErrBatchCorrupt, i)
 		}
-		e := Extent{Disk: string(body[2 : 2+n])}
+		e := cycle.Extent{Disk: string(body[2 : 2+n])}
 		body = body[2+n:]
 		e.Offset, e.Length = int64(le.Uint64(body)), int64(le.Uint64(body[8:]))
 		flags := body[16]

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,8 +20,8 @@ var replicaTestDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
 
 // randomTestCycle makes a cycle of random data, zero and overlapping extents,
 // compressible and not.
-func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) Cycle {
-	c := Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
+func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) cycle.Cycle {
+	c := cycle.Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
 	for range rng.IntN(12) {
 		disk := "sda"
 		if rng.IntN(2) == 0 {
@@ -32,7 +33,7 @@ func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time
 			length = min(size, int64(1+rng.IntN(600_000)))
 		}
 		off := rng.Int64N(size - length + 1)
-		e := Extent{Disk: disk, Offset: off, Length: length}
+		e := cycle.Extent{Disk: disk, Offset: off, Length: length}
 		switch rng.IntN(5) {
 		case 0:
 			e.Zero = true
@@ -70,7 +71,7 @@ func newReplicaModel() replicaModel {
 	return m
 }
 
-func (m replicaModel) apply(c Cycle) {
+func (m replicaModel) apply(c cycle.Cycle) {
 	for _, e := range c.Extents {
 		dst := m[e.Disk][e.Offset:e.End()]
 		if e.Zero {
@@ -105,7 +106,7 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 }
 
-func assembleAll(t *testing.T, asm *Assembler, msgs [][]byte, maxPayload int) Cycle {
+func assembleAll(t *testing.T, asm *Assembler, msgs [][]byte, maxPayload int) cycle.Cycle {
 	t.Helper()
 	for i, msg := range msgs {
 		require.LessOrEqual(t, len(msg), maxPayload)
@@ -121,10 +122,10 @@ func assembleAll(t *testing.T, asm *Assembler, msgs [][]byte, maxPayload int) Cy
 		}
 	}
 	t.Fatal("no cycle assembled")
-	return Cycle{}
+	return cycle.Cycle{}
 }
 
-func requireSameCycle(t *testing.T, want, got Cycle) {
+func requireSameCycle(t *testing.T, want, got cycle.Cycle) {
 	t.Helper()
 	require.Equal(t, want.VM, got.VM)
 	require.Equal(t, want.Epoch, got.Epoch)
@@ -141,7 +142,7 @@ func requireSameCycle(t *testing.T, want, got Cycle) {
 func TestBatchSplitsBigExtents(t *testing.T) {
 	data := make([]byte, 1<<20)
 	fillRandomBytes(rand.New(rand.NewPCG(3, 4)), data)
-	c := Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
+	c := cycle.Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
 	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 64 << 10, Compression: CompressionZstd})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(msgs), 16)
@@ -150,7 +151,7 @@ func TestBatchSplitsBigExtents(t *testing.T) {
 }
 
 func TestBatchEmptyCycle(t *testing.T) {
-	c := Cycle{VM: "idle", Epoch: 2, Seq: 9, ClosedAt: time.Now().UTC(), AppConsistent: true}
+	c := cycle.Cycle{VM: "idle", Epoch: 2, Seq: 9, ClosedAt: time.Now().UTC(), AppConsistent: true}
 	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20})
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
@@ -166,12 +167,12 @@ func TestBatchEmptyCycle(t *testing.T) {
 }
 
 func TestBatchBadOptions(t *testing.T) {
-	c := Cycle{VM: "vm", Epoch: 1, Seq: 1}
+	c := cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1}
 	_, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20, Compression: "lz4"})
 	require.ErrorIs(t, err, ErrBatchOptions)
 	_, err = EncodeCycle(c, BatchOptions{MaxPayload: 100})
 	require.ErrorIs(t, err, ErrBatchOptions)
-	bad := Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "sda", Length: 10, Data: []byte{1}}}}
+	bad := cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Length: 10, Data: []byte{1}}}}
 	_, err = EncodeCycle(bad, BatchOptions{MaxPayload: 8 << 20})
 	require.ErrorIs(t, err, ErrBadCycle)
 }
@@ -180,7 +181,7 @@ func TestBatchCorruptionDetected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, comp := range allCompressions {
 		c := randomTestCycle(rng, "web01", 1, 1, time.Now())
-		c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
+		c.Extents = append(c.Extents, cycle.Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
 		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 4096, Compression: comp})
 		require.NoError(t, err)
 		msg := msgs[0]
@@ -201,8 +202,7 @@ func TestBatchCorruptionDetected(t *testing.T) {
 // TestBatchDecompressionBomb: a batch declaring a huge body is refused
 // before anything is allocated, even with a valid CRC.
 func TestBatchDecompressionBomb(t *testing.T) {
-	msgs, err := EncodeCycle(Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []Extent{{Disk: "d", Length: 100000, Zero: true}}},
-		BatchOptions{MaxPayload: 4096, Compression: CompressionS2})
+	msgs, err := EncodeCycle(cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "d", Length: 100000, Zero: true}}}, BatchOptions{MaxPayload: 4096, Compression: CompressionS2})
 	require.NoError(t, err)
 	msg := append([]byte(nil), msgs[0]...)
 	binary.LittleEndian.PutUint32(msg[40:], MaxBatchBody+1)
@@ -222,7 +222,7 @@ func resealCRC(msg []byte) {
 
 func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	data := make([]byte, 10000)
-	c := Cycle{VM: "web01", Epoch: 4, Seq: 7, Extents: []Extent{{Disk: "sda", Length: 10000, Data: data}}}
+	c := cycle.Cycle{VM: "web01", Epoch: 4, Seq: 7, Extents: []cycle.Extent{{Disk: "sda", Length: 10000, Data: data}}}
 	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 2048})
 	require.NoError(t, err)
 	require.Greater(t, len(msgs), 3)
@@ -258,7 +258,7 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	_, _, err = asm.Add(wrongVM)
 	require.ErrorIs(t, err, ErrBadCycle)
 
-	var got Cycle
+	var got cycle.Cycle
 	for _, b := range batches[1:] {
 		got, done, err = asm.Add(b)
 		require.NoError(t, err)
@@ -307,7 +307,7 @@ func FuzzDecodeBatch(f *testing.F) {
 
 func BenchmarkEncodeDecodeBatch(b *testing.B) {
 	rng := rand.New(rand.NewPCG(9, 10))
-	c := Cycle{VM: "web01", Epoch: 1, Seq: 1}
+	c := cycle.Cycle{VM: "web01", Epoch: 1, Seq: 1}
 	for i := range 128 { // 8 MiB: half random, half text-like
 		data := make([]byte, 64<<10)
 		if i%2 == 0 {
@@ -317,7 +317,7 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 				data[j] = "siterecovery replicates disks "[j%30]
 			}
 		}
-		c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: int64(i) * 1 << 20, Length: 64 << 10, Data: data})
+		c.Extents = append(c.Extents, cycle.Extent{Disk: "sda", Offset: int64(i) * 1 << 20, Length: 64 << 10, Data: data})
 	}
 	for _, comp := range allCompressions {
 		b.Run(comp, func(b *testing.B) {
@@ -348,8 +348,8 @@ func TestEncodeCycleEachReusesOneBuffer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	data := make([]byte, 256<<10)
 	fillRandomBytes(rng, data)
-	c := Cycle{VM: "web01", Epoch: 2, Seq: 1, ClosedAt: time.Unix(1_800_000_000, 0),
-		Extents: []Extent{{Disk: "sda", Offset: 0, Length: int64(len(data)), Data: data}}}
+	c := cycle.Cycle{VM: "web01", Epoch: 2, Seq: 1, ClosedAt: time.Unix(1_800_000_000, 0),
+		Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: int64(len(data)), Data: data}}}
 	opts := BatchOptions{MaxPayload: 64 << 10}
 	want, err := EncodeCycle(c, opts)
 	require.NoError(t, err)

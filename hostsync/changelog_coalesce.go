@@ -3,6 +3,7 @@ package hostsync
 import (
 	"container/heap"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"io"
 	"slices"
 )
@@ -93,15 +94,15 @@ func (h *hrlRecHeap) Pop() any {
 // buildCycleExtents turns a cycle's pieces into extents of disk: adjacent zero
 // pieces merge into one zero extent, adjacent data pieces into one data
 // extent whose bytes are read from the log.
-func buildCycleExtents(disk string, recs []hrlRec, pieces []hrlPiece, log io.ReaderAt) ([]Extent, error) {
-	var out []Extent
+func buildCycleExtents(disk string, recs []hrlRec, pieces []hrlPiece, log io.ReaderAt) ([]cycle.Extent, error) {
+	var out []cycle.Extent
 	for i := 0; i < len(pieces); {
 		zero := recs[pieces[i].rec].kind == hrlZero
 		j := i + 1
 		for j < len(pieces) && pieces[j].off == pieces[j-1].end && (recs[pieces[j].rec].kind == hrlZero) == zero {
 			j++
 		}
-		e := Extent{Disk: disk, Offset: pieces[i].off, Length: pieces[j-1].end - pieces[i].off, Zero: zero}
+		e := cycle.Extent{Disk: disk, Offset: pieces[i].off, Length: pieces[j-1].end - pieces[i].off, Zero: zero}
 		if !zero {
 			data, err := readHRLPieces(recs, pieces[i:j], e.Length, log)
 			if err != nil {

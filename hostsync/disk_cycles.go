@@ -3,6 +3,7 @@ package hostsync
 import (
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"io"
 	"os"
 	"path/filepath"
@@ -94,11 +95,11 @@ func (d *TrackedDisk) Pending() []uint64 {
 // last write to a byte wins, adjacent changes merge, zeroed ranges are Zero
 // extents. The data comes from the change log, so later writes to the disk
 // do not show. VM and Epoch are left for the caller to set.
-func (d *TrackedDisk) Cycle(seq uint64) (Cycle, error) {
+func (d *TrackedDisk) Cycle(seq uint64) (cycle.Cycle, error) {
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
-		return Cycle{}, err
+		return cycle.Cycle{}, err
 	}
 	var ci *hrlCycle
 	for i := range d.closed {
@@ -108,16 +109,16 @@ func (d *TrackedDisk) Cycle(seq uint64) (Cycle, error) {
 	}
 	if ci == nil {
 		d.mu.Unlock()
-		return Cycle{}, fmt.Errorf("disk %s cycle %d: %w", d.name, seq, ErrCycleNotFound)
+		return cycle.Cycle{}, fmt.Errorf("disk %s cycle %d: %w", d.name, seq, ErrCycleNotFound)
 	}
-	c := Cycle{Seq: seq, ClosedAt: ci.closedAt, AppConsistent: ci.appConsistent}
+	c := cycle.Cycle{Seq: seq, ClosedAt: ci.closedAt, AppConsistent: ci.appConsistent}
 	recs := ci.recs
 	d.filesMu.RLock() // taken before mu is released: the log stays this file
 	d.mu.Unlock()
 	defer d.filesMu.RUnlock()
 	ext, err := buildCycleExtents(d.name, recs, coalesceHRL(recs), d.log)
 	if err != nil {
-		return Cycle{}, fmt.Errorf("disk %s cycle %d: %w", d.name, seq, err)
+		return cycle.Cycle{}, fmt.Errorf("disk %s cycle %d: %w", d.name, seq, err)
 	}
 	c.Extents = ext
 	return c, nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,7 +24,7 @@ type diskModel struct {
 	d       *TrackedDisk
 	model   []byte
 	replica []byte
-	pending []Cycle // closed, not acked, as read at close
+	pending []cycle.Cycle // closed, not acked, as read at close
 }
 
 func TestTrackedDiskModel(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -42,7 +43,7 @@ func crashDisk(tb testing.TB, d *TrackedDisk) {
 }
 
 // applyCycle applies a cycle's extents to buf, as a replica would.
-func applyCycle(buf []byte, c Cycle) {
+func applyCycle(buf []byte, c cycle.Cycle) {
 	for _, e := range c.Extents {
 		if e.Zero {
 			clear(buf[e.Offset:e.End()])
@@ -115,7 +116,7 @@ func TestTrackedDiskCycleCoalesces(t *testing.T) {
 	require.Equal(t, uint64(1), c.Seq)
 	require.True(t, c.AppConsistent)
 	require.True(t, c.ClosedAt.Equal(at))
-	want := []Extent{
+	want := []cycle.Extent{
 		{Disk: "d", Offset: 0, Length: 100, Data: append(fill(1, 50), fill(2, 50)...)},
 		{Disk: "d", Offset: 150, Length: 30, Data: append(append(fill(3, 10), fill(6, 10)...), fill(7, 10)...)},
 		{Disk: "d", Offset: 1000, Length: 200, Zero: true},
@@ -162,7 +163,7 @@ func TestTrackedDiskAckCompactsAndSurvivesRestart(t *testing.T) {
 
 	c3, err := d.Cycle(3)
 	require.NoError(t, err)
-	require.Equal(t, []Extent{{Disk: "d", Offset: 2 << 20, Length: 256 << 10, Data: bytes.Repeat([]byte{3}, 256<<10)}}, c3.Extents)
+	require.Equal(t, []cycle.Extent{{Disk: "d", Offset: 2 << 20, Length: 256 << 10, Data: bytes.Repeat([]byte{3}, 256<<10)}}, c3.Extents)
 
 	require.NoError(t, d.Close())
 	d2 := mustOpenDisk(t, path, 4<<20, DiskOptions{})
@@ -172,7 +173,7 @@ func TestTrackedDiskAckCompactsAndSurvivesRestart(t *testing.T) {
 	require.Equal(t, uint64(4), seq)
 	c4, err := d2.Cycle(4)
 	require.NoError(t, err)
-	require.Equal(t, []Extent{{Disk: "d", Offset: 10, Length: 10, Data: []byte("open cycle")}}, c4.Extents)
+	require.Equal(t, []cycle.Extent{{Disk: "d", Offset: 10, Length: 10, Data: []byte("open cycle")}}, c4.Extents)
 	c3again, err := d2.Cycle(3)
 	require.NoError(t, err)
 	require.Equal(t, c3.Extents, c3again.Extents)
@@ -205,7 +206,7 @@ func TestTrackedDiskCrashRecoversAcknowledgedWrites(t *testing.T) {
 	require.NoError(t, err)
 	c, err := d2.Cycle(seq)
 	require.NoError(t, err)
-	require.Equal(t, []Extent{
+	require.Equal(t, []cycle.Extent{
 		{Disk: "d", Offset: 100, Length: 100, Data: bytes.Repeat([]byte{3}, 100)},
 		{Disk: "d", Offset: 8192, Length: 4096, Data: bytes.Repeat([]byte{2}, 4096)},
 	}, c.Extents)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"io"
 	"os"
 	"runtime"
@@ -145,7 +146,7 @@ func (t *HashTree) Root() string {
 // extent covers whole is hashed from that extent (its Data, or zeros); any
 // other leaf is read from r, the disk after the extents were written.
 // Extents past the end are clipped; the extents' Disk is not looked at.
-func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
+func (t *HashTree) Update(r io.ReaderAt, extents []cycle.Extent) error {
 	return t.apply(r, t.plan(extents))
 }
 
@@ -155,14 +156,14 @@ func (t *HashTree) Update(r io.ReaderAt, extents []Extent) error {
 // before the image is written (known[j] is leaf dirty[j]'s when ok[j]).
 type leafPlan struct {
 	dirty []int
-	cover map[int]*Extent
+	cover map[int]*cycle.Extent
 	known []hashNode
 	ok    []bool
 }
 
 // plan lists the leaves of an update and hashes those the extents cover
 // whole. It reads nothing of the tree but its size.
-func (t *HashTree) plan(extents []Extent) *leafPlan {
+func (t *HashTree) plan(extents []cycle.Extent) *leafPlan {
 	p := &leafPlan{}
 	p.dirty, p.cover = t.dirtyLeaves(extents)
 	p.known, p.ok = make([]hashNode, len(p.dirty)), make([]bool, len(p.dirty))
@@ -233,7 +234,7 @@ func parallel(n int, f func(w, j int) error) error {
 
 // leafFromExtent hashes the leaf at off from e when e covers all of it (up
 // to the disk's end) and carries its bytes; ok is false otherwise.
-func leafFromExtent(e *Extent, off, size int64) (hashNode, bool) {
+func leafFromExtent(e *cycle.Extent, off, size int64) (hashNode, bool) {
 	end := min(off+HashLeafSize, size)
 	if e == nil || e.Offset > off || e.End() < end {
 		return hashNode{}, false
@@ -258,9 +259,9 @@ func leafFromExtent(e *Extent, off, size int64) (hashNode, bool) {
 
 // dirtyLeaves lists the leaves the extents touch, sorted, and for each the
 // one extent that touches it (nil when several do).
-func (t *HashTree) dirtyLeaves(extents []Extent) ([]int, map[int]*Extent) {
+func (t *HashTree) dirtyLeaves(extents []cycle.Extent) ([]int, map[int]*cycle.Extent) {
 	var dirty []int
-	cover := map[int]*Extent{}
+	cover := map[int]*cycle.Extent{}
 	for k := range extents {
 		e := &extents[k]
 		end := min(e.End(), t.size)

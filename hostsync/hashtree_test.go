@@ -7,17 +7,18 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
-func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []Extent {
-	var out []Extent
+func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []cycle.Extent {
+	var out []cycle.Extent
 	for range n {
 		length := int64(1 + rng.IntN(3*HashLeafSize))
 		length = min(length, int64(len(disk)))
 		off := rng.Int64N(int64(len(disk)) - length + 1)
 		fillRandomBytes(rng, disk[off:off+length])
-		out = append(out, Extent{Offset: off, Length: length})
+		out = append(out, cycle.Extent{Offset: off, Length: length})
 	}
 	return out
 }
@@ -148,12 +149,12 @@ func BenchmarkHashTreeUpdate(b *testing.B) {
 	b.SetBytes(perCycle * HashLeafSize)
 	for b.Loop() {
 		b.StopTimer()
-		ext := make([]Extent, perCycle)
+		ext := make([]cycle.Extent, perCycle)
 		for i := range ext {
 			off := rng.Int64N(size/HashLeafSize) * HashLeafSize
 			_, err := f.WriteAt(block, off)
 			require.NoError(b, err)
-			ext[i] = Extent{Offset: off, Length: HashLeafSize}
+			ext[i] = cycle.Extent{Offset: off, Length: HashLeafSize}
 		}
 		b.StartTimer()
 		require.NoError(b, tree.Update(f, ext))

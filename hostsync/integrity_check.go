@@ -3,6 +3,7 @@ package hostsync
 import (
 	"context"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"slices"
 	"sync"
 )
@@ -13,7 +14,7 @@ import (
 // point (a block corrupted behind the agent's back, or lost): it is
 // reported as resync_required, which the control plane turns into
 // ResyncRequired and Critical health, and the point is not reported.
-func (rx *receiver) rootsMatch(ctx context.Context, cyc Cycle, p Point) bool {
+func (rx *receiver) rootsMatch(ctx context.Context, cyc cycle.Cycle, p Point) bool {
 	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
 		rx.side.mismatched.add(p.ID)
 		rx.c.reportError(ctx, CodeResyncRequired, err)

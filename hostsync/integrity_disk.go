@@ -2,6 +2,7 @@ package hostsync
 
 import (
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"slices"
 	"time"
@@ -105,7 +106,7 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 		d.mu.Unlock()
 		return 0, false, err
 	}
-	var changed []Extent
+	var changed []cycle.Extent
 	exact := false
 	if kt != nil && kt.valid {
 		changed, exact = d.foldPlanLocked(kt)
@@ -148,8 +149,8 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 // closed cycles from kt.next on and the open ones. It returns false when
 // the log does not hold every change since (the generations do not add
 // up). Called with mu held.
-func (d *TrackedDisk) foldPlanLocked(kt *keptTree) ([]Extent, bool) {
-	var changed []Extent
+func (d *TrackedDisk) foldPlanLocked(kt *keptTree) ([]cycle.Extent, bool) {
+	var changed []cycle.Extent
 	count := uint64(len(d.open))
 	for _, c := range d.closed {
 		if c.seq < kt.next {
@@ -168,7 +169,7 @@ func (d *TrackedDisk) foldPlanLocked(kt *keptTree) ([]Extent, bool) {
 // fold re-hashes into kt the leaves d.folding holds (those of changed)
 // from the image, then lets the writes that wait for them go on, and
 // returns the leaves' previous hashes.
-func (d *TrackedDisk) fold(kt *keptTree, changed []Extent) ([]leafUndo, bool) {
+func (d *TrackedDisk) fold(kt *keptTree, changed []cycle.Extent) ([]leafUndo, bool) {
 	defer func() {
 		d.mu.Lock()
 		d.folding = nil
@@ -203,9 +204,9 @@ func touchesLeaves(sorted []int, off, length int64) bool {
 	return i < len(sorted) && sorted[i] <= last
 }
 
-func appendRecExtents(out []Extent, recs []hrlRec) []Extent {
+func appendRecExtents(out []cycle.Extent, recs []hrlRec) []cycle.Extent {
 	for _, r := range recs {
-		out = append(out, Extent{Offset: r.off(), Length: r.length()})
+		out = append(out, cycle.Extent{Offset: r.off(), Length: r.length()})
 	}
 	return out
 }

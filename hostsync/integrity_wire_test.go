@@ -7,14 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
-func rootsCycle() Cycle {
+func rootsCycle() cycle.Cycle {
 	data := bytes.Repeat([]byte{7}, 300<<10)
-	return Cycle{
+	return cycle.Cycle{
 		VM: "web01", Epoch: 2, Seq: 9, ClosedAt: time.Unix(1700000000, 5).UTC(),
-		Extents: []Extent{{Disk: "d0", Offset: 0, Length: int64(len(data)), Data: data}, {Disk: "d1", Offset: 1 << 20, Length: 4096, Zero: true}},
+		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: int64(len(data)), Data: data}, {Disk: "d1", Offset: 1 << 20, Length: 4096, Zero: true}},
 		Roots:   map[string]string{"d0": strings.Repeat("ab", 32), "d1": strings.Repeat("0f", 32)},
 	}
 }
@@ -28,7 +29,7 @@ func TestBatchRootsOnLastBatch(t *testing.T) {
 		require.NoError(t, err)
 		require.Greater(t, len(msgs), 2)
 		asm := NewAssembler("web01", 2, 9)
-		var got Cycle
+		var got cycle.Cycle
 		for i, m := range msgs {
 			require.LessOrEqual(t, len(m), 128<<10)
 			last := i == len(msgs)-1
@@ -84,7 +85,7 @@ func TestBatchRootsRefused(t *testing.T) {
 // anywhere is refused with a typed error, never a panic.
 func TestBatchRootsCorruptRefused(t *testing.T) {
 	msg, err := EncodeBatch(Batch{VM: "web01", Epoch: 1, Cycle: 1, Last: true, Roots: rootsCycle().Roots,
-		Extents: []Extent{{Disk: "d0", Offset: 0, Length: 3, Data: []byte("abc")}}})
+		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 3, Data: []byte("abc")}}})
 	require.NoError(t, err)
 	for i := range msg {
 		bad := bytes.Clone(msg)

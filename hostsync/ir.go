@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // Initial replication. When protection is enabled (or at the policy's start
@@ -227,7 +228,7 @@ func (c *vmCtl) shipChunk(ctx context.Context, vm events.VM, st *irState, seq ui
 	if _, err := disk.ReadAt(p, ch.off); err != nil {
 		return fmt.Errorf("initial replication: read %s at %d: %w", ch.disk, ch.off, err)
 	}
-	cyc := Cycle{VM: vm.Name, Epoch: st.Epoch, Seq: seq, ClosedAt: time.Now().UTC(), Initial: true, Extents: chunkExtents(ch.disk, ch.off, p)}
+	cyc := cycle.Cycle{VM: vm.Name, Epoch: st.Epoch, Seq: seq, ClosedAt: time.Now().UTC(), Initial: true, Extents: chunkExtents(ch.disk, ch.off, p)}
 	// The chunk is hashed while it is published; buf is read again only
 	// after both.
 	hashed := make(chan struct{})
@@ -246,8 +247,8 @@ func (c *vmCtl) shipChunk(ctx context.Context, vm events.VM, st *irState, seq ui
 
 // chunkExtents cuts a chunk read at off into data extents and zero
 // extents (runs of all-zero blocks).
-func chunkExtents(disk string, off int64, p []byte) []Extent {
-	var out []Extent
+func chunkExtents(disk string, off int64, p []byte) []cycle.Extent {
+	var out []cycle.Extent
 	for i := 0; i < len(p); {
 		n := min(zeroBlock, len(p)-i)
 		zero := bytes.Equal(p[i:i+n], zeroes[:n])
@@ -258,7 +259,7 @@ func chunkExtents(disk string, off int64, p []byte) []Extent {
 				out[last].Data = p[int(out[last].Offset-off) : i+n]
 			}
 		} else {
-			e := Extent{Disk: disk, Offset: off + int64(i), Length: int64(n), Zero: zero}
+			e := cycle.Extent{Disk: disk, Offset: off + int64(i), Length: int64(n), Zero: zero}
 			if !zero {
 				e.Data = p[i : i+n]
 			}

@@ -1,5 +1,7 @@
 package hostsync
 
+import "github.com/siterecovery/siterecovery/hostsync/cycle"
+
 // An initial replication reads every byte of the disks once; the source
 // hashes the chunks as it reads them, so that its kept trees (integrity.go)
 // are ready when the first tracked cycle closes instead of being built by
@@ -26,7 +28,7 @@ type irTrees map[string]*irTree
 
 // add hashes the leaves of a chunk's extents (chunks are leaf-aligned, so
 // each leaf is covered by one extent).
-func (ts irTrees) add(disk string, extents []Extent) {
+func (ts irTrees) add(disk string, extents []cycle.Extent) {
 	t := ts[disk]
 	if t == nil {
 		return

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -109,8 +110,8 @@ func (m *byteModel) zero(off, n int64) {
 
 // extents gives the coalesced extents the model expects, as TrackedDisk
 // builds them.
-func (m *byteModel) extents(disk string) []Extent {
-	var out []Extent
+func (m *byteModel) extents(disk string) []cycle.Extent {
+	var out []cycle.Extent
 	for i := 0; i < len(m.state); {
 		s := m.state[i]
 		j := i
@@ -118,7 +119,7 @@ func (m *byteModel) extents(disk string) []Extent {
 			j++
 		}
 		if s != 0 {
-			e := Extent{Disk: disk, Offset: int64(i), Length: int64(j - i), Zero: s == 2}
+			e := cycle.Extent{Disk: disk, Offset: int64(i), Length: int64(j - i), Zero: s == 2}
 			if s == 1 {
 				e.Data = append([]byte(nil), m.data[i:j]...)
 			}
@@ -129,7 +130,7 @@ func (m *byteModel) extents(disk string) []Extent {
 	return out
 }
 
-func requireCycleExtents(t *testing.T, d *TrackedDisk, want []Extent) {
+func requireCycleExtents(t *testing.T, d *TrackedDisk, want []cycle.Extent) {
 	t.Helper()
 	seq, err := d.CloseCycle(time.Now(), false)
 	require.NoError(t, err)
@@ -141,7 +142,7 @@ func requireCycleExtents(t *testing.T, d *TrackedDisk, want []Extent) {
 	}
 }
 
-func describeExtents(es []Extent) string {
+func describeExtents(es []cycle.Extent) string {
 	var b strings.Builder
 	for _, e := range es {
 		fmt.Fprintf(&b, "[%d+%d zero=%v] ", e.Offset, e.Length, e.Zero)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // The batches the server sends and the agent has not taken yet sit in the
@@ -445,7 +446,7 @@ func (rx *receiver) dropHeld() {
 
 // apply applies a whole cycle; the messages are acknowledged once the apply
 // is durable, and the point is reported (unless Initial).
-func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
+func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 	held := rx.held
 	rx.held = nil
 	if cyc.Initial && rx.rep.FirstCopy() {
@@ -491,7 +492,7 @@ func (rx *receiver) apply(ctx context.Context, cyc Cycle) {
 
 // applyInitial writes a chunk of the first copy; its messages wait for the
 // next syncInitial (after the fetch, or once initialSyncBytes are written).
-func (rx *receiver) applyInitial(ctx context.Context, cyc Cycle, held []jetstream.Msg) {
+func (rx *receiver) applyInitial(ctx context.Context, cyc cycle.Cycle, held []jetstream.Msg) {
 	err := rx.rep.ApplyInitial(ctx, cyc)
 	if err != nil && !errors.Is(err, ErrCycleApplied) {
 		rx.failApply(ctx, append(rx.unsynced, held...), err)
@@ -556,7 +557,7 @@ func ackAll(msgs []jetstream.Msg) {
 	}
 }
 
-func cycleBytes(c Cycle) int64 {
+func cycleBytes(c cycle.Cycle) int64 {
 	var n int64
 	for _, e := range c.Extents {
 		if !e.Zero {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -33,7 +34,7 @@ func PointID(epoch, seq uint64) string { return fmt.Sprintf("rp-%d-%d", epoch, s
 // or cycle 1 of a newer epoch; anything else is refused with a SeqError and
 // changes nothing. A full file system fails with ErrNoSpace and leaves the
 // previous point. It returns the new recovery point.
-func (r *Replica) Apply(ctx context.Context, c Cycle) (Point, error) {
+func (r *Replica) Apply(ctx context.Context, c cycle.Cycle) (Point, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.usable(); err != nil {
@@ -83,7 +84,7 @@ func asNoSpace(err error) error {
 // errDurable marks a failure after the operation became durable.
 var errDurable = errors.New("operation durable, cleanup failed")
 
-func (r *Replica) checkCycle(c Cycle) error {
+func (r *Replica) checkCycle(c cycle.Cycle) error {
 	if c.VM != r.vm {
 		return fmt.Errorf("%w: cycle of vm %q on replica of %q", ErrBadCycle, c.VM, r.vm)
 	}
@@ -99,7 +100,7 @@ func (r *Replica) checkCycle(c Cycle) error {
 }
 
 // checkExtent checks that e is well formed and lies within its disk.
-func (r *Replica) checkExtent(e Extent) error {
+func (r *Replica) checkExtent(e cycle.Extent) error {
 	d, ok := r.disks[e.Disk]
 	if !ok {
 		return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
@@ -136,7 +137,7 @@ func (r *Replica) checkSeq(epoch, seq uint64) error {
 
 // prepareApply reserves the image blocks the cycle writes and saves the
 // undo file; it changes no image content.
-func (r *Replica) prepareApply(ctx context.Context, c Cycle, undo string) error {
+func (r *Replica) prepareApply(ctx context.Context, c cycle.Cycle, undo string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (r *Replica) prepareApply(ctx context.Context, c Cycle, undo string) error 
 
 // writeUndo saves the images' current bytes of every range the cycle
 // writes, all read before anything is written.
-func (r *Replica) writeUndo(c Cycle, name string) error {
+func (r *Replica) writeUndo(c cycle.Cycle, name string) error {
 	w, err := createUndo(r.undoPath(name))
 	if err != nil {
 		return err
@@ -184,7 +185,7 @@ func (r *Replica) writeUndo(c Cycle, name string) error {
 
 // preImage records the current bytes of e's range: holes as zero records,
 // data in records of at most undoChunk bytes.
-func preImage(w *undoWriter, f *os.File, e Extent) error {
+func preImage(w *undoWriter, f *os.File, e cycle.Extent) error {
 	for _, reg := range fileRegions(f, e.Offset, e.End()) {
 		if !reg.data {
 			if err := w.add(e.Disk, reg.off, reg.length, true, nil); err != nil {
@@ -225,7 +226,7 @@ func (r *Replica) commit(p pendingOp) error {
 // finishApply writes the cycle into the images, updates the trees and
 // records the point. An error wrapping errDurable means the point is
 // recorded and only the cleanup failed.
-func (r *Replica) finishApply(c Cycle, pend pendingOp, plans *treePlans) (Point, error) {
+func (r *Replica) finishApply(c cycle.Cycle, pend pendingOp, plans *treePlans) (Point, error) {
 	if err := r.writeImages(c.Extents); err != nil {
 		return Point{}, err
 	}
@@ -279,7 +280,7 @@ func (r *Replica) removePending(after string, durable bool) error {
 }
 
 // writeImages writes extents into the images, disk by disk, and syncs.
-func (r *Replica) writeImages(extents []Extent) error {
+func (r *Replica) writeImages(extents []cycle.Extent) error {
 	r.imageWrites++
 	for _, name := range r.order {
 		f := r.images[name]
@@ -322,7 +323,7 @@ type treePlans struct {
 	plans map[string]*leafPlan
 }
 
-func (r *Replica) planTrees(extents []Extent) *treePlans {
+func (r *Replica) planTrees(extents []cycle.Extent) *treePlans {
 	tp := &treePlans{done: make(chan struct{}), plans: map[string]*leafPlan{}}
 	trees := make([]*HashTree, len(r.order))
 	for i, name := range r.order {
@@ -360,8 +361,8 @@ func (r *Replica) updateTrees(plans *treePlans, gen uint64) error {
 }
 
 // extentsOf are the extents of disk, in order.
-func extentsOf(extents []Extent, disk string) []Extent {
-	var out []Extent
+func extentsOf(extents []cycle.Extent, disk string) []cycle.Extent {
+	var out []cycle.Extent
 	for _, e := range extents {
 		if e.Disk == disk {
 			out = append(out, e)

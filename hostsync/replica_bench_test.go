@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // BenchmarkReplicaApply applies cycles changing 1% of a 2 GiB sparse disk
@@ -38,10 +39,10 @@ func BenchmarkReplicaApply(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		cycles++
-		c := Cycle{VM: "bench", Epoch: 1, Seq: uint64(cycles), ClosedAt: time.Now()}
+		c := cycle.Cycle{VM: "bench", Epoch: 1, Seq: uint64(cycles), ClosedAt: time.Now()}
 		for i := range blocks {
 			off := rng.Int64N(size/block) * block
-			c.Extents = append(c.Extents, Extent{Disk: "sda", Offset: off, Length: block, Data: data[i*block : (i+1)*block]})
+			c.Extents = append(c.Extents, cycle.Extent{Disk: "sda", Offset: off, Length: block, Data: data[i*block : (i+1)*block]})
 		}
 		b.StartTimer()
 		start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
@@ -68,7 +69,7 @@ var replicaApplyStages = []struct {
 // replicaCrashApply applies c with a crash injected, abandons the replica as a
 // killed process would, and reopens it. prepare, when not nil, runs on the
 // replica before the apply.
-func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c Cycle, prepare func(*Replica)) *Replica {
+func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c cycle.Cycle, prepare func(*Replica)) *Replica {
 	t.Helper()
 	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
 	require.NoError(t, err)
@@ -288,7 +289,7 @@ func TestReplicaCrashDuringPrune(t *testing.T) {
 const replicaKillChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
 
 // replicaKillCycle is cycle seq of the kill -9 test, the same in both processes.
-func replicaKillCycle(seq uint64) Cycle {
+func replicaKillCycle(seq uint64) cycle.Cycle {
 	rng := rand.New(rand.NewPCG(77, seq))
 	return randomTestCycle(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
 }

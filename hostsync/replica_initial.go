@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
 )
@@ -32,7 +33,7 @@ import (
 // error the replica goes back to its last durable state (what SyncInitial
 // last recorded) and the chunks since are applied again when delivered
 // again.
-func (r *Replica) ApplyInitial(ctx context.Context, c Cycle) error {
+func (r *Replica) ApplyInitial(ctx context.Context, c cycle.Cycle) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.recovered(); err != nil {
@@ -54,7 +55,7 @@ func (r *Replica) ApplyInitial(ctx context.Context, c Cycle) error {
 	return nil
 }
 
-func (r *Replica) writeInitial(c Cycle) error {
+func (r *Replica) writeInitial(c cycle.Cycle) error {
 	r.imageWrites++
 	if !r.unsynced {
 		if err := r.dropTreeFiles(); err != nil {

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
 // initialChunks cuts the disks of the model (random data, some zero runs)
 // into Initial cycles of chunk bytes, numbered from 1.
-func initialChunks(rng *rand.Rand, m replicaModel, chunk int64) []Cycle {
-	var out []Cycle
+func initialChunks(rng *rand.Rand, m replicaModel, chunk int64) []cycle.Cycle {
+	var out []cycle.Cycle
 	for _, name := range []string{"sda", "sdb"} {
 		data := m[name]
 		for off := int64(0); off < int64(len(data)); off += chunk {
@@ -23,7 +24,7 @@ func initialChunks(rng *rand.Rand, m replicaModel, chunk int64) []Cycle {
 					p[i] = byte(rng.Uint32())
 				}
 			}
-			c := Cycle{VM: "web01", Epoch: 1, Seq: uint64(len(out) + 1), ClosedAt: replicaTestTime0, Initial: true,
+			c := cycle.Cycle{VM: "web01", Epoch: 1, Seq: uint64(len(out) + 1), ClosedAt: replicaTestTime0, Initial: true,
 				Extents: chunkExtents(name, off, p)}
 			out = append(out, c)
 		}
@@ -79,7 +80,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	require.False(t, r.FirstCopy())
 
 	// With a point, an Initial cycle (a resync) takes the undo path.
-	err = r.ApplyInitial(ctx, Cycle{VM: "web01", Epoch: 1, Seq: h.seq + 1, Initial: true, ClosedAt: replicaTestTime0})
+	err = r.ApplyInitial(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: h.seq + 1, Initial: true, ClosedAt: replicaTestTime0})
 	require.ErrorIs(t, err, ErrBadCycle)
 	requireImages(t, r, h.model)
 }
@@ -95,12 +96,12 @@ func TestReplicaInitialRefusesBadChunksAndChangesNothing(t *testing.T) {
 	require.NoError(t, r.SyncInitial())
 	roots := r.Roots()
 
-	bad := []Cycle{
-		{VM: "web01", Epoch: 1, Seq: 3, Initial: true},                                   // a gap
-		{VM: "db01", Epoch: 1, Seq: 2, Initial: true},                                    // another VM
-		{VM: "web01", Epoch: 1, Seq: 2, Initial: false},                                  // not Initial
-		{VM: "web01", Epoch: 1, Seq: 2, Initial: true, Extents: []Extent{{Disk: "sdz"}}}, // no such disk
-		{VM: "web01", Epoch: 1, Seq: 2, Initial: true, Extents: []Extent{{Disk: "sdb", Offset: 699_999, Length: 2, Data: []byte{1, 2}}}},
+	bad := []cycle.Cycle{
+		{VM: "web01", Epoch: 1, Seq: 3, Initial: true},                                         // a gap
+		{VM: "db01", Epoch: 1, Seq: 2, Initial: true},                                          // another VM
+		{VM: "web01", Epoch: 1, Seq: 2, Initial: false},                                        // not Initial
+		{VM: "web01", Epoch: 1, Seq: 2, Initial: true, Extents: []cycle.Extent{{Disk: "sdz"}}}, // no such disk
+		{VM: "web01", Epoch: 1, Seq: 2, Initial: true, Extents: []cycle.Extent{{Disk: "sdb", Offset: 699_999, Length: 2, Data: []byte{1, 2}}}},
 	}
 	for _, c := range bad {
 		require.Error(t, r.ApplyInitial(ctx, c), "cycle %+v", c)

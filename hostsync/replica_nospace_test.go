@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // mountSmallTmpfs mounts a tmpfs of size bytes, or skips the test where
@@ -51,11 +52,11 @@ func TestReplicaNoSpaceOnAFullFileSystem(t *testing.T) {
 	filler := filepath.Join(mnt, "filler")
 	refused := 0
 	for seq := uint64(1); seq <= 10; seq++ {
-		c := Cycle{VM: "web01", Epoch: 1, Seq: seq, ClosedAt: replicaTestTime0.Add(time.Duration(seq) * time.Minute)}
+		c := cycle.Cycle{VM: "web01", Epoch: 1, Seq: seq, ClosedAt: replicaTestTime0.Add(time.Duration(seq) * time.Minute)}
 		for range 4 {
 			// Slots overlap often: new blocks need room in the image,
 			// overwritten ones in the undo file.
-			e := Extent{Disk: "sda", Offset: rng.Int64N(48) * 40960, Length: 64 << 10}
+			e := cycle.Extent{Disk: "sda", Offset: rng.Int64N(48) * 40960, Length: 64 << 10}
 			e.Data = make([]byte, e.Length)
 			fillRandomBytes(rng, e.Data)
 			c.Extents = append(c.Extents, e)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +44,7 @@ type extentRange struct {
 // the next of the same cycle, and drops it otherwise. It never changes an
 // image, and any error only drops the preparation: Apply then writes the
 // undo data itself (and reports what fails there).
-func (r *Replica) Preimage(epoch, seq uint64, index int, extents []Extent) error {
+func (r *Replica) Preimage(epoch, seq uint64, index int, extents []cycle.Extent) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -83,7 +84,7 @@ func (r *Replica) beginPrep(epoch, seq uint64) error {
 	return nil
 }
 
-func (r *Replica) preimageExtents(p *undoPrep, extents []Extent) error {
+func (r *Replica) preimageExtents(p *undoPrep, extents []cycle.Extent) error {
 	for _, e := range extents {
 		if err := r.checkExtent(e); err != nil {
 			return err
@@ -111,7 +112,7 @@ func startWriteback(f *os.File) {
 
 // takePrep finishes the prepared undo file as name when it holds exactly
 // c's undo data; ok is false (and the preparation dropped) otherwise.
-func (r *Replica) takePrep(c Cycle, name string) (ok bool, err error) {
+func (r *Replica) takePrep(c cycle.Cycle, name string) (ok bool, err error) {
 	p := r.prep
 	r.prep = nil
 	if p == nil {
@@ -125,8 +126,8 @@ func (r *Replica) takePrep(c Cycle, name string) (ok bool, err error) {
 	return true, p.w.finishAs(r.undoPath(name))
 }
 
-func sameRanges(rs []extentRange, extents []Extent) bool {
-	return slices.EqualFunc(rs, extents, func(r extentRange, e Extent) bool {
+func sameRanges(rs []extentRange, extents []cycle.Extent) bool {
+	return slices.EqualFunc(rs, extents, func(r extentRange, e cycle.Extent) bool {
 		return r.disk == e.Disk && r.off == e.Offset && r.length == e.Length
 	})
 }

@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
 )
 
 // preimageBatches feeds c's extents to Preimage n at a time, as the
 // receiver does with each batch as it arrives.
-func preimageBatches(t *testing.T, r *Replica, c Cycle, n int) {
+func preimageBatches(t *testing.T, r *Replica, c cycle.Cycle, n int) {
 	t.Helper()
 	for i := 0; i == 0 || i*n < len(c.Extents); i++ {
 		batch := c.Extents[min(i*n, len(c.Extents)):min((i+1)*n, len(c.Extents))]
@@ -105,9 +106,9 @@ func TestReplicaPreimageRefusesWithoutChangingAnything(t *testing.T) {
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
 	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 2, c.Extents), ErrBadCycle, "batch 2 after batch 0")
 	require.Nil(t, r.prep, "an out-of-order batch drops the preparation")
-	past := Extent{Disk: "sda", Offset: replicaTestDisks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
+	past := cycle.Extent{Disk: "sda", Offset: replicaTestDisks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, []Extent{past}), ErrBadCycle)
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, []cycle.Extent{past}), ErrBadCycle)
 	require.Nil(t, r.prep)
 	requireImages(t, r, h.model)
 	requireNoStrayUndo(t, r)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,9 +97,9 @@ func (r *Replica) retree(recs []undoRec, gen uint64) error {
 	if len(r.trees) == 0 {
 		return nil
 	}
-	byDisk := map[string][]Extent{}
+	byDisk := map[string][]cycle.Extent{}
 	for _, rec := range recs {
-		byDisk[rec.disk] = append(byDisk[rec.disk], Extent{Offset: rec.off, Length: rec.length})
+		byDisk[rec.disk] = append(byDisk[rec.disk], cycle.Extent{Offset: rec.off, Length: rec.length})
 	}
 	for _, name := range r.order {
 		if err := r.trees[name].Update(r.images[name], byDisk[name]); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 var replicaTestTime0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
@@ -76,12 +77,12 @@ func newReplicaHistory(seed uint64) *replicaHistory {
 	return &replicaHistory{rng: rand.New(rand.NewPCG(seed, seed+1)), model: newReplicaModel(), snaps: map[string]replicaModel{}, clock: replicaTestTime0, epoch: 1}
 }
 
-func (h *replicaHistory) next() Cycle {
+func (h *replicaHistory) next() cycle.Cycle {
 	h.clock = h.clock.Add(10 * time.Minute)
 	return randomTestCycle(h.rng, "web01", h.epoch, h.seq+1, h.clock)
 }
 
-func (h *replicaHistory) applied(c Cycle, p Point) {
+func (h *replicaHistory) applied(c cycle.Cycle, p Point) {
 	h.model.apply(c)
 	h.seq = c.Seq
 	h.snaps[p.ID] = h.model.clone()
@@ -218,17 +219,17 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 	data := []byte("x")
 	bad := []struct {
 		name string
-		c    Cycle
+		c    cycle.Cycle
 		err  error
 	}{
-		{"older epoch", Cycle{VM: "web01", Epoch: 0, Seq: 4}, ErrStaleEpoch},
-		{"applied", Cycle{VM: "web01", Epoch: 1, Seq: 3}, ErrCycleApplied},
-		{"gap", Cycle{VM: "web01", Epoch: 1, Seq: 5}, ErrCycleGap},
-		{"new epoch not at 1", Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
-		{"other vm", Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
-		{"unknown disk", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
-		{"past the end", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Offset: replicaTestDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
-		{"short data", Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
+		{"older epoch", cycle.Cycle{VM: "web01", Epoch: 0, Seq: 4}, ErrStaleEpoch},
+		{"applied", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 3}, ErrCycleApplied},
+		{"gap", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 5}, ErrCycleGap},
+		{"new epoch not at 1", cycle.Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
+		{"other vm", cycle.Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
+		{"unknown disk", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
+		{"past the end", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Offset: replicaTestDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
+		{"short data", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
 	}
 	for _, tc := range bad {
 		_, err := r.Apply(ctx, tc.c)
@@ -237,7 +238,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		require.Len(t, r.Points(), 3)
 	}
 	var seqErr *SeqError
-	_, err := r.Apply(ctx, Cycle{VM: "web01", Epoch: 1, Seq: 9})
+	_, err := r.Apply(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: 9})
 	require.ErrorAs(t, err, &seqErr)
 	require.Equal(t, uint64(4), seqErr.WantSeq)
 
@@ -392,7 +393,7 @@ func TestReplicaBigExtentsChunkUndo(t *testing.T) {
 	for seq := uint64(1); seq <= 3; seq++ {
 		data := make([]byte, size-int64(seq)*1000)
 		fillRandomBytes(rng, data)
-		c := Cycle{VM: "big", Epoch: 1, Seq: seq, Extents: []Extent{{Disk: "sda", Offset: int64(seq), Length: int64(len(data)), Data: data}}}
+		c := cycle.Cycle{VM: "big", Epoch: 1, Seq: seq, Extents: []cycle.Extent{{Disk: "sda", Offset: int64(seq), Length: int64(len(data)), Data: data}}}
 		_, err := r.Apply(context.Background(), c)
 		require.NoError(t, err)
 		copy(model["sda"][seq:], data)

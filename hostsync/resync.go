@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // Resync: the source compares its disks' hash trees with the recovery
@@ -372,7 +373,7 @@ func packChunks(disks []events.DiskSpec, ranges map[string][]BlockRange, size in
 // publishChunk reads a chunk's ranges and publishes it as an Initial cycle
 // (uncompressed, fixed ids), waiting for JetStream's acknowledgements.
 func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, pieces []chunkPiece) (int64, error) {
-	cyc := Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: r.Base + r.Next, ClosedAt: time.Now().UTC(), Initial: true}
+	cyc := cycle.Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: r.Base + r.Next, ClosedAt: time.Now().UTC(), Initial: true}
 	var n int64
 	for _, p := range pieces {
 		e, err := c.readExtent(p)
@@ -399,21 +400,21 @@ func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, 
 }
 
 // readExtent reads one piece of a disk (a zero extent when all zero).
-func (c *vmCtl) readExtent(p chunkPiece) (Extent, error) {
+func (c *vmCtl) readExtent(p chunkPiece) (cycle.Extent, error) {
 	for _, d := range c.src.disks {
 		if d.Name() != p.disk {
 			continue
 		}
 		buf := make([]byte, p.Length)
 		if _, err := d.ReadAt(buf, p.Offset); err != nil {
-			return Extent{}, fmt.Errorf("resync read %s at %d: %w", p.disk, p.Offset, err)
+			return cycle.Extent{}, fmt.Errorf("resync read %s at %d: %w", p.disk, p.Offset, err)
 		}
 		if isZeroBlock(buf) {
-			return Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Zero: true}, nil
+			return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Zero: true}, nil
 		}
-		return Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Data: buf}, nil
+		return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Data: buf}, nil
 	}
-	return Extent{}, errors.New("resync: no disk " + p.disk)
+	return cycle.Extent{}, errors.New("resync: no disk " + p.disk)
 }
 
 func (c *vmCtl) reportResyncProgress(ctx context.Context, vm events.VM, r *resyncState) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // sourceSide is the source host's part for a VM: its tracked disks, their
@@ -429,12 +430,12 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 }
 
 // diskCycle merges cycle seq of every disk into the VM's cycle.
-func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (Cycle, error) {
-	cyc := Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: seq}
+func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (cycle.Cycle, error) {
+	cyc := cycle.Cycle{VM: vm.Name, Epoch: vm.Epoch, Seq: seq}
 	for _, d := range c.src.disks {
 		dc, err := d.Cycle(seq)
 		if err != nil {
-			return Cycle{}, err
+			return cycle.Cycle{}, err
 		}
 		if dc.ClosedAt.After(cyc.ClosedAt) {
 			cyc.ClosedAt = dc.ClosedAt
@@ -449,7 +450,7 @@ func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (Cycle, error) {
 // for the last acknowledgements: flush does). The batches are encoded one
 // at a time into one reused buffer: the client copies each into its
 // connection's buffer as it is published.
-func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc Cycle) error {
+func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc cycle.Cycle) error {
 	comp := CompressionNone
 	if vm.Settings.Compression {
 		comp = CompressionS2
