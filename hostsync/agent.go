@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // AgentConfig configures an Agent.
@@ -87,7 +88,7 @@ type Agent struct {
 	cfg    AgentConfig
 	logger zerolog.Logger
 	js     jetstream.JetStream
-	nbd    *NBDServer
+	nbd    *nbd.Server
 	rep    reporter
 
 	ctx    context.Context
@@ -116,7 +117,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
-		cfg: cfg, logger: logger, js: js, nbd: NewNBDServer(logger),
+		cfg: cfg, logger: logger, js: js, nbd: nbd.NewServer(logger),
 		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }

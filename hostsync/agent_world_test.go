@@ -24,6 +24,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // world is a two-site fabric on an embedded JetStream server: the command
@@ -185,7 +186,7 @@ func (w *world) waitVM(d time.Duration, what string, cond func(events.VM) bool) 
 }
 
 func (w *world) nbdURL() string {
-	return hostsync.NBDURL(hostsync.ExportName("web01", "d0"), filepath.Join(w.dirs["hv01"], "nbd.sock"))
+	return nbd.URL(hostsync.ExportName("web01", "d0"), filepath.Join(w.dirs["hv01"], "nbd.sock"))
 }
 
 func (w *world) sourceImage() string { return filepath.Join(w.dirs["hv01"], "vms", "web01", "d0.img") }

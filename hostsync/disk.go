@@ -98,8 +98,6 @@ type TrackedDisk struct {
 	fsyncs  atomic.Int64 // group commits run, for tests and metrics
 }
 
-var _ ExportDisk = (*TrackedDisk)(nil)
-
 // OpenTrackedDisk opens the disk image at path, creating a sparse image of
 // size bytes (and an empty change log) if it does not exist; size 0 means
 // "whatever the existing image holds". It recovers the change log after a

@@ -9,10 +9,10 @@
 //   - TrackedDisk (disk*.go, changelog*.go): the image and its change log; a
 //     write is logged before it touches the image, FLUSH and FUA wait for
 //     both to be synced, a closed cycle is read back from the log.
-//   - NBDServer (nbd*.go): fixed newstyle NBD on a Unix socket, one export
-//     per disk where the VM is active at its epoch; removing an export is a
-//     fence. Small writes run in the connection's reading goroutine, the
-//     rest on a few workers (nbd_transmit.go).
+//   - The NBD server (package hostsync/nbd): fixed newstyle NBD on a Unix
+//     socket, one export per disk where the VM is active at its epoch;
+//     removing an export is a fence. Small writes run in the connection's
+//     reading goroutine, the rest on a few workers.
 //   - The shipper (shipper.go, ir.go, streams.go): closes a cycle every
 //     copy interval, encodes it as batches of at most 1 MiB (batch*.go) and
 //     publishes them on the VM's delta subject, keeping each cycle until

@@ -19,6 +19,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // mustFailoverWorld is the two-site world plus the control plane's
@@ -78,7 +79,7 @@ func (w *world) qemuAt(host string, cmds ...string) {
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	url := hostsync.NBDURL(hostsync.ExportName("web01", "d0"), filepath.Join(w.dirs[host], "nbd.sock"))
+	url := nbd.URL(hostsync.ExportName("web01", "d0"), filepath.Join(w.dirs[host], "nbd.sock"))
 	out, err := exec.Command("qemu-io", append(args, url)...).CombinedOutput()
 	require.NoError(w.t, err, "qemu-io %v: %s", cmds, out)
 	require.NotContains(w.t, string(out), "error", "qemu-io %v: %s", cmds, out)
@@ -87,7 +88,7 @@ func (w *world) qemuAt(host string, cmds ...string) {
 // readExport reads a whole export of host over NBD.
 func (w *world) readExport(host, export string) []byte {
 	w.t.Helper()
-	c, err := hostsync.DialNBD("unix", filepath.Join(w.dirs[host], "nbd.sock"), export)
+	c, err := nbd.Dial("unix", filepath.Join(w.dirs[host], "nbd.sock"), export)
 	require.NoError(w.t, err, "dial %s on %s", export, host)
 	defer c.Close()
 	out := make([]byte, c.Size())
@@ -160,7 +161,7 @@ func (w *world) plannedRound(from, to string, epoch uint64) {
 	w.waitVM(20*time.Second, "failed over to "+to, active(to, epoch+1, events.FailoverCommitPending))
 	want := w.imageOf(from, "vms/web01/d0.img")
 	requireSameBytes(t, want, w.readExport(to, hostsync.ExportName("web01", "d0")), "served at the recovery site after planned failover")
-	_, err := hostsync.DialNBD("unix", filepath.Join(w.dirs[from], "nbd.sock"), hostsync.ExportName("web01", "d0"))
+	_, err := nbd.Dial("unix", filepath.Join(w.dirs[from], "nbd.sock"), hostsync.ExportName("web01", "d0"))
 	require.Error(t, err, "the old source still serves the disk")
 
 	w.qemuAt(to, "write -P 0x7c 3M 64k")
@@ -298,7 +299,7 @@ func TestTestFailoverLeavesTheReplicaAlone(t *testing.T) {
 	requireSameBytes(t, atPoint, w.readExport("hv11", test), "test copy")
 
 	// The test VM writes; replication goes on, the replica never sees it.
-	c, err := hostsync.DialNBD("unix", filepath.Join(w.dirs["hv11"], "nbd.sock"), test)
+	c, err := nbd.Dial("unix", filepath.Join(w.dirs["hv11"], "nbd.sock"), test)
 	require.NoError(t, err)
 	junk := make([]byte, 64<<10)
 	for i := range junk {

@@ -3,9 +3,10 @@ package hostsync
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
-// Sentinel errors of the disk side (tracked disks, change logs, NBD).
+// Sentinel errors of the disk side (tracked disks, change logs).
 // Match them with errors.Is.
 var (
 	// ErrNeedsResync means the disk's change log cannot be trusted (missing,
@@ -26,21 +27,14 @@ var (
 	// and dropped.
 	ErrCycleNotFound = errors.New("cycle not found")
 
-	// ErrDiskClosed means the disk was closed.
-	ErrDiskClosed = errors.New("disk closed")
+	// ErrDiskClosed means the disk was closed. It also matches
+	// syscall.ESHUTDOWN, the error by which an NBD export tells its client
+	// that the disk is going away (nbd.ExportDisk's contract).
+	ErrDiskClosed error = diskClosedError{}
 
 	// ErrDiskFailed means an earlier write or fsync of the image or the log
 	// failed; the disk refuses further writes (its durability is unknown).
 	ErrDiskFailed = errors.New("disk failed")
-
-	// ErrExportExists means AddExport names an export already served.
-	ErrExportExists = errors.New("export already exists")
-
-	// ErrExportNotFound means RemoveExport names an export not served.
-	ErrExportNotFound = errors.New("export not found")
-
-	// ErrServerClosed means the NBD server was closed.
-	ErrServerClosed = errors.New("nbd server closed")
 )
 
 // ResyncError says why a disk needs a resync. It wraps ErrNeedsResync (or
@@ -69,3 +63,11 @@ type LogCorruptError struct {
 func (e *LogCorruptError) Error() string {
 	return fmt.Sprintf("change log corrupt at offset %d: %s", e.Offset, e.Reason)
 }
+
+// diskClosedError is ErrDiskClosed.
+type diskClosedError struct{}
+
+func (diskClosedError) Error() string { return "disk closed" }
+
+// Is makes ErrDiskClosed match syscall.ESHUTDOWN.
+func (diskClosedError) Is(target error) bool { return target == syscall.ESHUTDOWN }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // waitServed waits until host serves web01's disk with the content want.
@@ -32,7 +33,7 @@ func (w *world) waitServed(host string, want []byte, what string) {
 
 // tryReadExport reads a whole export, or fails (the export went away).
 func tryReadExport(sock, export string) ([]byte, error) {
-	c, err := hostsync.DialNBD("unix", sock, export)
+	c, err := nbd.Dial("unix", sock, export)
 	if err != nil {
 		return nil, err
 	}

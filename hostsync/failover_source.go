@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // The source host's part of a failover: stop serving (a fence: RemoveExport
@@ -152,7 +153,7 @@ func (c *vmCtl) runDriver(ctx context.Context, vm events.VM, start bool) {
 	}
 	var urls []string
 	for _, d := range c.src.disks {
-		urls = append(urls, NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath()))
+		urls = append(urls, nbd.URL(ExportName(c.name, d.Name()), c.a.SocketPath()))
 	}
 	c.runCommand(ctx, command, c.name, urls, c.networks(vm))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // Writes all through the initial replication: the source's kept tree is
@@ -22,7 +23,7 @@ func TestAgentInitialReplicationUnderWritesKeepsRootsExact(t *testing.T) {
 	w.startAgent("hv01")
 	w.startAgent("hv11")
 	w.waitSourceServed()
-	c, err := hostsync.DialNBD("unix", filepath.Join(w.dirs["hv01"], "nbd.sock"), hostsync.ExportName("web01", "d0"))
+	c, err := nbd.Dial("unix", filepath.Join(w.dirs["hv01"], "nbd.sock"), hostsync.ExportName("web01", "d0"))
 	require.NoError(t, err)
 	defer c.Close()
 	block := make([]byte, 8<<10)

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/nbd/nbdtest"
 )
 
 const benchDiskSize = 512 << 20
 
 // startQemuNBD serves a plain raw file with qemu-nbd (the baseline) and
 // waits until it accepts a client.
-func startQemuNBD(b *testing.B, dir string) *NBDClient {
+func startQemuNBD(b *testing.B, dir string) *nbd.Client {
 	b.Helper()
 	img := filepath.Join(dir, "plain.img")
 	require.NoError(b, os.WriteFile(img, nil, 0o600))
@@ -33,9 +36,9 @@ func startQemuNBD(b *testing.B, dir string) *NBDClient {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := dialNBDClient("unix", sock, "disk0", true)
+		c, err := nbd.Dial("unix", sock, "disk0")
 		if err == nil {
-			b.Cleanup(func() { _ = c.disconnect() })
+			b.Cleanup(func() { _ = c.Close() })
 			return c
 		}
 		if time.Now().After(deadline) {
@@ -50,7 +53,7 @@ func startQemuNBD(b *testing.B, dir string) *NBDClient {
 // iteration ending with a flush: 1 MiB sequential and 4 KiB random writes,
 // 16 requests in flight. It reports both MB/s and their ratio.
 func BenchmarkNBDWrite(b *testing.B) {
-	requireNBDTools(b, "qemu-nbd")
+	nbdtest.RequireTools(b, "qemu-nbd")
 	patterns := []struct {
 		name   string
 		block  int
@@ -67,7 +70,9 @@ func BenchmarkNBDWrite(b *testing.B) {
 			b.Cleanup(func() { require.NoError(b, os.RemoveAll(sockDir)) })
 			qc := startQemuNBD(b, sockDir)
 			f := startNBD(b, benchDiskSize, "disk0")
-			tc := dialTestNBD(b, "unix", f.sock, "disk0", true)
+			tc, err := nbd.Dial("unix", f.sock, "disk0")
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = tc.Close() })
 			d := f.disks["disk0"]
 
 			data := make([]byte, p.block)
@@ -78,8 +83,9 @@ func BenchmarkNBDWrite(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				offs := benchOffsets(rng, p.block, p.total, p.random)
-				tracked += timeIt(b, func() error { return tc.pipelineWrites(offs, data, 16) })
-				plain += timeIt(b, func() error { return qc.pipelineWrites(offs, data, 16) })
+				block := func(int) []byte { return data }
+				tracked += timeIt(b, func() error { return tc.WriteBlocks(offs, block, 16) })
+				plain += timeIt(b, func() error { return qc.WriteBlocks(offs, block, 16) })
 				b.StopTimer()
 				seq, err := d.CloseCycle(time.Now(), false)
 				require.NoError(b, err)

@@ -12,6 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/nbd/nbdtest"
 )
 
 const nbdChildEnv = "SR_NBD_KILL_CHILD"
@@ -25,7 +28,7 @@ func TestNBDKill9Child(t *testing.T) {
 	}
 	d, err := OpenTrackedDisk(filepath.Join(dir, "disk0.img"), 4<<20, DiskOptions{})
 	require.NoError(t, err)
-	srv := NewNBDServer(zerolog.Nop())
+	srv := nbd.NewServer(zerolog.Nop())
 	require.NoError(t, srv.AddExport("disk0", d))
 	require.NoError(t, srv.ListenUnix(filepath.Join(dir, "s")))
 	fmt.Println("ready")
@@ -36,7 +39,7 @@ func TestNBDKill9Child(t *testing.T) {
 // server process, kills the server with SIGKILL, and checks that every
 // acknowledged write is in the reopened disk and in its tracked changes.
 func TestNBDTrackedWritesSurviveKill9(t *testing.T) {
-	requireNBDTools(t, "qemu-io")
+	nbdtest.RequireTools(t, "qemu-io")
 	dir, err := os.MkdirTemp("", "nbdk") // short: the socket lives here
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, os.RemoveAll(dir)) })
@@ -57,8 +60,8 @@ func TestNBDTrackedWritesSurviveKill9(t *testing.T) {
 		t.Fatal("child did not start in time")
 	}
 
-	url := NBDURL("disk0", filepath.Join(dir, "s"))
-	qemuIO(t, url, "write -f -P 0x77 0 256k", "write -P 0x88 1M 64k", "flush", "write -z -f 2M 64k")
+	url := nbd.URL("disk0", filepath.Join(dir, "s"))
+	nbdtest.QemuIO(t, url, "write -f -P 0x77 0 256k", "write -P 0x88 1M 64k", "flush", "write -z -f 2M 64k")
 	require.NoError(t, cmd.Process.Kill())
 	require.Error(t, cmd.Wait())
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // Promotion: the recovery host makes a recovery point of its replica the
@@ -199,7 +200,7 @@ func (c *vmCtl) reportReady(ctx context.Context, vm events.VM) {
 func (c *vmCtl) readyDisks() []readyDisk {
 	var out []readyDisk
 	for _, d := range c.src.disks {
-		out = append(out, readyDisk{Disk: d.Name(), Image: d.Path(), NBDURL: NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath())})
+		out = append(out, readyDisk{Disk: d.Name(), Image: d.Path(), NBDURL: nbd.URL(ExportName(c.name, d.Name()), c.a.SocketPath())})
 	}
 	return out
 }

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
-var _ ExportDisk = (*TestDisk)(nil)
+var _ nbd.ExportDisk = (*TestDisk)(nil)
 
 // TestView is a test failover's copy-on-write view of a recovery point:
 // one writable TestDisk per disk. Reads come from the point (the replica's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // sourceSide is the source host's part for a VM: its tracked disks, their
@@ -46,7 +47,7 @@ type shipState struct {
 	enableSeq uint64
 }
 
-func (s *sourceSide) close(nbd *NBDServer) error {
+func (s *sourceSide) close(srv *nbd.Server) error {
 	var errs []error
 	for _, d := range s.disks {
 		errs = append(errs, d.Close())
@@ -152,7 +153,7 @@ func (c *vmCtl) reportSourceImages(ctx context.Context, vm events.VM) {
 	for _, d := range c.src.disks {
 		want := events.DiskImage{Host: host, Role: events.DiskRoleSource, Image: d.Path(), Epoch: vm.Epoch}
 		if vm.ActiveHost == host {
-			want.NBDURL = NBDURL(ExportName(c.name, d.Name()), c.a.SocketPath())
+			want.NBDURL = nbd.URL(ExportName(c.name, d.Name()), c.a.SocketPath())
 		}
 		if provisioned(vm, d.Name(), want) {
 			continue

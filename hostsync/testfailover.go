@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // Test failover: the recovery host serves a copy-on-write view of a
@@ -75,7 +76,7 @@ func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
 	for _, d := range vm.Disks {
 		disks = append(disks, readyDisk{
 			Disk: d.Name, Image: filepath.Join(c.testDir(), d.Name+".overlay"),
-			NBDURL: NBDURL(TestExportName(c.name, d.Name), c.a.SocketPath()),
+			NBDURL: nbd.URL(TestExportName(c.name, d.Name), c.a.SocketPath()),
 		})
 	}
 	c.reportNow(ctx, "test-ready:"+point, verbTestFailoverReady, testReadyBody{
@@ -88,7 +89,7 @@ func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
 func (c *vmCtl) testURLs() []string {
 	var urls []string
 	for _, name := range c.fo.test.exports {
-		urls = append(urls, NBDURL(name, c.a.SocketPath()))
+		urls = append(urls, nbd.URL(name, c.a.SocketPath()))
 	}
 	return urls
 }
@@ -129,7 +130,7 @@ func (c *vmCtl) removeTest() error {
 	c.runCommand(context.Background(), c.a.cfg.VMStopCommand, c.name+"-test", c.testURLs(), c.testNetworks())
 	var errs []error
 	for _, name := range t.exports {
-		if err := c.a.nbd.RemoveExport(name); err != nil && !errors.Is(err, ErrExportNotFound) {
+		if err := c.a.nbd.RemoveExport(name); err != nil && !errors.Is(err, nbd.ErrExportNotFound) {
 			errs = append(errs, err)
 		}
 	}

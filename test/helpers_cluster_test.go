@@ -22,6 +22,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -253,8 +254,8 @@ type nbdDisk struct {
 }
 
 // nbdConn dials export on host's NBD socket.
-func (w *siteWorld) nbdConn(host, export string) (*hostsync.NBDClient, error) {
-	return hostsync.DialNBD("unix", filepath.Join(w.dirs[host], "nbd.sock"), export)
+func (w *siteWorld) nbdConn(host, export string) (*nbd.Client, error) {
+	return nbd.Dial("unix", filepath.Join(w.dirs[host], "nbd.sock"), export)
 }
 
 // write writes len(pat) runs: run i is length bytes of pat[i] at offs[i];

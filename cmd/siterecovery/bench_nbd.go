@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
-// benchNBD is the benchmarks' NBD client (hostsync's, simple replies): it
+// benchNBD is the benchmarks' NBD client (hostsync/nbd's, simple replies): it
 // writes with many requests in flight and flushes, against the agent's
 // export or qemu-nbd. One goroutine uses it at a time.
 type benchNBD struct {
-	*hostsync.NBDClient
+	*nbd.Client
 }
 
 // writes writes block(i) at offs[i] with up to depth requests in flight,
@@ -26,7 +26,7 @@ func (c *benchNBD) writes(offs []int64, block func(i int) []byte, depth int) err
 func dialBenchNBDWait(ctx context.Context, sock, export string, d time.Duration) (*benchNBD, error) {
 	deadline := time.Now().Add(d)
 	for {
-		c, err := hostsync.DialNBD("unix", sock, export)
+		c, err := nbd.Dial("unix", sock, export)
 		if err == nil {
 			return &benchNBD{c}, nil
 		}

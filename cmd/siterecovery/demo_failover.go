@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -36,7 +37,7 @@ func readExport(nbdURL string, size int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := hostsync.DialNBD("unix", socket, export)
+	c, err := nbd.Dial("unix", socket, export)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,7 @@ func (d *demo) testFailover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := hostsync.DialNBD("unix", socket, export)
+	c, err := nbd.Dial("unix", socket, export)
 	if err != nil {
 		return err
 	}

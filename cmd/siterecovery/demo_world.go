@@ -19,6 +19,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -163,7 +164,7 @@ func nbdTarget(raw string) (socket, export string, err error) {
 // would, until stopped; Stop flushes and reports what it wrote.
 type workload struct {
 	vm      string
-	client  *hostsync.NBDClient
+	client  *nbd.Client
 	rate    int64 // bytes per second
 	stop    chan struct{}
 	done    chan error
@@ -178,7 +179,7 @@ func (d *demo) startWorkload(v projections.VMView, rate int64) (*workload, error
 	if err != nil {
 		return nil, err
 	}
-	c, err := hostsync.DialNBD("unix", socket, export)
+	c, err := nbd.Dial("unix", socket, export)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.Name, err)
 	}

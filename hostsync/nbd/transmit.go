@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"errors"
@@ -6,22 +6,23 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
-// nbdWorkers is how many requests of one connection run at once.
-const nbdWorkers = 4
+// workersPerConn is how many requests of one connection run at once.
+const workersPerConn = 4
 
-type nbdJob struct {
-	req     nbdRequest
+type job struct {
+	req     request
 	payload []byte
 	buf     *[]byte
 }
 
-// nbdBufs recycles request and reply payload buffers.
-var nbdBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128<<10); return &b }}
+// bufPool recycles request and reply payload buffers.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 128<<10); return &b }}
 
-func getNBDBuf(n int) *[]byte {
-	bp := nbdBufs.Get().(*[]byte)
+func getBuf(n int) *[]byte {
+	bp := bufPool.Get().(*[]byte)
 	if cap(*bp) < n {
 		*bp = make([]byte, n)
 	}
@@ -36,10 +37,10 @@ func getNBDBuf(n int) *[]byte {
 // otherwise handing it to another goroutine and back. Reads, large writes,
 // flushes and FUA requests (those that wait for the disk) run on a few
 // workers, so they do not hold up the requests behind them.
-func (c *nbdConn) transmit(e *nbdExport) error {
-	jobs := make(chan nbdJob, nbdWorkers*2)
+func (c *conn) transmit(e *exportState) error {
+	jobs := make(chan job, workersPerConn*2)
 	var wg sync.WaitGroup
-	for range nbdWorkers {
+	for range workersPerConn {
 		wg.Go(func() {
 			for j := range jobs {
 				c.handle(e.disk, j)
@@ -57,17 +58,17 @@ func (c *nbdConn) transmit(e *nbdExport) error {
 	return err
 }
 
-// nbdInlineMax is the largest write run in the reading goroutine.
-const nbdInlineMax = 64 << 10
+// inlineMax is the largest write run in the reading goroutine.
+const inlineMax = 64 << 10
 
 // inline says whether a request runs in the reading goroutine.
-func inline(r nbdRequest) bool {
+func inline(r request) bool {
 	if r.flags&nbdCmdFlagFUA != 0 {
 		return false
 	}
 	switch r.typ {
 	case nbdCmdWrite:
-		return r.length <= nbdInlineMax
+		return r.length <= inlineMax
 	case nbdCmdTrim, nbdCmdWriteZeroes:
 		return true
 	}
@@ -77,8 +78,8 @@ func inline(r nbdRequest) bool {
 // readRequests reads request headers and write payloads until the client
 // disconnects or breaks the protocol. Before a read that would wait for
 // the client it sends the replies gathered so far.
-func (c *nbdConn) readRequests(disk ExportDisk, jobs chan<- nbdJob) error {
-	var hb [nbdRequestHeaderLen]byte
+func (c *conn) readRequests(disk ExportDisk, jobs chan<- job) error {
+	var hb [requestHeaderLen]byte
 	for {
 		if c.r.Buffered() < len(hb) {
 			c.flushReplies()
@@ -86,35 +87,35 @@ func (c *nbdConn) readRequests(disk ExportDisk, jobs chan<- nbdJob) error {
 		if _, err := io.ReadFull(c.r, hb[:]); err != nil {
 			return err
 		}
-		req, err := parseNBDRequest(hb[:])
+		req, err := parseRequest(hb[:])
 		if err != nil {
 			return err
 		}
 		switch {
 		case req.typ == nbdCmdDisc:
 			return nil
-		case req.typ == nbdCmdWrite && req.length > nbdMaxPayload:
+		case req.typ == nbdCmdWrite && req.length > maxPayload:
 			// The payload cannot be skipped safely: answer and hang up.
 			c.reply(req, nil, nbdEINVAL, "write longer than the maximum block size")
-			return fmt.Errorf("nbd: write of %d bytes above the maximum %d", req.length, nbdMaxPayload)
+			return fmt.Errorf("nbd: write of %d bytes above the maximum %d", req.length, maxPayload)
 		case req.typ == nbdCmdWrite:
 			if c.r.Buffered() < int(req.length) {
 				c.flushReplies()
 			}
-			bp := getNBDBuf(int(req.length))
+			bp := getBuf(int(req.length))
 			if _, err := io.ReadFull(c.r, *bp); err != nil {
-				nbdBufs.Put(bp)
+				bufPool.Put(bp)
 				return err
 			}
-			c.dispatch(disk, nbdJob{req: req, payload: *bp, buf: bp}, jobs)
+			c.dispatch(disk, job{req: req, payload: *bp, buf: bp}, jobs)
 		default:
-			c.dispatch(disk, nbdJob{req: req}, jobs)
+			c.dispatch(disk, job{req: req}, jobs)
 		}
 	}
 }
 
 // dispatch runs j here or hands it to a worker.
-func (c *nbdConn) dispatch(disk ExportDisk, j nbdJob, jobs chan<- nbdJob) {
+func (c *conn) dispatch(disk ExportDisk, j job, jobs chan<- job) {
 	if inline(j.req) {
 		c.handle(disk, j)
 		return
@@ -123,9 +124,9 @@ func (c *nbdConn) dispatch(disk ExportDisk, j nbdJob, jobs chan<- nbdJob) {
 }
 
 // handle runs one request against the disk and answers it.
-func (c *nbdConn) handle(disk ExportDisk, j nbdJob) {
+func (c *conn) handle(disk ExportDisk, j job) {
 	if j.buf != nil {
-		defer nbdBufs.Put(j.buf)
+		defer bufPool.Put(j.buf)
 	}
 	r := j.req
 	if errno := r.check(disk.Size()); errno != 0 {
@@ -138,8 +139,8 @@ func (c *nbdConn) handle(disk ExportDisk, j nbdJob) {
 	var err error
 	switch r.typ {
 	case nbdCmdRead:
-		bp := getNBDBuf(int(n))
-		defer nbdBufs.Put(bp)
+		bp := getBuf(int(n))
+		defer bufPool.Put(bp)
 		if _, err = disk.ReadAt(*bp, off); err == nil {
 			c.reply(r, *bp, 0, "")
 			return
@@ -155,17 +156,18 @@ func (c *nbdConn) handle(disk ExportDisk, j nbdJob) {
 	}
 	if err != nil {
 		c.logger.Warn().Err(err).Uint16("type", r.typ).Int64("offset", off).Int64("length", n).Msg("nbd request failed")
-		c.reply(r, nil, nbdErrno(err), err.Error())
+		c.reply(r, nil, errnoOf(err), err.Error())
 		return
 	}
 	c.reply(r, nil, 0, "")
 }
 
-func nbdErrno(err error) uint32 {
-	switch {
-	case errors.Is(err, ErrOutOfRange):
-		return nbdENOSPC
-	case errors.Is(err, ErrDiskClosed):
+// errnoOf is the NBD error a failed disk call is answered with: the
+// ExportDisk contract's NBD_ESHUTDOWN for an error that matches
+// syscall.ESHUTDOWN (a closed disk), NBD_EIO for any other. A request
+// outside the export never reaches the disk (request.check answers it).
+func errnoOf(err error) uint32 {
+	if errors.Is(err, syscall.ESHUTDOWN) {
 		return nbdESHUTDOWN
 	}
 	return nbdEIO
@@ -174,7 +176,7 @@ func nbdErrno(err error) uint32 {
 // reply queues a simple reply, or structured chunks when negotiated;
 // flushReplies sends what is queued. A reply carrying data is sent at
 // once (with what is queued before it), as its buffer goes back to the pool.
-func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
+func (c *conn) reply(r request, data []byte, errno uint32, msg string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b := c.wbuf
@@ -184,7 +186,7 @@ func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
 	case errno != 0:
 		b = putErrorChunk(b, r.cookie, errno, msg)
 	case len(data) > 0:
-		b = putChunkHeader(b, nbdReplyFlagDone, nbdReplyTypeOffData, r.cookie, uint32(8+len(data)))
+		b = putChunkHeader(b, nbdReplyFlagDone, nbdReplyTypeOffsetData, r.cookie, uint32(8+len(data)))
 		b = append(b, byte(r.offset>>56), byte(r.offset>>48), byte(r.offset>>40), byte(r.offset>>32),
 			byte(r.offset>>24), byte(r.offset>>16), byte(r.offset>>8), byte(r.offset))
 	default:
@@ -197,7 +199,7 @@ func (c *nbdConn) reply(r nbdRequest, data []byte, errno uint32, msg string) {
 }
 
 // flushReplies sends the queued replies.
-func (c *nbdConn) flushReplies() {
+func (c *conn) flushReplies() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.sendLocked(nil)
@@ -205,7 +207,7 @@ func (c *nbdConn) flushReplies() {
 
 // sendLocked sends the queued replies followed by data. A failed send means
 // the connection is gone; the reader notices it.
-func (c *nbdConn) sendLocked(data []byte) {
+func (c *conn) sendLocked(data []byte) {
 	if len(c.wbuf) == 0 && len(data) == 0 {
 		return
 	}

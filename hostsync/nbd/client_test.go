@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"testing"
@@ -6,9 +6,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func dialTestNBD(tb testing.TB, network, addr, export string, structured bool) *NBDClient {
+func dialTest(tb testing.TB, network, addr, export string, structured bool) *Client {
 	tb.Helper()
-	c, err := dialNBDClient(network, addr, export, structured)
+	c, err := dial(network, addr, export, structured)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = c.nc.Close() }) // may already be closed by the test
 	return c

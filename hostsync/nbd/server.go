@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"errors"
@@ -12,13 +12,20 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// ExportDisk is what an NBD export serves. The server checks every request
-// against Size before calling, so offsets and lengths are in range. Calls
-// come concurrently from several connections and from several requests of
-// one connection; the order of overlapping requests in flight at the same
-// time is undefined (as in NBD). WriteAt, WriteZeroes and Trim with fua
-// return once the change is durable; Flush makes every completed write
-// durable. TrackedDisk implements it.
+// ExportDisk is what an NBD export serves. Size is fixed while the disk is
+// exported. The server checks every request against Size before calling,
+// so offsets and lengths are in range: a request outside the export is
+// answered NBD_EINVAL (NBD_ENOSPC for a write, trim or zeroing past the
+// end) without a call. Calls come concurrently from several connections
+// and from several requests of one connection; the order of overlapping
+// requests in flight at the same time is undefined (as in NBD). WriteAt,
+// WriteZeroes and Trim with fua return once the change is durable; Flush
+// makes every completed write durable.
+//
+// Errors: a call on a disk that was closed returns an error that matches
+// syscall.ESHUTDOWN (errors.Is), which the client gets as NBD_ESHUTDOWN;
+// any other error is NBD_EIO. The tracked disk (hostsync/disk) implements
+// it.
 type ExportDisk interface {
 	Size() int64
 	ReadAt(p []byte, off int64) (int, error)
@@ -28,7 +35,7 @@ type ExportDisk interface {
 	Flush() error
 }
 
-// NBDServer serves named exports over the NBD protocol (fixed newstyle
+// Server serves named exports over the NBD protocol (fixed newstyle
 // negotiation) on Unix sockets and, on request, TCP. Safe for concurrent
 // use.
 //
@@ -44,42 +51,44 @@ type ExportDisk interface {
 // the connection goes on; a write longer than 32 MiB gets EINVAL and the
 // connection is closed (its payload cannot be skipped safely); a bad magic
 // closes the connection.
-type NBDServer struct {
+type Server struct {
 	logger zerolog.Logger
 
 	mu        sync.Mutex
-	exports   map[string]*nbdExport
+	exports   map[string]*exportState
 	listeners []net.Listener
-	conns     map[*nbdConn]struct{}
+	conns     map[*conn]struct{}
 	closed    bool
 
 	wg sync.WaitGroup // accept loops and connections
 }
 
-type nbdExport struct {
+// exportState is one export served: its disk and the connections bound
+// to it (nil once the export is removed).
+type exportState struct {
 	name  string
 	disk  ExportDisk
-	conns map[*nbdConn]struct{}
+	conns map[*conn]struct{}
 }
 
-// NewNBDServer returns a server with no export and no listener.
-func NewNBDServer(logger zerolog.Logger) *NBDServer {
-	return &NBDServer{
+// NewServer returns a server with no export and no listener.
+func NewServer(logger zerolog.Logger) *Server {
+	return &Server{
 		logger:  logger.With().Str("component", "nbd").Logger(),
-		exports: map[string]*nbdExport{},
-		conns:   map[*nbdConn]struct{}{},
+		exports: map[string]*exportState{},
+		conns:   map[*conn]struct{}{},
 	}
 }
 
-// NBDURL gives the URL QEMU and libnbd use for an export on a Unix socket:
+// URL gives the URL QEMU and libnbd use for an export on a Unix socket:
 // nbd+unix:///<disk>?socket=<path>.
-func NBDURL(disk, socket string) string {
-	return "nbd+unix:///" + nbdURLEscape(disk, false) + "?socket=" + nbdURLEscape(socket, true)
+func URL(disk, socket string) string {
+	return "nbd+unix:///" + urlEscape(disk, false) + "?socket=" + urlEscape(socket, true)
 }
 
-// nbdURLEscape percent-encodes everything but unreserved characters (and
+// urlEscape percent-encodes everything but unreserved characters (and
 // '/' in a path).
-func nbdURLEscape(s string, keepSlash bool) string {
+func urlEscape(s string, keepSlash bool) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {
 		switch {
@@ -95,7 +104,7 @@ func nbdURLEscape(s string, keepSlash bool) string {
 
 // AddExport serves disk under name. The name must be 1 to 255 bytes
 // without NUL; an existing name is ErrExportExists.
-func (s *NBDServer) AddExport(name string, disk ExportDisk) error {
+func (s *Server) AddExport(name string, disk ExportDisk) error {
 	if name == "" || len(name) > 255 || strings.ContainsRune(name, 0) {
 		return fmt.Errorf("nbd export name %q: must be 1 to 255 bytes without NUL", name)
 	}
@@ -110,14 +119,14 @@ func (s *NBDServer) AddExport(name string, disk ExportDisk) error {
 	if _, ok := s.exports[name]; ok {
 		return fmt.Errorf("nbd export %s: %w", name, ErrExportExists)
 	}
-	s.exports[name] = &nbdExport{name: name, disk: disk, conns: map[*nbdConn]struct{}{}}
+	s.exports[name] = &exportState{name: name, disk: disk, conns: map[*conn]struct{}{}}
 	return nil
 }
 
 // RemoveExport stops serving name: new clients are refused and existing
 // connections are closed. It returns once no request of those connections
 // is running, so the disk sees no call from the server afterwards (a fence).
-func (s *NBDServer) RemoveExport(name string) error {
+func (s *Server) RemoveExport(name string) error {
 	s.mu.Lock()
 	e, ok := s.exports[name]
 	if !ok {
@@ -138,7 +147,7 @@ func (s *NBDServer) RemoveExport(name string) error {
 }
 
 // Exports lists the names served.
-func (s *NBDServer) Exports() []string {
+func (s *Server) Exports() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]string, 0, len(s.exports))
@@ -150,7 +159,7 @@ func (s *NBDServer) Exports() []string {
 
 // ListenUnix serves on a Unix socket at path. A stale socket file left at
 // path is replaced; any other file there is an error.
-func (s *NBDServer) ListenUnix(path string) error {
+func (s *Server) ListenUnix(path string) error {
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode()&fs.ModeSocket == 0 {
 			return fmt.Errorf("nbd socket %s: a file that is not a socket is in the way", path)
@@ -168,7 +177,7 @@ func (s *NBDServer) ListenUnix(path string) error {
 
 // ListenTCP serves on a TCP address (host:port; port 0 picks one) and
 // returns the address bound.
-func (s *NBDServer) ListenTCP(addr string) (net.Addr, error) {
+func (s *Server) ListenTCP(addr string) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("nbd listen: %w", err)
@@ -179,7 +188,7 @@ func (s *NBDServer) ListenTCP(addr string) (net.Addr, error) {
 	return l.Addr(), nil
 }
 
-func (s *NBDServer) serve(l net.Listener) error {
+func (s *Server) serve(l net.Listener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -191,7 +200,7 @@ func (s *NBDServer) serve(l net.Listener) error {
 	return nil
 }
 
-func (s *NBDServer) acceptLoop(l net.Listener) {
+func (s *Server) acceptLoop(l net.Listener) {
 	defer s.wg.Done()
 	for {
 		nc, err := l.Accept()
@@ -201,7 +210,7 @@ func (s *NBDServer) acceptLoop(l net.Listener) {
 			}
 			return
 		}
-		c := newNBDConn(s, nc)
+		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -215,7 +224,7 @@ func (s *NBDServer) acceptLoop(l net.Listener) {
 	}
 }
 
-func (s *NBDServer) runConn(c *nbdConn) {
+func (s *Server) runConn(c *conn) {
 	defer s.wg.Done()
 	defer close(c.done)
 	err := c.run()
@@ -232,7 +241,7 @@ func (s *NBDServer) runConn(c *nbdConn) {
 
 // bind attaches a connection to an export at the end of negotiation; it
 // fails if the export is gone.
-func (s *NBDServer) bind(c *nbdConn, name string) (*nbdExport, bool) {
+func (s *Server) bind(c *conn, name string) (*exportState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.exports[name]
@@ -244,7 +253,7 @@ func (s *NBDServer) bind(c *nbdConn, name string) (*nbdExport, bool) {
 	return e, true
 }
 
-func (s *NBDServer) lookup(name string) (*nbdExport, bool) {
+func (s *Server) lookup(name string) (*exportState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.exports[name]
@@ -253,7 +262,7 @@ func (s *NBDServer) lookup(name string) (*nbdExport, bool) {
 
 // Close stops listening, closes every connection and waits for them.
 // Safe twice.
-func (s *NBDServer) Close() error {
+func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -267,7 +276,7 @@ func (s *NBDServer) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	conns := make([]*nbdConn, 0, len(s.conns))
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}

@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"bufio"
@@ -11,12 +11,12 @@ import (
 	"time"
 )
 
-// NBDClient is a small NBD client: fixed newstyle, NBD_OPT_GO, optional
+// Client is a small NBD client: fixed newstyle, NBD_OPT_GO, optional
 // structured replies, pipelined requests. The demo's and the benchmarks'
 // workloads write through it; real hypervisors use their own clients.
 // ReadAt, WriteAt and Flush wait for their reply and must not run while
 // requests are pipelined.
-type NBDClient struct {
+type Client struct {
 	nc         net.Conn
 	r          *bufio.Reader
 	size       int64
@@ -30,32 +30,32 @@ type NBDClient struct {
 	closeErr  error
 }
 
-// nbdReplyMsg is one decoded reply.
-type nbdReplyMsg struct {
+// replyMsg is one decoded reply.
+type replyMsg struct {
 	cookie uint64
 	errno  uint32
 	data   []byte
 }
 
-// DialNBD connects to export on a server at addr ("unix" socket path or
+// Dial connects to export on a server at addr ("unix" socket path or
 // "tcp" host:port) and negotiates simple replies.
-func DialNBD(network, addr, export string) (*NBDClient, error) {
-	return dialNBDClient(network, addr, export, false)
+func Dial(network, addr, export string) (*Client, error) {
+	return dial(network, addr, export, false)
 }
 
-func dialNBDClient(network, addr, export string, structured bool) (*NBDClient, error) {
+func dial(network, addr, export string, structured bool) (*Client, error) {
 	nc, err := net.DialTimeout(network, addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	c := &NBDClient{nc: nc, r: bufio.NewReaderSize(nc, 1<<20)}
+	c := &Client{nc: nc, r: bufio.NewReaderSize(nc, 1<<20)}
 	if err := c.negotiate(export, structured); err != nil {
 		return nil, errors.Join(err, nc.Close())
 	}
 	return c, nil
 }
 
-func (c *NBDClient) negotiate(export string, structured bool) error {
+func (c *Client) negotiate(export string, structured bool) error {
 	var greet [18]byte
 	if _, err := io.ReadFull(c.r, greet[:]); err != nil {
 		return err
@@ -67,7 +67,7 @@ func (c *NBDClient) negotiate(export string, structured bool) error {
 		return err
 	}
 	if structured {
-		if err := c.sendOpt(nbdOptStructuredRepl, nil); err != nil {
+		if err := c.sendOpt(nbdOptStructuredReply, nil); err != nil {
 			return err
 		}
 		if typ, _, err := c.readOptReply(); err != nil || typ != nbdRepAck {
@@ -99,7 +99,7 @@ func (c *NBDClient) negotiate(export string, structured bool) error {
 	}
 }
 
-func (c *NBDClient) sendOpt(opt uint32, data []byte) error {
+func (c *Client) sendOpt(opt uint32, data []byte) error {
 	b := binary.BigEndian.AppendUint64(nil, nbdOptMagic)
 	b = binary.BigEndian.AppendUint32(b, opt)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
@@ -107,7 +107,7 @@ func (c *NBDClient) sendOpt(opt uint32, data []byte) error {
 	return err
 }
 
-func (c *NBDClient) readOptReply() (uint32, []byte, error) {
+func (c *Client) readOptReply() (uint32, []byte, error) {
 	var h [20]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
 		return 0, nil, err
@@ -118,11 +118,11 @@ func (c *NBDClient) readOptReply() (uint32, []byte, error) {
 }
 
 // send writes one request and returns its cookie; safe for concurrent use.
-func (c *NBDClient) send(typ, flags uint16, off uint64, length uint32, data []byte) (uint64, error) {
+func (c *Client) send(typ, flags uint16, off uint64, length uint32, data []byte) (uint64, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.cookie++
-	var h [nbdRequestHeaderLen]byte
+	var h [requestHeaderLen]byte
 	binary.BigEndian.PutUint32(h[0:], nbdRequestMagic)
 	binary.BigEndian.PutUint16(h[4:], flags)
 	binary.BigEndian.PutUint16(h[6:], typ)
@@ -139,38 +139,38 @@ func (c *NBDClient) send(typ, flags uint16, off uint64, length uint32, data []by
 
 // recv reads one reply; readLen is the data length a successful read
 // reply carries in simple mode (the client must know it).
-func (c *NBDClient) recv(readLen func(cookie uint64) int) (nbdReplyMsg, error) {
+func (c *Client) recv(readLen func(cookie uint64) int) (replyMsg, error) {
 	var h [4]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return nbdReplyMsg{}, err
+		return replyMsg{}, err
 	}
 	switch binary.BigEndian.Uint32(h[:]) {
-	case nbdSimpleMagic:
+	case nbdSimpleReplyMagic:
 		var rest [12]byte
 		if _, err := io.ReadFull(c.r, rest[:]); err != nil {
-			return nbdReplyMsg{}, err
+			return replyMsg{}, err
 		}
-		m := nbdReplyMsg{errno: binary.BigEndian.Uint32(rest[:]), cookie: binary.BigEndian.Uint64(rest[4:])}
+		m := replyMsg{errno: binary.BigEndian.Uint32(rest[:]), cookie: binary.BigEndian.Uint64(rest[4:])}
 		if n := readLen(m.cookie); m.errno == 0 && n > 0 {
 			m.data = make([]byte, n)
 			_, err := io.ReadFull(c.r, m.data)
 			return m, err
 		}
 		return m, nil
-	case nbdStructMagic:
+	case nbdStructuredReplyMagic:
 		return c.recvChunk()
 	}
-	return nbdReplyMsg{}, errors.New("bad reply magic")
+	return replyMsg{}, errors.New("bad reply magic")
 }
 
 // recvChunk reads one structured chunk (the server sends one per reply).
-func (c *NBDClient) recvChunk() (nbdReplyMsg, error) {
+func (c *Client) recvChunk() (replyMsg, error) {
 	var h [16]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return nbdReplyMsg{}, err
+		return replyMsg{}, err
 	}
 	typ := binary.BigEndian.Uint16(h[2:])
-	m := nbdReplyMsg{cookie: binary.BigEndian.Uint64(h[4:])}
+	m := replyMsg{cookie: binary.BigEndian.Uint64(h[4:])}
 	payload := make([]byte, binary.BigEndian.Uint32(h[12:]))
 	if _, err := io.ReadFull(c.r, payload); err != nil {
 		return m, err
@@ -178,17 +178,17 @@ func (c *NBDClient) recvChunk() (nbdReplyMsg, error) {
 	switch typ {
 	case nbdReplyTypeError:
 		m.errno = binary.BigEndian.Uint32(payload)
-	case nbdReplyTypeOffData:
+	case nbdReplyTypeOffsetData:
 		m.data = payload[8:]
 	}
 	return m, nil
 }
 
 // do sends one request and waits for its reply (no other request in flight).
-func (c *NBDClient) do(typ, flags uint16, off uint64, length uint32, data []byte) (nbdReplyMsg, error) {
+func (c *Client) do(typ, flags uint16, off uint64, length uint32, data []byte) (replyMsg, error) {
 	cookie, err := c.send(typ, flags, off, length, data)
 	if err != nil {
-		return nbdReplyMsg{}, err
+		return replyMsg{}, err
 	}
 	m, err := c.recv(func(uint64) int {
 		if typ == nbdCmdRead {
@@ -204,14 +204,14 @@ func (c *NBDClient) do(typ, flags uint16, off uint64, length uint32, data []byte
 
 // pipelineWrites writes data at each offset with up to depth requests in
 // flight, then flushes; it returns the first error.
-func (c *NBDClient) pipelineWrites(offs []int64, data []byte, depth int) error {
+func (c *Client) pipelineWrites(offs []int64, data []byte, depth int) error {
 	return c.WriteBlocks(offs, func(int) []byte { return data }, depth)
 }
 
 // WriteBlocks writes block(i) at offs[i] with up to depth requests in
 // flight, then flushes: when it returns nil every write is acknowledged
 // durable. It returns the first error. One goroutine uses it at a time.
-func (c *NBDClient) WriteBlocks(offs []int64, block func(i int) []byte, depth int) error {
+func (c *Client) WriteBlocks(offs []int64, block func(i int) []byte, depth int) error {
 	window := make(chan struct{}, max(depth, 1))
 	errc := make(chan error, 1)
 	go func() {
@@ -246,16 +246,16 @@ func (c *NBDClient) WriteBlocks(offs []int64, block func(i int) []byte, depth in
 	return c.Flush()
 }
 
-func (c *NBDClient) disconnect() error {
+func (c *Client) disconnect() error {
 	_, err := c.send(nbdCmdDisc, 0, 0, 0, nil)
 	return errors.Join(err, c.nc.Close())
 }
 
 // Size is the export's size in bytes.
-func (c *NBDClient) Size() int64 { return c.size }
+func (c *Client) Size() int64 { return c.size }
 
 // ReadAt reads len(p) bytes at off.
-func (c *NBDClient) ReadAt(p []byte, off int64) (int, error) {
+func (c *Client) ReadAt(p []byte, off int64) (int, error) {
 	m, err := c.do(nbdCmdRead, 0, uint64(off), uint32(len(p)), nil)
 	if err == nil && m.errno != 0 {
 		err = fmt.Errorf("nbd read at %d: errno %d", off, m.errno)
@@ -267,7 +267,7 @@ func (c *NBDClient) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // WriteAt writes p at off; fua asks for it to be durable before the reply.
-func (c *NBDClient) WriteAt(p []byte, off int64, fua bool) error {
+func (c *Client) WriteAt(p []byte, off int64, fua bool) error {
 	var flags uint16
 	if fua {
 		flags = nbdCmdFlagFUA
@@ -280,7 +280,7 @@ func (c *NBDClient) WriteAt(p []byte, off int64, fua bool) error {
 }
 
 // Flush makes every acknowledged write durable.
-func (c *NBDClient) Flush() error {
+func (c *Client) Flush() error {
 	m, err := c.do(nbdCmdFlush, 0, 0, 0, nil)
 	if err == nil && m.errno != 0 {
 		err = fmt.Errorf("nbd flush: errno %d", m.errno)
@@ -289,7 +289,7 @@ func (c *NBDClient) Flush() error {
 }
 
 // Close disconnects politely and closes the connection; safe twice.
-func (c *NBDClient) Close() error {
+func (c *Client) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.disconnect() })
 	return c.closeErr
 }

@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"bufio"
@@ -13,41 +13,41 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// nbdHandshakeTimeout bounds the whole negotiation phase.
-const nbdHandshakeTimeout = 30 * time.Second
+// handshakeTimeout bounds the whole negotiation phase.
+const handshakeTimeout = 30 * time.Second
 
-// nbdConn is one client connection: negotiation, then transmission.
-type nbdConn struct {
-	srv    *NBDServer
+// conn is one client connection: negotiation, then transmission.
+type conn struct {
+	srv    *Server
 	nc     net.Conn
 	r      *bufio.Reader
 	logger zerolog.Logger
 	done   chan struct{} // closed when run has returned
 
-	export     *nbdExport // set by bind, under srv.mu
+	export     *exportState // set by bind, under srv.mu
 	structured bool
 
 	wmu  sync.Mutex // serialises replies
 	wbuf []byte
 }
 
-var errNBDAbort = errors.New("nbd: client aborted negotiation")
+var errAbort = errors.New("nbd: client aborted negotiation")
 
-func newNBDConn(s *NBDServer, nc net.Conn) *nbdConn {
-	return &nbdConn{
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
 		srv: s, nc: nc, r: bufio.NewReaderSize(nc, 256<<10), done: make(chan struct{}),
 		logger: s.logger.With().Str("remote", nc.RemoteAddr().String()).Logger(),
 	}
 }
 
 // shutdown closes the socket; run then returns once in-flight requests end.
-func (c *nbdConn) shutdown() {
+func (c *conn) shutdown() {
 	_ = c.nc.Close() // a second close reports net.ErrClosed, which is fine
 }
 
-func (c *nbdConn) run() error {
+func (c *conn) run() error {
 	defer c.shutdown()
-	if err := c.nc.SetDeadline(time.Now().Add(nbdHandshakeTimeout)); err != nil {
+	if err := c.nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		return err
 	}
 	e, err := c.negotiate()
@@ -62,7 +62,7 @@ func (c *nbdConn) run() error {
 
 // negotiate runs the fixed newstyle handshake and the option haggling; it
 // returns the export the client chose.
-func (c *nbdConn) negotiate() (*nbdExport, error) {
+func (c *conn) negotiate() (*exportState, error) {
 	greet := binary.BigEndian.AppendUint64(nil, nbdMagic)
 	greet = binary.BigEndian.AppendUint64(greet, nbdOptMagic)
 	greet = binary.BigEndian.AppendUint16(greet, nbdFlagFixedNewstyle|nbdFlagNoZeroes)
@@ -87,7 +87,7 @@ func (c *nbdConn) negotiate() (*nbdExport, error) {
 
 // option reads and answers one option; it returns the export when the
 // client enters transmission.
-func (c *nbdConn) option(noZeroes bool) (*nbdExport, error) {
+func (c *conn) option(noZeroes bool) (*exportState, error) {
 	var h [16]byte
 	if _, err := io.ReadFull(c.r, h[:]); err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (c *nbdConn) option(noZeroes bool) (*nbdExport, error) {
 		return nil, errors.New("nbd: bad option magic")
 	}
 	opt, n := binary.BigEndian.Uint32(h[8:]), binary.BigEndian.Uint32(h[12:])
-	if n > nbdMaxOptionLen {
+	if n > maxOptionLen {
 		return nil, fmt.Errorf("nbd: option %d of %d bytes is too long", opt, n)
 	}
 	data := make([]byte, n)
@@ -109,10 +109,10 @@ func (c *nbdConn) option(noZeroes bool) (*nbdExport, error) {
 	case nbdOptAbort:
 		// The client may close before reading the ack; its error is moot.
 		_ = c.optReply(opt, nbdRepAck, nil)
-		return nil, errNBDAbort
+		return nil, errAbort
 	case nbdOptList:
 		return nil, c.optList(data)
-	case nbdOptStructuredRepl:
+	case nbdOptStructuredReply:
 		if len(data) != 0 {
 			return nil, c.optError(opt, nbdRepErrInvalid, "structured reply option takes no data")
 		}
@@ -124,25 +124,25 @@ func (c *nbdConn) option(noZeroes bool) (*nbdExport, error) {
 	return nil, c.optError(opt, nbdRepErrUnsup, fmt.Sprintf("option %d not supported", opt))
 }
 
-func (c *nbdConn) optReply(opt, typ uint32, data []byte) error {
+func (c *conn) optReply(opt, typ uint32, data []byte) error {
 	b := putOptReply(nil, opt, typ, len(data))
 	_, err := c.nc.Write(append(b, data...))
 	return err
 }
 
-func (c *nbdConn) optError(opt, typ uint32, msg string) error {
+func (c *conn) optError(opt, typ uint32, msg string) error {
 	return c.optReply(opt, typ, []byte(msg))
 }
 
 // optExportName answers the old NBD_OPT_EXPORT_NAME: an unknown export
 // closes the connection, as the protocol requires.
-func (c *nbdConn) optExportName(name string, noZeroes bool) (*nbdExport, error) {
+func (c *conn) optExportName(name string, noZeroes bool) (*exportState, error) {
 	e, ok := c.srv.bind(c, name)
 	if !ok {
 		return nil, fmt.Errorf("nbd: unknown export %q", name)
 	}
 	b := binary.BigEndian.AppendUint64(nil, uint64(e.disk.Size()))
-	b = binary.BigEndian.AppendUint16(b, nbdTransmitFlags)
+	b = binary.BigEndian.AppendUint16(b, transmitFlags)
 	if !noZeroes {
 		b = append(b, make([]byte, 124)...)
 	}
@@ -150,7 +150,7 @@ func (c *nbdConn) optExportName(name string, noZeroes bool) (*nbdExport, error) 
 	return e, err
 }
 
-func (c *nbdConn) optList(data []byte) error {
+func (c *conn) optList(data []byte) error {
 	if len(data) != 0 {
 		return c.optError(nbdOptList, nbdRepErrInvalid, "list option takes no data")
 	}
@@ -165,8 +165,8 @@ func (c *nbdConn) optList(data []byte) error {
 
 // optInfo answers NBD_OPT_INFO and NBD_OPT_GO: the export's size and flags,
 // its name and block sizes when asked; GO then enters transmission.
-func (c *nbdConn) optInfo(opt uint32, data []byte) (*nbdExport, error) {
-	req, err := parseNBDInfoRequest(data)
+func (c *conn) optInfo(opt uint32, data []byte) (*exportState, error) {
+	req, err := parseInfoRequest(data)
 	if err != nil {
 		return nil, c.optError(opt, nbdRepErrInvalid, err.Error())
 	}
@@ -176,7 +176,7 @@ func (c *nbdConn) optInfo(opt uint32, data []byte) (*nbdExport, error) {
 	}
 	info := binary.BigEndian.AppendUint16(nil, nbdInfoExport)
 	info = binary.BigEndian.AppendUint64(info, uint64(e.disk.Size()))
-	info = binary.BigEndian.AppendUint16(info, nbdTransmitFlags)
+	info = binary.BigEndian.AppendUint16(info, transmitFlags)
 	if err := c.optReply(opt, nbdRepInfo, info); err != nil {
 		return nil, err
 	}
@@ -194,15 +194,15 @@ func (c *nbdConn) optInfo(opt uint32, data []byte) (*nbdExport, error) {
 	return e, c.optReply(opt, nbdRepAck, nil)
 }
 
-func (c *nbdConn) optInfoItem(opt uint32, typ uint16, name string) error {
+func (c *conn) optInfoItem(opt uint32, typ uint16, name string) error {
 	b := binary.BigEndian.AppendUint16(nil, typ)
 	switch typ {
 	case nbdInfoName:
 		b = append(b, name...)
 	case nbdInfoBlockSize:
 		b = binary.BigEndian.AppendUint32(b, 1)
-		b = binary.BigEndian.AppendUint32(b, nbdPreferredBlock)
-		b = binary.BigEndian.AppendUint32(b, nbdMaxPayload)
+		b = binary.BigEndian.AppendUint32(b, preferredBlock)
+		b = binary.BigEndian.AppendUint32(b, maxPayload)
 	default:
 		return nil // unknown or already sent information types are ignored
 	}

@@ -1,11 +1,10 @@
-package hostsync
+package nbd
 
 import (
 	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,37 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// memDisk is an in-memory ExportDisk for fuzzing the protocol code.
-type memDisk struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-var _ ExportDisk = (*memDisk)(nil)
-
-func (m *memDisk) Size() int64 { return int64(len(m.buf)) }
-func (m *memDisk) ReadAt(p []byte, off int64) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return copy(p, m.buf[off:]), nil
-}
-func (m *memDisk) WriteAt(p []byte, off int64, _ bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	copy(m.buf[off:], p)
-	return nil
-}
-func (m *memDisk) WriteZeroes(off, n int64, _ bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	clear(m.buf[off : off+n])
-	return nil
-}
-func (m *memDisk) Trim(off, n int64, fua bool) error { return m.WriteZeroes(off, n, fua) }
-func (m *memDisk) Flush() error                      { return nil }
-
-// nbdSeedSession is a valid client byte stream: flags, options, requests.
-func nbdSeedSession(structured bool) []byte {
+// seedSession is a valid client byte stream: flags, options, requests.
+func seedSession(structured bool) []byte {
 	b := binary.BigEndian.AppendUint32(nil, nbdFlagFixedNewstyle|nbdFlagNoZeroes)
 	opt := func(o uint32, data []byte) {
 		b = binary.BigEndian.AppendUint64(b, nbdOptMagic)
@@ -53,7 +23,7 @@ func nbdSeedSession(structured bool) []byte {
 	}
 	opt(nbdOptList, nil)
 	if structured {
-		opt(nbdOptStructuredRepl, nil)
+		opt(nbdOptStructuredReply, nil)
 	}
 	info := append(binary.BigEndian.AppendUint32(nil, 2), "d0"...)
 	info = binary.BigEndian.AppendUint16(info, 2)
@@ -83,17 +53,17 @@ func nbdSeedSession(structured bool) []byte {
 // FuzzNBDRequest feeds arbitrary client bytes to a server connection (and
 // to the request parser): it never panics and always ends.
 func FuzzNBDRequest(f *testing.F) {
-	f.Add(nbdSeedSession(false))
-	f.Add(nbdSeedSession(true))
+	f.Add(seedSession(false))
+	f.Add(seedSession(true))
 	f.Add([]byte{0, 0, 0, 3})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if r, err := parseNBDRequest(in); err == nil {
+		if r, err := parseRequest(in); err == nil {
 			_ = r.check(4096)
 		}
-		srv := NewNBDServer(zerolog.Nop())
-		require.NoError(t, srv.AddExport("d0", &memDisk{buf: make([]byte, 4096)}))
+		srv := NewServer(zerolog.Nop())
+		require.NoError(t, srv.AddExport("d0", newMemDisk(4096)))
 		client, server := net.Pipe()
-		c := newNBDConn(srv, server)
+		c := newConn(srv, server)
 		done := make(chan error, 1)
 		go func() { done <- c.run() }()
 		go func() { _, _ = io.Copy(io.Discard, client) }() // drain replies

@@ -1,4 +1,4 @@
-package hostsync
+package nbd
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/nbd/nbdtest"
 )
 
 // recordingDisk wraps an ExportDisk and records the calls the server makes.
@@ -59,12 +61,11 @@ func (r *recordingDisk) Calls() []string {
 }
 
 func TestNBDQemuIOSendsFUAFlushTrimZero(t *testing.T) {
-	requireNBDTools(t, "qemu-io")
+	nbdtest.RequireTools(t, "qemu-io")
 	f := startNBD(t, 1<<20)
-	d := mustOpenDisk(t, filepath.Join(f.dir, "r.img"), 1<<20, DiskOptions{})
-	rec := &recordingDisk{ExportDisk: d}
+	rec := &recordingDisk{ExportDisk: newMemDisk(1 << 20)}
 	require.NoError(t, f.srv.AddExport("r", rec))
-	qemuIO(t, f.url("r"), "write -f -P 1 0 4k", "flush", "discard 64k 4k", "write -z 128k 4k")
+	nbdtest.QemuIO(t, f.url("r"), "write -f -P 1 0 4k", "flush", "discard 64k 4k", "write -z 128k 4k")
 	calls := filterFlushes(rec.Calls())
 	require.Len(t, calls, 4, "%v", calls)
 	require.Equal(t, []string{"write 0+4096 fua=true", "flush", "trim 65536+4096 fua=false"}, calls[:3])
@@ -93,9 +94,9 @@ func TestNBDRequestErrorsAndBounds(t *testing.T) {
 		t.Run(fmt.Sprintf("structured=%v", structured), func(t *testing.T) {
 			const size = 1 << 20
 			f := startNBD(t, size, "disk0")
-			c := dialTestNBD(t, "unix", f.sock, "disk0", structured)
+			c := dialTest(t, "unix", f.sock, "disk0", structured)
 			require.Equal(t, int64(size), c.size)
-			require.Equal(t, uint16(nbdTransmitFlags), c.flags)
+			require.Equal(t, uint16(transmitFlags), c.flags)
 
 			expect := func(errno uint32, typ, flags uint16, off uint64, n uint32, data []byte) {
 				t.Helper()
@@ -111,14 +112,14 @@ func TestNBDRequestErrorsAndBounds(t *testing.T) {
 			expect(nbdENOSPC, nbdCmdWriteZeroes, 0, ^uint64(0), 1, nil)
 			expect(nbdEINVAL, 42, 0, 0, 0, nil)                     // unknown command
 			expect(nbdEINVAL, nbdCmdRead, nbdCmdFlagFUA, 0, 1, nil) // flag not allowed
-			expect(nbdEINVAL, nbdCmdRead, 0, 0, nbdMaxPayload+1, nil)
+			expect(nbdEINVAL, nbdCmdRead, 0, 0, maxPayload+1, nil)
 			expect(0, nbdCmdWriteZeroes, nbdCmdFlagNoHole|nbdCmdFlagFUA, 100, 10, nil)
 			m, err := c.do(nbdCmdRead, 0, 0, 5, nil)
 			require.NoError(t, err, "the connection survives refused requests")
 			require.Equal(t, []byte("abc\x00\x00"), m.data)
 
 			// An over-large write cannot be skipped: error, then disconnect.
-			_, err = c.send(nbdCmdWrite, 0, 0, nbdMaxPayload+1, nil)
+			_, err = c.send(nbdCmdWrite, 0, 0, maxPayload+1, nil)
 			require.NoError(t, err)
 			m, err = c.recv(func(uint64) int { return 0 })
 			require.NoError(t, err)
@@ -126,7 +127,7 @@ func TestNBDRequestErrorsAndBounds(t *testing.T) {
 			_, err = c.recv(func(uint64) int { return 0 })
 			require.Error(t, err, "server hung up")
 
-			_, err = dialNBDClient("unix", f.sock, "missing", structured)
+			_, err = dial("unix", f.sock, "missing", structured)
 			require.ErrorContains(t, err, "refused")
 		})
 	}
@@ -134,8 +135,8 @@ func TestNBDRequestErrorsAndBounds(t *testing.T) {
 
 func TestNBDRemoveExportFencesClients(t *testing.T) {
 	f := startNBD(t, 1<<20, "disk0", "disk1")
-	c0 := dialTestNBD(t, "unix", f.sock, "disk0", true)
-	c1 := dialTestNBD(t, "unix", f.sock, "disk1", true)
+	c0 := dialTest(t, "unix", f.sock, "disk0", true)
+	c1 := dialTest(t, "unix", f.sock, "disk1", true)
 	m, err := c0.do(nbdCmdWrite, 0, 0, 2, []byte("hi"))
 	require.NoError(t, err)
 	require.Zero(t, m.errno)
@@ -143,7 +144,7 @@ func TestNBDRemoveExportFencesClients(t *testing.T) {
 	require.NoError(t, f.srv.RemoveExport("disk0"))
 	_, err = c0.do(nbdCmdRead, 0, 0, 2, nil)
 	require.Error(t, err, "the removed export's connection is closed")
-	_, err = dialNBDClient("unix", f.sock, "disk0", true)
+	_, err = dial("unix", f.sock, "disk0", true)
 	require.ErrorContains(t, err, "refused", "new clients are refused")
 	m, err = c1.do(nbdCmdRead, 0, 0, 2, nil)
 	require.NoError(t, err, "other exports keep serving")
@@ -153,7 +154,7 @@ func TestNBDRemoveExportFencesClients(t *testing.T) {
 	require.ErrorIs(t, f.srv.AddExport("disk1", f.disks["disk1"]), ErrExportExists)
 	require.Error(t, f.srv.AddExport("", f.disks["disk1"]))
 	require.NoError(t, f.srv.AddExport("disk0", f.disks["disk0"]), "served again, e.g. after failback")
-	c0 = dialTestNBD(t, "unix", f.sock, "disk0", false)
+	c0 = dialTest(t, "unix", f.sock, "disk0", false)
 	m, err = c0.do(nbdCmdRead, 0, 0, 2, nil)
 	require.NoError(t, err)
 	require.Equal(t, []byte("hi"), m.data)
@@ -171,7 +172,7 @@ func TestNBDRemoveExportFencesClients(t *testing.T) {
 func TestNBDListenUnixRefusesNonSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(path, nil, 0o600))
-	s := NewNBDServer(zerolog.Nop())
+	s := NewServer(zerolog.Nop())
 	defer func() { require.NoError(t, s.Close()) }()
 	require.Error(t, s.ListenUnix(path))
 }
@@ -180,10 +181,9 @@ func TestNBDListenUnixRefusesNonSocket(t *testing.T) {
 // writes to it: once RemoveExport returns, the disk sees no further call.
 func TestNBDRemoveExportIsAFence(t *testing.T) {
 	f := startNBD(t, 1<<20)
-	d := mustOpenDisk(t, filepath.Join(f.dir, "r.img"), 1<<20, DiskOptions{MaxLogBytes: 1 << 30})
-	rec := &recordingDisk{ExportDisk: d}
+	rec := &recordingDisk{ExportDisk: newMemDisk(1 << 20)}
 	require.NoError(t, f.srv.AddExport("r", rec))
-	c := dialTestNBD(t, "unix", f.sock, "r", true)
+	c := dialTest(t, "unix", f.sock, "r", true)
 	offs := make([]int64, 100000)
 	for i := range offs {
 		offs[i] = int64(i%256) * 4096
@@ -201,14 +201,14 @@ func TestNBDRemoveExportIsAFence(t *testing.T) {
 	require.Len(t, rec.Calls(), n, "no call reached the disk after RemoveExport returned")
 }
 
-// rawNBDHandshake connects and sends the client flags, returning the
+// rawHandshake connects and sends the client flags, returning the
 // client with the greeting read.
-func rawNBDHandshake(t *testing.T, sock string, clientFlags uint32) *NBDClient {
+func rawHandshake(t *testing.T, sock string, clientFlags uint32) *Client {
 	t.Helper()
 	nc, err := net.Dial("unix", sock)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = nc.Close() }) // the server may have closed it already
-	c := &NBDClient{nc: nc, r: bufio.NewReader(nc)}
+	c := &Client{nc: nc, r: bufio.NewReader(nc)}
 	greet := make([]byte, 18)
 	_, err = io.ReadFull(c.r, greet)
 	require.NoError(t, err)
@@ -225,7 +225,7 @@ func TestNBDOptionsExportNameAbortAndUnsupported(t *testing.T) {
 		if noZeroes {
 			flags |= nbdFlagNoZeroes
 		}
-		c := rawNBDHandshake(t, f.sock, flags)
+		c := rawHandshake(t, f.sock, flags)
 		require.NoError(t, c.sendOpt(99, nil))
 		typ, _, err := c.readOptReply()
 		require.NoError(t, err)
@@ -235,7 +235,7 @@ func TestNBDOptionsExportNameAbortAndUnsupported(t *testing.T) {
 		_, err = io.ReadFull(c.r, reply)
 		require.NoError(t, err)
 		require.Equal(t, uint64(1<<20), binary.BigEndian.Uint64(reply))
-		require.Equal(t, uint16(nbdTransmitFlags), binary.BigEndian.Uint16(reply[8:]))
+		require.Equal(t, uint16(transmitFlags), binary.BigEndian.Uint16(reply[8:]))
 		if !noZeroes {
 			_, err = io.ReadFull(c.r, make([]byte, 124))
 			require.NoError(t, err)
@@ -245,7 +245,7 @@ func TestNBDOptionsExportNameAbortAndUnsupported(t *testing.T) {
 		require.Equal(t, make([]byte, 4), m.data)
 	}
 
-	c := rawNBDHandshake(t, f.sock, nbdFlagFixedNewstyle)
+	c := rawHandshake(t, f.sock, nbdFlagFixedNewstyle)
 	require.NoError(t, c.sendOpt(nbdOptAbort, nil))
 	typ, _, err := c.readOptReply()
 	require.NoError(t, err)
@@ -253,12 +253,12 @@ func TestNBDOptionsExportNameAbortAndUnsupported(t *testing.T) {
 	_, err = c.r.ReadByte()
 	require.ErrorIs(t, err, io.EOF, "the server closes after an abort")
 
-	c = rawNBDHandshake(t, f.sock, nbdFlagFixedNewstyle)
+	c = rawHandshake(t, f.sock, nbdFlagFixedNewstyle)
 	require.NoError(t, c.sendOpt(nbdOptExportName, []byte("missing")))
 	_, err = c.r.ReadByte()
 	require.ErrorIs(t, err, io.EOF, "an unknown export name closes the connection")
 
-	c = rawNBDHandshake(t, f.sock, 1<<7)
+	c = rawHandshake(t, f.sock, 1<<7)
 	_, err = c.r.ReadByte()
 	require.ErrorIs(t, err, io.EOF, "unknown client flags close the connection")
 }
