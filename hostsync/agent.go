@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -383,7 +384,7 @@ func saveJSON(path string, v any) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return diskSyncDir(filepath.Dir(path))
+	return disk.SyncDir(filepath.Dir(path))
 }
 
 // loadJSON reads path into v; a missing file leaves v and returns false.

@@ -6,9 +6,10 @@
 //
 // The pieces, in the order a write travels:
 //
-//   - TrackedDisk (disk*.go, changelog*.go): the image and its change log; a
-//     write is logged before it touches the image, FLUSH and FUA wait for
-//     both to be synced, a closed cycle is read back from the log.
+//   - The tracked disk (package hostsync/disk): the image and its change
+//     log (the .hrl, format version 1); a write is logged before it
+//     touches the image, FLUSH and FUA wait for both to be synced, a closed
+//     cycle is read back from the log.
 //   - The NBD server (package hostsync/nbd): fixed newstyle NBD on a Unix
 //     socket, one export per disk where the VM is active at its epoch;
 //     removing an export is a fence. Small writes run in the connection's

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -279,7 +280,7 @@ func (c *vmCtl) dropTrees() {
 	}
 }
 
-func updateDiskTree(t *HashTree, d *TrackedDisk, seq uint64) error {
+func updateDiskTree(t *HashTree, d *disk.Tracked, seq uint64) error {
 	cyc, err := d.Cycle(seq)
 	if err != nil {
 		return err

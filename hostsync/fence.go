@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // Fencing. A former source never serves the VM once a failover completed
@@ -107,7 +108,7 @@ func (c *vmCtl) divergence(ctx context.Context, vm events.VM, epoch, pointCycle 
 // diskDivergence counts the blocks changed in the cycles after pointCycle
 // (the open one closed first). A log that cannot be trusted counts the
 // whole disk.
-func diskDivergence(d *TrackedDisk, pointCycle uint64) (int64, error) {
+func diskDivergence(d *disk.Tracked, pointCycle uint64) (int64, error) {
 	if bad, _ := d.NeedsResync(); bad {
 		return (d.Size() + divergenceBlock - 1) / divergenceBlock, nil
 	}
@@ -157,7 +158,7 @@ func copyImage(ctx context.Context, src, dst string, size int64) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	return diskSyncDir(filepath.Dir(dst))
+	return disk.SyncDir(filepath.Dir(dst))
 }
 
 // parsePointID splits rp-<epoch>-<cycle>.
@@ -235,5 +236,5 @@ func moveImages(src, dst string, disks []events.DiskSpec) error {
 	if err := clearVMDir(src, disks); err != nil {
 		return err
 	}
-	return errors.Join(diskSyncDir(src), diskSyncDir(dst))
+	return errors.Join(disk.SyncDir(src), disk.SyncDir(dst))
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // Integrity (DESIGN.md section 6): the source proves, cycle by cycle, that
@@ -56,19 +58,19 @@ func (s *sourceSide) integrity() *sourceIntegrity {
 // closeKept closes a cycle on d (CloseCycle's contract) and, when the
 // disk's kept tree is exact at it, records the disk's root for the cycle.
 // A missing or invalid tree is built from the image first.
-func (c *vmCtl) closeKept(d *TrackedDisk, at time.Time, app bool) (uint64, error) {
+func (c *vmCtl) closeKept(d *disk.Tracked, at time.Time, app bool) (uint64, error) {
 	in := c.src.integrity()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	kt := in.kept[d.Name()]
 	if kt == nil || !kt.valid {
 		var err error
-		if kt, err = d.startKeptTree(); err != nil {
+		if kt, err = startKeptTree(d); err != nil {
 			c.warnOnce("integrity", err)
 		}
 		in.kept[d.Name()] = kt
 	}
-	seq, exact, err := d.closeCycleKept(at, app, kt)
+	seq, exact, err := closeCycleKept(d, at, app, kt, c.logger)
 	if err != nil {
 		return seq, err
 	}

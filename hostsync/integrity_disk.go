@@ -2,10 +2,14 @@ package hostsync
 
 import (
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"io"
 	"os"
-	"slices"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // keptTree is a hash tree of a tracked disk kept exact at the cycles the
@@ -16,12 +20,10 @@ import (
 // mutex).
 type keptTree struct {
 	tree *HashTree
-	// gen is the disk's write generation (TrackedDisk.gen) the tree
-	// accounts for: every generation after it is a change record (or a
-	// close) still in the log, or the tree can no longer be made exact.
-	gen uint64
-	// next is the first cycle whose records the tree may lack.
-	next uint64
+	// mark is where in the disk's changes the tree stands: every change
+	// after it is a change record (or a close) still in the log, or the
+	// tree can no longer be made exact.
+	mark disk.Mark
 	// seq is the cycle the tree is exact at (0: none yet).
 	seq uint64
 	// valid is false once a fold found changes it cannot account for (a
@@ -69,144 +71,88 @@ func (kt *keptTree) leavesAt(seq uint64) ([]hashNode, bool) {
 }
 
 // startKeptTree hashes the disk's image as it is now, without holding
-// writes: a leaf written meanwhile is in a record after the snapshot taken
+// writes: a leaf written meanwhile is in a record after the mark taken
 // first, so the next closeCycleKept re-hashes it and the tree is exact at
 // that close. The read costs the disk's allocated data, once.
-func (d *TrackedDisk) startKeptTree() (*keptTree, error) {
-	d.mu.Lock()
-	if err := d.trackingLocked(); err != nil {
-		d.mu.Unlock()
+func startKeptTree(d *disk.Tracked) (*keptTree, error) {
+	m, err := d.Mark()
+	if err != nil {
 		return nil, err
 	}
-	kt := &keptTree{gen: d.gen - uint64(len(d.open)), next: d.nextSeq, valid: true}
-	d.mu.Unlock()
-	f, err := os.Open(d.path) // its own offset for SEEK_DATA/SEEK_HOLE
+	kt := &keptTree{mark: m, valid: true}
+	f, err := os.Open(d.Path()) // its own offset for SEEK_DATA/SEEK_HOLE
 	if err != nil {
-		return nil, fmt.Errorf("disk %s: hash image: %w", d.name, err)
+		return nil, fmt.Errorf("disk %s: hash image: %w", d.Name(), err)
 	}
 	defer f.Close()
-	kt.tree, err = BuildHashTree(f, d.size)
+	kt.tree, err = BuildHashTree(f, d.Size())
 	if err != nil {
-		return nil, fmt.Errorf("disk %s: %w", d.name, err)
+		return nil, fmt.Errorf("disk %s: %w", d.Name(), err)
 	}
 	return kt, nil
 }
 
 // closeCycleKept is CloseCycle (same log record, same durability, same
 // numbering) that also folds into kt every change since kt's last fold,
-// so that kt describes the disk exactly at the returned cycle's close. The
-// leaves to re-hash are listed and the cycle closed under the write lock;
-// they are hashed after it is released, while writes to those leaves (and
-// only those) wait (folding), so the guest's other writes go on. It
-// reports whether kt is exact at the returned cycle. A kt that cannot be
-// made exact is marked invalid and the cycle is closed all the same.
-func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptTree) (uint64, bool, error) {
-	d.mu.Lock()
-	if err := d.trackingLocked(); err != nil {
-		d.mu.Unlock()
-		return 0, false, err
+// so that kt describes the disk exactly at the returned cycle's close
+// (disk.Tracked.CloseCycleFolded): the leaves to re-hash are listed and the
+// cycle closed under the disk's write lock; they are hashed after it is
+// released, while writes to those leaves (and only those) wait, so the
+// guest's other writes go on. It reports whether kt is exact at the
+// returned cycle. A kt that cannot be made exact is marked invalid and the
+// cycle is closed all the same; a nil or invalid kt is a plain close.
+func closeCycleKept(d *disk.Tracked, at time.Time, appConsistent bool, kt *keptTree, logger zerolog.Logger) (uint64, bool, error) {
+	if kt == nil || !kt.valid {
+		seq, err := d.CloseCycle(at, appConsistent)
+		return seq, false, err
 	}
-	var changed []cycle.Extent
-	exact := false
-	if kt != nil && kt.valid {
-		changed, exact = d.foldPlanLocked(kt)
-		kt.valid = exact
-	}
-	seq, err := d.closeLocked(at, appConsistent)
+	seq, exact, err := d.CloseCycleFolded(at, appConsistent, kt.mark, &keptFold{kt: kt, disk: d.Name(), logger: logger})
 	if err != nil {
-		d.mu.Unlock()
 		return 0, false, err
 	}
-	closeGen, next := d.gen, d.nextSeq
-	if exact {
-		d.folding, _ = kt.tree.dirtyLeaves(changed)
-	}
-	d.mu.Unlock()
-	// The close marker is synced while the leaves are hashed.
-	synced := make(chan error, 1)
-	go func() { synced <- d.sync() }()
-	if exact {
-		undo, ok := d.fold(kt, changed)
-		exact = ok
-		if ok {
-			if kt.undo == nil {
-				kt.undo = map[uint64]foldUndo{}
-			}
-			kt.undo[seq] = foldUndo{prev: kt.seq, leaves: undo}
-			delete(kt.undo, seq-keepUndo)
-			kt.gen, kt.next, kt.seq = closeGen, next, seq
-		} else {
-			kt.valid = false
-		}
-	}
-	if err := <-synced; err != nil {
-		return 0, false, err
+	if !exact {
+		kt.valid = false
 	}
 	return seq, exact, nil
 }
 
-// foldPlanLocked lists the change records since kt's fold: those of the
-// closed cycles from kt.next on and the open ones. It returns false when
-// the log does not hold every change since (the generations do not add
-// up). Called with mu held.
-func (d *TrackedDisk) foldPlanLocked(kt *keptTree) ([]cycle.Extent, bool) {
-	var changed []cycle.Extent
-	count := uint64(len(d.open))
-	for _, c := range d.closed {
-		if c.seq < kt.next {
-			continue
-		}
-		count += uint64(len(c.recs)) + 1
-		changed = appendRecExtents(changed, c.recs)
-	}
-	missing := kt.next < d.nextSeq && (len(d.closed) == 0 || d.closed[0].seq > kt.next)
-	if missing || d.gen-kt.gen != count {
-		return nil, false
-	}
-	return appendRecExtents(changed, d.open), true
+// keptFold folds the changes of one close into a kept tree: the
+// disk.Folder closeCycleKept hands the disk.
+type keptFold struct {
+	kt     *keptTree
+	disk   string
+	logger zerolog.Logger
+	leaves []int // the leaves Plan listed, sorted
 }
 
-// fold re-hashes into kt the leaves d.folding holds (those of changed)
-// from the image, then lets the writes that wait for them go on, and
-// returns the leaves' previous hashes.
-func (d *TrackedDisk) fold(kt *keptTree, changed []cycle.Extent) ([]leafUndo, bool) {
-	defer func() {
-		d.mu.Lock()
-		d.folding = nil
-		d.foldDone.Broadcast()
-		d.mu.Unlock()
-	}()
-	undo := make([]leafUndo, len(d.folding))
-	for j, i := range d.folding {
+// BlockSize is the tree's leaf size: the disk holds writes by leaf.
+func (f *keptFold) BlockSize() int64 { return HashLeafSize }
+
+// Plan lists the leaves the changes touched.
+func (f *keptFold) Plan(changed []cycle.Extent) []int {
+	f.leaves, _ = f.kt.tree.dirtyLeaves(changed)
+	return f.leaves
+}
+
+// Fold re-hashes the planned leaves from the image and keeps their
+// previous hashes, so that the tree can be rolled back to the cycle it was
+// exact at before; the tree is then exact at cycle seq, at mark next.
+func (f *keptFold) Fold(img io.ReaderAt, changed []cycle.Extent, seq uint64, next disk.Mark) bool {
+	kt := f.kt
+	undo := make([]leafUndo, len(f.leaves))
+	for j, i := range f.leaves {
 		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}
 	}
-	if err := kt.tree.Update(d.img, changed); err != nil {
-		d.logger.Warn().Err(err).Str("disk", d.name).Msg("kept hash tree: fold failed")
-		return nil, false
+	if err := kt.tree.Update(img, changed); err != nil {
+		f.logger.Warn().Err(err).Str("disk", f.disk).Msg("kept hash tree: fold failed")
+		kt.valid = false
+		return false
 	}
-	return undo, true
-}
-
-// waitFoldLocked waits while a fold hashes a leaf that [off, off+length)
-// touches. Called with mu held (Wait releases it meanwhile).
-func (d *TrackedDisk) waitFoldLocked(off, length int64) {
-	for d.folding != nil && touchesLeaves(d.folding, off, length) {
-		d.foldDone.Wait()
+	if kt.undo == nil {
+		kt.undo = map[uint64]foldUndo{}
 	}
-}
-
-// touchesLeaves says whether [off, off+length) touches one of the sorted
-// leaves.
-func touchesLeaves(sorted []int, off, length int64) bool {
-	first := int(off / HashLeafSize)
-	last := int((off + max(length, 1) - 1) / HashLeafSize)
-	i, _ := slices.BinarySearch(sorted, first)
-	return i < len(sorted) && sorted[i] <= last
-}
-
-func appendRecExtents(out []cycle.Extent, recs []hrlRec) []cycle.Extent {
-	for _, r := range recs {
-		out = append(out, cycle.Extent{Offset: r.off(), Length: r.length()})
-	}
-	return out
+	kt.undo[seq] = foldUndo{prev: kt.seq, leaves: undo}
+	delete(kt.undo, seq-keepUndo)
+	kt.mark, kt.seq = next, seq
+	return true
 }

@@ -3,15 +3,50 @@ package hostsync
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 const keptDiskSize = 4 << 20
+
+// imageRoot is the hash tree root of the image at path.
+func imageRoot(tb testing.TB, path string) string {
+	tb.Helper()
+	buf, err := os.ReadFile(path)
+	require.NoError(tb, err)
+	return treeRootOf(tb, buf)
+}
+
+// mustOpenDisk opens (or creates) a tracked disk and closes it when the
+// test ends.
+func mustOpenDisk(tb testing.TB, path string, size int64, opts disk.Options) *disk.Tracked {
+	tb.Helper()
+	opts.BootID = "boot-a"
+	d, err := disk.Open(path, size, opts)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, d.Close()) })
+	return d
+}
+
+// applyCycle applies a cycle's extents to buf, as a replica would.
+func applyCycle(buf []byte, c cycle.Cycle) {
+	for _, e := range c.Extents {
+		if e.Zero {
+			clear(buf[e.Offset:e.End()])
+		} else {
+			copy(buf[e.Offset:], e.Data)
+		}
+	}
+}
 
 func treeRootOf(tb testing.TB, buf []byte) string {
 	tb.Helper()
@@ -24,7 +59,7 @@ func treeRootOf(tb testing.TB, buf []byte) string {
 // carries the root of the disk exactly at that close: a shadow image built
 // by applying the cycles, as a replica does, hashes to it.
 func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
-	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, DiskOptions{MaxLogBytes: 1 << 30})
+	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, disk.Options{MaxLogBytes: 1 << 30})
 	shadow := make([]byte, keptDiskSize)
 	require.NoError(t, d.WriteAt(bytes.Repeat([]byte{9}, 100<<10), 1<<20, false))
 	seq0, err := d.CloseCycle(time.Now(), false)
@@ -59,10 +94,10 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 	rootAt := map[uint64]string{}
 	for i := 0; i < 25; i++ {
 		if kt == nil || !kt.valid {
-			kt, err = d.startKeptTree()
+			kt, err = startKeptTree(d)
 			require.NoError(t, err)
 		}
-		seq, exact, err := d.closeCycleKept(time.Now(), false, kt)
+		seq, exact, err := closeCycleKept(d, time.Now(), false, kt, zerolog.Nop())
 		require.NoError(t, err)
 		c, err := d.Cycle(seq)
 		require.NoError(t, err)
@@ -98,38 +133,38 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 // A change log reset (resync, initial replication) drops records the tree
 // did not fold: the tree is no longer exact and says so; a new one is.
 func TestKeptTreeInvalidAfterReset(t *testing.T) {
-	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, DiskOptions{})
-	kt, err := d.startKeptTree()
+	d := mustOpenDisk(t, filepath.Join(t.TempDir(), "d0.img"), keptDiskSize, disk.Options{})
+	kt, err := startKeptTree(d)
 	require.NoError(t, err)
-	_, exact, err := d.closeCycleKept(time.Now(), false, kt)
+	_, exact, err := closeCycleKept(d, time.Now(), false, kt, zerolog.Nop())
 	require.NoError(t, err)
 	require.True(t, exact)
 	require.NoError(t, d.WriteAt([]byte("lost from the log"), 3<<20, false))
-	require.NoError(t, d.ResetAfterResync(kt.next))
-	_, exact, err = d.closeCycleKept(time.Now(), false, kt)
+	require.NoError(t, d.ResetAfterResync(kt.mark.Next))
+	_, exact, err = closeCycleKept(d, time.Now(), false, kt, zerolog.Nop())
 	require.NoError(t, err)
 	require.False(t, exact, "the reset dropped a write the tree never folded")
 	require.False(t, kt.valid)
 
-	kt, err = d.startKeptTree()
+	kt, err = startKeptTree(d)
 	require.NoError(t, err)
-	_, exact, err = d.closeCycleKept(time.Now(), false, kt)
+	_, exact, err = closeCycleKept(d, time.Now(), false, kt, zerolog.Nop())
 	require.NoError(t, err)
 	require.True(t, exact)
-	require.Equal(t, treeRootOf(t, readImage(t, d.Path())), kt.tree.Root())
+	require.Equal(t, imageRoot(t, d.Path()), kt.tree.Root())
 }
 
 // A plain CloseCycle between two kept closes is folded at the next one;
 // closeCycleKept writes the same log as CloseCycle.
 func TestKeptTreeFoldsPlainClosesAndMatchesCloseCycle(t *testing.T) {
 	dir := t.TempDir()
-	a := mustOpenDisk(t, filepath.Join(dir, "a.img"), keptDiskSize, DiskOptions{Name: "d0"})
-	b := mustOpenDisk(t, filepath.Join(dir, "b.img"), keptDiskSize, DiskOptions{Name: "d0"})
-	kt, err := a.startKeptTree()
+	a := mustOpenDisk(t, filepath.Join(dir, "a.img"), keptDiskSize, disk.Options{Name: "d0"})
+	b := mustOpenDisk(t, filepath.Join(dir, "b.img"), keptDiskSize, disk.Options{Name: "d0"})
+	kt, err := startKeptTree(a)
 	require.NoError(t, err)
 	at := time.Unix(1700000000, 0)
 	for i := 0; i < 6; i++ {
-		for _, d := range []*TrackedDisk{a, b} {
+		for _, d := range []*disk.Tracked{a, b} {
 			require.NoError(t, d.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 5000), int64(i)*300<<10+7, false))
 			require.NoError(t, d.WriteZeroes(int64(i)*100<<10, 1000, false))
 		}
@@ -138,9 +173,9 @@ func TestKeptTreeFoldsPlainClosesAndMatchesCloseCycle(t *testing.T) {
 			seqA, err = a.CloseCycle(at, i == 4)
 		} else {
 			var exact bool
-			seqA, exact, err = a.closeCycleKept(at, i == 4, kt)
+			seqA, exact, err = closeCycleKept(a, at, i == 4, kt, zerolog.Nop())
 			require.True(t, exact)
-			require.Equal(t, treeRootOf(t, readImage(t, a.Path())), kt.tree.Root())
+			require.Equal(t, imageRoot(t, a.Path()), kt.tree.Root())
 		}
 		require.NoError(t, err)
 		seqB, err := b.CloseCycle(at, i == 4)
@@ -162,20 +197,20 @@ func TestKeptTreeFoldsPlainClosesAndMatchesCloseCycle(t *testing.T) {
 func BenchmarkCloseCycleKept(b *testing.B) {
 	const size, writes = 64 << 20, 256
 	dir := b.TempDir()
-	kept := mustOpenDisk(b, filepath.Join(dir, "k.img"), size, DiskOptions{MaxLogBytes: 1 << 40})
-	plain := mustOpenDisk(b, filepath.Join(dir, "p.img"), size, DiskOptions{MaxLogBytes: 1 << 40})
-	kt, err := kept.startKeptTree()
+	kept := mustOpenDisk(b, filepath.Join(dir, "k.img"), size, disk.Options{MaxLogBytes: 1 << 40})
+	plain := mustOpenDisk(b, filepath.Join(dir, "p.img"), size, disk.Options{MaxLogBytes: 1 << 40})
+	kt, err := startKeptTree(kept)
 	require.NoError(b, err)
 	buf := bytes.Repeat([]byte{0xab}, 4096)
 	var keptDur, plainDur time.Duration
 	for i := 0; b.Loop(); i++ {
-		for _, d := range []*TrackedDisk{kept, plain} {
+		for _, d := range []*disk.Tracked{kept, plain} {
 			for w := 0; w < writes; w++ {
 				require.NoError(b, d.WriteAt(buf, int64((w*997+i*31)%(size/HashLeafSize))*HashLeafSize+512, false))
 			}
 		}
 		start := time.Now()
-		seq, exact, err := kept.closeCycleKept(time.Now(), false, kt)
+		seq, exact, err := closeCycleKept(kept, time.Now(), false, kt, zerolog.Nop())
 		keptDur += time.Since(start)
 		require.NoError(b, err)
 		require.True(b, exact)

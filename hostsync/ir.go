@@ -10,6 +10,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // Initial replication. When protection is enabled (or at the policy's start
@@ -120,12 +121,12 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 		if err := d.ResetAfterResync(st.Chunks + 1); err != nil {
 			return fmt.Errorf("initial replication: %w", err)
 		}
-		gen, next, err := d.keptStart()
+		m, err := d.Mark()
 		if err != nil {
 			return fmt.Errorf("initial replication: %w", err)
 		}
 		n := leafCount(d.Size())
-		trees[d.Name()] = &irTree{size: d.Size(), gen: gen, next: next, leaves: make([]hashNode, n), set: make([]bool, n)}
+		trees[d.Name()] = &irTree{size: d.Size(), mark: m, leaves: make([]hashNode, n), set: make([]bool, n)}
 	}
 	if err := saveJSON(c.irPath(), st); err != nil {
 		return fmt.Errorf("initial replication state: %w", err)
@@ -215,17 +216,17 @@ func (c *vmCtl) irProgress(ctx context.Context, vm events.VM, next uint64) error
 }
 
 func (c *vmCtl) shipChunk(ctx context.Context, vm events.VM, st *irState, seq uint64, ch irChunk, buf []byte) error {
-	var disk *TrackedDisk
+	var src *disk.Tracked
 	for _, d := range c.src.disks {
 		if d.Name() == ch.disk {
-			disk = d
+			src = d
 		}
 	}
-	if disk == nil {
+	if src == nil {
 		return fmt.Errorf("initial replication: no disk %s", ch.disk)
 	}
 	p := buf[:ch.len]
-	if _, err := disk.ReadAt(p, ch.off); err != nil {
+	if _, err := src.ReadAt(p, ch.off); err != nil {
 		return fmt.Errorf("initial replication: read %s at %d: %w", ch.disk, ch.off, err)
 	}
 	cyc := cycle.Cycle{VM: vm.Name, Epoch: st.Epoch, Seq: seq, ClosedAt: time.Now().UTC(), Initial: true, Extents: chunkExtents(ch.disk, ch.off, p)}

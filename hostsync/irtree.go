@@ -1,13 +1,16 @@
 package hostsync
 
-import "github.com/siterecovery/siterecovery/hostsync/cycle"
+import (
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
+)
 
 // An initial replication reads every byte of the disks once; the source
 // hashes the chunks as it reads them, so that its kept trees (integrity.go)
 // are ready when the first tracked cycle closes instead of being built by
 // reading the whole disks again at that close, which the first recovery
-// point would wait for. The reasoning is startKeptTree's: the tree accounts
-// for the disk's generation right after the change log's reset, and every
+// point would wait for. The reasoning is startKeptTree's: the tree stands
+// at the disk's mark right after the change log's reset, and every
 // write after it is a change record that the first close folds in, so the
 // tree is exact at that close whether a chunk was read before or after a
 // write to it. An initial replication resumed by another process did not
@@ -16,11 +19,11 @@ import "github.com/siterecovery/siterecovery/hostsync/cycle"
 
 // irTree collects one disk's leaf hashes from the chunks read.
 type irTree struct {
-	size      int64
-	gen, next uint64
-	leaves    []hashNode
-	set       []bool
-	hashed    int // distinct leaves set
+	size   int64
+	mark   disk.Mark // the disk's right after the change log's reset
+	leaves []hashNode
+	set    []bool
+	hashed int // distinct leaves set
 }
 
 // irTrees are the disks' irTree by name; nil collects nothing.
@@ -55,7 +58,7 @@ func (t *irTree) keptTree() (*keptTree, bool) {
 	if t.hashed != len(t.leaves) {
 		return nil, false
 	}
-	return &keptTree{tree: treeFromLeaves(t.size, t.leaves), gen: t.gen, next: t.next, valid: true}, true
+	return &keptTree{tree: treeFromLeaves(t.size, t.leaves), mark: t.mark, valid: true}, true
 }
 
 // keepIRTrees installs the trees the initial replication hashed as the
@@ -78,15 +81,4 @@ func (c *vmCtl) keepIRTrees() {
 			in.kept[d.Name()] = kt
 		}
 	}
-}
-
-// keptStart is the generation and next cycle a kept tree started now
-// accounts from: every change after is a record of a cycle from next on.
-func (d *TrackedDisk) keptStart() (gen, next uint64, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.trackingLocked(); err != nil {
-		return 0, 0, err
-	}
-	return d.gen - uint64(len(d.open)), d.nextSeq, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -144,7 +145,7 @@ func clearVMDir(dir string, disks []events.DiskSpec) error {
 func (c *vmCtl) openPromoted(vm events.VM, enableSeq, epoch uint64) error {
 	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}}}
 	for _, spec := range vm.Disks {
-		d, err := OpenTrackedDisk(filepath.Join(c.a.vmDir(vm.Name), spec.Name+".img"), spec.Size, DiskOptions{
+		d, err := disk.Open(filepath.Join(c.a.vmDir(vm.Name), spec.Name+".img"), spec.Size, disk.Options{
 			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,
 		})
 		if err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // Replica is the recovery host's copy of one VM's disks: one plain sparse
@@ -159,7 +160,11 @@ func (r *Replica) open() error {
 		return err
 	}
 	for _, name := range r.order {
-		f, err := openImage(r.ImagePath(name), r.disks[name].Size)
+		f, err := disk.OpenImage(r.ImagePath(name), r.disks[name].Size)
+		var sizeErr *disk.ImageSizeError
+		if errors.As(err, &sizeErr) {
+			err = fmt.Errorf("%w: %w", ErrReplicaState, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -172,24 +177,6 @@ func (r *Replica) open() error {
 		return err
 	}
 	return r.removeOrphans()
-}
-
-func openImage(path string, size int64) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && st.Size() == 0 && size > 0 {
-		err = f.Truncate(size)
-	} else if err == nil && st.Size() != size {
-		err = fmt.Errorf("%w: %s is %d bytes, disk is %d", ErrReplicaState, path, st.Size(), size)
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 func (r *Replica) loadState() error {

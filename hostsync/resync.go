@@ -12,6 +12,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
 // Resync: the source compares its disks' hash trees with the recovery
@@ -274,7 +275,7 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 
 // diskDiff compares a disk with the peer's tree, then its differing leaves
 // block by block.
-func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *TrackedDisk, remote *HashTree, epoch, seq uint64) ([]BlockRange, error) {
+func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *disk.Tracked, remote *HashTree, epoch, seq uint64) ([]BlockRange, error) {
 	f, err := os.Open(d.Path())
 	if err != nil {
 		return nil, err

@@ -15,13 +15,14 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
 // sourceSide is the source host's part for a VM: its tracked disks, their
 // NBD exports and the shipping state.
 type sourceSide struct {
-	disks    []*TrackedDisk // in the VM's disk order
+	disks    []*disk.Tracked // in the VM's disk order
 	exported bool
 	ship     shipState
 	integ    *sourceIntegrity // integrity.go: kept trees, roots, verify
@@ -89,7 +90,7 @@ func (c *vmCtl) openDisks(vm events.VM) error {
 	}
 	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}, irSent: map[uint64]int64{}}}
 	for _, spec := range vm.Disks {
-		d, err := OpenTrackedDisk(filepath.Join(dir, spec.Name+".img"), spec.Size, DiskOptions{
+		d, err := disk.Open(filepath.Join(dir, spec.Name+".img"), spec.Size, disk.Options{
 			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,
 		})
 		if err != nil {
@@ -126,6 +127,9 @@ func (c *vmCtl) alignDisks() error {
 	}
 	return nil
 }
+
+// A tracked disk is what the NBD server serves.
+var _ nbd.ExportDisk = (*disk.Tracked)(nil)
 
 // setExported serves the VM's disks over NBD or stops serving them (a
 // fence: RemoveExport returns once no request runs).
@@ -269,7 +273,7 @@ func (c *vmCtl) closeCycle(ctx context.Context, vm events.VM) error {
 	c.logger.Debug().Uints64("cycles", seqs).Dur("took", time.Since(now)).Msg("cycle closed")
 	if err := errors.Join(errs...); err != nil {
 		code := CodeDiskFailed
-		if errors.Is(err, ErrNeedsResync) {
+		if errors.Is(err, disk.ErrNeedsResync) {
 			code = CodeResyncRequired
 		}
 		c.reportError(ctx, code, err)

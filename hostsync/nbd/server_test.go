@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	mathrand "math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -89,17 +87,12 @@ type fixture struct {
 
 func startNBD(tb testing.TB, size int64, names ...string) *fixture {
 	tb.Helper()
-	sockDir, err := os.MkdirTemp("", "nbd") // socket paths must stay short
-	require.NoError(tb, err)
-	tb.Cleanup(func() { require.NoError(tb, os.RemoveAll(sockDir)) })
-	f := &fixture{srv: NewServer(zerolog.Nop()), sock: filepath.Join(sockDir, "s"), disks: map[string]*memDisk{}}
-	tb.Cleanup(func() { require.NoError(tb, f.srv.Close()) })
+	f := &fixture{srv: NewServer(zerolog.Nop()), disks: map[string]*memDisk{}}
 	for _, n := range names {
-		d := newMemDisk(size)
-		require.NoError(tb, f.srv.AddExport(n, d))
-		f.disks[n] = d
+		f.disks[n] = newMemDisk(size)
+		require.NoError(tb, f.srv.AddExport(n, f.disks[n]))
 	}
-	require.NoError(tb, f.srv.ListenUnix(f.sock))
+	f.sock = nbdtest.ListenUnix(tb, f.srv)
 	return f
 }
 

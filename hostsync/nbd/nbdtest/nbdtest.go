@@ -2,7 +2,9 @@ package nbdtest
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +50,24 @@ func QemuIO(tb testing.TB, url string, cmds ...string) string {
 	require.NotContains(tb, out, "fail", out)
 	require.NotContains(tb, out, "error", out)
 	return out
+}
+
+// Server is what ListenUnix needs of an NBD server (nbd.Server has it).
+type Server interface {
+	ListenUnix(path string) error
+	Close() error
+}
+
+// ListenUnix makes srv listen on a short Unix socket path (one in
+// t.TempDir can be longer than a socket path may be) and returns the path;
+// srv is closed, and the socket's directory removed, when the test ends.
+func ListenUnix(tb testing.TB, srv Server) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "nbd")
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, os.RemoveAll(dir)) })
+	tb.Cleanup(func() { require.NoError(tb, srv.Close()) })
+	sock := filepath.Join(dir, "s")
+	require.NoError(tb, srv.ListenUnix(sock))
+	return sock
 }

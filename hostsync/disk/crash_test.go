@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ func TestTrackedDiskKill9Child(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestTrackedDiskSurvivesKill9")
 	}
-	d, err := OpenTrackedDisk(path, killDiskSize, DiskOptions{MaxLogBytes: 64 << 20})
+	d, err := Open(path, killDiskSize, Options{MaxLogBytes: 64 << 20})
 	require.NoError(t, err)
 	for i := 0; ; i++ {
 		require.NoError(t, d.WriteAt(killPattern(i), killOffset(i), i%2 == 0))
@@ -84,9 +84,9 @@ func TestTrackedDiskSurvivesKill9(t *testing.T) {
 	require.Error(t, cmd.Wait(), "the child died of SIGKILL")
 	require.Equal(t, killAckTarget, acked, "child output ended early")
 
-	boot, err := diskBootID("")
+	boot, err := bootID("")
 	require.NoError(t, err)
-	d := mustOpenDisk(t, path, killDiskSize, DiskOptions{BootID: boot, MaxLogBytes: 64 << 20})
+	d := mustOpenDisk(t, path, killDiskSize, Options{BootID: boot, MaxLogBytes: 64 << 20})
 	ok, why := d.NeedsResync()
 	require.False(t, ok, why)
 	img := readImage(t, path)

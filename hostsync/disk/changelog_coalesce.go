@@ -1,11 +1,12 @@
-package hostsync
+package disk
 
 import (
 	"container/heap"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"io"
 	"slices"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // hrlPiece is a disk range whose content, at the end of a cycle, comes from

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"errors"
@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// openLog opens or creates the change log and recovers it (see the package
-// doc for the rules); created says the image was just created.
-func (d *TrackedDisk) openLog(created bool) error {
+// openLog opens or creates the change log and recovers it (see Tracked for
+// the rules); created says the image was just created.
+func (d *Tracked) openLog(created bool) error {
 	_, statErr := os.Stat(d.logPath)
 	logExists := statErr == nil
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
@@ -43,7 +43,7 @@ func (d *TrackedDisk) openLog(created bool) error {
 }
 
 // scanOpened reads the log; a non-empty reason means it cannot be trusted.
-func (d *TrackedDisk) scanOpened(f *os.File) (*hrlScan, string) {
+func (d *Tracked) scanOpened(f *os.File) (*hrlScan, string) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Sprintf("change log unreadable: %v", err)
@@ -67,7 +67,7 @@ func (d *TrackedDisk) scanOpened(f *os.File) (*hrlScan, string) {
 
 // recover cuts a torn tail, redoes the records the image may miss after a
 // process crash, loads the index and appends an open record.
-func (d *TrackedDisk) recover(f *os.File, scan *hrlScan) error {
+func (d *Tracked) recover(f *os.File, scan *hrlScan) error {
 	if scan.torn {
 		d.logger.Warn().Str("disk", d.name).Int64("at", scan.validEnd).Msg("change log: torn tail cut off")
 		if err := f.Truncate(scan.validEnd); err != nil {
@@ -86,7 +86,7 @@ func (d *TrackedDisk) recover(f *os.File, scan *hrlScan) error {
 	if _, err := d.appendRecord(hrlOpen, 0, 0, uint64(time.Now().UnixNano()), []byte(d.boot)); err != nil {
 		return err
 	}
-	if err := diskFdatasync(f); err != nil {
+	if err := fdatasync(f); err != nil {
 		return fmt.Errorf("sync change log: %w", err)
 	}
 	d.checkOverflowLocked()
@@ -96,7 +96,7 @@ func (d *TrackedDisk) recover(f *os.File, scan *hrlScan) error {
 // redo applies records to the image again, in log order, and syncs it.
 // Replaying a suffix of a complete log is idempotent: each byte ends with
 // the last record that covers it.
-func (d *TrackedDisk) redo(f *os.File, recs []hrlRec) error {
+func (d *Tracked) redo(f *os.File, recs []hrlRec) error {
 	for _, r := range recs {
 		var data []byte
 		if r.kind == hrlWrite {
@@ -112,7 +112,7 @@ func (d *TrackedDisk) redo(f *os.File, recs []hrlRec) error {
 	if len(recs) > 0 {
 		d.logger.Info().Str("disk", d.name).Int("records", len(recs)).Msg("change log replayed onto the image")
 	}
-	if err := diskFdatasync(d.img); err != nil {
+	if err := fdatasync(d.img); err != nil {
 		return fmt.Errorf("redo: sync image: %w", err)
 	}
 	return nil
@@ -120,7 +120,7 @@ func (d *TrackedDisk) redo(f *os.File, recs []hrlRec) error {
 
 // resetAtOpen replaces an untrusted log by one holding only a resync
 // marker, so that the state survives restarts.
-func (d *TrackedDisk) resetAtOpen(reason string) error {
+func (d *Tracked) resetAtOpen(reason string) error {
 	d.logger.Warn().Str("disk", d.name).Str("reason", reason).Msg("disk needs resync")
 	d.resync = reason
 	return d.replaceLog(1, reason)
@@ -129,13 +129,13 @@ func (d *TrackedDisk) resetAtOpen(reason string) error {
 // replaceLog atomically replaces the log by a new one numbering cycles from
 // baseSeq, holding an open record, or a resync marker if reason is set.
 // The caller holds mu (or owns d alone, during open).
-func (d *TrackedDisk) replaceLog(baseSeq uint64, reason string) error {
+func (d *Tracked) replaceLog(baseSeq uint64, reason string) error {
 	tmp := d.logPath + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create change log: %w", err)
 	}
-	nd := &TrackedDisk{log: f, logEnd: hrlHeaderSize}
+	nd := &Tracked{log: f, logEnd: hrlHeaderSize}
 	_, err = f.WriteAt(encodeHRLHeader(hrlHeader{diskSize: d.size, baseSeq: baseSeq}), 0)
 	if err == nil && reason != "" {
 		_, err = nd.appendRecord(hrlResync, 0, 0, 0, []byte(reason))
@@ -143,13 +143,13 @@ func (d *TrackedDisk) replaceLog(baseSeq uint64, reason string) error {
 		_, err = nd.appendRecord(hrlOpen, 0, 0, uint64(time.Now().UnixNano()), []byte(d.boot))
 	}
 	if err == nil {
-		err = diskFdatasync(f)
+		err = fdatasync(f)
 	}
 	if err == nil {
 		err = os.Rename(tmp, d.logPath)
 	}
 	if err == nil {
-		err = diskSyncDir(filepath.Dir(d.logPath))
+		err = SyncDir(filepath.Dir(d.logPath))
 	}
 	if err != nil {
 		return errors.Join(fmt.Errorf("write change log: %w", err), f.Close())
@@ -161,7 +161,7 @@ func (d *TrackedDisk) replaceLog(baseSeq uint64, reason string) error {
 }
 
 // swapLog installs a new log file and closes the old one.
-func (d *TrackedDisk) swapLog(f *os.File, end int64) {
+func (d *Tracked) swapLog(f *os.File, end int64) {
 	d.filesMu.Lock()
 	old := d.log
 	d.log, d.logEnd = f, end

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ func TestNBDKill9Child(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the child of TestNBDTrackedWritesSurviveKill9")
 	}
-	d, err := OpenTrackedDisk(filepath.Join(dir, "disk0.img"), 4<<20, DiskOptions{})
+	d, err := Open(filepath.Join(dir, "disk0.img"), 4<<20, Options{})
 	require.NoError(t, err)
 	srv := nbd.NewServer(zerolog.Nop())
 	require.NoError(t, srv.AddExport("disk0", d))
@@ -65,9 +65,9 @@ func TestNBDTrackedWritesSurviveKill9(t *testing.T) {
 	require.NoError(t, cmd.Process.Kill())
 	require.Error(t, cmd.Wait())
 
-	boot, err := diskBootID("")
+	boot, err := bootID("")
 	require.NoError(t, err)
-	d := mustOpenDisk(t, filepath.Join(dir, "disk0.img"), 4<<20, DiskOptions{BootID: boot})
+	d := mustOpenDisk(t, filepath.Join(dir, "disk0.img"), 4<<20, Options{BootID: boot})
 	ok, why := d.NeedsResync()
 	require.False(t, ok, why)
 	m := newByteModel(4 << 20)

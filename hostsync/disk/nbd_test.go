@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bytes"
@@ -22,33 +22,23 @@ import (
 // The tracked disk served over NBD to real clients: what they write is
 // in the image and, coalesced, in the disk's tracked cycles.
 
-var _ nbd.ExportDisk = (*TrackedDisk)(nil)
-
 // nbdFixture is an NBD server on a short Unix socket path serving tracked
 // disks.
 type nbdFixture struct {
 	srv   *nbd.Server
 	sock  string
 	dir   string
-	disks map[string]*TrackedDisk
+	disks map[string]*Tracked
 }
 
 func startNBD(tb testing.TB, size int64, names ...string) *nbdFixture {
 	tb.Helper()
-	sockDir, err := os.MkdirTemp("", "nbd") // socket paths must stay short
-	require.NoError(tb, err)
-	tb.Cleanup(func() { require.NoError(tb, os.RemoveAll(sockDir)) })
-	f := &nbdFixture{
-		srv: nbd.NewServer(zerolog.Nop()), sock: filepath.Join(sockDir, "s"),
-		dir: tb.TempDir(), disks: map[string]*TrackedDisk{},
-	}
-	tb.Cleanup(func() { require.NoError(tb, f.srv.Close()) })
+	f := &nbdFixture{srv: nbd.NewServer(zerolog.Nop()), dir: tb.TempDir(), disks: map[string]*Tracked{}}
 	for _, n := range names {
-		d := mustOpenDisk(tb, filepath.Join(f.dir, n+".img"), size, DiskOptions{MaxLogBytes: 1 << 30})
-		require.NoError(tb, f.srv.AddExport(n, d))
-		f.disks[n] = d
+		f.disks[n] = mustOpenDisk(tb, filepath.Join(f.dir, n+".img"), size, Options{MaxLogBytes: 1 << 30})
+		require.NoError(tb, f.srv.AddExport(n, f.disks[n]))
 	}
-	require.NoError(tb, f.srv.ListenUnix(f.sock))
+	f.sock = nbdtest.ListenUnix(tb, f.srv)
 	return f
 }
 
@@ -78,7 +68,7 @@ func (m *byteModel) zero(off, n int64) {
 	}
 }
 
-// extents gives the coalesced extents the model expects, as TrackedDisk
+// extents gives the coalesced extents the model expects, as Tracked
 // builds them.
 func (m *byteModel) extents(disk string) []cycle.Extent {
 	var out []cycle.Extent
@@ -100,7 +90,7 @@ func (m *byteModel) extents(disk string) []cycle.Extent {
 	return out
 }
 
-func requireCycleExtents(t *testing.T, d *TrackedDisk, want []cycle.Extent) {
+func requireCycleExtents(t *testing.T, d *Tracked, want []cycle.Extent) {
 	t.Helper()
 	seq, err := d.CloseCycle(time.Now(), false)
 	require.NoError(t, err)

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"context"

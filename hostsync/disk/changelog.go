@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bytes"
@@ -10,13 +10,15 @@ import (
 	"time"
 )
 
-// The change log (.hrl) format, version 1. All integers little endian.
+// The change log (<image>.hrl) format, version 1 (hrlVersion). All integers
+// little endian.
 //
 //	file header (64 bytes):
-//	  0  magic "SRHRL\x00\x00\x01"
+//	  0  magic "SRHRL\x00\x00" (7 bytes)
+//	  7  u8 format version: 1
 //	  8  u64 disk size in bytes
 //	 16  u64 base seq: the number of the first cycle this file holds
-//	 24  32 reserved zero bytes
+//	 24  36 reserved zero bytes
 //	 60  u32 CRC32C of bytes 0..60
 //	record (32-byte header, then DataLen bytes):
 //	  0  u16 magic 0x5248 ("HR")
@@ -33,7 +35,13 @@ import (
 //
 // Records are appended in the order the writes reach the image; a write's
 // record is written before the image is touched.
+//
+// A log of another version (or without the magic) is never read: it does
+// not decode (a *logCorruptError naming the version), so the disk opens in
+// the NeedsResync state. A change to the layout above is a new version.
 const (
+	// hrlVersion is the format version this package writes and reads.
+	hrlVersion       = 1
 	hrlHeaderSize    = 64
 	hrlRecHeaderSize = 32
 	hrlRecMagic      = 0x5248
@@ -41,7 +49,7 @@ const (
 	hrlMaxRecordData = 32 << 20
 )
 
-var hrlMagic = [8]byte{'S', 'R', 'H', 'R', 'L', 0, 0, 1}
+var hrlMagic = [7]byte{'S', 'R', 'H', 'R', 'L', 0, 0}
 
 var hrlCRC = crc32.MakeTable(crc32.Castagnoli)
 
@@ -82,6 +90,7 @@ type hrlHeader struct {
 func encodeHRLHeader(h hrlHeader) []byte {
 	b := make([]byte, hrlHeaderSize)
 	copy(b, hrlMagic[:])
+	b[7] = hrlVersion
 	binary.LittleEndian.PutUint64(b[8:], uint64(h.diskSize))
 	binary.LittleEndian.PutUint64(b[16:], h.baseSeq)
 	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], hrlCRC))
@@ -90,20 +99,23 @@ func encodeHRLHeader(h hrlHeader) []byte {
 
 func decodeHRLHeader(b []byte) (hrlHeader, error) {
 	if len(b) < hrlHeaderSize {
-		return hrlHeader{}, &LogCorruptError{Offset: 0, Reason: "short header"}
+		return hrlHeader{}, &logCorruptError{Offset: 0, Reason: "short header"}
 	}
-	if !bytes.Equal(b[:8], hrlMagic[:]) {
-		return hrlHeader{}, &LogCorruptError{Offset: 0, Reason: "bad magic or unknown version"}
+	if !bytes.Equal(b[:7], hrlMagic[:]) {
+		return hrlHeader{}, &logCorruptError{Offset: 0, Reason: "bad magic: not a change log"}
+	}
+	if b[7] != hrlVersion {
+		return hrlHeader{}, &logCorruptError{Offset: 0, Reason: fmt.Sprintf("unknown format version %d (this build reads version %d)", b[7], hrlVersion)}
 	}
 	if crc32.Checksum(b[:60], hrlCRC) != binary.LittleEndian.Uint32(b[60:]) {
-		return hrlHeader{}, &LogCorruptError{Offset: 0, Reason: "header checksum mismatch"}
+		return hrlHeader{}, &logCorruptError{Offset: 0, Reason: "header checksum mismatch"}
 	}
 	h := hrlHeader{
 		diskSize: int64(binary.LittleEndian.Uint64(b[8:])),
 		baseSeq:  binary.LittleEndian.Uint64(b[16:]),
 	}
 	if h.diskSize <= 0 || h.baseSeq == 0 {
-		return hrlHeader{}, &LogCorruptError{Offset: 0, Reason: "header disk size or base seq invalid"}
+		return hrlHeader{}, &logCorruptError{Offset: 0, Reason: "header disk size or base seq invalid"}
 	}
 	return h, nil
 }
@@ -147,12 +159,12 @@ type hrlCycle struct {
 }
 
 // scanHRL reads a whole change log of fileSize bytes. It returns an error
-// (a *LogCorruptError) for anything but a torn tail, which it reports in
+// (a *logCorruptError) for anything but a torn tail, which it reports in
 // hrlScan.torn.
 func scanHRL(r io.ReaderAt, fileSize int64) (*hrlScan, error) {
 	hb := make([]byte, hrlHeaderSize)
 	if _, err := r.ReadAt(hb, 0); err != nil {
-		return nil, &LogCorruptError{Offset: 0, Reason: fmt.Sprintf("read header: %v", err)}
+		return nil, &logCorruptError{Offset: 0, Reason: fmt.Sprintf("read header: %v", err)}
 	}
 	h, err := decodeHRLHeader(hb)
 	if err != nil {
@@ -191,7 +203,7 @@ func readHRLRecord(r io.ReaderAt, at, fileSize int64) (hrlRec, []byte, error) {
 	}
 	hdr := make([]byte, hrlRecHeaderSize)
 	if _, err := r.ReadAt(hdr, at); err != nil {
-		return hrlRec{}, nil, &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
+		return hrlRec{}, nil, &logCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
 	}
 	n := int64(binary.LittleEndian.Uint32(hdr[4:]))
 	if binary.LittleEndian.Uint16(hdr[0:]) != hrlRecMagic ||
@@ -204,7 +216,7 @@ func readHRLRecord(r io.ReaderAt, at, fileSize int64) (hrlRec, []byte, error) {
 	data := make([]byte, n)
 	if n > 0 {
 		if _, err := r.ReadAt(data, at+hrlRecHeaderSize); err != nil {
-			return hrlRec{}, nil, &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
+			return hrlRec{}, nil, &logCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
 		}
 	}
 	if crc32.Checksum(data, hrlCRC) != binary.LittleEndian.Uint32(hdr[28:]) {
@@ -229,11 +241,11 @@ func hrlTornOrCorrupt(r io.ReaderAt, at, fileSize int64, reason string) error {
 	for off := at; off < fileSize; off += int64(len(buf)) {
 		n := min(int64(len(buf)), fileSize-off)
 		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
-			return &LogCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
+			return &logCorruptError{Offset: at, Reason: fmt.Sprintf("read: %v", err)}
 		}
 		for _, c := range buf[:n] {
 			if c != 0 {
-				return &LogCorruptError{Offset: at, Reason: reason + " before the end of the log"}
+				return &logCorruptError{Offset: at, Reason: reason + " before the end of the log"}
 			}
 		}
 	}
@@ -243,7 +255,7 @@ func hrlTornOrCorrupt(r io.ReaderAt, at, fileSize int64, reason string) error {
 // add folds one valid record into the scan, checking it against the header
 // and the cycle numbering.
 func (s *hrlScan) add(rec hrlRec, data []byte, next *uint64) error {
-	bad := func(why string) error { return &LogCorruptError{Offset: rec.at, Reason: why} }
+	bad := func(why string) error { return &logCorruptError{Offset: rec.at, Reason: why} }
 	s.clean = false
 	switch rec.kind {
 	case hrlWrite, hrlZero:

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bytes"
@@ -9,20 +9,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 const testBoot = "boot-a"
 
 // mustOpenDisk opens (or creates) a tracked disk in dir and closes it when
 // the test ends.
-func mustOpenDisk(tb testing.TB, path string, size int64, opts DiskOptions) *TrackedDisk {
+func mustOpenDisk(tb testing.TB, path string, size int64, opts Options) *Tracked {
 	tb.Helper()
 	if opts.BootID == "" {
 		opts.BootID = testBoot
 	}
-	d, err := OpenTrackedDisk(path, size, opts)
+	d, err := Open(path, size, opts)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, d.Close()) })
 	return d
@@ -30,7 +31,7 @@ func mustOpenDisk(tb testing.TB, path string, size int64, opts DiskOptions) *Tra
 
 // crashDisk drops the disk as a kill -9 would: no clean-shutdown marker, no
 // sync, files closed.
-func crashDisk(tb testing.TB, d *TrackedDisk) {
+func crashDisk(tb testing.TB, d *Tracked) {
 	tb.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -62,7 +63,7 @@ func readImage(tb testing.TB, path string) []byte {
 
 func TestTrackedDiskCreateWriteRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "disk0.img")
-	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 1<<20, Options{})
 	require.Equal(t, int64(1<<20), d.Size())
 	require.Equal(t, "disk0", d.Name())
 	require.NoError(t, d.WriteAt(bytes.Repeat([]byte{7}, 5000), 100, true))
@@ -77,11 +78,11 @@ func TestTrackedDiskCreateWriteRead(t *testing.T) {
 	require.ErrorIs(t, d.Trim(-1, 1, false), ErrOutOfRange)
 	require.NoError(t, d.Close())
 	require.NoError(t, d.Close(), "Close is safe twice")
-	require.ErrorIs(t, d.WriteAt([]byte{1}, 0, false), ErrDiskClosed)
+	require.ErrorIs(t, d.WriteAt([]byte{1}, 0, false), ErrClosed)
 
-	_, err = OpenTrackedDisk(path, 2<<20, DiskOptions{BootID: testBoot})
+	_, err = Open(path, 2<<20, Options{BootID: testBoot})
 	require.Error(t, err, "a size that differs from the image is refused")
-	d2 := mustOpenDisk(t, path, 0, DiskOptions{})
+	d2 := mustOpenDisk(t, path, 0, Options{})
 	require.Equal(t, int64(1<<20), d2.Size())
 	ok, why := d2.NeedsResync()
 	require.False(t, ok, why)
@@ -92,7 +93,7 @@ func TestTrackedDiskCreateWriteRead(t *testing.T) {
 
 func TestTrackedDiskCycleCoalesces(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 1<<20, Options{})
 	fill := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 	require.NoError(t, d.WriteAt(fill(1, 100), 0, false))
 	require.NoError(t, d.WriteAt(fill(2, 50), 50, false)) // overwrites the tail of the first
@@ -141,7 +142,7 @@ func TestTrackedDiskCycleCoalesces(t *testing.T) {
 
 func TestTrackedDiskAckCompactsAndSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 4<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 4<<20, Options{})
 	for i := range 3 {
 		require.NoError(t, d.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 256<<10), int64(i)<<20, false))
 		_, err := d.CloseCycle(time.Now(), false)
@@ -166,7 +167,7 @@ func TestTrackedDiskAckCompactsAndSurvivesRestart(t *testing.T) {
 	require.Equal(t, []cycle.Extent{{Disk: "d", Offset: 2 << 20, Length: 256 << 10, Data: bytes.Repeat([]byte{3}, 256<<10)}}, c3.Extents)
 
 	require.NoError(t, d.Close())
-	d2 := mustOpenDisk(t, path, 4<<20, DiskOptions{})
+	d2 := mustOpenDisk(t, path, 4<<20, Options{})
 	require.Equal(t, []uint64{3}, d2.Pending())
 	seq, err := d2.CloseCycle(time.Now(), false)
 	require.NoError(t, err)
@@ -181,7 +182,7 @@ func TestTrackedDiskAckCompactsAndSurvivesRestart(t *testing.T) {
 
 func TestTrackedDiskCrashRecoversAcknowledgedWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 1<<20, Options{})
 	require.NoError(t, d.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, false))
 	_, err := d.CloseCycle(time.Now(), false)
 	require.NoError(t, err)
@@ -194,7 +195,7 @@ func TestTrackedDiskCrashRecoversAcknowledgedWrites(t *testing.T) {
 	torn := encodeTestRecord(hrlWrite, 5000, bytes.Repeat([]byte{4}, 300))
 	appendBytes(t, path+".hrl", torn[:len(torn)-17])
 
-	d2 := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d2 := mustOpenDisk(t, path, 1<<20, Options{})
 	ok, why := d2.NeedsResync()
 	require.False(t, ok, why)
 	img := readImage(t, path)
@@ -213,31 +214,31 @@ func TestTrackedDiskCrashRecoversAcknowledgedWrites(t *testing.T) {
 }
 
 func TestTrackedDiskNeedsResyncWhenLogCannotBeTrusted(t *testing.T) {
-	cases := map[string]func(t *testing.T, path string) DiskOptions{
-		"log deleted": func(t *testing.T, path string) DiskOptions {
+	cases := map[string]func(t *testing.T, path string) Options{
+		"log deleted": func(t *testing.T, path string) Options {
 			require.NoError(t, os.Remove(path+".hrl"))
-			return DiskOptions{}
+			return Options{}
 		},
-		"corrupt record in the middle": func(t *testing.T, path string) DiskOptions {
+		"corrupt record in the middle": func(t *testing.T, path string) Options {
 			flipByte(t, path+".hrl", hrlHeaderSize+hrlRecHeaderSize+10)
-			return DiskOptions{}
+			return Options{}
 		},
-		"corrupt record length": func(t *testing.T, path string) DiskOptions {
+		"corrupt record length": func(t *testing.T, path string) Options {
 			flipByte(t, path+".hrl", int64(hrlHeaderSize+hrlRecHeaderSize+len(testBoot)+4))
-			return DiskOptions{}
+			return Options{}
 		},
-		"corrupt header": func(t *testing.T, path string) DiskOptions {
+		"corrupt header": func(t *testing.T, path string) Options {
 			flipByte(t, path+".hrl", 9)
-			return DiskOptions{}
+			return Options{}
 		},
-		"reboot without clean shutdown": func(t *testing.T, path string) DiskOptions {
-			return DiskOptions{BootID: "boot-b"}
+		"reboot without clean shutdown": func(t *testing.T, path string) Options {
+			return Options{BootID: "boot-b"}
 		},
 	}
 	for name, breakIt := range cases {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "d.img")
-			d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+			d := mustOpenDisk(t, path, 1<<20, Options{})
 			require.NoError(t, d.WriteAt([]byte("hello"), 0, false))
 			_, err := d.CloseCycle(time.Now(), false)
 			require.NoError(t, err)
@@ -249,7 +250,7 @@ func TestTrackedDiskNeedsResyncWhenLogCannotBeTrusted(t *testing.T) {
 			requireNeedsResync(t, d2)
 			require.NoError(t, d2.WriteAt([]byte("still writable"), 0, true))
 			require.NoError(t, d2.Close())
-			d3 := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+			d3 := mustOpenDisk(t, path, 1<<20, Options{})
 			requireNeedsResync(t, d3) // the state survives restarts
 
 			require.NoError(t, d3.ResetAfterResync(7))
@@ -263,7 +264,7 @@ func TestTrackedDiskNeedsResyncWhenLogCannotBeTrusted(t *testing.T) {
 	}
 }
 
-func requireNeedsResync(t *testing.T, d *TrackedDisk) {
+func requireNeedsResync(t *testing.T, d *Tracked) {
 	t.Helper()
 	ok, why := d.NeedsResync()
 	require.True(t, ok)
@@ -277,17 +278,17 @@ func requireNeedsResync(t *testing.T, d *TrackedDisk) {
 
 func TestTrackedDiskCleanShutdownSurvivesReboot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 1<<20, Options{})
 	require.NoError(t, d.WriteAt([]byte("x"), 0, false))
 	require.NoError(t, d.Close())
-	d2 := mustOpenDisk(t, path, 1<<20, DiskOptions{BootID: "another-boot"})
+	d2 := mustOpenDisk(t, path, 1<<20, Options{BootID: "another-boot"})
 	ok, why := d2.NeedsResync()
 	require.False(t, ok, why)
 }
 
 func TestTrackedDiskLogOverflowNeedsResync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 1<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 1<<20, Options{})
 	for i := range 9 { // 9 × 64 KiB > half of 1 MiB
 		require.NoError(t, d.WriteAt(make([]byte, 64<<10), int64(i)<<16, false))
 	}
@@ -311,7 +312,7 @@ func TestTrackedDiskLogOverflowNeedsResync(t *testing.T) {
 
 func TestTrackedDiskGroupCommit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.img")
-	d := mustOpenDisk(t, path, 8<<20, DiskOptions{})
+	d := mustOpenDisk(t, path, 8<<20, Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 128)
 	for w := range 8 {
@@ -350,7 +351,7 @@ func TestTrackedDiskGroupCommit(t *testing.T) {
 func TestTrackedDiskConcurrentCyclesAndAcks(t *testing.T) {
 	const size = 4 << 20
 	path := filepath.Join(t.TempDir(), "c.img")
-	d := mustOpenDisk(t, path, size, DiskOptions{MaxLogBytes: 1 << 30})
+	d := mustOpenDisk(t, path, size, Options{MaxLogBytes: 1 << 30})
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for w := range 4 {

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"errors"
@@ -13,8 +13,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// DiskOptions tune a TrackedDisk. The zero value is usable.
-type DiskOptions struct {
+// Options tune a Tracked disk. The zero value is usable.
+type Options struct {
 	// Name is the disk name set on the extents of its cycles; default the
 	// image's base name without extension.
 	Name string
@@ -27,10 +27,11 @@ type DiskOptions struct {
 	Logger zerolog.Logger
 }
 
-// TrackedDisk is a raw sparse disk image with its change log (<image>.hrl)
-// beside it. Every write is appended to the log before it reaches the
-// image; cycles of changes are closed, read back from the log, and dropped
-// once the recovery host has applied them. Safe for concurrent use.
+// Tracked is a tracked disk: a raw sparse disk image with its change log
+// (<image>.hrl) beside it. Every write is appended to the log before it
+// reaches the image; cycles of changes are closed, read back from the log,
+// and dropped once the recovery host has applied them. Safe for concurrent
+// use.
 //
 // Durability. A write returns once its log record and the image write are
 // in the page cache; with fua, or after Flush, once both files are
@@ -60,7 +61,7 @@ type DiskOptions struct {
 // disk by default): NeedsResync, persisted with a marker in the log so a
 // restart does not forget it, until ResetAfterResync. Reads and writes keep
 // working meanwhile; writes are then not tracked.
-type TrackedDisk struct {
+type Tracked struct {
 	path, logPath, name string
 	size, maxLog        int64
 	boot                string
@@ -82,10 +83,12 @@ type TrackedDisk struct {
 	failed   error
 	gen      uint64 // appends so far, for group commit
 	scratch  []byte
-	// folding are the leaves (sorted) a closeCycleKept hashes outside mu;
-	// writes that touch them wait on foldDone.
-	folding  []int
-	foldDone *sync.Cond
+	// folding are the blocks (sorted, of foldBlock bytes) a
+	// CloseCycleFolded reads outside mu; writes that touch them wait on
+	// foldDone.
+	folding   []int
+	foldBlock int64
+	foldDone  *sync.Cond
 
 	// rewriteMu serialises the rewrites of the log file (Ack's compaction,
 	// ResetAfterResync); taken before mu.
@@ -94,24 +97,24 @@ type TrackedDisk struct {
 	// filesMu is held shared while the log file is read or fsynced outside
 	// mu, exclusively (after mu) to replace or close it.
 	filesMu sync.RWMutex
-	syncer  diskGroupSync
+	syncer  groupSync
 	fsyncs  atomic.Int64 // group commits run, for tests and metrics
 }
 
-// OpenTrackedDisk opens the disk image at path, creating a sparse image of
+// Open opens the disk image at path, creating a sparse image of
 // size bytes (and an empty change log) if it does not exist; size 0 means
 // "whatever the existing image holds". It recovers the change log after a
-// crash (see the package doc). A log that cannot be trusted does not fail
+// crash (see Tracked). A log that cannot be trusted does not fail
 // the open: the disk is returned in the NeedsResync state, which persists
 // until ResetAfterResync.
-func OpenTrackedDisk(path string, size int64, opts DiskOptions) (*TrackedDisk, error) {
-	d := &TrackedDisk{path: path, logPath: path + ".hrl", name: opts.Name, logger: opts.Logger}
+func Open(path string, size int64, opts Options) (*Tracked, error) {
+	d := &Tracked{path: path, logPath: path + ".hrl", name: opts.Name, logger: opts.Logger}
 	if d.name == "" {
 		d.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	d.syncer.cond = sync.NewCond(&d.syncer.mu)
 	d.foldDone = sync.NewCond(&d.mu)
-	boot, err := diskBootID(opts.BootID)
+	boot, err := bootID(opts.BootID)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +133,7 @@ func OpenTrackedDisk(path string, size int64, opts DiskOptions) (*TrackedDisk, e
 	return d, nil
 }
 
-func diskBootID(given string) (string, error) {
+func bootID(given string) (string, error) {
 	if given != "" {
 		return given, nil
 	}
@@ -142,7 +145,7 @@ func diskBootID(given string) (string, error) {
 }
 
 // openImage opens or creates the image; it reports whether it created it.
-func (d *TrackedDisk) openImage(size int64) (bool, error) {
+func (d *Tracked) openImage(size int64) (bool, error) {
 	if size < 0 {
 		return false, fmt.Errorf("disk %s: negative size %d", d.path, size)
 	}
@@ -164,7 +167,7 @@ func (d *TrackedDisk) openImage(size int64) (bool, error) {
 	return false, nil
 }
 
-func (d *TrackedDisk) createImage(size int64) error {
+func (d *Tracked) createImage(size int64) error {
 	if size == 0 {
 		return fmt.Errorf("disk image %s does not exist and no size was given", d.path)
 	}
@@ -175,7 +178,7 @@ func (d *TrackedDisk) createImage(size int64) error {
 	if err := f.Truncate(size); err != nil {
 		return errors.Join(fmt.Errorf("size disk image: %w", err), f.Close(), os.Remove(d.path))
 	}
-	if err := errors.Join(f.Sync(), diskSyncDir(filepath.Dir(d.path))); err != nil {
+	if err := errors.Join(f.Sync(), SyncDir(filepath.Dir(d.path))); err != nil {
 		return errors.Join(fmt.Errorf("sync new disk image: %w", err), f.Close())
 	}
 	d.img, d.size = f, size
@@ -183,15 +186,15 @@ func (d *TrackedDisk) createImage(size int64) error {
 }
 
 // Size returns the disk size in bytes.
-func (d *TrackedDisk) Size() int64 { return d.size }
+func (d *Tracked) Size() int64 { return d.size }
 
 // Name returns the disk name its extents carry.
-func (d *TrackedDisk) Name() string { return d.name }
+func (d *Tracked) Name() string { return d.name }
 
 // Path returns the image path; the change log is Path()+".hrl".
-func (d *TrackedDisk) Path() string { return d.path }
+func (d *Tracked) Path() string { return d.path }
 
-func (d *TrackedDisk) checkRange(off, length int64) error {
+func (d *Tracked) checkRange(off, length int64) error {
 	if off < 0 || length < 0 || off > d.size || length > d.size-off {
 		return fmt.Errorf("disk %s: %d bytes at %d (size %d): %w", d.name, length, off, d.size, ErrOutOfRange)
 	}
@@ -199,12 +202,12 @@ func (d *TrackedDisk) checkRange(off, length int64) error {
 }
 
 // ReadAt reads len(p) bytes at off from the image.
-func (d *TrackedDisk) ReadAt(p []byte, off int64) (int, error) {
+func (d *Tracked) ReadAt(p []byte, off int64) (int, error) {
 	if err := d.checkRange(off, int64(len(p))); err != nil {
 		return 0, err
 	}
 	if d.isClosed.Load() {
-		return 0, ErrDiskClosed
+		return 0, ErrClosed
 	}
 	n, err := d.img.ReadAt(p, off)
 	if err != nil {
@@ -215,7 +218,7 @@ func (d *TrackedDisk) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes p at off: the change log record first, then the image.
 // With fua it returns only once both are durable (group-committed).
-func (d *TrackedDisk) WriteAt(p []byte, off int64, fua bool) error {
+func (d *Tracked) WriteAt(p []byte, off int64, fua bool) error {
 	if err := d.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
@@ -234,17 +237,17 @@ func (d *TrackedDisk) WriteAt(p []byte, off int64, fua bool) error {
 
 // WriteZeroes makes length bytes at off read as zero, keeping them
 // allocated where the filesystem can.
-func (d *TrackedDisk) WriteZeroes(off, length int64, fua bool) error {
+func (d *Tracked) WriteZeroes(off, length int64, fua bool) error {
 	return d.zero(off, length, 0, fua)
 }
 
 // Trim discards length bytes at off (a hole is punched); they read as zero
 // afterwards and are tracked as a zero extent.
-func (d *TrackedDisk) Trim(off, length int64, fua bool) error {
+func (d *Tracked) Trim(off, length int64, fua bool) error {
 	return d.zero(off, length, hrlFlagTrim, fua)
 }
 
-func (d *TrackedDisk) zero(off, length int64, flags uint8, fua bool) error {
+func (d *Tracked) zero(off, length int64, flags uint8, fua bool) error {
 	if err := d.checkRange(off, length); err != nil {
 		return err
 	}
@@ -262,7 +265,7 @@ func (d *TrackedDisk) zero(off, length int64, flags uint8, fua bool) error {
 
 // write appends one record (unless the log is unusable) and applies it to
 // the image, both under mu.
-func (d *TrackedDisk) write(kind, flags uint8, off, length int64, data []byte) error {
+func (d *Tracked) write(kind, flags uint8, off, length int64, data []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.waitFoldLocked(off, length)
@@ -285,28 +288,28 @@ func (d *TrackedDisk) write(kind, flags uint8, off, length int64, data []byte) e
 	return nil
 }
 
-func (d *TrackedDisk) writable() error {
+func (d *Tracked) writable() error {
 	if d.isClosed.Load() {
-		return ErrDiskClosed
+		return ErrClosed
 	}
 	if d.failed != nil {
-		return fmt.Errorf("disk %s: %w: %w", d.name, ErrDiskFailed, d.failed)
+		return fmt.Errorf("disk %s: %w: %w", d.name, ErrFailed, d.failed)
 	}
 	return nil
 }
 
 // failLocked makes an I/O error sticky: after a failed write or fsync the
 // disk's durability is unknown.
-func (d *TrackedDisk) failLocked(err error) error {
+func (d *Tracked) failLocked(err error) error {
 	if d.failed == nil {
 		d.failed = err
 		d.logger.Error().Err(err).Str("disk", d.name).Msg("disk failed")
 	}
-	return fmt.Errorf("disk %s: %w: %w", d.name, ErrDiskFailed, err)
+	return fmt.Errorf("disk %s: %w: %w", d.name, ErrFailed, err)
 }
 
 // appendRecord writes one record at the end of the log (not synced).
-func (d *TrackedDisk) appendRecord(kind, flags uint8, a, b uint64, data []byte) (hrlRec, error) {
+func (d *Tracked) appendRecord(kind, flags uint8, a, b uint64, data []byte) (hrlRec, error) {
 	size := int64(hrlRecHeaderSize + len(data))
 	if cap(d.scratch) < hrlRecHeaderSize+64<<10 {
 		d.scratch = make([]byte, hrlRecHeaderSize+64<<10)
@@ -330,7 +333,7 @@ func (d *TrackedDisk) appendRecord(kind, flags uint8, a, b uint64, data []byte) 
 
 // checkOverflowLocked moves the disk to NeedsResync once the log passes its
 // limit.
-func (d *TrackedDisk) checkOverflowLocked() {
+func (d *Tracked) checkOverflowLocked() {
 	if d.resync != "" || d.logEnd <= d.maxLog {
 		return
 	}
@@ -343,14 +346,14 @@ func (d *TrackedDisk) checkOverflowLocked() {
 
 // markResyncLocked appends a durable resync marker so that the state
 // survives a restart, and stops tracking.
-func (d *TrackedDisk) markResyncLocked(reason string) error {
+func (d *Tracked) markResyncLocked(reason string) error {
 	d.resync = reason
 	d.closed, d.open = nil, nil
 	d.logger.Warn().Str("disk", d.name).Str("reason", reason).Msg("disk needs resync")
 	if _, err := d.appendRecord(hrlResync, 0, 0, 0, []byte(reason)); err != nil {
 		return err
 	}
-	if err := diskFdatasync(d.log); err != nil {
+	if err := fdatasync(d.log); err != nil {
 		return fmt.Errorf("sync change log: %w", err)
 	}
 	return nil
@@ -358,16 +361,16 @@ func (d *TrackedDisk) markResyncLocked(reason string) error {
 
 // Flush makes every write acknowledged so far durable, in the log and in the
 // image. Concurrent callers share one fsync of each file.
-func (d *TrackedDisk) Flush() error {
+func (d *Tracked) Flush() error {
 	if d.isClosed.Load() {
-		return ErrDiskClosed
+		return ErrClosed
 	}
 	return d.sync()
 }
 
 // Close writes a clean-shutdown marker, syncs and closes the files. Safe
 // twice.
-func (d *TrackedDisk) Close() error {
+func (d *Tracked) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.isClosed.Swap(true) {
@@ -382,7 +385,7 @@ func (d *TrackedDisk) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, diskFdatasync(d.img), diskFdatasync(d.log))
+		errs = append(errs, fdatasync(d.img), fdatasync(d.log))
 	}
 	errs = append(errs, d.img.Close(), d.log.Close())
 	if err := errors.Join(errs...); err != nil {

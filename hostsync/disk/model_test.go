@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"bytes"
@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
-// diskModel drives a TrackedDisk with random writes, zeroes, flushes, cycle
+// diskModel drives a tracked disk with random writes, zeroes, flushes, cycle
 // closes, acks, crashes and restarts, against an in-memory model of the
 // disk. At every cycle close, the cycles applied in order to a zero buffer
 // (a replica) must equal the model; after every crash the recovered pending
@@ -21,7 +22,7 @@ type diskModel struct {
 	rng     *rand.Rand
 	path    string
 	size    int64
-	d       *TrackedDisk
+	d       *Tracked
 	model   []byte
 	replica []byte
 	pending []cycle.Cycle // closed, not acked, as read at close
@@ -47,7 +48,7 @@ func TestTrackedDiskModel(t *testing.T) {
 }
 
 func (m *diskModel) open() {
-	d, err := OpenTrackedDisk(m.path, m.size, DiskOptions{BootID: testBoot, MaxLogBytes: 64 << 20})
+	d, err := Open(m.path, m.size, Options{BootID: testBoot, MaxLogBytes: 64 << 20})
 	require.NoError(m.t, err)
 	ok, why := d.NeedsResync()
 	require.False(m.t, ok, why)

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"errors"
@@ -6,13 +6,13 @@ import (
 	"syscall"
 )
 
-// Sentinel errors of the disk side (tracked disks, change logs).
-// Match them with errors.Is.
+// Sentinel errors of tracked disks and their change logs. Match them with
+// errors.Is.
 var (
 	// ErrNeedsResync means the disk's change log cannot be trusted (missing,
 	// corrupt, overflowed, or the host restarted without a clean shutdown):
 	// tracked cycles cannot be produced until the caller resynchronises the
-	// replica and calls TrackedDisk.ResetAfterResync. Reads and writes of the
+	// replica and calls Tracked.ResetAfterResync. Reads and writes of the
 	// disk keep working.
 	ErrNeedsResync = errors.New("change log lost: resync required")
 
@@ -27,14 +27,14 @@ var (
 	// and dropped.
 	ErrCycleNotFound = errors.New("cycle not found")
 
-	// ErrDiskClosed means the disk was closed. It also matches
+	// ErrClosed means the disk was closed. It also matches
 	// syscall.ESHUTDOWN, the error by which an NBD export tells its client
 	// that the disk is going away (nbd.ExportDisk's contract).
-	ErrDiskClosed error = diskClosedError{}
+	ErrClosed error = closedError{}
 
-	// ErrDiskFailed means an earlier write or fsync of the image or the log
+	// ErrFailed means an earlier write or fsync of the image or the log
 	// failed; the disk refuses further writes (its durability is unknown).
-	ErrDiskFailed = errors.New("disk failed")
+	ErrFailed = errors.New("disk failed")
 )
 
 // ResyncError says why a disk needs a resync. It wraps ErrNeedsResync (or
@@ -52,22 +52,33 @@ func (e *ResyncError) Error() string {
 // Unwrap returns ErrNeedsResync or ErrLogOverflow.
 func (e *ResyncError) Unwrap() error { return e.Err }
 
-// LogCorruptError reports a change log that does not decode at Offset. A torn
+// logCorruptError reports a change log that does not decode at Offset. A torn
 // record at the very end of the log is not an error (it is cut off); this is
 // corruption anywhere else.
-type LogCorruptError struct {
+type logCorruptError struct {
 	Offset int64
 	Reason string
 }
 
-func (e *LogCorruptError) Error() string {
+func (e *logCorruptError) Error() string {
 	return fmt.Sprintf("change log corrupt at offset %d: %s", e.Offset, e.Reason)
 }
 
-// diskClosedError is ErrDiskClosed.
-type diskClosedError struct{}
+// closedError is ErrClosed.
+type closedError struct{}
 
-func (diskClosedError) Error() string { return "disk closed" }
+func (closedError) Error() string { return "disk closed" }
 
-// Is makes ErrDiskClosed match syscall.ESHUTDOWN.
-func (diskClosedError) Is(target error) bool { return target == syscall.ESHUTDOWN }
+// Is makes ErrClosed match syscall.ESHUTDOWN.
+func (closedError) Is(target error) bool { return target == syscall.ESHUTDOWN }
+
+// ImageSizeError is an image that OpenImage found with another size than
+// the disk's.
+type ImageSizeError struct {
+	Path       string
+	Size, Want int64
+}
+
+func (e *ImageSizeError) Error() string {
+	return fmt.Sprintf("%s is %d bytes, disk is %d", e.Path, e.Size, e.Want)
+}

@@ -1,8 +1,10 @@
-package hostsync
+package disk
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,8 +74,33 @@ func TestChangeLogScanTornTailAndZeros(t *testing.T) {
 	encodeHRLRecHeader(closeRec, hrlClose, 0, 9, 42, nil)
 	wrongSeq = append(wrongSeq, closeRec...)
 	_, err = scanHRL(bytes.NewReader(wrongSeq), int64(len(wrongSeq)))
-	var ce *LogCorruptError
+	var ce *logCorruptError
 	require.ErrorAs(t, err, &ce)
+}
+
+// A change log of another format version is never read: it does not
+// decode, and the disk opens needing a resync that says why.
+func TestChangeLogRefusesUnknownVersion(t *testing.T) {
+	hdr := encodeHRLHeader(hrlHeader{diskSize: 1 << 20, baseSeq: 1})
+	require.Equal(t, byte(hrlVersion), hdr[7], "the version byte follows the magic")
+	hdr[7] = hrlVersion + 1
+	_, err := scanHRL(bytes.NewReader(hdr), int64(len(hdr)))
+	var ce *logCorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Contains(t, ce.Reason, "unknown format version 2")
+
+	path := filepath.Join(t.TempDir(), "d.img")
+	d := mustOpenDisk(t, path, 1<<20, Options{})
+	require.NoError(t, d.WriteAt([]byte("x"), 0, true))
+	require.NoError(t, d.Close())
+	f, err := os.OpenFile(path+".hrl", os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{hrlVersion + 1}, 7)
+	require.NoError(t, errors.Join(err, f.Close()))
+	d2 := mustOpenDisk(t, path, 1<<20, Options{})
+	ok, why := d2.NeedsResync()
+	require.True(t, ok)
+	require.Contains(t, why, "unknown format version 2")
 }
 
 func TestChangeLogCoalesceMatchesByteModel(t *testing.T) {
@@ -92,7 +119,7 @@ func TestChangeLogCoalesceMatchesByteModel(t *testing.T) {
 }
 
 // FuzzChangeLogReader feeds garbage as a change log: reading it never
-// panics; it either fails with a *LogCorruptError (OpenTrackedDisk then
+// panics; it either fails with a *logCorruptError (Open then
 // reports NeedsResync) or yields records inside the disk whose cycles build.
 func FuzzChangeLogReader(f *testing.F) {
 	var seed bytes.Buffer
@@ -110,7 +137,7 @@ func FuzzChangeLogReader(f *testing.F) {
 		r := bytes.NewReader(data)
 		s, err := scanHRL(r, int64(len(data)))
 		if err != nil {
-			var ce *LogCorruptError
+			var ce *logCorruptError
 			require.ErrorAs(t, err, &ce)
 			return
 		}

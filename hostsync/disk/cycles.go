@@ -1,13 +1,14 @@
-package hostsync
+package disk
 
 import (
 	"errors"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // CloseCycle ends the current cycle at the given instant and returns its
@@ -16,7 +17,7 @@ import (
 // point of the disk. Cycles are numbered without gaps; an empty cycle is
 // fine. A disk that needs a resync returns an error wrapping ErrNeedsResync
 // (ErrLogOverflow when the log overflowed).
-func (d *TrackedDisk) CloseCycle(at time.Time, appConsistent bool) (uint64, error) {
+func (d *Tracked) CloseCycle(at time.Time, appConsistent bool) (uint64, error) {
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
@@ -35,7 +36,7 @@ func (d *TrackedDisk) CloseCycle(at time.Time, appConsistent bool) (uint64, erro
 
 // closeLocked appends the close record of the open cycle and makes it the
 // last closed one (not synced). Called with mu held.
-func (d *TrackedDisk) closeLocked(at time.Time, appConsistent bool) (uint64, error) {
+func (d *Tracked) closeLocked(at time.Time, appConsistent bool) (uint64, error) {
 	var flags uint8
 	if appConsistent {
 		flags = hrlFlagAppConsistent
@@ -56,7 +57,7 @@ func (d *TrackedDisk) closeLocked(at time.Time, appConsistent bool) (uint64, err
 }
 
 // trackingLocked says whether the log can produce cycles.
-func (d *TrackedDisk) trackingLocked() error {
+func (d *Tracked) trackingLocked() error {
 	if err := d.writable(); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (d *TrackedDisk) trackingLocked() error {
 }
 
 // NeedsResync says whether the change log cannot be trusted, and why.
-func (d *TrackedDisk) NeedsResync() (bool, string) {
+func (d *Tracked) NeedsResync() (bool, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failed != nil {
@@ -81,7 +82,7 @@ func (d *TrackedDisk) NeedsResync() (bool, string) {
 }
 
 // Pending lists the closed cycles not acknowledged yet, oldest first.
-func (d *TrackedDisk) Pending() []uint64 {
+func (d *Tracked) Pending() []uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]uint64, 0, len(d.closed))
@@ -95,7 +96,7 @@ func (d *TrackedDisk) Pending() []uint64 {
 // last write to a byte wins, adjacent changes merge, zeroed ranges are Zero
 // extents. The data comes from the change log, so later writes to the disk
 // do not show. VM and Epoch are left for the caller to set.
-func (d *TrackedDisk) Cycle(seq uint64) (cycle.Cycle, error) {
+func (d *Tracked) Cycle(seq uint64) (cycle.Cycle, error) {
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
@@ -128,7 +129,7 @@ func (d *TrackedDisk) Cycle(seq uint64) (cycle.Cycle, error) {
 // drops them (it is rewritten: new file, fsync, rename, fsync directory).
 // Acknowledging an already dropped cycle again is a no-op; a cycle not
 // closed yet is an error.
-func (d *TrackedDisk) Ack(seq uint64) error {
+func (d *Tracked) Ack(seq uint64) error {
 	d.rewriteMu.Lock()
 	defer d.rewriteMu.Unlock()
 	d.mu.Lock()
@@ -155,7 +156,7 @@ func (d *TrackedDisk) Ack(seq uint64) error {
 // compact rewrites the log without the cycles up to seq. The bulk is copied
 // without mu (closed cycles never change); the tail appended meanwhile is
 // copied under mu, then the new file replaces the old.
-func (d *TrackedDisk) compact(seq uint64) error {
+func (d *Tracked) compact(seq uint64) error {
 	d.mu.Lock()
 	if err := d.trackingLocked(); err != nil {
 		d.mu.Unlock()
@@ -192,12 +193,12 @@ type hrlCompacted struct {
 
 // startCompacted writes a new log: header, an open record, then the old
 // log's bytes [cut, mid).
-func (d *TrackedDisk) startCompacted(base uint64, old *os.File, cut, mid int64) (*hrlCompacted, error) {
+func (d *Tracked) startCompacted(base uint64, old *os.File, cut, mid int64) (*hrlCompacted, error) {
 	f, err := os.OpenFile(d.logPath+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create hrlCompacted change log: %w", err)
 	}
-	nd := &TrackedDisk{log: f, logEnd: hrlHeaderSize}
+	nd := &Tracked{log: f, logEnd: hrlHeaderSize}
 	_, err = f.WriteAt(encodeHRLHeader(hrlHeader{diskSize: d.size, baseSeq: base}), 0)
 	if err == nil {
 		_, err = nd.appendRecord(hrlOpen, 0, 0, uint64(time.Now().UnixNano()), []byte(d.boot))
@@ -219,16 +220,16 @@ func (c *hrlCompacted) copyFrom(old *os.File, from, to int64) error {
 }
 
 // finishCompacted copies the tail, syncs, renames and installs the file.
-func (d *TrackedDisk) finishCompacted(c *hrlCompacted, old *os.File, mid int64) error {
+func (d *Tracked) finishCompacted(c *hrlCompacted, old *os.File, mid int64) error {
 	err := c.copyFrom(old, mid, d.logEnd)
 	if err == nil {
-		err = diskFdatasync(c.f)
+		err = fdatasync(c.f)
 	}
 	if err == nil {
 		err = os.Rename(c.f.Name(), d.logPath)
 	}
 	if err == nil {
-		err = diskSyncDir(filepath.Dir(d.logPath))
+		err = SyncDir(filepath.Dir(d.logPath))
 	}
 	if err != nil {
 		return errors.Join(fmt.Errorf("install hrlCompacted change log: %w", err), c.f.Close())
@@ -239,7 +240,7 @@ func (d *TrackedDisk) finishCompacted(c *hrlCompacted, old *os.File, mid int64) 
 
 // reindexLocked drops cycles up to seq and moves the remaining records'
 // offsets into the new file.
-func (d *TrackedDisk) reindexLocked(seq uint64, cut, prefix int64) {
+func (d *Tracked) reindexLocked(seq uint64, cut, prefix int64) {
 	shift := prefix - cut
 	move := func(recs []hrlRec) []hrlRec {
 		out := make([]hrlRec, len(recs))
@@ -264,7 +265,7 @@ func (d *TrackedDisk) reindexLocked(seq uint64, cut, prefix int64) {
 // NeedsResync state clears. Call it when a resync (or initial replication)
 // starts reading the disk: writes from then on are tracked and follow as the
 // next cycles.
-func (d *TrackedDisk) ResetAfterResync(nextSeq uint64) error {
+func (d *Tracked) ResetAfterResync(nextSeq uint64) error {
 	if nextSeq == 0 {
 		return fmt.Errorf("disk %s: reset: cycle numbers start at 1", d.name)
 	}

@@ -1,4 +1,4 @@
-package hostsync
+package disk
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// diskGroupSync lets concurrent flushes share fsyncs: a caller waits for a sync
+// groupSync lets concurrent flushes share fsyncs: a caller waits for a sync
 // that started after its writes, or leads one that covers every write
 // appended so far.
-type diskGroupSync struct {
+type groupSync struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	running bool
@@ -20,7 +20,7 @@ type diskGroupSync struct {
 }
 
 // sync makes durable every append made before the call.
-func (d *TrackedDisk) sync() error {
+func (d *Tracked) sync() error {
 	d.mu.Lock()
 	target := d.gen
 	d.mu.Unlock()
@@ -57,23 +57,23 @@ func (d *TrackedDisk) sync() error {
 }
 
 // syncFiles fsyncs the log, then the image.
-func (d *TrackedDisk) syncFiles() error {
+func (d *Tracked) syncFiles() error {
 	d.filesMu.RLock()
 	defer d.filesMu.RUnlock()
 	if d.isClosed.Load() {
-		return ErrDiskClosed
+		return ErrClosed
 	}
 	d.fsyncs.Add(1)
-	if err := diskFdatasync(d.log); err != nil {
+	if err := fdatasync(d.log); err != nil {
 		return fmt.Errorf("sync change log: %w", err)
 	}
-	if err := diskFdatasync(d.img); err != nil {
+	if err := fdatasync(d.img); err != nil {
 		return fmt.Errorf("sync disk image: %w", err)
 	}
 	return nil
 }
 
-func diskFdatasync(f *os.File) error {
+func fdatasync(f *os.File) error {
 	for {
 		err := unix.Fdatasync(int(f.Fd()))
 		if !errors.Is(err, unix.EINTR) {
@@ -82,7 +82,10 @@ func diskFdatasync(f *os.File) error {
 	}
 }
 
-func diskSyncDir(dir string) error {
+// SyncDir fsyncs the directory dir, so that a file created, renamed or
+// removed in it stays so across a crash. The disk syncs its image's and
+// log's directory so; the agent does for the files it replaces.
+func SyncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open directory to sync: %w", err)
@@ -105,7 +108,7 @@ func applyHRLRecord(img *os.File, r hrlRec, data []byte) error {
 	}
 	err := unix.Fallocate(int(img.Fd()), mode, r.off(), r.length())
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
-		return diskWriteZeros(img, r.off(), r.length())
+		return writeZeros(img, r.off(), r.length())
 	}
 	if err != nil {
 		return fmt.Errorf("zero disk image range: %w", err)
@@ -113,12 +116,12 @@ func applyHRLRecord(img *os.File, r hrlRec, data []byte) error {
 	return nil
 }
 
-var diskZeroBlock = make([]byte, 1<<20)
+var zeroBlock = make([]byte, 1<<20)
 
-func diskWriteZeros(f *os.File, off, length int64) error {
+func writeZeros(f *os.File, off, length int64) error {
 	for length > 0 {
-		n := min(length, int64(len(diskZeroBlock)))
-		if _, err := f.WriteAt(diskZeroBlock[:n], off); err != nil {
+		n := min(length, int64(len(zeroBlock)))
+		if _, err := f.WriteAt(zeroBlock[:n], off); err != nil {
 			return fmt.Errorf("write zeros to disk image: %w", err)
 		}
 		off, length = off+n, length-n
