@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
+
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // ReadModel answers queries. projections.Store implements it.
@@ -207,12 +209,10 @@ func (s *Service) handler(subject string, fn func(context.Context, []byte) (any,
 	})
 }
 
-// errorBody is the JSON of an error reply.
+// errorBody is the JSON of an error reply; an agent decodes it as an
+// agentproto.Reply.
 type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error agentproto.Error `json:"error"`
 }
 
 // reply answers req with res, or with err as an error reply (body and micro

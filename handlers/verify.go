@@ -12,13 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // VerifySubject is the command `vm verify` sends.
 const VerifySubject = CommandPrefix + "vm.verify"
 
 // VerifyHandlers serve `vm verify` (sr.cmd.vm.verify {vm, wait_ms?}): they
-// ask the VM's source agent (sr.agent.<source>.verify.<vm>, answered by
+// ask the VM's source agent (agentproto.VerifySubject, answered by
 // hostsync) to compare its disks with the replica re-hashed from its images
 // at one recovery point, append verification_completed, and on a
 // difference raise Critical health (and ResyncRequired when the VM is
@@ -56,19 +57,6 @@ type VerifyResult struct {
 	Equal     bool               `json:"equal"`
 	Differing []events.DiskRange `json:"differing"`
 	Seq       uint64             `json:"seq"`
-}
-
-// agentVerifyReply is what the source agent answers (hostsync.VerifyReply).
-type agentVerifyReply struct {
-	Epoch     uint64             `json:"epoch"`
-	Cycle     uint64             `json:"cycle"`
-	Point     string             `json:"point"`
-	Equal     bool               `json:"equal"`
-	Differing []events.DiskRange `json:"differing"`
-	Error     *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
 }
 
 // AddEndpoints adds the vm_verify endpoint.
@@ -136,24 +124,24 @@ func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, er
 
 // askAgent sends the request to the source agent and waits for the
 // comparison (up to the agent's wait plus a margin).
-func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentVerifyReply, error) {
+func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentproto.VerifyReply, error) {
 	wait := time.Duration(waitMS) * time.Millisecond
 	if wait <= 0 {
 		wait = 2*max(vm.Settings.CopyFrequency.D(), time.Second) + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(wait, 5*time.Minute)+30*time.Second)
 	defer cancel()
-	data, _ := json.Marshal(map[string]int64{"wait_ms": waitMS})
-	msg, err := v.nc.RequestWithContext(ctx, "sr.agent."+vm.SourceHost+".verify."+vm.Name, data)
+	data, _ := json.Marshal(agentproto.VerifyRequest{WaitMS: waitMS})
+	msg, err := v.nc.RequestWithContext(ctx, agentproto.VerifySubject(vm.SourceHost, vm.Name), data)
 	if err != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s did not answer the verify: %v: %w", vm.SourceHost, err, ErrUnavailable)
+		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s did not answer the verify: %v: %w", vm.SourceHost, err, ErrUnavailable)
 	}
-	var out agentVerifyReply
+	var out agentproto.VerifyReply
 	if err := json.Unmarshal(msg.Data, &out); err != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s: verify reply %q: %w", vm.SourceHost, msg.Data, ErrUnavailable)
+		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s: verify reply %q: %w", vm.SourceHost, msg.Data, ErrUnavailable)
 	}
 	if out.Error != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
+		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
 	}
 	if out.Differing == nil {
 		out.Differing = []events.DiskRange{}
@@ -162,7 +150,7 @@ func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int6
 }
 
 // record appends the outcome, deciding again after a conflict.
-func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentVerifyReply) (uint64, error) {
+func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentproto.VerifyReply) (uint64, error) {
 	agg := events.VMAgg(name)
 	for range maxConflictRetries {
 		cur, err := v.cache.load(ctx, agg)
