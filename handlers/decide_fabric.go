@@ -140,15 +140,12 @@ func decideCloudAddHost(st cloudAddHostState, cloud, host string) ([]events.Data
 	return []events.Data{events.CloudHostAddedData{Cloud: cloud, Host: host}}, nil
 }
 
-// Policy bounds (DESIGN.md, issue 3).
-const (
-	minCopyFrequency = time.Second
-	maxRetention     = 720 * time.Hour
-)
+// maxRetention bounds a policy's retention.
+const maxRetention = 720 * time.Hour
 
 // defaultPolicy is what a policy create leaves unset: ASR's defaults.
 var defaultPolicy = events.PolicySettings{
-	CopyFrequency: events.Duration(5 * time.Minute),
+	CopyFrequency: events.Duration(events.DefaultCopyFrequency),
 	Retention:     events.Duration(24 * time.Hour),
 }
 
@@ -187,8 +184,8 @@ func validatePolicy(s events.PolicySettings) error {
 		return fmt.Errorf("policy: "+format+": %w", append(args, events.ErrInvalidArgument)...)
 	}
 	switch {
-	case s.CopyFrequency.D() < minCopyFrequency:
-		return bad("copy_frequency %s is below 1s", s.CopyFrequency.D())
+	case s.CopyFrequency.D() < events.MinCopyFrequency:
+		return bad("copy_frequency %s is below %s", s.CopyFrequency.D(), events.MinCopyFrequency)
 	case s.Retention.D() < 0 || s.Retention.D() > maxRetention:
 		return bad("retention %s is not between 0 and 720h", s.Retention.D())
 	case s.AppConsistentEvery.D() < 0:

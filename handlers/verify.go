@@ -45,7 +45,7 @@ type verifyRequest struct {
 	common
 	VM string `json:"vm"`
 	// WaitMS bounds how long the source agent waits for the replica to
-	// reach its latest closed cycle (default two copy intervals + 10 s).
+	// reach its latest closed cycle (agentproto.VerifyWait).
 	WaitMS int64 `json:"wait_ms,omitempty"`
 }
 
@@ -125,11 +125,7 @@ func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, er
 // askAgent sends the request to the source agent and waits for the
 // comparison (up to the agent's wait plus a margin).
 func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentproto.VerifyReply, error) {
-	wait := time.Duration(waitMS) * time.Millisecond
-	if wait <= 0 {
-		wait = 2*max(vm.Settings.CopyFrequency.D(), time.Second) + 10*time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, min(wait, 5*time.Minute)+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, agentproto.VerifyWait(vm.Settings, waitMS)+30*time.Second)
 	defer cancel()
 	data, _ := json.Marshal(agentproto.VerifyRequest{WaitMS: waitMS})
 	msg, err := v.nc.RequestWithContext(ctx, agentproto.VerifySubject(vm.SourceHost, vm.Name), data)

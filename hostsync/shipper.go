@@ -185,7 +185,7 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 		c.reportError(ctx, agentproto.CodeResyncRequired, errors.New(why))
 		return nil
 	}
-	if closeDue(vm.Name, s.lastClose, time.Now(), copyFrequency(vm)) {
+	if closeDue(vm.Name, s.lastClose, time.Now(), vm.Settings.CopyInterval()) {
 		if err := c.closeCycle(ctx, vm); err != nil {
 			return err
 		}
@@ -208,13 +208,6 @@ func closeDue(vm string, last, now time.Time, every time.Duration) bool {
 	phase := int64(h.Sum64() % uint64(every))
 	k := (last.UnixNano()-phase)/int64(every) + 1 // the first grid point after last
 	return now.UnixNano() >= phase+k*int64(every)
-}
-
-func copyFrequency(vm events.VM) time.Duration {
-	if f := vm.Settings.CopyFrequency.D(); f >= time.Second {
-		return f
-	}
-	return 30 * time.Second
 }
 
 func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
@@ -340,7 +333,7 @@ func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 // ids, and the recovery host drops what it applied already.
 func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 	s := &c.src.ship
-	limit := max(c.a.cfg.ResendAfter, 2*copyFrequency(vm))
+	limit := max(c.a.cfg.ResendAfter, 2*vm.Settings.CopyInterval())
 	var oldest uint64
 	for seq, at := range s.sentAt {
 		if time.Since(at) > limit && (oldest == 0 || seq < oldest) {

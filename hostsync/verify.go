@@ -20,9 +20,8 @@ import (
 // The control plane (`vm verify`) asks it and records the outcome.
 
 const (
-	verifyMaxWait = 5 * time.Minute
-	verifyPoll    = 200 * time.Millisecond
-	verifyAsk     = 10 * time.Second
+	verifyPoll = 200 * time.Millisecond
+	verifyAsk  = 10 * time.Second
 )
 
 // serveVerify subscribes the VM's verify subject once per source side.
@@ -70,7 +69,7 @@ func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
 	}
 	if err == nil {
 		vm, _, _ := c.snapshot()
-		ctx, cancel := context.WithTimeout(context.Background(), verifyWait(vm, req))
+		ctx, cancel := context.WithTimeout(context.Background(), agentproto.VerifyWait(vm.Settings, req.WaitMS))
 		out, err = c.verify(ctx, in, vm)
 		cancel()
 	}
@@ -86,13 +85,6 @@ func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
 	if rerr := m.Respond(data); rerr != nil {
 		c.logger.Debug().Err(rerr).Msg("verify reply")
 	}
-}
-
-func verifyWait(vm events.VM, req agentproto.VerifyRequest) time.Duration {
-	if req.WaitMS > 0 {
-		return min(time.Duration(req.WaitMS)*time.Millisecond, verifyMaxWait)
-	}
-	return min(2*copyFrequency(vm)+10*time.Second, verifyMaxWait)
 }
 
 // verify compares until it could at one cycle, or ctx ends.
