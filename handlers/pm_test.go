@@ -282,7 +282,7 @@ func TestPlannedFailoverVerifyFailed(t *testing.T) {
 	f.protect("web01")
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-v"})
 	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "epoch": 1, "final_cycle": 3, "roots": m{"disk0": "aa"}})
-	f.agent("hv11", agentproto.VerbError, m{"vm": "web01", "code": ErrorCodeVerifyFailed, "message": "disk0 root bb, source aa"})
+	f.agent("hv11", agentproto.VerbError, m{"vm": "web01", "code": agentproto.CodeVerifyFailed, "message": "disk0 root bb, source aa"})
 	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
 	j := f.job("pf-v", events.JobFailed)
 	require.Contains(t, j.Errors, "planned failover failed at verify: disk0 root bb, source aa")
