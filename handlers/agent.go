@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -50,46 +48,41 @@ func NewAgentHandlers(log events.Log, unreachableAfter time.Duration, logger zer
 	}
 }
 
-// AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>,
-// to svc. Heartbeats reach every instance of the service (no queue group),
-// so that each instance's sweeper knows when every host was last heard;
-// the log's optimistic concurrency keeps the transition events single.
-func (a *AgentHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	for _, verb := range agentproto.ReplicationVerbs {
-		h := micro.ContextHandler(ctx, a.serve)
-		opts := []micro.EndpointOpt{micro.WithEndpointSubject(agentproto.ReportFilter(verb))}
-		if verb == agentproto.VerbHeartbeat {
-			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
-		}
-		if err := svc.AddEndpoint("agent_"+verb, h, opts...); err != nil {
-			return fmt.Errorf("agent endpoint %s: %w", verb, err)
-		}
+// endpoints are one endpoint per replication verb, subject
+// sr.cmd.agent.*.<verb>. Heartbeats reach every instance of the service (no
+// queue group), so that each instance's sweeper knows when every host was
+// last heard; the log's optimistic concurrency keeps the transition events
+// single.
+func (a *AgentHandlers) endpoints() []endpoint {
+	eps := reportEndpoints(agentproto.ReplicationVerbs, a.logger, 0, a.Handle)
+	for i := range eps {
+		eps[i].everyInstance = eps[i].subject == agentproto.ReportFilter(agentproto.VerbHeartbeat)
 	}
-	return nil
+	return eps
 }
 
-func (a *AgentHandlers) serve(ctx context.Context, req micro.Request) {
-	host, verb, err := agentproto.ParseReportSubject(req.Subject())
-	var res agentproto.Reply
-	if err == nil {
-		res, err = a.Handle(ctx, host, verb, req.Data())
+// reportEndpoints are one endpoint per verb, subject sr.cmd.agent.*.<verb>,
+// each handled by handle with the host and verb its subject names, within
+// timeout (0: none). A refused report is routine (a late or repeated one).
+func reportEndpoints(verbs []string, logger zerolog.Logger, timeout time.Duration,
+	handle func(ctx context.Context, host, verb string, body []byte) (agentproto.Reply, error)) []endpoint {
+	serve := func(ctx context.Context, subject string, body []byte) (any, error) {
+		host, verb, err := agentproto.ParseReportSubject(subject)
+		if err != nil {
+			return nil, err
+		}
+		res, err := handle(ctx, host, verb, body)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
-	if err != nil {
-		a.logger.Debug().Err(err).Str("subject", req.Subject()).Msg("agent report refused")
-		respondError(req, err)
-		return
+	eps := make([]endpoint, 0, len(verbs))
+	for _, verb := range verbs {
+		eps = append(eps, endpoint{name: "agent_" + verb, subject: agentproto.ReportFilter(verb), timeout: timeout,
+			routine: true, logger: logger, handle: serve})
 	}
-	if err := req.RespondJSON(res); err != nil {
-		a.logger.Warn().Err(err).Str("subject", req.Subject()).Msg("reply to agent report")
-	}
-}
-
-// respondError replies {"error": {"code", "message"}} with the micro error
-// headers set.
-func respondError(req micro.Request, err error) {
-	body := errorBody{Error: agentproto.Error{Code: Code(err), Message: err.Error()}}
-	raw, _ := json.Marshal(body)
-	_ = req.Error(body.Error.Code, body.Error.Message, raw)
+	return eps
 }
 
 // Handle decides one report of host and appends its events. It returns an
@@ -173,7 +166,7 @@ func (a *AgentHandlers) appendVM(ctx context.Context, host, name, commandID stri
 func (a *AgentHandlers) appendAgg(ctx context.Context, host string, agg events.Aggregate, commandID string,
 	decide func(aggState) ([]events.Data, error)) (agentproto.Reply, error) {
 	if commandID == "" {
-		commandID = nuid.Next()
+		commandID = newID()
 	}
 	meta := events.Meta{CommandID: commandID, CorrelationID: commandID, Actor: "agent:" + host}
 	for range maxConflictRetries {

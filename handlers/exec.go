@@ -11,6 +11,10 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
+// newID is a new unique id: of a command that came without one, or of a
+// report.
+func newID() string { return nuid.Next() }
+
 // maxAttempts bounds how often a command is decided again after a conflict.
 const maxAttempts = 10
 
@@ -52,7 +56,7 @@ type stepResult struct {
 func newMeta(c common) (events.Meta, error) {
 	id := c.CommandID
 	if id == "" {
-		id = nuid.Next()
+		id = newID()
 	}
 	if err := token("command_id", id); err != nil {
 		return events.Meta{}, err

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -26,8 +24,6 @@ type FailoverReports struct {
 	logger zerolog.Logger
 }
 
-var _ Extension = (*FailoverReports)(nil)
-
 // NewFailoverReports returns the report handlers appending to log. rm (the
 // service's read model) answers the netmaps query that maps a failed-over
 // VM's networks; with a nil rm the log is read whole at each failover.
@@ -35,33 +31,10 @@ func NewFailoverReports(log events.Log, rm ReadModel, logger zerolog.Logger) *Fa
 	return &FailoverReports{log: log, cache: newFoldCache(log, foldCacheSize), rm: rm, logger: logger.With().Str("component", "failover-reports").Logger()}
 }
 
-// AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>.
-func (f *FailoverReports) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	for _, verb := range agentproto.FailoverVerbs {
-		h := micro.ContextHandler(ctx, f.serve)
-		if err := svc.AddEndpoint("agent_"+verb, h, micro.WithEndpointSubject(agentproto.ReportFilter(verb))); err != nil {
-			return fmt.Errorf("agent endpoint %s: %w", verb, err)
-		}
-	}
-	return nil
-}
-
-func (f *FailoverReports) serve(ctx context.Context, req micro.Request) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
-	host, verb, err := agentproto.ParseReportSubject(req.Subject())
-	var res agentproto.Reply
-	if err == nil {
-		res, err = f.Handle(ctx, host, verb, req.Data())
-	}
-	if err != nil {
-		f.logger.Debug().Err(err).Str(logSubject, req.Subject()).Msg("failover report refused")
-		respondError(req, err)
-		return
-	}
-	if err := req.RespondJSON(res); err != nil {
-		f.logger.Warn().Err(err).Str(logSubject, req.Subject()).Msg("reply to failover report")
-	}
+// endpoints are one endpoint per failover verb, subject
+// sr.cmd.agent.*.<verb>, each report handled within DefaultTimeout.
+func (f *FailoverReports) endpoints() []endpoint {
+	return reportEndpoints(agentproto.FailoverVerbs, f.logger, DefaultTimeout, f.Handle)
 }
 
 // Handle decides one report of host and appends its events. It returns an
@@ -125,7 +98,7 @@ func (f *FailoverReports) append(ctx context.Context, host string, head agentpro
 	agg := events.VMAgg(head.VM)
 	commandID := head.CommandID
 	if commandID == "" {
-		commandID = nuid.Next()
+		commandID = newID()
 	}
 	for range maxConflictRetries {
 		cur, err := f.cache.load(ctx, agg)

@@ -2,13 +2,10 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -28,16 +25,26 @@ const VerifySubject = CommandPrefix + "vm.verify"
 type VerifyHandlers struct {
 	log    events.Log
 	cache  *foldCache
-	nc     *nats.Conn
+	agents sourceAgent
 	logger zerolog.Logger
 }
 
-var _ Extension = (*VerifyHandlers)(nil)
+// sourceAgent asks a VM's source agent to compare the VM's disks with the
+// replica (agentproto.VerifySubject). Safe for concurrent use.
+type sourceAgent interface {
+	// Verify asks host to compare vm now and waits for the outcome until
+	// ctx ends. It changes nothing on either side, so a call may be
+	// repeated; each compares again. An agent that does not answer (not
+	// running, or not serving vm: an agent that is not the VM's source does
+	// not subscribe) or answers something that does not decode is an error
+	// wrapping ErrUnavailable; a refusal is the reply's Error.
+	Verify(ctx context.Context, host, vm string, req agentproto.VerifyRequest) (agentproto.VerifyReply, error)
+}
 
-// NewVerifyHandlers returns the verify handler appending to log and asking
-// agents over nc.
-func NewVerifyHandlers(log events.Log, nc *nats.Conn, logger zerolog.Logger) *VerifyHandlers {
-	return &VerifyHandlers{log: log, cache: newFoldCache(log, foldCacheSize), nc: nc, logger: logger.With().Str("component", "verify").Logger()}
+// newVerifyHandlers returns the verify handler appending to log and asking
+// agents.
+func newVerifyHandlers(log events.Log, agents sourceAgent, logger zerolog.Logger) *VerifyHandlers {
+	return &VerifyHandlers{log: log, cache: newFoldCache(log, foldCacheSize), agents: agents, logger: logger.With().Str("component", "verify").Logger()}
 }
 
 // verifyRequest is the command's body.
@@ -59,25 +66,10 @@ type VerifyResult struct {
 	Seq       uint64             `json:"seq"`
 }
 
-// AddEndpoints adds the vm_verify endpoint.
-func (v *VerifyHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	h := micro.ContextHandler(ctx, v.serve)
-	if err := svc.AddEndpoint("vm_verify", h, micro.WithEndpointSubject(VerifySubject)); err != nil {
-		return fmt.Errorf("verify endpoint: %w", err)
-	}
-	return nil
-}
-
-func (v *VerifyHandlers) serve(ctx context.Context, req micro.Request) {
-	res, err := v.Handle(ctx, req.Data())
-	if err != nil {
-		v.logger.Debug().Err(err).Msg("verify refused")
-		respondError(req, err)
-		return
-	}
-	if err := req.RespondJSON(res); err != nil {
-		v.logger.Warn().Err(err).Msg("reply to verify")
-	}
+// endpoints are the vm_verify endpoint.
+func (v *VerifyHandlers) endpoints() []endpoint {
+	return []endpoint{{name: "vm_verify", subject: VerifySubject, routine: true, logger: v.logger,
+		handle: func(ctx context.Context, _ string, body []byte) (any, error) { return v.Handle(ctx, body) }}}
 }
 
 // Handle runs one verify. Errors: invalid_argument for a bad body,
@@ -127,14 +119,9 @@ func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, er
 func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentproto.VerifyReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, agentproto.VerifyWait(vm.Settings, waitMS)+30*time.Second)
 	defer cancel()
-	data, _ := json.Marshal(agentproto.VerifyRequest{WaitMS: waitMS})
-	msg, err := v.nc.RequestWithContext(ctx, agentproto.VerifySubject(vm.SourceHost, vm.Name), data)
+	out, err := v.agents.Verify(ctx, vm.SourceHost, vm.Name, agentproto.VerifyRequest{WaitMS: waitMS})
 	if err != nil {
-		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s did not answer the verify: %v: %w", vm.SourceHost, err, ErrUnavailable)
-	}
-	var out agentproto.VerifyReply
-	if err := json.Unmarshal(msg.Data, &out); err != nil {
-		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s: verify reply %q: %w", vm.SourceHost, msg.Data, ErrUnavailable)
+		return agentproto.VerifyReply{}, err
 	}
 	if out.Error != nil {
 		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
