@@ -25,33 +25,6 @@ var pointStates = []events.ProtectionState{
 // errorStates are the states in which a replication error is recorded.
 var errorStates = append(slices.Clone(pointStates), events.DisablingProtection)
 
-func invalidArg(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), events.ErrInvalidArgument)
-}
-
-func unauthorized(host, role string, vm *events.VM) error {
-	return fmt.Errorf("host %s is not the %s host of vm %s: %w", host, role, vm.Name, ErrUnauthorized)
-}
-
-func mustExist(vm *events.VM, name string) error {
-	if !vm.Exists() {
-		return fmt.Errorf("vm %s: %w", name, events.ErrNotFound)
-	}
-	return nil
-}
-
-func stateErr(vm *events.VM, what string) error {
-	return &events.StateError{Aggregate: events.VMAgg(vm.Name), State: string(vm.State), Operation: what, Allowed: allowedNames(vm)}
-}
-
-func allowedNames(vm *events.VM) []string {
-	var out []string
-	for _, op := range vm.Allowed() {
-		out = append(out, string(op))
-	}
-	return out
-}
-
 // DecideDiskProvisioned: a source image comes from the VM's source or
 // active host, a replica from its recovery host; a report equal to what the
 // VM already records appends nothing.

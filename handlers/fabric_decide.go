@@ -2,25 +2,16 @@ package handlers
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// Pure decide functions of the fabric: sites, hosts, clouds, policies,
-// pairings and network mappings. Each takes the state its caller loaded from
+// Pure decide functions of the fabric: sites, hosts (and a host's claim by
+// a cloud) and policies. Each takes the state its caller loaded from
 // the log and the validated request, and returns the events to append or an
 // error matching an events sentinel. None does I/O.
-
-func notFound(kind events.Kind, name string) error {
-	return fmt.Errorf("%s %s: %w", kind, name, events.ErrNotFound)
-}
-
-func alreadyExists(kind events.Kind, name string) error {
-	return fmt.Errorf("%s %s: %w", kind, name, events.ErrAlreadyExists)
-}
 
 func decideSiteRegister(s events.Site, name string) ([]events.Data, error) {
 	if s.Exists() {
@@ -97,47 +88,6 @@ func decideHostAssign(h hostState, name, cloud, site string) ([]events.Data, err
 		return []events.Data{events.HostAssignedData{Host: name, Cloud: cloud}}, nil
 	}
 	return nil, fmt.Errorf("host %s is already in cloud %s: %w", name, h.Cloud, events.ErrInvalidState)
-}
-
-// cloudCreateState is the cloud, its site and its hosts (by name).
-type cloudCreateState struct {
-	Cloud cloudState
-	Site  events.Site
-	Hosts map[string]hostState
-}
-
-func decideCloudCreate(st cloudCreateState, r cloudRequest) ([]events.Data, error) {
-	if st.Cloud.Exists() {
-		return nil, alreadyExists(events.KindCloud, r.Name)
-	}
-	if !st.Site.Exists() {
-		return nil, notFound(events.KindSite, r.Site)
-	}
-	for _, h := range r.Hosts {
-		if _, err := decideHostAssign(st.Hosts[h], h, r.Name, r.Site); err != nil {
-			return nil, err
-		}
-	}
-	return []events.Data{events.CloudCreatedData{Name: r.Name, Site: r.Site, Hosts: slices.Clone(r.Hosts)}}, nil
-}
-
-// cloudAddHostState is the cloud and the host to add.
-type cloudAddHostState struct {
-	Cloud cloudState
-	Host  hostState
-}
-
-func decideCloudAddHost(st cloudAddHostState, cloud, host string) ([]events.Data, error) {
-	if !st.Cloud.Exists() {
-		return nil, notFound(events.KindCloud, cloud)
-	}
-	if slices.Contains(st.Cloud.Hosts, host) {
-		return nil, fmt.Errorf("host %s is already in cloud %s: %w", host, cloud, events.ErrAlreadyExists)
-	}
-	if _, err := decideHostAssign(st.Host, host, cloud, st.Cloud.Site); err != nil {
-		return nil, err
-	}
-	return []events.Data{events.CloudHostAddedData{Cloud: cloud, Host: host}}, nil
 }
 
 // maxRetention bounds a policy's retention.

@@ -186,29 +186,3 @@ func (f *FailoverReports) scanNetmaps(ctx context.Context) (map[string]string, e
 	}
 	return out, err
 }
-
-// scanKind calls fn for every record of kind in log up to its current end.
-func scanKind(ctx context.Context, log events.Log, kind events.Kind, fn func(events.Record)) error {
-	last, err := log.LastSeq(ctx)
-	if err != nil || last == 0 {
-		return err
-	}
-	cur, err := log.Follow(ctx, 1)
-	if err != nil {
-		return err
-	}
-	defer cur.Close()
-	for seq := uint64(0); seq < last; {
-		recs, err := cur.Next(ctx, 1024)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Seq <= last && r.Aggregate.Kind == kind {
-				fn(r)
-			}
-			seq = r.Seq
-		}
-	}
-	return nil
-}

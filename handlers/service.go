@@ -96,6 +96,9 @@ func (s *Service) Extend(e Extension) {
 	s.exts = append(s.exts, e)
 }
 
+// commandFunc handles one command subject's request body.
+type commandFunc func(ctx context.Context, body []byte) (Result, error)
+
 // Commands returns the handler of every command subject.
 func (s *Service) commands() map[string]commandFunc {
 	m := map[string]commandFunc{
