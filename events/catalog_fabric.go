@@ -59,7 +59,8 @@ type CloudHostAddedData struct {
 
 // PolicySettings are a replication policy's settings.
 type PolicySettings struct {
-	// CopyFrequency is how often a cycle closes and ships (>= 1s).
+	// CopyFrequency is how often a cycle closes and ships (at least
+	// MinCopyFrequency; see CopyInterval).
 	CopyFrequency Duration `json:"copy_frequency"`
 	// Retention is how long recovery points are kept (0 to 720h).
 	Retention Duration `json:"retention"`

@@ -5,20 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
-
-// AgentSubjectPrefix is the prefix of the agents' reports:
-// sr.cmd.agent.<host>.<verb>.
-const AgentSubjectPrefix = "sr.cmd.agent"
 
 // DefaultUnreachableAfter is how long a host may stay silent before it is
 // marked unreachable (agents heartbeat every few seconds).
@@ -27,13 +21,6 @@ const DefaultUnreachableAfter = 15 * time.Second
 // maxConflictRetries bounds how often a report is decided again after a
 // concurrent append to the same aggregate.
 const maxConflictRetries = 8
-
-// AgentResult is the reply to an accepted report.
-type AgentResult struct {
-	// Seqs are the log sequences of the events the report appended (none
-	// when it changed nothing, e.g. a repeat).
-	Seqs []uint64 `json:"seqs,omitempty"`
-}
 
 // AgentHandlers decide the agents' reports into events and track
 // heartbeats. They are safe for concurrent use.
@@ -61,96 +48,72 @@ func NewAgentHandlers(log events.Log, unreachableAfter time.Duration, logger zer
 	}
 }
 
-// AgentVerbs lists the verbs AddEndpoints serves.
-var AgentVerbs = []string{
-	AgentHeartbeat, AgentDiskProvisioned, AgentIRProgress, AgentIRCompleted,
-	AgentRecoveryPoint, AgentPointsPruned, AgentError, AgentDisabled,
+// endpoints are one endpoint per replication verb, subject
+// sr.cmd.agent.*.<verb>. Heartbeats reach every instance of the service (no
+// queue group), so that each instance's sweeper knows when every host was
+// last heard; the log's optimistic concurrency keeps the transition events
+// single.
+func (a *AgentHandlers) endpoints() []endpoint {
+	eps := reportEndpoints(agentproto.ReplicationVerbs, a.logger, 0, a.Handle)
+	for i := range eps {
+		eps[i].everyInstance = eps[i].subject == agentproto.ReportFilter(agentproto.VerbHeartbeat)
+	}
+	return eps
 }
 
-// AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>,
-// to svc. Heartbeats reach every instance of the service (no queue group),
-// so that each instance's sweeper knows when every host was last heard;
-// the log's optimistic concurrency keeps the transition events single.
-func (a *AgentHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	for _, verb := range AgentVerbs {
-		h := micro.ContextHandler(ctx, a.serve)
-		opts := []micro.EndpointOpt{micro.WithEndpointSubject(AgentSubjectPrefix + ".*." + verb)}
-		if verb == AgentHeartbeat {
-			opts = append(opts, micro.WithEndpointQueueGroupDisabled())
+// reportEndpoints are one endpoint per verb, subject sr.cmd.agent.*.<verb>,
+// each handled by handle with the host and verb its subject names, within
+// timeout (0: none). A refused report is routine (a late or repeated one).
+func reportEndpoints(verbs []string, logger zerolog.Logger, timeout time.Duration,
+	handle func(ctx context.Context, host, verb string, body []byte) (agentproto.Reply, error)) []endpoint {
+	serve := func(ctx context.Context, subject string, body []byte) (any, error) {
+		host, verb, err := agentproto.ParseReportSubject(subject)
+		if err != nil {
+			return nil, err
 		}
-		if err := svc.AddEndpoint("agent_"+verb, h, opts...); err != nil {
-			return fmt.Errorf("agent endpoint %s: %w", verb, err)
+		res, err := handle(ctx, host, verb, body)
+		if err != nil {
+			return nil, err
 		}
+		return res, nil
 	}
-	return nil
-}
-
-func (a *AgentHandlers) serve(ctx context.Context, req micro.Request) {
-	host, verb, err := ParseAgentSubject(req.Subject())
-	var res AgentResult
-	if err == nil {
-		res, err = a.Handle(ctx, host, verb, req.Data())
+	eps := make([]endpoint, 0, len(verbs))
+	for _, verb := range verbs {
+		eps = append(eps, endpoint{name: "agent_" + verb, subject: agentproto.ReportFilter(verb), timeout: timeout,
+			routine: true, logger: logger, handle: serve})
 	}
-	if err != nil {
-		a.logger.Debug().Err(err).Str("subject", req.Subject()).Msg("agent report refused")
-		respondError(req, err)
-		return
-	}
-	if err := req.RespondJSON(res); err != nil {
-		a.logger.Warn().Err(err).Str("subject", req.Subject()).Msg("reply to agent report")
-	}
-}
-
-// respondError replies {"error": {"code", "message"}} with the micro error
-// headers set.
-func respondError(req micro.Request, err error) {
-	code := Code(err)
-	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": err.Error()}})
-	_ = req.Error(code, err.Error(), body)
-}
-
-// ParseAgentSubject splits sr.cmd.agent.<host>.<verb>.
-func ParseAgentSubject(subject string) (host, verb string, err error) {
-	rest, ok := strings.CutPrefix(subject, AgentSubjectPrefix+".")
-	host, verb, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 {
-		return "", "", invalidArg("subject %q is not %s.<host>.<verb>", subject, AgentSubjectPrefix)
-	}
-	if err := events.ValidateToken("host", host); err != nil {
-		return "", "", err
-	}
-	return host, verb, nil
+	return eps
 }
 
 // Handle decides one report of host and appends its events. It returns an
 // error matching events.ErrInvalidArgument for an unknown verb or a body that
 // does not decode, ErrUnauthorized when host may not report for the VM, and
 // the domain errors of the decide functions.
-func (a *AgentHandlers) Handle(ctx context.Context, host, verb string, body []byte) (AgentResult, error) {
-	if verb == AgentHeartbeat {
-		var r HeartbeatReport
+func (a *AgentHandlers) Handle(ctx context.Context, host, verb string, body []byte) (agentproto.Reply, error) {
+	if verb == agentproto.VerbHeartbeat {
+		var r agentproto.HeartbeatReport
 		if err := decodeReport(body, &r); err != nil {
-			return AgentResult{}, err
+			return agentproto.Reply{}, err
 		}
 		return a.heartbeat(ctx, host, r)
 	}
 	return a.handleVM(ctx, host, verb, body)
 }
 
-func (a *AgentHandlers) handleVM(ctx context.Context, host, verb string, body []byte) (AgentResult, error) {
+func (a *AgentHandlers) handleVM(ctx context.Context, host, verb string, body []byte) (agentproto.Reply, error) {
 	var head struct {
 		CommandID string `json:"command_id"`
 		VM        string `json:"vm"`
 	}
 	if err := decodeReport(body, &head); err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	if err := events.ValidateToken("vm", head.VM); err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	decide, err := vmDecider(verb, host, body)
 	if err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	return a.appendVM(ctx, host, head.VM, head.CommandID, decide)
 }
@@ -158,19 +121,19 @@ func (a *AgentHandlers) handleVM(ctx context.Context, host, verb string, body []
 // vmDecider decodes body for verb and returns the decision over the VM.
 func vmDecider(verb, host string, body []byte) (func(events.VM) ([]events.Data, error), error) {
 	switch verb {
-	case AgentDiskProvisioned:
+	case agentproto.VerbDiskProvisioned:
 		return decider(body, host, DecideDiskProvisioned)
-	case AgentIRProgress:
+	case agentproto.VerbIRProgress:
 		return decider(body, host, DecideIRProgress)
-	case AgentIRCompleted:
+	case agentproto.VerbIRCompleted:
 		return decider(body, host, DecideIRCompleted)
-	case AgentRecoveryPoint:
+	case agentproto.VerbRecoveryPoint:
 		return decider(body, host, DecideRecoveryPoint)
-	case AgentPointsPruned:
+	case agentproto.VerbPointsPruned:
 		return decider(body, host, DecidePointsPruned)
-	case AgentError:
+	case agentproto.VerbError:
 		return decider(body, host, DecideError)
-	case AgentDisabled:
+	case agentproto.VerbDisabled:
 		return decider(body, host, DecideDisabled)
 	}
 	return nil, invalidArg("unknown agent report %q", verb)
@@ -193,7 +156,7 @@ func decodeReport(body []byte, v any) error {
 
 // appendVM loads the VM, decides and appends, deciding again after a
 // conflict.
-func (a *AgentHandlers) appendVM(ctx context.Context, host, name, commandID string, decide func(events.VM) ([]events.Data, error)) (AgentResult, error) {
+func (a *AgentHandlers) appendVM(ctx context.Context, host, name, commandID string, decide func(events.VM) ([]events.Data, error)) (agentproto.Reply, error) {
 	agg := events.VMAgg(name)
 	return a.appendAgg(ctx, host, agg, commandID, func(cur aggState) ([]events.Data, error) {
 		return decide(cur.View.VM)
@@ -201,19 +164,19 @@ func (a *AgentHandlers) appendVM(ctx context.Context, host, name, commandID stri
 }
 
 func (a *AgentHandlers) appendAgg(ctx context.Context, host string, agg events.Aggregate, commandID string,
-	decide func(aggState) ([]events.Data, error)) (AgentResult, error) {
+	decide func(aggState) ([]events.Data, error)) (agentproto.Reply, error) {
 	if commandID == "" {
-		commandID = nuid.Next()
+		commandID = newID()
 	}
 	meta := events.Meta{CommandID: commandID, CorrelationID: commandID, Actor: "agent:" + host}
 	for range maxConflictRetries {
 		cur, err := a.cache.load(ctx, agg)
 		if err != nil {
-			return AgentResult{}, fmt.Errorf("load %s: %w", agg, err)
+			return agentproto.Reply{}, fmt.Errorf("load %s: %w", agg, err)
 		}
 		evs, err := decide(cur)
 		if err != nil || len(evs) == 0 {
-			return AgentResult{}, err
+			return agentproto.Reply{}, err
 		}
 		meta.At = time.Now().UTC()
 		res, err := a.log.Append(ctx, agg, cur.Seq, meta, evs...)
@@ -221,14 +184,14 @@ func (a *AgentHandlers) appendAgg(ctx context.Context, host string, agg events.A
 			continue
 		}
 		if err != nil {
-			return AgentResult{}, fmt.Errorf("append to %s: %w", agg, err)
+			return agentproto.Reply{}, fmt.Errorf("append to %s: %w", agg, err)
 		}
-		return AgentResult{Seqs: res.Seqs}, nil
+		return agentproto.Reply{Seqs: res.Seqs}, nil
 	}
-	return AgentResult{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
+	return agentproto.Reply{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
 }
 
-func (a *AgentHandlers) heartbeat(ctx context.Context, host string, r HeartbeatReport) (AgentResult, error) {
+func (a *AgentHandlers) heartbeat(ctx context.Context, host string, r agentproto.HeartbeatReport) (agentproto.Reply, error) {
 	now := time.Now()
 	a.mu.Lock()
 	a.seen[host] = now

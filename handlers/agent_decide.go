@@ -6,97 +6,12 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
-// What host agents report, as sr.cmd.agent.<host>.<verb> requests (JSON).
-// The reporting host is the subject's <host> token, never a body field: a
-// host's NATS user may publish only under its own sr.cmd.agent.<host>.>.
-// Every report may carry a command_id; a retried report with the same id
-// appends nothing twice.
-
-// The agent verbs this file decides.
-const (
-	AgentHeartbeat       = "heartbeat"
-	AgentDiskProvisioned = "disk_provisioned"
-	AgentIRProgress      = "ir_progress"
-	AgentIRCompleted     = "ir_completed"
-	AgentRecoveryPoint   = "recovery_point"
-	AgentPointsPruned    = "points_pruned"
-	AgentError           = "error"
-	AgentDisabled        = "protection_disabled"
-)
-
-// ErrorCodeResyncRequired in an error report means the change log of the
-// VM's disks was lost or overflowed: the VM needs a resync.
-const ErrorCodeResyncRequired = "resync_required"
-
-// HeartbeatReport is the body of sr.cmd.agent.<host>.heartbeat.
-type HeartbeatReport struct {
-	Agent string    `json:"agent,omitempty"`
-	Time  time.Time `json:"time"`
-}
-
-// DiskProvisionedReport: the agent created or found a disk image of a VM.
-type DiskProvisionedReport struct {
-	CommandID string `json:"command_id,omitempty"`
-	VM        string `json:"vm"`
-	Disk      string `json:"disk"`
-	Role      string `json:"role"`
-	Image     string `json:"image"`
-	NBDURL    string `json:"nbd_url,omitempty"`
-	Epoch     uint64 `json:"epoch"`
-}
-
-// IRProgressReport: bytes of the initial copy the recovery host holds.
-type IRProgressReport struct {
-	CommandID  string `json:"command_id,omitempty"`
-	VM         string `json:"vm"`
-	DoneBytes  int64  `json:"done_bytes"`
-	TotalBytes int64  `json:"total_bytes"`
-}
-
-// IRCompletedReport: the initial copy was applied whole.
-type IRCompletedReport struct {
-	CommandID string `json:"command_id,omitempty"`
-	VM        string `json:"vm"`
-	SentBytes int64  `json:"sent_bytes"`
-}
-
-// RecoveryPointReport: the recovery host applied a whole cycle.
-type RecoveryPointReport struct {
-	CommandID     string            `json:"command_id,omitempty"`
-	VM            string            `json:"vm"`
-	ID            string            `json:"id"`
-	Time          time.Time         `json:"time"`
-	AppConsistent bool              `json:"app_consistent"`
-	Cycle         uint64            `json:"cycle"`
-	Epoch         uint64            `json:"epoch"`
-	Roots         map[string]string `json:"roots,omitempty"`
-	Bytes         int64             `json:"bytes"`
-}
-
-// PointsPrunedReport: the recovery host dropped points per the retention.
-type PointsPrunedReport struct {
-	CommandID string   `json:"command_id,omitempty"`
-	VM        string   `json:"vm"`
-	IDs       []string `json:"ids"`
-}
-
-// ErrorReport: something went wrong replicating a VM.
-type ErrorReport struct {
-	CommandID string `json:"command_id,omitempty"`
-	VM        string `json:"vm"`
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-}
-
-// DisabledReport: the agent stopped replicating the VM (after
-// protection_disable_started) and deleted the replica or kept it.
-type DisabledReport struct {
-	CommandID      string `json:"command_id,omitempty"`
-	VM             string `json:"vm"`
-	ReplicaDeleted bool   `json:"replica_deleted"`
-}
+// The replication reports of host agents (agentproto.ReplicationVerbs),
+// decided over the VM (or, for a heartbeat, the host) they name. A retried
+// report with the same command_id appends nothing twice.
 
 // pointStates are the states in which a recovery host's points count:
 // replication runs in them (or has just stopped, for a planned failover's
@@ -110,37 +25,10 @@ var pointStates = []events.ProtectionState{
 // errorStates are the states in which a replication error is recorded.
 var errorStates = append(slices.Clone(pointStates), events.DisablingProtection)
 
-func invalidArg(format string, a ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), events.ErrInvalidArgument)
-}
-
-func unauthorized(host, role string, vm *events.VM) error {
-	return fmt.Errorf("host %s is not the %s host of vm %s: %w", host, role, vm.Name, ErrUnauthorized)
-}
-
-func mustExist(vm *events.VM, name string) error {
-	if !vm.Exists() {
-		return fmt.Errorf("vm %s: %w", name, events.ErrNotFound)
-	}
-	return nil
-}
-
-func stateErr(vm *events.VM, what string) error {
-	return &events.StateError{Aggregate: events.VMAgg(vm.Name), State: string(vm.State), Operation: what, Allowed: allowedNames(vm)}
-}
-
-func allowedNames(vm *events.VM) []string {
-	var out []string
-	for _, op := range vm.Allowed() {
-		out = append(out, string(op))
-	}
-	return out
-}
-
 // DecideDiskProvisioned: a source image comes from the VM's source or
 // active host, a replica from its recovery host; a report equal to what the
 // VM already records appends nothing.
-func DecideDiskProvisioned(vm events.VM, host string, r DiskProvisionedReport) ([]events.Data, error) {
+func DecideDiskProvisioned(vm events.VM, host string, r agentproto.DiskProvisionedReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -172,7 +60,7 @@ func DecideDiskProvisioned(vm events.VM, host string, r DiskProvisionedReport) (
 // DecideIRProgress: the source reports the initial copy's progress; the
 // first report starts the initial replication. Reports after it completed
 // append nothing (a late retry).
-func DecideIRProgress(vm events.VM, host string, r IRProgressReport) ([]events.Data, error) {
+func DecideIRProgress(vm events.VM, host string, r agentproto.IRProgressReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -191,13 +79,13 @@ func DecideIRProgress(vm events.VM, host string, r IRProgressReport) ([]events.D
 	case events.Protected, events.Paused:
 		return nil, nil
 	}
-	return nil, stateErr(&vm, AgentIRProgress)
+	return nil, stateErr(&vm, agentproto.VerbIRProgress)
 }
 
 // DecideIRCompleted: the source reports the initial copy applied whole:
 // InitialReplication → Protected (EnablingProtection passes through
 // InitialReplication). A repeat after that appends nothing.
-func DecideIRCompleted(vm events.VM, host string, r IRCompletedReport) ([]events.Data, error) {
+func DecideIRCompleted(vm events.VM, host string, r agentproto.IRCompletedReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -216,14 +104,14 @@ func DecideIRCompleted(vm events.VM, host string, r IRCompletedReport) ([]events
 	case events.Protected, events.Paused:
 		return nil, nil
 	}
-	return nil, stateErr(&vm, AgentIRCompleted)
+	return nil, stateErr(&vm, agentproto.VerbIRCompleted)
 }
 
 // DecideRecoveryPoint: only the VM's recovery host reports points, only for
 // the VM's current epoch, only while replication runs; a point id already
 // recorded appends nothing. A point clears a Critical health caused by
 // errors (not one caused by a required resync).
-func DecideRecoveryPoint(vm events.VM, host string, r RecoveryPointReport) ([]events.Data, error) {
+func DecideRecoveryPoint(vm events.VM, host string, r agentproto.RecoveryPointReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -243,7 +131,7 @@ func DecideRecoveryPoint(vm events.VM, host string, r RecoveryPointReport) ([]ev
 		return nil, nil
 	}
 	if !slices.Contains(pointStates, vm.State) {
-		return nil, stateErr(&vm, AgentRecoveryPoint)
+		return nil, stateErr(&vm, agentproto.VerbRecoveryPoint)
 	}
 	evs := []events.Data{events.RecoveryPointCreatedData{
 		ID: r.ID, Time: r.Time.UTC(), AppConsistent: r.AppConsistent, Cycle: r.Cycle,
@@ -257,7 +145,7 @@ func DecideRecoveryPoint(vm events.VM, host string, r RecoveryPointReport) ([]ev
 
 // DecidePointsPruned: the recovery host dropped points; ids the VM does not
 // hold are ignored, and nothing is appended when none is left.
-func DecidePointsPruned(vm events.VM, host string, r PointsPrunedReport) ([]events.Data, error) {
+func DecidePointsPruned(vm events.VM, host string, r agentproto.PointsPrunedReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -279,7 +167,7 @@ func DecidePointsPruned(vm events.VM, host string, r PointsPrunedReport) ([]even
 // DecideError: a host taking part in the VM's replication reports an error.
 // resync_required moves a replicating VM to ResyncRequired (once); any other
 // code is recorded as a replication_error. Both make the health Critical.
-func DecideError(vm events.VM, host string, r ErrorReport) ([]events.Data, error) {
+func DecideError(vm events.VM, host string, r agentproto.ErrorReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -291,14 +179,14 @@ func DecideError(vm events.VM, host string, r ErrorReport) ([]events.Data, error
 	}
 	var evs []events.Data
 	switch {
-	case r.Code == ErrorCodeResyncRequired && vm.State == events.ResyncRequiredState:
+	case r.Code == agentproto.CodeResyncRequired && vm.State == events.ResyncRequiredState:
 		return nil, nil
-	case r.Code == ErrorCodeResyncRequired && slices.Contains(pointStates, vm.State):
+	case r.Code == agentproto.CodeResyncRequired && slices.Contains(pointStates, vm.State):
 		evs = append(evs, events.ResyncRequiredData{Reason: r.Message})
 	case slices.Contains(errorStates, vm.State):
 		evs = append(evs, events.ReplicationErrorData{Host: host, Code: r.Code, Message: r.Message})
 	default:
-		return nil, stateErr(&vm, AgentError)
+		return nil, stateErr(&vm, agentproto.VerbError)
 	}
 	if vm.Health != events.HealthCritical {
 		evs = append(evs, events.HealthChangedData{Health: events.HealthCritical, Issues: []string{r.Code + ": " + r.Message}})
@@ -308,7 +196,7 @@ func DecideError(vm events.VM, host string, r ErrorReport) ([]events.Data, error
 
 // DecideDisabled: the agent holding the VM's replica (or the source, when
 // there is no recovery host) finished disabling.
-func DecideDisabled(vm events.VM, host string, r DisabledReport) ([]events.Data, error) {
+func DecideDisabled(vm events.VM, host string, r agentproto.DisabledReport) ([]events.Data, error) {
 	if err := mustExist(&vm, r.VM); err != nil {
 		return nil, err
 	}
@@ -325,12 +213,12 @@ func DecideDisabled(vm events.VM, host string, r DisabledReport) ([]events.Data,
 	case events.Unprotected:
 		return nil, nil
 	}
-	return nil, stateErr(&vm, AgentDisabled)
+	return nil, stateErr(&vm, agentproto.VerbDisabled)
 }
 
 // DecideHeartbeat: a registered host heard from while not reachable
 // becomes reachable.
-func DecideHeartbeat(h events.Host, host string, r HeartbeatReport, now time.Time) ([]events.Data, error) {
+func DecideHeartbeat(h events.Host, host string, r agentproto.HeartbeatReport, now time.Time) ([]events.Data, error) {
 	if !h.Exists() {
 		return nil, fmt.Errorf("host %s is not registered: %w", host, events.ErrNotFound)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // protectedVM folds a VM created on hv01 and protected to hv02.
@@ -25,12 +26,12 @@ func agentTestVM(t *testing.T, state events.ProtectionState) events.VM {
 
 func TestDecideRecoveryPoint(t *testing.T) {
 	at := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
-	rp := RecoveryPointReport{VM: "web01", ID: "rp-1-5", Time: at, Cycle: 5, Epoch: 1, Bytes: 10}
+	rp := agentproto.RecoveryPointReport{VM: "web01", ID: "rp-1-5", Time: at, Cycle: 5, Epoch: 1, Bytes: 10}
 	cases := []struct {
 		name  string
 		state events.ProtectionState
 		host  string
-		mod   func(*RecoveryPointReport)
+		mod   func(*agentproto.RecoveryPointReport)
 		want  []events.Type
 		err   error
 	}{
@@ -38,9 +39,9 @@ func TestDecideRecoveryPoint(t *testing.T) {
 		{"during IR", events.InitialReplication, "hv02", nil, []events.Type{events.RecoveryPointCreated}, nil},
 		{"from the source", events.Protected, "hv01", nil, nil, ErrUnauthorized},
 		{"from a stranger", events.Protected, "hv09", nil, nil, ErrUnauthorized},
-		{"old epoch", events.Protected, "hv02", func(r *RecoveryPointReport) { r.Epoch = 0 }, nil, events.ErrInvalidArgument},
-		{"bad id", events.Protected, "hv02", func(r *RecoveryPointReport) { r.ID = "a b" }, nil, events.ErrInvalidToken},
-		{"no cycle", events.Protected, "hv02", func(r *RecoveryPointReport) { r.Cycle = 0 }, nil, events.ErrInvalidArgument},
+		{"old epoch", events.Protected, "hv02", func(r *agentproto.RecoveryPointReport) { r.Epoch = 0 }, nil, events.ErrInvalidArgument},
+		{"bad id", events.Protected, "hv02", func(r *agentproto.RecoveryPointReport) { r.ID = "a b" }, nil, events.ErrInvalidToken},
+		{"no cycle", events.Protected, "hv02", func(r *agentproto.RecoveryPointReport) { r.Cycle = 0 }, nil, events.ErrInvalidArgument},
 		{"unprotected", events.Unprotected, "hv02", nil, nil, events.ErrInvalidState},
 		{"committed", events.FailoverCommittedState, "hv02", nil, nil, events.ErrInvalidState},
 	}
@@ -65,7 +66,7 @@ func TestDecideRecoveryPoint(t *testing.T) {
 
 func TestDecideRecoveryPointDuplicateAndHealth(t *testing.T) {
 	vm := agentTestVM(t, events.Protected)
-	r := RecoveryPointReport{VM: "web01", ID: "rp-1-5", Time: time.Now(), Cycle: 5, Epoch: 1}
+	r := agentproto.RecoveryPointReport{VM: "web01", ID: "rp-1-5", Time: time.Now(), Cycle: 5, Epoch: 1}
 	vm.Health = events.HealthCritical
 	evs, err := DecideRecoveryPoint(vm, "hv02", r)
 	require.NoError(t, err)
@@ -91,8 +92,8 @@ func TestDecideInitialReplication(t *testing.T) {
 		{events.DisablingProtection, nil, nil, true},
 	} {
 		vm := agentTestVM(t, c.state)
-		p, perr := DecideIRProgress(vm, "hv01", IRProgressReport{VM: "web01", DoneBytes: 1, TotalBytes: 2})
-		d, derr := DecideIRCompleted(vm, "hv01", IRCompletedReport{VM: "web01", SentBytes: 2})
+		p, perr := DecideIRProgress(vm, "hv01", agentproto.IRProgressReport{VM: "web01", DoneBytes: 1, TotalBytes: 2})
+		d, derr := DecideIRCompleted(vm, "hv01", agentproto.IRCompletedReport{VM: "web01", SentBytes: 2})
 		if c.err {
 			require.ErrorIs(t, perr, events.ErrInvalidState, c.state)
 			require.ErrorIs(t, derr, events.ErrInvalidState, c.state)
@@ -104,15 +105,15 @@ func TestDecideInitialReplication(t *testing.T) {
 		require.Equal(t, c.done, agentEvTypes(d), c.state)
 	}
 	vm := agentTestVM(t, events.InitialReplication)
-	_, err := DecideIRProgress(vm, "hv02", IRProgressReport{VM: "web01"})
+	_, err := DecideIRProgress(vm, "hv02", agentproto.IRProgressReport{VM: "web01"})
 	require.ErrorIs(t, err, ErrUnauthorized)
-	_, err = DecideIRProgress(vm, "hv01", IRProgressReport{VM: "web01", DoneBytes: 3, TotalBytes: 2})
+	_, err = DecideIRProgress(vm, "hv01", agentproto.IRProgressReport{VM: "web01", DoneBytes: 3, TotalBytes: 2})
 	require.ErrorIs(t, err, events.ErrInvalidArgument)
 }
 
 func TestDecideDiskProvisioned(t *testing.T) {
 	vm := agentTestVM(t, events.EnablingProtection)
-	src := DiskProvisionedReport{VM: "web01", Disk: "d0", Role: events.DiskRoleSource, Image: "/d/web01/d0.img", NBDURL: "nbd+unix:///web01-d0?socket=/d/nbd.sock", Epoch: 1}
+	src := agentproto.DiskProvisionedReport{VM: "web01", Disk: "d0", Role: events.DiskRoleSource, Image: "/d/web01/d0.img", NBDURL: "nbd+unix:///web01-d0?socket=/d/nbd.sock", Epoch: 1}
 	evs, err := DecideDiskProvisioned(vm, "hv01", src)
 	require.NoError(t, err)
 	require.Equal(t, []events.Type{events.DiskProvisioned}, agentEvTypes(evs))
@@ -144,51 +145,51 @@ func TestDecideDiskProvisioned(t *testing.T) {
 
 func TestDecideErrorPrunedDisabled(t *testing.T) {
 	vm := agentTestVM(t, events.Protected)
-	evs, err := DecideError(vm, "hv01", ErrorReport{VM: "web01", Code: ErrorCodeResyncRequired, Message: "log overflow"})
+	evs, err := DecideError(vm, "hv01", agentproto.ErrorReport{VM: "web01", Code: agentproto.CodeResyncRequired, Message: "log overflow"})
 	require.NoError(t, err)
 	require.Equal(t, []events.Type{events.ResyncRequired, events.HealthChanged}, agentEvTypes(evs))
-	evs, err = DecideError(vm, "hv02", ErrorReport{VM: "web01", Code: "bad_batch", Message: "crc"})
+	evs, err = DecideError(vm, "hv02", agentproto.ErrorReport{VM: "web01", Code: "bad_batch", Message: "crc"})
 	require.NoError(t, err)
 	require.Equal(t, []events.Type{events.ReplicationError, events.HealthChanged}, agentEvTypes(evs))
-	_, err = DecideError(vm, "hv09", ErrorReport{VM: "web01", Code: "x"})
+	_, err = DecideError(vm, "hv09", agentproto.ErrorReport{VM: "web01", Code: "x"})
 	require.ErrorIs(t, err, ErrUnauthorized)
-	_, err = DecideError(vm, "hv01", ErrorReport{VM: "web01", Code: "not a token"})
+	_, err = DecideError(vm, "hv01", agentproto.ErrorReport{VM: "web01", Code: "not a token"})
 	require.ErrorIs(t, err, events.ErrInvalidToken)
 	resync := agentTestVM(t, events.ResyncRequiredState)
-	evs, err = DecideError(resync, "hv01", ErrorReport{VM: "web01", Code: ErrorCodeResyncRequired})
+	evs, err = DecideError(resync, "hv01", agentproto.ErrorReport{VM: "web01", Code: agentproto.CodeResyncRequired})
 	require.NoError(t, err)
 	require.Empty(t, evs)
 
 	vm.RecoveryPoints = []events.RecoveryPoint{{ID: "a"}, {ID: "b"}}
-	evs, err = DecidePointsPruned(vm, "hv02", PointsPrunedReport{VM: "web01", IDs: []string{"a", "zz", "a"}})
+	evs, err = DecidePointsPruned(vm, "hv02", agentproto.PointsPrunedReport{VM: "web01", IDs: []string{"a", "zz", "a"}})
 	require.NoError(t, err)
 	require.Equal(t, []events.Data{events.RecoveryPointsPrunedData{IDs: []string{"a"}}}, evs)
-	evs, err = DecidePointsPruned(vm, "hv02", PointsPrunedReport{VM: "web01", IDs: []string{"zz"}})
+	evs, err = DecidePointsPruned(vm, "hv02", agentproto.PointsPrunedReport{VM: "web01", IDs: []string{"zz"}})
 	require.NoError(t, err)
 	require.Empty(t, evs)
-	_, err = DecidePointsPruned(vm, "hv01", PointsPrunedReport{VM: "web01", IDs: []string{"a"}})
+	_, err = DecidePointsPruned(vm, "hv01", agentproto.PointsPrunedReport{VM: "web01", IDs: []string{"a"}})
 	require.ErrorIs(t, err, ErrUnauthorized)
 
-	_, err = DecideDisabled(vm, "hv02", DisabledReport{VM: "web01"})
+	_, err = DecideDisabled(vm, "hv02", agentproto.DisabledReport{VM: "web01"})
 	require.ErrorIs(t, err, events.ErrInvalidState)
 	disabling := agentTestVM(t, events.DisablingProtection)
-	evs, err = DecideDisabled(disabling, "hv02", DisabledReport{VM: "web01", ReplicaDeleted: true})
+	evs, err = DecideDisabled(disabling, "hv02", agentproto.DisabledReport{VM: "web01", ReplicaDeleted: true})
 	require.NoError(t, err)
 	require.Equal(t, []events.Data{events.ProtectionDisabledData{ReplicaDeleted: true}}, evs)
-	_, err = DecideDisabled(disabling, "hv01", DisabledReport{VM: "web01"})
+	_, err = DecideDisabled(disabling, "hv01", agentproto.DisabledReport{VM: "web01"})
 	require.ErrorIs(t, err, ErrUnauthorized)
 }
 
 func TestDecideReachability(t *testing.T) {
 	now := time.Now()
-	_, err := DecideHeartbeat(events.Host{}, "hv01", HeartbeatReport{}, now)
+	_, err := DecideHeartbeat(events.Host{}, "hv01", agentproto.HeartbeatReport{}, now)
 	require.ErrorIs(t, err, events.ErrNotFound)
 	h := events.Host{Name: "hv01", Site: "primary", Version: 1}
-	evs, err := DecideHeartbeat(h, "hv01", HeartbeatReport{Agent: "v1"}, now)
+	evs, err := DecideHeartbeat(h, "hv01", agentproto.HeartbeatReport{Agent: "v1"}, now)
 	require.NoError(t, err)
 	require.Equal(t, []events.Type{events.HostReachable}, agentEvTypes(evs))
 	h.Reachable = true
-	evs, err = DecideHeartbeat(h, "hv01", HeartbeatReport{}, now)
+	evs, err = DecideHeartbeat(h, "hv01", agentproto.HeartbeatReport{}, now)
 	require.NoError(t, err)
 	require.Empty(t, evs, "only a transition is an event")
 	require.Empty(t, DecideUnreachable(h, now.Add(-5*time.Second), now, 10*time.Second))
@@ -211,24 +212,24 @@ func TestAgentHandlersOnLog(t *testing.T) {
 	a := NewAgentHandlers(log, 50*time.Millisecond, zerolog.Nop())
 
 	body := func(v any) []byte { b, _ := json.Marshal(v); return b }
-	res, err := a.Handle(ctx, "hv01", AgentIRProgress, body(IRProgressReport{VM: "web01", DoneBytes: 1, TotalBytes: 4}))
+	res, err := a.Handle(ctx, "hv01", agentproto.VerbIRProgress, body(agentproto.IRProgressReport{VM: "web01", DoneBytes: 1, TotalBytes: 4}))
 	require.NoError(t, err)
 	require.Len(t, res.Seqs, 2)
-	rp := RecoveryPointReport{CommandID: "rp-web01-1-1", VM: "web01", ID: "p1", Time: time.Now(), Cycle: 1, Epoch: 1}
-	_, err = a.Handle(ctx, "hv02", AgentRecoveryPoint, body(rp))
+	rp := agentproto.RecoveryPointReport{CommandID: "rp-web01-1-1", VM: "web01", ID: "p1", Time: time.Now(), Cycle: 1, Epoch: 1}
+	_, err = a.Handle(ctx, "hv02", agentproto.VerbRecoveryPoint, body(rp))
 	require.NoError(t, err)
-	res, err = a.Handle(ctx, "hv02", AgentRecoveryPoint, body(rp))
+	res, err = a.Handle(ctx, "hv02", agentproto.VerbRecoveryPoint, body(rp))
 	require.NoError(t, err)
 	require.Empty(t, res.Seqs)
-	_, err = a.Handle(ctx, "hv01", AgentRecoveryPoint, body(rp))
+	_, err = a.Handle(ctx, "hv01", agentproto.VerbRecoveryPoint, body(rp))
 	require.ErrorIs(t, err, ErrUnauthorized)
 	require.Equal(t, CodeUnauthorized, Code(err))
 	_, err = a.Handle(ctx, "hv01", "nonsense", body(rp))
 	require.Equal(t, CodeInvalidArgument, Code(err))
-	_, err = a.Handle(ctx, "hv01", AgentRecoveryPoint, []byte("{garbage"))
+	_, err = a.Handle(ctx, "hv01", agentproto.VerbRecoveryPoint, []byte("{garbage"))
 	require.Equal(t, CodeInvalidArgument, Code(err))
 
-	_, err = a.Handle(ctx, "hv01", AgentHeartbeat, body(HeartbeatReport{Agent: "test"}))
+	_, err = a.Handle(ctx, "hv01", agentproto.VerbHeartbeat, body(agentproto.HeartbeatReport{Agent: "test"}))
 	require.NoError(t, err)
 	recs, err := log.Load(ctx, events.HostAgg("hv01"))
 	require.NoError(t, err)
@@ -239,15 +240,6 @@ func TestAgentHandlersOnLog(t *testing.T) {
 		require.NoError(t, err)
 		return recs[len(recs)-1].Type() == events.HostUnreachable
 	}, 5*time.Second, 20*time.Millisecond)
-}
-
-func TestParseAgentSubject(t *testing.T) {
-	host, verb, err := ParseAgentSubject("sr.cmd.agent.hv01.recovery_point")
-	require.NoError(t, err)
-	require.Equal(t, "hv01", host)
-	require.Equal(t, "recovery_point", verb)
-	_, _, err = ParseAgentSubject("sr.cmd.vm.enable")
-	require.ErrorIs(t, err, events.ErrInvalidArgument)
 }
 
 func agentEvTypes(evs []events.Data) []events.Type {
@@ -276,7 +268,7 @@ func FuzzAgentReports(f *testing.F) {
 		before, err := log.LastSeq(ctx)
 		require.NoError(t, err)
 		a := NewAgentHandlers(log, time.Minute, zerolog.Nop())
-		res, err := a.Handle(ctx, host, AgentVerbs[int(verb)%len(AgentVerbs)], body)
+		res, err := a.Handle(ctx, host, agentproto.ReplicationVerbs[int(verb)%len(agentproto.ReplicationVerbs)], body)
 		after, lerr := log.LastSeq(ctx)
 		require.NoError(t, lerr)
 		if err != nil {

@@ -2,9 +2,7 @@ package handlers
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -29,42 +27,26 @@ type AutomationHandlers struct {
 	svc *Service
 }
 
-var _ Extension = (*AutomationHandlers)(nil)
-
 // NewAutomationHandlers returns the handlers over log; rm answers the query
 // "automations" (projections.Automations does).
 func NewAutomationHandlers(log events.Log, rm ReadModel, logger zerolog.Logger) *AutomationHandlers {
 	return &AutomationHandlers{svc: New(log, rm, logger.With().Str("component", "automation-commands").Logger())}
 }
 
-// AddEndpoints adds the commands' and the query's endpoints to svc, in the
-// service's queue group.
-func (h *AutomationHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	eps := []struct {
-		name, subject string
-		fn            func(context.Context, []byte) (any, error)
-	}{
-		{"cmd_automation_add", AutomationAddSubject, func(ctx context.Context, b []byte) (any, error) { return h.Add(ctx, b) }},
-		{"cmd_automation_remove", AutomationRemoveSubject, func(ctx context.Context, b []byte) (any, error) { return h.Remove(ctx, b) }},
-		{"q_automations", AutomationsQuerySubject, func(ctx context.Context, b []byte) (any, error) {
+// endpoints are the commands' and the query's, in the service's queue
+// group, each handled within the service's timeout.
+func (h *AutomationHandlers) endpoints() []endpoint {
+	ep := func(name, subject string, fn func(context.Context, []byte) (any, error)) endpoint {
+		return endpoint{name: name, subject: subject, timeout: h.svc.timeout, logger: h.svc.logger,
+			handle: func(ctx context.Context, _ string, body []byte) (any, error) { return fn(ctx, body) }}
+	}
+	return []endpoint{
+		ep("cmd_automation_add", AutomationAddSubject, func(ctx context.Context, b []byte) (any, error) { return h.Add(ctx, b) }),
+		ep("cmd_automation_remove", AutomationRemoveSubject, func(ctx context.Context, b []byte) (any, error) { return h.Remove(ctx, b) }),
+		ep("q_automations", AutomationsQuerySubject, func(ctx context.Context, b []byte) (any, error) {
 			return h.svc.query(ctx, automationsQuery, b)
-		}},
+		}),
 	}
-	for _, ep := range eps {
-		if err := svc.AddEndpoint(ep.name, h.handler(ctx, ep.subject, ep.fn), micro.WithEndpointSubject(ep.subject)); err != nil {
-			return fmt.Errorf("handlers: endpoint %s: %w", ep.subject, err)
-		}
-	}
-	return nil
-}
-
-func (h *AutomationHandlers) handler(ctx context.Context, subject string, fn func(context.Context, []byte) (any, error)) micro.Handler {
-	return micro.ContextHandler(ctx, func(ctx context.Context, req micro.Request) {
-		ctx, cancel := context.WithTimeout(ctx, h.svc.timeout)
-		defer cancel()
-		res, err := fn(ctx, req.Data())
-		h.svc.reply(req, subject, res, err)
-	})
 }
 
 // Add handles sr.cmd.automation.add: {name, on, vm, exec, timeout}. Errors

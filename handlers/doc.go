@@ -1,6 +1,54 @@
 // Package handlers is the control plane's command side: the NATS micro
-// service "siterecovery" that turns commands into events, and forwards
-// queries to the read model.
+// service "siterecovery" that turns operators' commands and agents' reports
+// into events, forwards queries to the read model, and the long-running
+// parts that follow the log (the process manager, the plan runner, the
+// automation runner, the health monitor).
+//
+// # Components and files
+//
+// Each component lives in files named after it: <component>.go holds its
+// handlers (what it loads, appends and answers), <component>_decide.go its
+// pure decide functions, <component>_<aspect>.go a further part of it, and
+// <component>_test.go (or <component>_<aspect>_test.go) their tests.
+//
+//   - service: the micro service (service.go), running a command's steps,
+//     sagas and results (service_exec.go), queries (service_query.go), the
+//     request bodies (service_requests.go); errors.go maps errors to reply
+//     codes.
+//   - nats.go: the edge, the only file that talks to NATS. Components say
+//     what they answer as endpoints and what they ask through small
+//     interfaces declared where used (registration, sourceAgent); nats.go
+//     registers the endpoints with micro, sends the replies and asks the
+//     agents.
+//   - fabric: sites, hosts and policies (fabric.go, fabric_decide.go).
+//   - pairing: clouds, pairings and network mappings, with the claims that
+//     keep a host in one cloud and a cloud in one pairing (pairing.go,
+//     pairing_decide.go).
+//   - vm: the VM verbs (vm.go, vm_decide.go) and vm_view.go, a VM with the
+//     operation it is in, which the failover reports and the process
+//     manager decide over.
+//   - plan: recovery plans (plan.go, plan_decide.go).
+//   - agent: the agents' replication reports and the hosts' reachability
+//     (agent.go, agent_decide.go).
+//   - failover: the agents' failover reports (failover.go,
+//     failover_decide.go).
+//   - verify: `vm verify`, asking the source agent to compare (verify.go,
+//     verify_decide.go).
+//   - pm: the process manager that drives failovers, timeouts and the
+//     reverse replication (pm.go, pm_react.go).
+//   - plan_run: the plan runner, the process manager's part that carries a
+//     recovery plan through its groups (plan_run.go, plan_run_script.go).
+//   - automation: the automation rules' commands (automation.go,
+//     automation_decide.go) and the runner that executes them on events
+//     (automation_run.go, automation_exec.go).
+//   - health: the health monitor (health.go).
+//   - load: the loaders (load.go) over the fold cache (load_cache.go) of the
+//     folded states (load_state.go).
+//
+// The wire types of the agents' reports, their verbs and subjects are
+// package agentproto's, shared with the agents (package hostsync).
+//
+// # Commands
 //
 // A command arrives on sr.cmd.<noun>.<verb> as a JSON object whose fields
 // are the CLI's flag names in snake_case. The service decodes it strictly
@@ -12,7 +60,7 @@
 // appended with optimistic concurrency on the aggregate's last sequence; a
 // conflict reloads and decides again (a bounded number of times).
 //
-// Loads go through a fold cache (foldcache.go): each handler keeps, for the
+// Loads go through a fold cache (load_cache.go): each handler keeps, for the
 // last 10,000 aggregates it loaded, the folded state and the sequence of the
 // last event folded, and a load reads from the log only the events after it
 // (events.LoadAfter) and folds them on top of a copy. The sequence an append
@@ -36,12 +84,20 @@
 //
 // A reply is the command's Result ({"command_id", "correlation_id", "job",
 // "seq", "events", "duplicate"}) or {"error": {"code", "message"}} with the
-// micro error headers set; Code maps errors to the codes of DESIGN.md
-// section 4. A query on sr.q.<name> may carry after_seq: the service waits
-// until the read model has applied that sequence, so a command's reply seq
-// gives read-your-writes.
+// micro error headers set; Code maps errors to the reply codes
+// (invalid_argument, not_found, already_exists, invalid_state, conflict,
+// unavailable, unauthorized). A query on sr.q.<name> may carry after_seq:
+// the service waits until the read model has applied that sequence, so a
+// command's reply seq gives read-your-writes.
 //
-// The agent.<host>.* reports and the process managers that drive long
-// operations are not here yet; VM verbs append the starting events
-// (protection_enable_started, failover_started, ...).
+// # Reports and long operations
+//
+// Agents report on sr.cmd.agent.<host>.<verb> (AgentHandlers,
+// FailoverReports); a report is decided over the VM like a command and
+// appended under the operation's job. VM verbs append the starting events
+// (protection_enable_started, failover_started, ...); the agents act on
+// them and report back, and the process manager (PM), following the log
+// with a durable checkpoint, adds the timeouts, the reverse replication
+// after a planned commit and the recovery plans (docs/architecture.md,
+// "Failover").
 package handlers

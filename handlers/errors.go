@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/siterecovery/siterecovery/events"
 )
@@ -60,4 +61,42 @@ func Code(err error) string {
 		}
 	}
 	return CodeUnavailable
+}
+
+// The errors the components build, each wrapping the sentinel Code maps to
+// its reply code; stateErr names the VM's state and allowed operations.
+
+func invalidArg(format string, a ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), events.ErrInvalidArgument)
+}
+
+func unauthorized(host, role string, vm *events.VM) error {
+	return fmt.Errorf("host %s is not the %s host of vm %s: %w", host, role, vm.Name, ErrUnauthorized)
+}
+
+func mustExist(vm *events.VM, name string) error {
+	if !vm.Exists() {
+		return fmt.Errorf("vm %s: %w", name, events.ErrNotFound)
+	}
+	return nil
+}
+
+func stateErr(vm *events.VM, what string) error {
+	return &events.StateError{Aggregate: events.VMAgg(vm.Name), State: string(vm.State), Operation: what, Allowed: allowedNames(vm)}
+}
+
+func allowedNames(vm *events.VM) []string {
+	var out []string
+	for _, op := range vm.Allowed() {
+		out = append(out, string(op))
+	}
+	return out
+}
+
+func notFound(kind events.Kind, name string) error {
+	return fmt.Errorf("%s %s: %w", kind, name, events.ErrNotFound)
+}
+
+func alreadyExists(kind events.Kind, name string) error {
+	return fmt.Errorf("%s %s: %w", kind, name, events.ErrAlreadyExists)
 }

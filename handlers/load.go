@@ -153,3 +153,35 @@ func (s *Service) livePairingsUsing(ctx context.Context, policy string) ([]strin
 	slices.Sort(out)
 	return out, err
 }
+
+// scanKind calls fn for every record of kind in log up to its current end.
+func scanKind(ctx context.Context, log events.Log, kind events.Kind, fn func(events.Record)) error {
+	last, err := log.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return err
+	}
+	cur, err := log.Follow(ctx, 1)
+	if err != nil {
+		return err
+	}
+	defer cur.Close()
+	for seq := uint64(0); seq < last; {
+		recs, err := cur.Next(ctx, 1024)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Seq <= last && r.Aggregate.Kind == kind {
+				fn(r)
+			}
+			seq = r.Seq
+		}
+	}
+	return nil
+}
+
+// scan calls fn for every record of kind in the log up to its current end.
+// It reads the whole log: only rare commands (deletes) use it.
+func (s *Service) scan(ctx context.Context, kind events.Kind, fn func(events.Record)) error {
+	return scanKind(ctx, s.log, kind, fn)
+}

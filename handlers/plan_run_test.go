@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // protectMore creates and protects more VMs on hv01.
@@ -28,8 +29,8 @@ func (f *pmFixture) protectMore(vms ...string) {
 func (f *pmFixture) servePlanned(vm string) {
 	f.t.Helper()
 	v := f.waitVM(vm, "planned failover started", func(v vmView) bool { return v.State == events.PlannedFailoverInProgress })
-	f.agent("hv01", AgentVMStopped, m{"vm": vm, "epoch": v.Epoch, "final_cycle": 2})
-	f.agent("hv11", AgentFailoverReady, m{"vm": vm, "epoch": v.Epoch + 1, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")})
+	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": vm, "epoch": v.Epoch, "final_cycle": 2})
+	f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": vm, "epoch": v.Epoch + 1, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")})
 }
 
 func (f *pmFixture) plan(name string) events.Plan {
@@ -117,7 +118,7 @@ func TestPlanFailingScriptStopsPlannedGoesOnUnplanned(t *testing.T) {
 	for _, vm := range []string{"web01", "web02"} {
 		v := f.waitVM(vm, "unplanned failover", func(v vmView) bool { return v.State == events.UnplannedFailoverInProgress })
 		require.Equal(t, "rp-"+vm+"-1", v.Failover.Data.RecoveryPoint, "the latest point")
-		f.agent("hv11", AgentFailoverReady, m{"vm": vm, "epoch": 2, "disks": disks(vm, "hv11", "")})
+		f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": vm, "epoch": 2, "disks": disks(vm, "hv11", "")})
 	}
 	j = f.job(res.Job, events.JobFailed)
 	require.Contains(t, strings.Join(j.Errors, "|"), "group 1 pre_script")
@@ -136,7 +137,7 @@ func TestPlanVMFailureAndTimeout(t *testing.T) {
 	f.ok("sr.cmd.plan.unplanned_failover", m{"plan": "slow", "command_id": "plan-slow"})
 	// web01 never comes up: its failover times out; the script too; web02 goes on.
 	v := f.waitVM("web02", "unplanned failover", func(v vmView) bool { return v.State == events.UnplannedFailoverInProgress })
-	f.agent("hv11", AgentFailoverReady, m{"vm": "web02", "epoch": v.Epoch + 1, "disks": disks("web02", "hv11", "")})
+	f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": "web02", "epoch": v.Epoch + 1, "disks": disks("web02", "hv11", "")})
 	j := f.job("plan-slow", events.JobFailed)
 	all := strings.Join(j.Errors, "|")
 	require.Contains(t, all, "unplanned failover failed at ready: timeout")
@@ -152,13 +153,13 @@ func TestPlanCancelAndTestFailover(t *testing.T) {
 	f.ok("sr.cmd.plan.create", m{"name": "t", "groups": []m{{"vms": []string{"web01"}, "manual_action": "look"}}})
 	f.ok("sr.cmd.plan.test_failover", m{"plan": "t", "command_id": "plan-tf"})
 	f.waitVM("web01", "test", func(v vmView) bool { return v.TestState == events.TestInProgress })
-	f.agent("hv11", AgentTestFailoverReady, m{"vm": "web01", "disks": disks("web01", "hv11", "-test")})
+	f.agent("hv11", agentproto.VerbTestFailoverReady, m{"vm": "web01", "disks": disks("web01", "hv11", "-test")})
 	f.job("plan-tf", events.JobSuspended)
 	f.ok("sr.cmd.plan.cancel", m{"plan": "t"})
 	f.job("plan-tf", events.JobCancelled)
 	f.ok("sr.cmd.plan.test_cleanup", m{"plan": "t", "command_id": "plan-tc"})
 	f.waitVM("web01", "cleaning", func(v vmView) bool { return v.TestState == events.TestCleaningUp })
-	f.agent("hv11", AgentTestCleanupDone, m{"vm": "web01"})
+	f.agent("hv11", agentproto.VerbTestCleanupDone, m{"vm": "web01"})
 	f.job("plan-tc", events.JobSuspended)
 	f.ok("sr.cmd.plan.resume", m{"plan": "t"})
 	f.job("plan-tc", events.JobSucceeded)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // playAgents answers every planned failover at once, as the source and
@@ -38,10 +39,10 @@ func (f *pmFixture) playAgents() {
 func (f *pmFixture) answerFailover(nc *nats.Conn, vm string) {
 	for _, step := range []func(v vmView) (string, string, m){
 		func(v vmView) (string, string, m) {
-			return "hv01", AgentVMStopped, m{"vm": vm, "epoch": v.Failover.StartEpoch, "final_cycle": 1}
+			return "hv01", agentproto.VerbVMStopped, m{"vm": vm, "epoch": v.Failover.StartEpoch, "final_cycle": 1}
 		},
 		func(v vmView) (string, string, m) {
-			return "hv11", AgentFailoverReady, m{"vm": vm, "epoch": v.Failover.StartEpoch + 1, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")}
+			return "hv11", agentproto.VerbFailoverReady, m{"vm": vm, "epoch": v.Failover.StartEpoch + 1, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")}
 		},
 	} {
 		var last string
@@ -52,7 +53,7 @@ func (f *pmFixture) answerFailover(nc *nats.Conn, vm string) {
 			}
 			host, verb, body := step(foldView(recs))
 			raw, _ := json.Marshal(body)
-			msg, err := nc.Request(AgentSubjectPrefix+"."+host+"."+verb, raw, 10*time.Second)
+			msg, err := nc.Request(agentproto.ReportSubject(host, verb), raw, 10*time.Second)
 			if err == nil && msg.Header.Get(micro.ErrorCodeHeader) == "" {
 				break
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/projections"
@@ -69,11 +70,11 @@ func (f *pmFixture) startPM(cfg PMConfig) *PM {
 }
 
 // agent sends a report of host that must be accepted.
-func (f *pmFixture) agent(host, verb string, body any) AgentResult {
+func (f *pmFixture) agent(host, verb string, body any) agentproto.Reply {
 	f.t.Helper()
-	r := f.request(AgentSubjectPrefix+"."+host+"."+verb, body)
+	r := f.request(agentproto.ReportSubject(host, verb), body)
 	require.Empty(f.t, r.Code, "%s %s: %s", host, verb, r.Message)
-	var res AgentResult
+	var res agentproto.Reply
 	require.NoError(f.t, json.Unmarshal(r.Raw, &res))
 	return res
 }
@@ -81,7 +82,7 @@ func (f *pmFixture) agent(host, verb string, body any) AgentResult {
 // agentRefused sends a report of host that must be refused with code.
 func (f *pmFixture) agentRefused(host, verb string, body any, code string) {
 	f.t.Helper()
-	r := f.request(AgentSubjectPrefix+"."+host+"."+verb, body)
+	r := f.request(agentproto.ReportSubject(host, verb), body)
 	require.Equal(f.t, code, r.Code, "%s %s: %s", host, verb, r.Message)
 }
 
@@ -90,9 +91,9 @@ func (f *pmFixture) agentRefused(host, verb string, body any, code string) {
 func (f *pmFixture) protect(vm string) {
 	f.t.Helper()
 	f.ok("sr.cmd.vm.enable", m{"vm": vm})
-	f.agent("hv01", AgentIRCompleted, m{"vm": vm, "sent_bytes": 4096})
-	f.agent("hv01", AgentHeartbeat, m{"time": time.Now()})
-	f.agent("hv11", AgentHeartbeat, m{"time": time.Now()})
+	f.agent("hv01", agentproto.VerbIRCompleted, m{"vm": vm, "sent_bytes": 4096})
+	f.agent("hv01", agentproto.VerbHeartbeat, m{"time": time.Now()})
+	f.agent("hv11", agentproto.VerbHeartbeat, m{"time": time.Now()})
 	f.point(vm, "hv11", "rp-"+vm+"-1", 1, 1)
 	require.Equal(f.t, events.Protected, f.vm(vm).State)
 }
@@ -100,7 +101,7 @@ func (f *pmFixture) protect(vm string) {
 // point reports a recovery point of vm from host.
 func (f *pmFixture) point(vm, host, id string, cycle, epoch uint64) {
 	f.t.Helper()
-	f.agent(host, AgentRecoveryPoint, m{"vm": vm, "id": id, "time": time.Now(), "cycle": cycle, "epoch": epoch, "bytes": 512})
+	f.agent(host, agentproto.VerbRecoveryPoint, m{"vm": vm, "id": id, "time": time.Now(), "cycle": cycle, "epoch": epoch, "bytes": 512})
 }
 
 // vm folds the VM's view from the log.
@@ -192,6 +193,6 @@ func disks(vm, host, suffix string) []m {
 // job: the source stops, the recovery host serves at epoch.
 func (f *pmFixture) playPlanned(vm, job string, epoch uint64) {
 	f.t.Helper()
-	f.agent("hv01", AgentVMStopped, m{"vm": vm, "job": job, "epoch": epoch - 1, "final_cycle": 7, "roots": m{"disk0": "abcd"}})
-	f.agent("hv11", AgentFailoverReady, m{"vm": vm, "job": job, "epoch": epoch, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")})
+	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": vm, "job": job, "epoch": epoch - 1, "final_cycle": 7, "roots": m{"disk0": "abcd"}})
+	f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": vm, "job": job, "epoch": epoch, "recovery_point": "rp-final", "disks": disks(vm, "hv11", "")})
 }

@@ -7,11 +7,8 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
-
-// ErrorCodeVerifyFailed in an error report of a planned failover's recovery
-// host means its replica differs from the source's final state.
-const ErrorCodeVerifyFailed = "verify_failed"
 
 // Failover steps named in failover_failed.
 const (
@@ -154,7 +151,7 @@ func (p *PM) reactOwn(ctx context.Context, r events.Record) error {
 			return p.completeReverse(ctx, vm, r.Seq, d)
 		}
 	case events.ReplicationErrorData:
-		if d.Code == ErrorCodeVerifyFailed {
+		if d.Code == agentproto.CodeVerifyFailed {
 			return p.failVerify(ctx, vm, r.Seq, d)
 		}
 	}

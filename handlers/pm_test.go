@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 func TestPlannedFailoverHappyPath(t *testing.T) {
@@ -26,11 +27,11 @@ func TestPlannedFailoverHappyPath(t *testing.T) {
 		FromHost: "hv01", FromSite: "primary", ToHost: "hv11", ToSite: "secondary"}, v.Failover.Data)
 
 	// The recovery host may not go first; the source stops at epoch 1.
-	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "web01", "job": "pf-1", "epoch": 2, "recovery_point": "rp-final", "disks": disks("web01", "hv11", "")}, CodeInvalidState)
-	f.agentRefused("hv11", AgentVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 1, "final_cycle": 7}, CodeUnauthorized)
-	f.agentRefused("hv01", AgentVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 2, "final_cycle": 7}, CodeInvalidArgument)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, m{"vm": "web01", "job": "pf-1", "epoch": 2, "recovery_point": "rp-final", "disks": disks("web01", "hv11", "")}, CodeInvalidState)
+	f.agentRefused("hv11", agentproto.VerbVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 1, "final_cycle": 7}, CodeUnauthorized)
+	f.agentRefused("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 2, "final_cycle": 7}, CodeInvalidArgument)
 	f.playPlanned("web01", "pf-1", 2)
-	again := f.agent("hv01", AgentVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 1, "final_cycle": 7})
+	again := f.agent("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "job": "pf-1", "epoch": 1, "final_cycle": 7})
 	require.Empty(t, again.Seqs, "a repeated report appends nothing")
 
 	v = f.vm("web01")
@@ -68,7 +69,7 @@ func TestPlannedFailoverTimeout(t *testing.T) {
 	f.buildFabric()
 	f.protect("web01")
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-t"})
-	f.agent("hv01", AgentVMStopped, m{"vm": "web01", "job": "pf-t", "epoch": 1, "final_cycle": 3})
+	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "job": "pf-t", "epoch": 1, "final_cycle": 3})
 
 	v := f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
 	require.Equal(t, uint64(1), v.Epoch, "a failed failover keeps the epoch")
@@ -78,7 +79,7 @@ func TestPlannedFailoverTimeout(t *testing.T) {
 	require.Equal(t, 1, f.count(events.VMAgg("web01"), events.FailoverFailed))
 
 	// Too late: the recovery host's report is refused; cancel goes back.
-	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "web01", "job": "pf-t", "epoch": 2, "recovery_point": "rp-x", "disks": disks("web01", "hv11", "")}, CodeInvalidState)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, m{"vm": "web01", "job": "pf-t", "epoch": 2, "recovery_point": "rp-x", "disks": disks("web01", "hv11", "")}, CodeInvalidState)
 	res := f.ok("sr.cmd.vm.cancel_failover", m{"vm": "web01", "command_id": "cancel-1"})
 	require.Equal(t, "cancel-1", res.Job)
 	v = f.vm("web01")
@@ -93,7 +94,7 @@ func TestPlannedFailoverSourceUnreachableFailsAtOnce(t *testing.T) {
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.ok("sr.cmd.vm.enable", m{"vm": "web01"})
-	f.agent("hv01", AgentIRCompleted, m{"vm": "web01", "sent_bytes": 1})
+	f.agent("hv01", agentproto.VerbIRCompleted, m{"vm": "web01", "sent_bytes": 1})
 	// hv01 never heartbeats: it is not reachable.
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-u"})
 	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
@@ -121,7 +122,7 @@ func TestCommitAfterPlannedStartsReverseReplication(t *testing.T) {
 	rev := v.Reverse.Job
 
 	// The first point applied in the new direction completes it.
-	f.agentRefused("hv11", AgentRecoveryPoint, m{"vm": "web01", "id": "rp-r1", "time": time.Now(), "cycle": 1, "epoch": 2, "bytes": 9}, CodeUnauthorized)
+	f.agentRefused("hv11", agentproto.VerbRecoveryPoint, m{"vm": "web01", "id": "rp-r1", "time": time.Now(), "cycle": 1, "epoch": 2, "bytes": 9}, CodeUnauthorized)
 	f.point("web01", "hv01", "rp-r1", 1, 2)
 	v = f.waitVM("web01", "Protected reversed", func(v vmView) bool { return v.State == events.Protected })
 	require.Equal(t, "hv11", v.ActiveHost)
@@ -132,10 +133,10 @@ func TestCommitAfterPlannedStartsReverseReplication(t *testing.T) {
 
 	// Failback: planned failover back to the first site, commit, protected
 	// in the first direction again.
-	f.agent("hv01", AgentHeartbeat, m{"time": time.Now()})
+	f.agent("hv01", agentproto.VerbHeartbeat, m{"time": time.Now()})
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "fb-1"})
-	f.agent("hv11", AgentVMStopped, m{"vm": "web01", "epoch": 2, "final_cycle": 4})
-	f.agent("hv01", AgentFailoverReady, m{"vm": "web01", "epoch": 3, "recovery_point": "rp-fb", "disks": disks("web01", "hv01", "")})
+	f.agent("hv11", agentproto.VerbVMStopped, m{"vm": "web01", "epoch": 2, "final_cycle": 4})
+	f.agent("hv01", agentproto.VerbFailoverReady, m{"vm": "web01", "epoch": 3, "recovery_point": "rp-fb", "disks": disks("web01", "hv01", "")})
 	f.job("fb-1", events.JobSucceeded)
 	f.ok("sr.cmd.vm.commit", m{"vm": "web01"})
 	f.waitVM("web01", "ReverseReplication", func(v vmView) bool { return v.State == events.ReverseReplicationState })
@@ -162,31 +163,31 @@ func TestUnplannedFailoverChosenPointAndReverseResync(t *testing.T) {
 	require.Equal(t, "rp-web01-1", v.Failover.Data.RecoveryPoint)
 
 	// Needs nothing from the source: the recovery host serves the point.
-	f.agent("hv11", AgentFailoverReady, m{"vm": "web01", "epoch": 2, "disks": disks("web01", "hv11", "")})
+	f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": "web01", "epoch": 2, "disks": disks("web01", "hv11", "")})
 	v = f.vm("web01")
 	require.Equal(t, events.FailoverCommitPending, v.State)
 	require.Equal(t, "rp-web01-1", v.FailoverPoint)
 	j := f.job(res.Job, events.JobSucceeded)
 	require.Equal(t, "UnplannedFailover", j.Operation)
 	// The source, back late, stops best effort: recorded, nothing else moves.
-	f.agent("hv01", AgentVMStopped, m{"vm": "web01", "epoch": 1})
+	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "epoch": 1})
 	require.Equal(t, events.FailoverCommitPending, f.vm("web01").State)
 
 	f.ok("sr.cmd.vm.change_recovery_point", m{"vm": "web01", "recovery_point": "rp-web01-2"})
-	require.Empty(t, f.agent("hv11", AgentFailoverReady, m{"vm": "web01", "epoch": 2, "recovery_point": "rp-web01-2", "disks": disks("web01", "hv11", "")}).Seqs)
+	require.Empty(t, f.agent("hv11", agentproto.VerbFailoverReady, m{"vm": "web01", "epoch": 2, "recovery_point": "rp-web01-2", "disks": disks("web01", "hv11", "")}).Seqs)
 	f.ok("sr.cmd.vm.commit", m{"vm": "web01"})
 	require.Equal(t, events.FailoverCommittedState, f.vm("web01").State, "no reverse by itself after an unplanned failover")
 
 	// The fenced former source reports its divergence once.
-	f.agent("hv01", AgentDivergence, m{"vm": "web01", "epoch": 1, "blocks": 12, "aside_images": m{"disk0": "/data/aside/web01/1/disk0.img"}})
-	require.Empty(t, f.agent("hv01", AgentDivergence, m{"vm": "web01", "epoch": 1, "blocks": 12}).Seqs)
-	f.agentRefused("hv11", AgentDivergence, m{"vm": "web01", "epoch": 1, "blocks": 1}, CodeInvalidArgument)
+	f.agent("hv01", agentproto.VerbDivergence, m{"vm": "web01", "epoch": 1, "blocks": 12, "aside_images": m{"disk0": "/data/aside/web01/1/disk0.img"}})
+	require.Empty(t, f.agent("hv01", agentproto.VerbDivergence, m{"vm": "web01", "epoch": 1, "blocks": 12}).Seqs)
+	f.agentRefused("hv11", agentproto.VerbDivergence, m{"vm": "web01", "epoch": 1, "blocks": 1}, CodeInvalidArgument)
 
 	rev := f.ok("sr.cmd.vm.reverse", m{"vm": "web01", "command_id": "rev-1"})
 	v = f.vm("web01")
 	require.True(t, v.ReverseResync)
-	f.agent("hv11", AgentResyncProgress, m{"vm": "web01", "done_bytes": 10, "total_bytes": 20, "sent_bytes": 1})
-	f.agent("hv11", AgentResyncCompleted, m{"vm": "web01", "sent_bytes": 2})
+	f.agent("hv11", agentproto.VerbResyncProgress, m{"vm": "web01", "done_bytes": 10, "total_bytes": 20, "sent_bytes": 1})
+	f.agent("hv11", agentproto.VerbResyncCompleted, m{"vm": "web01", "sent_bytes": 2})
 	v = f.vm("web01")
 	require.Equal(t, events.Protected, v.State)
 	j = f.job(rev.Job, events.JobSucceeded)
@@ -228,8 +229,8 @@ func TestTestFailoverAndCleanup(t *testing.T) {
 	f.protect("web01")
 	res := f.ok("sr.cmd.vm.test_failover", m{"vm": "web01", "network": "isolated", "command_id": "tf-1"})
 	require.Equal(t, "tf-1", res.Job)
-	f.agentRefused("hv01", AgentTestFailoverReady, m{"vm": "web01", "disks": disks("web01", "hv01", "-test")}, CodeUnauthorized)
-	f.agent("hv11", AgentTestFailoverReady, m{"vm": "web01", "job": "tf-1", "disks": disks("web01", "hv11", "-test")})
+	f.agentRefused("hv01", agentproto.VerbTestFailoverReady, m{"vm": "web01", "disks": disks("web01", "hv01", "-test")}, CodeUnauthorized)
+	f.agent("hv11", agentproto.VerbTestFailoverReady, m{"vm": "web01", "job": "tf-1", "disks": disks("web01", "hv11", "-test")})
 	v := f.vm("web01")
 	require.Equal(t, events.TestCompleted, v.TestState)
 	require.Equal(t, events.Protected, v.State, "replication goes on")
@@ -242,7 +243,7 @@ func TestTestFailoverAndCleanup(t *testing.T) {
 	r := f.request("sr.cmd.vm.test_failover", m{"vm": "web01"})
 	require.Equal(t, CodeInvalidState, r.Code, "one test at a time")
 	cl := f.ok("sr.cmd.vm.test_cleanup", m{"vm": "web01", "command_id": "tc-1"})
-	f.agent("hv11", AgentTestCleanupDone, m{"vm": "web01"})
+	f.agent("hv11", agentproto.VerbTestCleanupDone, m{"vm": "web01"})
 	require.Equal(t, events.TestNone, f.vm("web01").TestState)
 	f.job(cl.Job, events.JobSucceeded)
 }
@@ -264,12 +265,12 @@ func TestResyncReports(t *testing.T) {
 	f := mustStartPM(t, PMConfig{})
 	f.buildFabric()
 	f.protect("web01")
-	f.agent("hv01", AgentError, m{"vm": "web01", "code": ErrorCodeResyncRequired, "message": "log lost"})
+	f.agent("hv01", agentproto.VerbError, m{"vm": "web01", "code": agentproto.CodeResyncRequired, "message": "log lost"})
 	res := f.ok("sr.cmd.vm.resync", m{"vm": "web01"})
-	f.agent("hv01", AgentResyncProgress, m{"vm": "web01", "done_bytes": 1, "total_bytes": 4, "sent_bytes": 1})
-	f.agentRefused("hv01", AgentResyncProgress, m{"vm": "web01", "done_bytes": 5, "total_bytes": 4}, CodeInvalidArgument)
-	f.agent("hv01", AgentResyncCompleted, m{"vm": "web01", "sent_bytes": 1})
-	require.Empty(t, f.agent("hv01", AgentResyncCompleted, m{"vm": "web01", "sent_bytes": 1}).Seqs)
+	f.agent("hv01", agentproto.VerbResyncProgress, m{"vm": "web01", "done_bytes": 1, "total_bytes": 4, "sent_bytes": 1})
+	f.agentRefused("hv01", agentproto.VerbResyncProgress, m{"vm": "web01", "done_bytes": 5, "total_bytes": 4}, CodeInvalidArgument)
+	f.agent("hv01", agentproto.VerbResyncCompleted, m{"vm": "web01", "sent_bytes": 1})
+	require.Empty(t, f.agent("hv01", agentproto.VerbResyncCompleted, m{"vm": "web01", "sent_bytes": 1}).Seqs)
 	require.Equal(t, events.Protected, f.vm("web01").State)
 	f.job(res.Job, events.JobSucceeded)
 }
@@ -280,8 +281,8 @@ func TestPlannedFailoverVerifyFailed(t *testing.T) {
 	f.buildFabric()
 	f.protect("web01")
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-v"})
-	f.agent("hv01", AgentVMStopped, m{"vm": "web01", "epoch": 1, "final_cycle": 3, "roots": m{"disk0": "aa"}})
-	f.agent("hv11", AgentError, m{"vm": "web01", "code": ErrorCodeVerifyFailed, "message": "disk0 root bb, source aa"})
+	f.agent("hv01", agentproto.VerbVMStopped, m{"vm": "web01", "epoch": 1, "final_cycle": 3, "roots": m{"disk0": "aa"}})
+	f.agent("hv11", agentproto.VerbError, m{"vm": "web01", "code": agentproto.CodeVerifyFailed, "message": "disk0 root bb, source aa"})
 	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
 	j := f.job("pf-v", events.JobFailed)
 	require.Contains(t, j.Errors, "planned failover failed at verify: disk0 root bb, source aa")
@@ -340,12 +341,12 @@ func TestFailoverReportsRefuseBadInput(t *testing.T) {
 	f.buildFabric()
 	f.protect("web01")
 	before := f.lastSeq()
-	f.agentRefused("hv11", AgentFailoverReady, []byte("not json"), CodeInvalidArgument)
-	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "a b"}, CodeInvalidArgument)
-	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "web01", "job": "a.b"}, CodeInvalidArgument)
-	f.agentRefused("hv11", AgentFailoverReady, m{"vm": "nope", "epoch": 2}, CodeNotFound)
-	f.agentRefused("hv11", AgentTestCleanupDone, m{"vm": "web01", "extra": 1, "epoch": "x"}, CodeInvalidArgument)
-	f.agentRefused("hv11", AgentVMStopped, m{"vm": "web01", "epoch": 1}, CodeInvalidState)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, []byte("not json"), CodeInvalidArgument)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, m{"vm": "a b"}, CodeInvalidArgument)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, m{"vm": "web01", "job": "a.b"}, CodeInvalidArgument)
+	f.agentRefused("hv11", agentproto.VerbFailoverReady, m{"vm": "nope", "epoch": 2}, CodeNotFound)
+	f.agentRefused("hv11", agentproto.VerbTestCleanupDone, m{"vm": "web01", "extra": 1, "epoch": "x"}, CodeInvalidArgument)
+	f.agentRefused("hv11", agentproto.VerbVMStopped, m{"vm": "web01", "epoch": 1}, CodeInvalidState)
 	require.Equal(t, before, f.lastSeq(), "refused reports append nothing")
 	_, err := NewFailoverReports(f.log, nil, zerolog.Nop()).Handle(context.Background(), "hv11", "nonsense", []byte(`{"vm":"web01"}`))
 	require.ErrorIs(t, err, events.ErrInvalidArgument)

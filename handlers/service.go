@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
+
 	"github.com/siterecovery/siterecovery/events"
 )
 
@@ -67,7 +66,7 @@ type Service struct {
 	timeout time.Duration
 
 	mu     sync.Mutex
-	svc    micro.Service
+	svc    registration
 	ctx    context.Context
 	cancel context.CancelFunc
 	// closing stops new requests from being counted in wg.
@@ -76,10 +75,12 @@ type Service struct {
 	wg      sync.WaitGroup
 }
 
-// Extension adds its own endpoints to the micro service when it opens;
-// *AgentHandlers is one. ctx ends when the service closes.
-type Extension interface {
-	AddEndpoints(ctx context.Context, svc micro.Service) error
+// registration is the service's place on the bus while it is open
+// (nats.go registers it).
+type registration interface {
+	// Stop stops taking requests and deregisters the service; a request
+	// being handled runs on. Called once per Open.
+	Stop() error
 }
 
 // New returns a service over log and rm (rm may be nil: queries then answer
@@ -94,6 +95,9 @@ func (s *Service) Extend(e Extension) {
 	defer s.mu.Unlock()
 	s.exts = append(s.exts, e)
 }
+
+// commandFunc handles one command subject's request body.
+type commandFunc func(ctx context.Context, body []byte) (Result, error)
 
 // Commands returns the handler of every command subject.
 func (s *Service) commands() map[string]commandFunc {
@@ -124,119 +128,42 @@ func CommandSubjects() []string {
 	return out
 }
 
-// Open registers the micro service and its endpoints on nc (in the micro
-// queue group, so several instances share the load). It fails when already
-// open. The connection stays the caller's.
-func (s *Service) Open(ctx context.Context, nc *nats.Conn) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("handlers: open: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.svc != nil {
-		return fmt.Errorf("handlers: already open")
-	}
-	svc, err := micro.AddService(nc, micro.Config{
-		Name: ServiceName, Version: ServiceVersion,
-		Description: "siterecovery control plane: commands sr.cmd.<noun>.<verb>, queries sr.q.<name>",
-	})
-	if err != nil {
-		return fmt.Errorf("handlers: add service: %w", err)
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.svc, s.closing = svc, false
-	err = s.addEndpoints(svc)
-	for _, e := range s.exts {
-		if err == nil {
-			err = e.AddEndpoints(s.ctx, svc)
-		}
-	}
-	if err == nil {
-		// A round trip: the server has every endpoint's subscription when
-		// Open returns, so a request sent right after finds a responder.
-		err = nc.FlushTimeout(10 * time.Second)
-	}
-	if err != nil {
-		s.cancel()
-		s.svc = nil
-		return errors.Join(err, svc.Stop())
-	}
-	return nil
-}
-
-func (s *Service) addEndpoints(svc micro.Service) error {
+// endpoints are the service's own: one per command and per query, each
+// refused as unavailable once the service is closing.
+func (s *Service) endpoints() []endpoint {
+	var eps []endpoint
 	for name, fn := range s.commands() {
-		subject := CommandPrefix + name
-		h := s.handler(subject, func(ctx context.Context, body []byte) (any, error) { return fn(ctx, body) })
-		if err := svc.AddEndpoint("cmd_"+strings.ReplaceAll(name, ".", "_"), h, micro.WithEndpointSubject(subject)); err != nil {
-			return fmt.Errorf("handlers: endpoint %s: %w", subject, err)
-		}
+		eps = append(eps, s.endpoint("cmd_"+strings.ReplaceAll(name, ".", "_"), CommandPrefix+name,
+			func(ctx context.Context, _ string, body []byte) (any, error) { return fn(ctx, body) }))
 	}
 	for _, q := range Queries {
-		subject := QueryPrefix + q
-		h := s.handler(subject, func(ctx context.Context, body []byte) (any, error) { return s.query(ctx, q, body) })
-		if err := svc.AddEndpoint("q_"+q, h, micro.WithEndpointSubject(subject)); err != nil {
-			return fmt.Errorf("handlers: endpoint %s: %w", subject, err)
-		}
+		eps = append(eps, s.endpoint("q_"+q, QueryPrefix+q,
+			func(ctx context.Context, _ string, body []byte) (any, error) { return s.query(ctx, q, body) }))
 	}
-	return nil
+	return eps
 }
 
-// handler runs fn for each request and replies. micro calls it from the
-// endpoint's subscription, one request at a time per endpoint and instance
-// (a reply must be sent before the handler returns); several instances in the
-// queue group, and different endpoints, run concurrently, and the log's
-// optimistic concurrency keeps each aggregate consistent.
-func (s *Service) handler(subject string, fn func(context.Context, []byte) (any, error)) micro.Handler {
-	return micro.HandlerFunc(func(req micro.Request) {
+// endpoint is one of the service's endpoints: handled within the service's
+// timeout and counted in wg, so that Close waits for it.
+func (s *Service) endpoint(name, subject string, fn handleFunc) endpoint {
+	return endpoint{name: name, subject: subject, timeout: s.timeout, logger: s.logger, handle: s.tracked(fn)}
+}
+
+// tracked counts fn's calls in wg; once the service is closing, a request
+// is refused as unavailable.
+func (s *Service) tracked(fn handleFunc) handleFunc {
+	return func(ctx context.Context, subject string, body []byte) (any, error) {
 		s.mu.Lock()
-		ctx, closing := s.ctx, s.closing
+		closing := s.closing
 		if !closing {
 			s.wg.Add(1)
 		}
 		s.mu.Unlock()
 		if closing {
-			s.reply(req, subject, nil, fmt.Errorf("service is closing: %w", ErrUnavailable))
-			return
+			return nil, fmt.Errorf("service is closing: %w", ErrUnavailable)
 		}
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		res, err := fn(ctx, req.Data())
-		s.reply(req, subject, res, err)
-	})
-}
-
-// errorBody is the JSON of an error reply.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// reply answers req with res, or with err as an error reply (body and micro
-// error headers). It logs the error: this is where errors are handled.
-func (s *Service) reply(req micro.Request, subject string, res any, err error) {
-	if err == nil {
-		if rerr := req.RespondJSON(res); rerr != nil {
-			s.logger.Error().Err(rerr).Str(logSubject, subject).Msg("reply failed")
-		}
-		return
-	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = Code(err), err.Error()
-	ev := s.logger.Info()
-	if body.Error.Code == CodeUnavailable {
-		ev = s.logger.Error()
-	}
-	ev.Err(err).Str(logSubject, subject).Str(logCode, body.Error.Code).Msg("request refused")
-	raw, merr := json.Marshal(body)
-	if merr != nil {
-		raw = nil
-	}
-	if rerr := req.Error(body.Error.Code, body.Error.Message, raw); rerr != nil {
-		s.logger.Error().Err(rerr).Str(logSubject, subject).Msg("error reply failed")
+		return fn(ctx, subject, body)
 	}
 }
 

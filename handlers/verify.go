@@ -2,23 +2,21 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // VerifySubject is the command `vm verify` sends.
 const VerifySubject = CommandPrefix + "vm.verify"
 
 // VerifyHandlers serve `vm verify` (sr.cmd.vm.verify {vm, wait_ms?}): they
-// ask the VM's source agent (sr.agent.<source>.verify.<vm>, answered by
+// ask the VM's source agent (agentproto.VerifySubject, answered by
 // hostsync) to compare its disks with the replica re-hashed from its images
 // at one recovery point, append verification_completed, and on a
 // difference raise Critical health (and ResyncRequired when the VM is
@@ -27,16 +25,26 @@ const VerifySubject = CommandPrefix + "vm.verify"
 type VerifyHandlers struct {
 	log    events.Log
 	cache  *foldCache
-	nc     *nats.Conn
+	agents sourceAgent
 	logger zerolog.Logger
 }
 
-var _ Extension = (*VerifyHandlers)(nil)
+// sourceAgent asks a VM's source agent to compare the VM's disks with the
+// replica (agentproto.VerifySubject). Safe for concurrent use.
+type sourceAgent interface {
+	// Verify asks host to compare vm now and waits for the outcome until
+	// ctx ends. It changes nothing on either side, so a call may be
+	// repeated; each compares again. An agent that does not answer (not
+	// running, or not serving vm: an agent that is not the VM's source does
+	// not subscribe) or answers something that does not decode is an error
+	// wrapping ErrUnavailable; a refusal is the reply's Error.
+	Verify(ctx context.Context, host, vm string, req agentproto.VerifyRequest) (agentproto.VerifyReply, error)
+}
 
-// NewVerifyHandlers returns the verify handler appending to log and asking
-// agents over nc.
-func NewVerifyHandlers(log events.Log, nc *nats.Conn, logger zerolog.Logger) *VerifyHandlers {
-	return &VerifyHandlers{log: log, cache: newFoldCache(log, foldCacheSize), nc: nc, logger: logger.With().Str("component", "verify").Logger()}
+// newVerifyHandlers returns the verify handler appending to log and asking
+// agents.
+func newVerifyHandlers(log events.Log, agents sourceAgent, logger zerolog.Logger) *VerifyHandlers {
+	return &VerifyHandlers{log: log, cache: newFoldCache(log, foldCacheSize), agents: agents, logger: logger.With().Str("component", "verify").Logger()}
 }
 
 // verifyRequest is the command's body.
@@ -44,7 +52,7 @@ type verifyRequest struct {
 	common
 	VM string `json:"vm"`
 	// WaitMS bounds how long the source agent waits for the replica to
-	// reach its latest closed cycle (default two copy intervals + 10 s).
+	// reach its latest closed cycle (agentproto.VerifyWait).
 	WaitMS int64 `json:"wait_ms,omitempty"`
 }
 
@@ -58,38 +66,10 @@ type VerifyResult struct {
 	Seq       uint64             `json:"seq"`
 }
 
-// agentVerifyReply is what the source agent answers (hostsync.VerifyReply).
-type agentVerifyReply struct {
-	Epoch     uint64             `json:"epoch"`
-	Cycle     uint64             `json:"cycle"`
-	Point     string             `json:"point"`
-	Equal     bool               `json:"equal"`
-	Differing []events.DiskRange `json:"differing"`
-	Error     *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
-}
-
-// AddEndpoints adds the vm_verify endpoint.
-func (v *VerifyHandlers) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	h := micro.ContextHandler(ctx, v.serve)
-	if err := svc.AddEndpoint("vm_verify", h, micro.WithEndpointSubject(VerifySubject)); err != nil {
-		return fmt.Errorf("verify endpoint: %w", err)
-	}
-	return nil
-}
-
-func (v *VerifyHandlers) serve(ctx context.Context, req micro.Request) {
-	res, err := v.Handle(ctx, req.Data())
-	if err != nil {
-		v.logger.Debug().Err(err).Msg("verify refused")
-		respondError(req, err)
-		return
-	}
-	if err := req.RespondJSON(res); err != nil {
-		v.logger.Warn().Err(err).Msg("reply to verify")
-	}
+// endpoints are the vm_verify endpoint.
+func (v *VerifyHandlers) endpoints() []endpoint {
+	return []endpoint{{name: "vm_verify", subject: VerifySubject, routine: true, logger: v.logger,
+		handle: func(ctx context.Context, _ string, body []byte) (any, error) { return v.Handle(ctx, body) }}}
 }
 
 // Handle runs one verify. Errors: invalid_argument for a bad body,
@@ -136,24 +116,15 @@ func (v *VerifyHandlers) loadVM(ctx context.Context, name string) (events.VM, er
 
 // askAgent sends the request to the source agent and waits for the
 // comparison (up to the agent's wait plus a margin).
-func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentVerifyReply, error) {
-	wait := time.Duration(waitMS) * time.Millisecond
-	if wait <= 0 {
-		wait = 2*max(vm.Settings.CopyFrequency.D(), time.Second) + 10*time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, min(wait, 5*time.Minute)+30*time.Second)
+func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int64) (agentproto.VerifyReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, agentproto.VerifyWait(vm.Settings, waitMS)+30*time.Second)
 	defer cancel()
-	data, _ := json.Marshal(map[string]int64{"wait_ms": waitMS})
-	msg, err := v.nc.RequestWithContext(ctx, "sr.agent."+vm.SourceHost+".verify."+vm.Name, data)
+	out, err := v.agents.Verify(ctx, vm.SourceHost, vm.Name, agentproto.VerifyRequest{WaitMS: waitMS})
 	if err != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s did not answer the verify: %v: %w", vm.SourceHost, err, ErrUnavailable)
-	}
-	var out agentVerifyReply
-	if err := json.Unmarshal(msg.Data, &out); err != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s: verify reply %q: %w", vm.SourceHost, msg.Data, ErrUnavailable)
+		return agentproto.VerifyReply{}, err
 	}
 	if out.Error != nil {
-		return agentVerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
+		return agentproto.VerifyReply{}, fmt.Errorf("source agent %s: %s: %s: %w", vm.SourceHost, out.Error.Code, out.Error.Message, ErrUnavailable)
 	}
 	if out.Differing == nil {
 		out.Differing = []events.DiskRange{}
@@ -162,7 +133,7 @@ func (v *VerifyHandlers) askAgent(ctx context.Context, vm events.VM, waitMS int6
 }
 
 // record appends the outcome, deciding again after a conflict.
-func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentVerifyReply) (uint64, error) {
+func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name string, out agentproto.VerifyReply) (uint64, error) {
 	agg := events.VMAgg(name)
 	for range maxConflictRetries {
 		cur, err := v.cache.load(ctx, agg)
@@ -185,27 +156,6 @@ func (v *VerifyHandlers) record(ctx context.Context, meta events.Meta, name stri
 		return lastOf(res.Seqs), nil
 	}
 	return 0, fmt.Errorf("append to %s: %w", agg, events.ErrConflict)
-}
-
-// DecideVerification is pure: verification_completed, and when ranges
-// differ, resync_required (only from Protected) and Critical health.
-func DecideVerification(vm events.VM, point string, epoch, cycle uint64, differing []events.DiskRange) []events.Data {
-	evs := []events.Data{events.VerificationCompletedData{
-		SourceHost: vm.SourceHost, RecoveryHost: vm.RecoveryHost, Point: point, Epoch: epoch, Cycle: cycle,
-		Equal: len(differing) == 0, Differing: differing,
-	}}
-	if len(differing) == 0 {
-		return evs
-	}
-	first := differing[0]
-	reason := fmt.Sprintf("verify at %s: %d differing ranges, first %s@%d+%d", point, len(differing), first.Disk, first.Offset, first.Length)
-	if vm.State == events.Protected {
-		evs = append(evs, events.ResyncRequiredData{Reason: reason})
-	}
-	if vm.Health != events.HealthCritical {
-		evs = append(evs, events.HealthChangedData{Health: events.HealthCritical, Issues: []string{"integrity_mismatch: " + reason}})
-	}
-	return evs
 }
 
 func lastOf(seqs []uint64) uint64 {

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
@@ -141,7 +142,7 @@ func (a *Agent) Open(ctx context.Context) error {
 		return err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	sub, err := a.cfg.NATS.Subscribe(ackSubject(a.cfg.Host, "*"), a.onAck)
+	sub, err := a.cfg.NATS.Subscribe(agentproto.AckSubject(a.cfg.Host, "*"), a.onAck)
 	if err != nil {
 		a.cancel()
 		return errors.Join(fmt.Errorf("subscribe to cycle acks: %w", err), a.nbd.Close())
@@ -341,7 +342,7 @@ func (a *Agent) heartbeat() {
 	t := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer t.Stop()
 	for {
-		err := a.rep.report(a.ctx, verbHeartbeat, heartbeatBody{Agent: "siterecovery-agent", Time: time.Now().UTC()})
+		err := a.rep.report(a.ctx, agentproto.VerbHeartbeat, agentproto.HeartbeatReport{Agent: "siterecovery-agent", Time: time.Now().UTC()})
 		if err != nil && a.ctx.Err() == nil {
 			a.logger.Debug().Err(err).Msg("heartbeat")
 		}

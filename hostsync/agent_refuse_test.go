@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
@@ -33,7 +34,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 	before := readFile(t, w.replicaImage())
 	points := len(w.vm().RecoveryPoints)
 
-	subject := hostsync.DeltaSubject("secondary", "hv01", "web01", 1)
+	subject := agentproto.DeltaSubject("secondary", "hv01", "web01", 1)
 	garbage := []byte("this is not a delta batch at all, but it is on the subject")
 	_, err := w.js().Publish(w.ctx, subject, garbage)
 	require.NoError(t, err)
@@ -45,7 +46,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}},
 	})
 	require.NoError(t, err)
-	_, err = w.js().Publish(w.ctx, hostsync.DeltaSubject("secondary", "hv01", "web01", 0), stale)
+	_, err = w.js().Publish(w.ctx, agentproto.DeltaSubject("secondary", "hv01", "web01", 0), stale)
 	require.NoError(t, err)
 	_, err = w.js().Publish(w.ctx, subject, stale)
 	require.NoError(t, err)
@@ -59,7 +60,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 
 	w.waitVM(10*time.Second, "bad batches reported", func(vm events.VM) bool {
 		c := w.errorCodes()
-		return c[hostsync.CodeBadBatch] > 0 && c[hostsync.CodeStaleEpoch] > 0 && vm.Health == events.HealthCritical
+		return c[agentproto.CodeBadBatch] > 0 && c[agentproto.CodeStaleEpoch] > 0 && vm.Health == events.HealthCritical
 	})
 	require.Greater(t, len(w.vm().RecoveryPoints), points-1)
 	require.Equal(t, before[:4096], readFile(t, w.replicaImage())[:4096], "nothing of the refused batches reached the replica")
@@ -131,7 +132,7 @@ func TestAgentResendsLostCycles(t *testing.T) {
 	written := time.Now()
 	// Wait until the cycle holding the write is in the stream, then lose it
 	// (and every batch of the VM) before the recovery host reads it.
-	stream, err := w.js().Stream(w.ctx, hostsync.DeltaStream("secondary"))
+	stream, err := w.js().Stream(w.ctx, agentproto.DeltaStream("secondary"))
 	require.NoError(t, err)
 	deadline := time.Now().Add(10 * time.Second)
 	for {

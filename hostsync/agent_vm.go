@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // reconcileEvery is how often a VM controller looks at its VM even when
@@ -162,8 +163,8 @@ func (c *vmCtl) reportError(ctx context.Context, code string, err error) {
 		return
 	}
 	c.logger.Warn().Err(err).Str("code", code).Msg("replication error")
-	body := errorBody{VM: c.name, Code: code, Message: err.Error()}
-	if rerr := c.a.rep.report(ctx, verbError, body); rerr != nil && ctx.Err() == nil {
+	body := agentproto.ErrorReport{VM: c.name, Code: code, Message: err.Error()}
+	if rerr := c.a.rep.report(ctx, agentproto.VerbError, body); rerr != nil && ctx.Err() == nil {
 		c.logger.Debug().Err(rerr).Msg("report error")
 	}
 }

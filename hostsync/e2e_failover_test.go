@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
@@ -213,7 +214,7 @@ func TestUnplannedFailoverFencesTheReturningSourceAndResyncs(t *testing.T) {
 	diverged := w.imageOf("hv01", "vms/web01/d0.img")
 	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
 	waitExit(t, child, 5*time.Second)
-	stream, err := w.js().Stream(w.ctx, hostsync.DeltaStream("secondary"))
+	stream, err := w.js().Stream(w.ctx, agentproto.DeltaStream("secondary"))
 	require.NoError(t, err)
 	require.NoError(t, stream.Purge(w.ctx))
 	w.startAgent("hv11")

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // The agent's part of the failover protocol (/work/notes/failover-protocol.md):
@@ -60,8 +61,8 @@ type failoverState struct {
 	AsideEpoch uint64 `json:"aside_epoch,omitempty"`
 	// Divergence is what was set aside, until the control plane took
 	// the report (DivergenceSent).
-	Divergence     divergenceBody `json:"divergence"`
-	DivergenceSent bool           `json:"divergence_sent,omitempty"`
+	Divergence     agentproto.DivergenceReport `json:"divergence"`
+	DivergenceSent bool                        `json:"divergence_sent,omitempty"`
 	// Converting and ReplicaFrom: the reverse replication (its start's
 	// log sequence) for which the old disks are being / were turned into
 	// the replica.

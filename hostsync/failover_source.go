@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
@@ -28,7 +29,7 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 	if c.fo.st.FinalStart != start {
 		seq, err := c.closeFinal()
 		if err != nil {
-			c.reportError(ctx, CodeDiskFailed, err)
+			c.reportError(ctx, agentproto.CodeDiskFailed, err)
 			return err
 		}
 		c.fo.st.FinalStart, c.fo.st.FinalCycle = start, seq
@@ -48,8 +49,8 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 	if err != nil {
 		return err
 	}
-	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: vm.Epoch},
+	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), agentproto.VerbVMStopped, agentproto.VMStoppedReport{
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: vm.Epoch},
 		FinalCycle: c.fo.st.FinalCycle, Roots: roots,
 	})
 	return nil
@@ -83,8 +84,8 @@ func (c *vmCtl) unplannedStop(ctx context.Context, vm events.VM) error {
 		return nil
 	}
 	start := c.fo.info.startSeq
-	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: c.fo.info.startEpoch(vm)},
+	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), agentproto.VerbVMStopped, agentproto.VMStoppedReport{
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: c.fo.info.startEpoch(vm)},
 	})
 	return nil
 }

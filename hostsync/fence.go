@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
 
@@ -51,8 +52,8 @@ func (c *vmCtl) setAside(ctx context.Context, vm events.VM) error {
 		return err
 	}
 	c.fo.st.AsideEpoch, c.fo.st.DivergenceSent = old, false
-	c.fo.st.Divergence = divergenceBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("divergence-%s-%s-%d", c.a.cfg.Host, c.name, old), VM: c.name, Epoch: old},
+	c.fo.st.Divergence = agentproto.DivergenceReport{
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("divergence-%s-%s-%d", c.a.cfg.Host, c.name, old), VM: c.name, Epoch: old},
 		Blocks:     blocks, AsideImages: aside,
 	}
 	if err := c.saveFailover(); err != nil {
@@ -70,7 +71,7 @@ func (c *vmCtl) reportDivergence(ctx context.Context) error {
 	if !c.due("report:divergence", reportRetry) {
 		return nil
 	}
-	err := c.a.rep.report(ctx, verbDivergence, c.fo.st.Divergence)
+	err := c.a.rep.report(ctx, agentproto.VerbDivergence, c.fo.st.Divergence)
 	var refused *ReportError
 	switch {
 	case errors.As(err, &refused):

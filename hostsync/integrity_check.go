@@ -3,9 +3,11 @@ package hostsync
 import (
 	"context"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"slices"
 	"sync"
+
+	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // rootsMatch compares the replica's roots after applying cyc (p.Roots)
@@ -17,7 +19,7 @@ import (
 func (rx *receiver) rootsMatch(ctx context.Context, cyc cycle.Cycle, p Point) bool {
 	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
 		rx.side.mismatched.add(p.ID)
-		rx.c.reportError(ctx, CodeResyncRequired, err)
+		rx.c.reportError(ctx, agentproto.CodeResyncRequired, err)
 		return false
 	}
 	return true

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
@@ -90,19 +91,19 @@ func (c *vmCtl) initialReplication(ctx context.Context, vm events.VM, enableSeq 
 	}
 	if s.ir == nil || s.ir.EnableSeq != enableSeq {
 		if vm.State != events.EnablingProtection && vm.State != events.InitialReplication {
-			c.reportError(ctx, CodeResyncRequired, errors.New("initial replication state lost"))
+			c.reportError(ctx, agentproto.CodeResyncRequired, errors.New("initial replication state lost"))
 			return false, nil
 		}
 		if time.Now().Before(vm.Settings.StartAt) {
 			return false, nil
 		}
 		if err := c.startIR(vm, enableSeq); err != nil {
-			c.reportError(ctx, CodeDiskFailed, err)
+			c.reportError(ctx, agentproto.CodeDiskFailed, err)
 			return false, err
 		}
 	}
 	if err := c.readIR(ctx, vm); err != nil {
-		c.reportError(ctx, CodeShipFailed, err)
+		c.reportError(ctx, agentproto.CodeShipFailed, err)
 		return false, err
 	}
 	return true, nil
@@ -280,7 +281,7 @@ func (c *vmCtl) reportIR(ctx context.Context, vm events.VM, acked uint64) {
 		return
 	}
 	if acked > st.Chunks && st.ReadDone {
-		c.reportOnce(ctx, "ir-completed", verbIRCompleted, irCompletedBody{VM: c.name, SentBytes: st.Sent})
+		c.reportOnce(ctx, "ir-completed", agentproto.VerbIRCompleted, agentproto.IRCompletedReport{VM: c.name, SentBytes: st.Sent})
 		return
 	}
 	done := int64(min(acked, st.Chunks)) * st.Chunk
@@ -290,5 +291,5 @@ func (c *vmCtl) reportIR(ctx context.Context, vm events.VM, acked uint64) {
 	if !c.due("ir-progress", time.Second) {
 		return
 	}
-	c.reportOnce(ctx, fmt.Sprintf("ir-progress:%d", done), verbIRProgress, irProgressBody{VM: c.name, DoneBytes: done, TotalBytes: st.Total})
+	c.reportOnce(ctx, fmt.Sprintf("ir-progress:%d", done), agentproto.VerbIRProgress, agentproto.IRProgressReport{VM: c.name, DoneBytes: done, TotalBytes: st.Total})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
@@ -46,7 +47,7 @@ func (c *vmCtl) plannedPromote(ctx context.Context, vm events.VM, enableSeq uint
 	for disk, want := range in.stopped.Roots {
 		if roots[disk] != want {
 			err := fmt.Errorf("%w: disk %s: replica root %s, source root %s", ErrVerifyFailed, disk, roots[disk], want)
-			c.reportError(ctx, codeVerifyFailed, err)
+			c.reportError(ctx, agentproto.CodeVerifyFailed, err)
 			return true, err
 		}
 	}
@@ -189,19 +190,19 @@ func (c *vmCtl) reportReady(ctx context.Context, vm events.VM) {
 	if !waiting && (vm.State != events.FailoverCommitPending || c.fo.readyPoint == st.PromotedPoint) {
 		return
 	}
-	body := failoverReadyBody{
-		reportHead:    reportHead{CommandID: fmt.Sprintf("ready-%s-%d-%s", c.name, st.PromotedStart, st.PromotedPoint), VM: c.name, Epoch: st.Promoted},
+	body := agentproto.FailoverReadyReport{
+		ReportHead:    agentproto.ReportHead{CommandID: fmt.Sprintf("ready-%s-%d-%s", c.name, st.PromotedStart, st.PromotedPoint), VM: c.name, Epoch: st.Promoted},
 		RecoveryPoint: st.PromotedPoint, Disks: c.readyDisks(),
 	}
-	if c.reportNow(ctx, "ready:"+st.PromotedPoint, verbFailoverReady, body) {
+	if c.reportNow(ctx, "ready:"+st.PromotedPoint, agentproto.VerbFailoverReady, body) {
 		c.fo.readyPoint = st.PromotedPoint
 	}
 }
 
-func (c *vmCtl) readyDisks() []readyDisk {
-	var out []readyDisk
+func (c *vmCtl) readyDisks() []agentproto.ReadyDisk {
+	var out []agentproto.ReadyDisk
 	for _, d := range c.src.disks {
-		out = append(out, readyDisk{Disk: d.Name(), Image: d.Path(), NBDURL: nbd.URL(ExportName(c.name, d.Name()), c.a.SocketPath())})
+		out = append(out, agentproto.ReadyDisk{Disk: d.Name(), Image: d.Path(), NBDURL: nbd.URL(ExportName(c.name, d.Name()), c.a.SocketPath())})
 	}
 	return out
 }
@@ -249,14 +250,14 @@ func (c *vmCtl) purgeDeltas(ctx context.Context, vm events.VM) error {
 	if vm.TargetSite == "" {
 		return nil
 	}
-	s, err := c.a.js.Stream(ctx, DeltaStream(vm.TargetSite))
+	s, err := c.a.js.Stream(ctx, agentproto.DeltaStream(vm.TargetSite))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("delta stream: %w", err)
 	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(deltaFilter(vm.TargetSite, vm.Name))); err != nil {
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(agentproto.DeltaFilter(vm.TargetSite, vm.Name))); err != nil {
 		return fmt.Errorf("purge deltas of %s: %w", vm.Name, err)
 	}
 	return nil

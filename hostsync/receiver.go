@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -124,7 +125,7 @@ func (c *vmCtl) reconcileRecovery(ctx context.Context, vm events.VM, enableSeq u
 	}
 	if c.rcv == nil || c.rcv.replica == nil {
 		if err := c.openReplica(vm, enableSeq); err != nil {
-			c.reportError(ctx, CodeApplyFailed, err)
+			c.reportError(ctx, agentproto.CodeApplyFailed, err)
 			return err
 		}
 	}
@@ -174,13 +175,13 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	// The consumer is made afresh: the messages a previous run held
 	// unacknowledged (it crashed mid-cycle) come again at once, in stream
 	// order, instead of after the ack wait; the replica drops what it has.
-	stream := DeltaStream(vm.TargetSite)
+	stream := agentproto.DeltaStream(vm.TargetSite)
 	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("reset delta consumer of %s: %w", vm.Name, err)
 	}
 	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       deltaConsumer(vm.Name),
-		FilterSubject: deltaFilter(vm.TargetSite, vm.Name),
+		FilterSubject: agentproto.DeltaFilter(vm.TargetSite, vm.Name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxAckPending: 1 << 16,
@@ -214,7 +215,7 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 	for _, d := range vm.Disks {
 		want := events.DiskImage{Host: c.a.cfg.Host, Role: events.DiskRoleReplica, Image: rep.ImagePath(d.Name), Epoch: vm.Epoch}
 		if !provisioned(vm, d.Name, want) {
-			c.reportOnce(ctx, "provision-replica:"+d.Name, verbDiskProvisioned, diskProvisionedBody{
+			c.reportOnce(ctx, "provision-replica:"+d.Name, agentproto.VerbDiskProvisioned, agentproto.DiskProvisionedReport{
 				VM: c.name, Disk: d.Name, Role: want.Role, Image: want.Image, Epoch: want.Epoch,
 			})
 		}
@@ -224,13 +225,13 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 			continue
 		}
 		if _, ok := vm.RecoveryPoint(p.ID); !ok {
-			c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(c.name, p, 0))
+			c.reportOnce(ctx, "point:"+p.ID, agentproto.VerbRecoveryPoint, pointBody(c.name, p, 0))
 		}
 	}
 }
 
-func pointBody(vm string, p Point, bytes int64) recoveryPointBody {
-	return recoveryPointBody{
+func pointBody(vm string, p Point, bytes int64) agentproto.RecoveryPointReport {
+	return agentproto.RecoveryPointReport{
 		CommandID: "point-" + vm + "-" + p.ID, VM: vm, ID: p.ID, Time: p.Time, AppConsistent: p.AppConsistent,
 		Cycle: p.Cycle, Epoch: p.Epoch, Roots: p.Roots, Bytes: bytes,
 	}
@@ -245,12 +246,12 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 		errs = append(errs, c.rcv.close())
 		c.rcv = nil
 	}
-	stream := DeltaStream(vm.TargetSite)
+	stream := agentproto.DeltaStream(vm.TargetSite)
 	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		errs = append(errs, err)
 	}
 	if s, err := c.a.js.Stream(ctx, stream); err == nil {
-		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(deltaFilter(vm.TargetSite, vm.Name))))
+		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(agentproto.DeltaFilter(vm.TargetSite, vm.Name))))
 	}
 	deleted := vm.Settings.DeleteReplicaOnDisable
 	if deleted {
@@ -259,7 +260,7 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 	if err := errors.Join(errs...); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	c.reportOnce(ctx, "disabled", verbDisabled, disabledBody{VM: c.name, ReplicaDeleted: deleted})
+	c.reportOnce(ctx, "disabled", agentproto.VerbDisabled, agentproto.DisabledReport{VM: c.name, ReplicaDeleted: deleted})
 	return nil
 }
 
@@ -344,11 +345,11 @@ func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", ErrBadCycle, b.VM, vm.Name)
 	}
 	if err != nil {
-		rx.refuse(ctx, msg, CodeBadBatch, err)
+		rx.refuse(ctx, msg, agentproto.CodeBadBatch, err)
 		return
 	}
 	if b.Epoch < vm.Epoch {
-		rx.refuse(ctx, msg, CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, ErrStaleEpoch))
+		rx.refuse(ctx, msg, agentproto.CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, ErrStaleEpoch))
 		return
 	}
 	if b.Epoch > vm.Epoch {
@@ -374,7 +375,7 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 		rx.outOfOrder(ctx, msg, b, err)
 		return
 	case err != nil:
-		rx.refuse(ctx, msg, CodeBadBatch, err)
+		rx.refuse(ctx, msg, agentproto.CodeBadBatch, err)
 		return
 	}
 	rx.held = append(rx.held, msg)
@@ -420,7 +421,7 @@ func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, 
 	epoch, seq := rx.rep.LastApplied()
 	rx.asm.Reset(max(epoch, b.Epoch), seq+1)
 	_ = msg.Term()
-	rx.c.reportError(ctx, CodeCycleGap, fmt.Errorf("batch after a gap dropped (the source sends the missing cycles again): %w", err))
+	rx.c.reportError(ctx, agentproto.CodeCycleGap, fmt.Errorf("batch after a gap dropped (the source sends the missing cycles again): %w", err))
 }
 
 // checkBatchSubject checks the subject's epoch token against the batch.
@@ -481,7 +482,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 	// for), then its messages are acknowledged; a crash in between
 	// delivers them again and the replica drops them as applied.
 	if !cyc.Initial && rx.rootsMatch(ctx, cyc, p) { // integrity_check.go
-		rx.c.reportOnce(ctx, "point:"+p.ID, verbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
+		rx.c.reportOnce(ctx, "point:"+p.ID, agentproto.VerbRecoveryPoint, pointBody(cyc.VM, p, cycleBytes(cyc)))
 	}
 	ackAll(held)
 	rx.sendAck()
@@ -544,7 +545,7 @@ func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err err
 	}
 	epoch, seq := rx.rep.LastApplied()
 	rx.asm.Reset(max(epoch, rx.asm.epoch), seq+1)
-	rx.c.reportError(ctx, CodeApplyFailed, err)
+	rx.c.reportError(ctx, agentproto.CodeApplyFailed, err)
 }
 
 func ackAll(msgs []jetstream.Msg) {
@@ -572,7 +573,7 @@ func (rx *receiver) sendAck() {
 	vm, _, _ := rx.c.snapshot()
 	epoch, seq := rx.rep.LastApplied()
 	data, _ := json.Marshal(cycleAck{Enable: rx.side.enableSeq, Epoch: epoch, Seq: seq})
-	if err := rx.c.a.cfg.NATS.Publish(ackSubject(vm.SourceHost, vm.Name), data); err != nil {
+	if err := rx.c.a.cfg.NATS.Publish(agentproto.AckSubject(vm.SourceHost, vm.Name), data); err != nil {
 		rx.c.logger.Debug().Err(err).Msg("cycle ack")
 	}
 }
@@ -594,7 +595,7 @@ func (rx *receiver) prune(ctx context.Context) {
 		}
 	}
 	if len(known) > 0 {
-		if err := rx.c.a.rep.report(ctx, verbPointsPruned, pointsPrunedBody{VM: vm.Name, IDs: known}); err != nil {
+		if err := rx.c.a.rep.report(ctx, agentproto.VerbPointsPruned, agentproto.PointsPrunedReport{VM: vm.Name, IDs: known}); err != nil {
 			rx.c.logger.Debug().Err(err).Msg("report pruned points")
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 )
@@ -67,8 +68,6 @@ type leavesReply struct {
 	Error  string `json:"error,omitempty"`
 }
 
-func leavesSubject(host, vm string) string { return "sr.agent." + host + ".leaves." + vm }
-
 // serveLeaves answers leaves requests while this host holds the VM's
 // replica and serves no promoted copy of it: a source going on after a
 // cancelled failover waits for the answer before it serves the VM again.
@@ -84,7 +83,7 @@ func (c *vmCtl) serveLeaves(vm events.VM) {
 	if rep == nil {
 		return
 	}
-	sub, err := c.a.cfg.NATS.Subscribe(leavesSubject(c.a.cfg.Host, c.name), func(m *nats.Msg) { answerLeaves(rep, m) })
+	sub, err := c.a.cfg.NATS.Subscribe(agentproto.LeavesSubject(c.a.cfg.Host, c.name), func(m *nats.Msg) { answerLeaves(rep, m) })
 	if err != nil {
 		c.warnOnce("leaves", err)
 		return
@@ -186,8 +185,8 @@ func (c *vmCtl) resyncSource(ctx context.Context, vm events.VM, enableSeq uint64
 		return true, err
 	}
 	if ack.Enable == enableSeq && ack.Epoch == vm.Epoch && ack.Seq >= r.Base+r.Count-1 {
-		c.reportNow(ctx, "resync-completed:"+key, verbResyncCompleted, resyncCompletedBody{
-			reportHead: reportHead{CommandID: "resync-completed-" + c.name + "-" + key, VM: c.name, Epoch: vm.Epoch},
+		c.reportNow(ctx, "resync-completed:"+key, agentproto.VerbResyncCompleted, agentproto.ResyncCompletedReport{
+			ReportHead: agentproto.ReportHead{CommandID: "resync-completed-" + c.name + "-" + key, VM: c.name, Epoch: vm.Epoch},
 			SentBytes:  r.Sent,
 		})
 	}
@@ -328,7 +327,7 @@ func (c *vmCtl) askLeaves(ctx context.Context, vm events.VM, req leavesRequest) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, leavesSubject(vm.RecoveryHost, vm.Name), data)
+	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, agentproto.LeavesSubject(vm.RecoveryHost, vm.Name), data)
 	if err != nil {
 		return leavesReply{}, fmt.Errorf("%w: leaves of %s from %s: %v", ErrPeerUnavailable, vm.Name, vm.RecoveryHost, err)
 	}
@@ -390,7 +389,7 @@ func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, 
 	if err != nil {
 		return 0, err
 	}
-	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
+	subject := agentproto.DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	for i, b := range batches {
 		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
 		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
@@ -430,8 +429,8 @@ func (c *vmCtl) reportResyncProgress(ctx context.Context, vm events.VM, r *resyn
 		total += d.Size
 	}
 	done := total * int64(r.Next) / int64(max(r.Count, 1))
-	c.reportNow(ctx, fmt.Sprintf("resync-progress:%d", r.Next), verbResyncProgress, resyncProgressBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("resync-progress-%s-%s-%d", c.name, r.Key, r.Next), VM: c.name, Epoch: vm.Epoch},
+	c.reportNow(ctx, fmt.Sprintf("resync-progress:%d", r.Next), agentproto.VerbResyncProgress, agentproto.ResyncProgressReport{
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("resync-progress-%s-%s-%d", c.name, r.Key, r.Next), VM: c.name, Epoch: vm.Epoch},
 		DoneBytes:  done, TotalBytes: total, SentBytes: r.Sent,
 	})
 }

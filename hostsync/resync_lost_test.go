@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
@@ -45,7 +46,7 @@ func TestResyncChunkLostRaisesResyncRequired(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the resync's first chunk never reached the replica")
 	}
-	stream, err := w.js().Stream(w.ctx, hostsync.DeltaStream("secondary"))
+	stream, err := w.js().Stream(w.ctx, agentproto.DeltaStream("secondary"))
 	require.NoError(t, err)
 	require.NoError(t, stream.Purge(w.ctx, jetstream.WithPurgeSubject("sr.delta.secondary.*.web01.*")))
 	close(release)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
@@ -69,7 +70,7 @@ func (c *vmCtl) reconcileSource(ctx context.Context, vm events.VM, enableSeq uin
 	}
 	if c.src == nil {
 		if err := c.openDisks(vm); err != nil {
-			c.reportError(ctx, CodeDiskFailed, err)
+			c.reportError(ctx, agentproto.CodeDiskFailed, err)
 			return err
 		}
 	}
@@ -162,7 +163,7 @@ func (c *vmCtl) reportSourceImages(ctx context.Context, vm events.VM) {
 		if provisioned(vm, d.Name(), want) {
 			continue
 		}
-		c.reportOnce(ctx, "provision-source:"+d.Name(), verbDiskProvisioned, diskProvisionedBody{
+		c.reportOnce(ctx, "provision-source:"+d.Name(), agentproto.VerbDiskProvisioned, agentproto.DiskProvisionedReport{
 			VM: c.name, Disk: d.Name(), Role: want.Role, Image: want.Image, NBDURL: want.NBDURL, Epoch: want.Epoch,
 		})
 	}
@@ -186,10 +187,10 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 		return nil
 	}
 	if bad, why := c.needsResync(); bad {
-		c.reportError(ctx, CodeResyncRequired, errors.New(why))
+		c.reportError(ctx, agentproto.CodeResyncRequired, errors.New(why))
 		return nil
 	}
-	if closeDue(vm.Name, s.lastClose, time.Now(), copyFrequency(vm)) {
+	if closeDue(vm.Name, s.lastClose, time.Now(), vm.Settings.CopyInterval()) {
 		if err := c.closeCycle(ctx, vm); err != nil {
 			return err
 		}
@@ -214,13 +215,6 @@ func closeDue(vm string, last, now time.Time, every time.Duration) bool {
 	return now.UnixNano() >= phase+k*int64(every)
 }
 
-func copyFrequency(vm events.VM) time.Duration {
-	if f := vm.Settings.CopyFrequency.D(); f >= time.Second {
-		return f
-	}
-	return 30 * time.Second
-}
-
 func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
 	if c.src.ship.stream == site {
 		return nil
@@ -234,7 +228,7 @@ func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
 		}
 	}
 	c.src.ship.stream = site
-	c.src.ship.pub = &publisher{js: c.a.js, budget: c.a.budget(DeltaStream(site))}
+	c.src.ship.pub = &publisher{js: c.a.js, budget: c.a.budget(agentproto.DeltaStream(site))}
 	return nil
 }
 
@@ -272,9 +266,9 @@ func (c *vmCtl) closeCycle(ctx context.Context, vm events.VM) error {
 	}
 	c.logger.Debug().Uints64("cycles", seqs).Dur("took", time.Since(now)).Msg("cycle closed")
 	if err := errors.Join(errs...); err != nil {
-		code := CodeDiskFailed
+		code := agentproto.CodeDiskFailed
 		if errors.Is(err, disk.ErrNeedsResync) {
-			code = CodeResyncRequired
+			code = agentproto.CodeResyncRequired
 		}
 		c.reportError(ctx, code, err)
 		return err
@@ -324,7 +318,7 @@ func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 		upTo := min(acked, pending[len(pending)-1])
 		for _, d := range c.src.disks {
 			if err := d.Ack(upTo); err != nil {
-				c.reportError(ctx, CodeDiskFailed, err)
+				c.reportError(ctx, agentproto.CodeDiskFailed, err)
 				return
 			}
 		}
@@ -344,7 +338,7 @@ func (c *vmCtl) takeAcks(ctx context.Context, vm events.VM, ack cycleAck) {
 // ids, and the recovery host drops what it applied already.
 func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 	s := &c.src.ship
-	limit := max(c.a.cfg.ResendAfter, 2*copyFrequency(vm))
+	limit := max(c.a.cfg.ResendAfter, 2*vm.Settings.CopyInterval())
 	var oldest uint64
 	for seq, at := range s.sentAt {
 		if time.Since(at) > limit && (oldest == 0 || seq < oldest) {
@@ -368,14 +362,14 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 	}
 	if s.ir != nil && s.ackedTo < s.ir.Chunks {
 		// Initial chunks are not kept by the source: the copy is broken.
-		c.reportError(ctx, CodeResyncRequired, fmt.Errorf("initial replication chunk %d lost on the way", s.ackedTo+1))
+		c.reportError(ctx, agentproto.CodeResyncRequired, fmt.Errorf("initial replication chunk %d lost on the way", s.ackedTo+1))
 		return
 	}
 	if p := c.src.disks[0].Pending(); len(p) > 0 && s.ackedTo+1 < p[0] {
 		// Nor are a resync's chunks: the cycle the recovery host waits
 		// for is not in the change log, sending the others again would
 		// loop for ever.
-		c.reportError(ctx, CodeResyncRequired, fmt.Errorf("cycle %d lost on the way; the change log keeps cycles from %d on", s.ackedTo+1, p[0]))
+		c.reportError(ctx, agentproto.CodeResyncRequired, fmt.Errorf("cycle %d lost on the way; the change log keeps cycles from %d on", s.ackedTo+1, p[0]))
 		return
 	}
 	c.logger.Warn().Uint64("cycle", oldest).Dur("after", limit).Msg("cycle lost on the way: sending the unapplied cycles again")
@@ -386,7 +380,7 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 // consumerBusy says whether the VM's consumer still has messages to deliver
 // or awaiting acknowledgement (or does not exist yet).
 func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (busy, holding bool, err error) {
-	cons, err := c.a.js.Consumer(ctx, DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
+	cons, err := c.a.js.Consumer(ctx, agentproto.DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return true, false, nil
 	}
@@ -411,12 +405,12 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 		}
 		cyc, err := c.diskCycle(vm, seq)
 		if err != nil {
-			c.reportError(ctx, CodeDiskFailed, err)
+			c.reportError(ctx, agentproto.CodeDiskFailed, err)
 			return err
 		}
 		cyc.Roots = c.src.integrity().rootsFor(seq)
 		if err := c.publishCycle(ctx, vm, cyc); err != nil {
-			c.reportError(ctx, CodeShipFailed, err)
+			c.reportError(ctx, agentproto.CodeShipFailed, err)
 			return err
 		}
 		s.sentAt[seq] = time.Now()
@@ -427,7 +421,7 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 	}
 	if err := s.pub.flush(ctx); err != nil {
 		clear(s.sentAt)
-		c.reportError(ctx, CodeShipFailed, err)
+		c.reportError(ctx, agentproto.CodeShipFailed, err)
 		return err
 	}
 	c.logger.Debug().Dur("took", time.Since(start)).Msg("cycles shipped")
@@ -460,7 +454,7 @@ func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc cycle.Cycle)
 	if vm.Settings.Compression {
 		comp = CompressionS2
 	}
-	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
+	subject := agentproto.DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	i := 0
 	return EncodeCycleEach(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: comp}, func(b []byte) error {
 		id := shipMsgID(c.src.ship.enableSeq, c.src.ship.attempt, BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i))

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // The delta streams of DESIGN.md section 6: SR_DELTA_<target_site> holds
@@ -18,26 +19,12 @@ import (
 // file storage. Every VM has one durable pull consumer on it, on the
 // recovery host.
 
-// DeltaStream is the name of the delta stream of a target site.
-func DeltaStream(site string) string { return "SR_DELTA_" + site }
-
-// DeltaSubject is the subject of a VM's batches at an epoch.
-func DeltaSubject(site, sourceHost, vm string, epoch uint64) string {
-	return "sr.delta." + site + "." + sourceHost + "." + vm + "." + strconv.FormatUint(epoch, 10)
-}
-
-// deltaFilter matches every batch of vm, from any source host, any epoch.
-func deltaFilter(site, vm string) string { return "sr.delta." + site + ".*." + vm + ".*" }
-
 // deltaConsumer is the durable consumer name of vm's batches.
 func deltaConsumer(vm string) string { return "sr-apply-" + vm }
 
-// ackSubject is where a recovery host tells the source host that a cycle
-// of vm is applied: sr.ack.<source_host>.<vm>, core NATS, JSON cycleAck.
-func ackSubject(sourceHost, vm string) string { return "sr.ack." + sourceHost + "." + vm }
-
-// cycleAck says cycles up to Seq of Epoch are applied on the recovery host,
-// for the protection enabled at log sequence Enable (an ack of an earlier
+// cycleAck, sent by a recovery host on agentproto.AckSubject (JSON), says
+// cycles up to Seq of Epoch are applied on the recovery host, for the
+// protection enabled at log sequence Enable (an ack of an earlier
 // protection of the VM is ignored).
 type cycleAck struct {
 	Enable uint64 `json:"enable"`
@@ -132,7 +119,7 @@ const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
 // placement). A cluster with no server to satisfy cfg.Tags fails it with
 // an error wrapping the *jetstream.APIError (code 10005).
 func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site string, cfg DeltaStreamConfig) error {
-	name := DeltaStream(site)
+	name := agentproto.DeltaStream(site)
 	if _, err := js.Stream(ctx, name); err == nil {
 		return nil
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -143,7 +130,7 @@ func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site strin
 	}
 	sc := jetstream.StreamConfig{
 		Name:       name,
-		Subjects:   []string{"sr.delta." + site + ".>"},
+		Subjects:   []string{agentproto.DeltaStreamSubjects(site)},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Discard:    jetstream.DiscardNew,
@@ -183,9 +170,9 @@ func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site str
 	if err != nil {
 		return false, err
 	}
-	s, err := js.Stream(ctx, DeltaStream(site))
+	s, err := js.Stream(ctx, agentproto.DeltaStream(site))
 	if err != nil {
-		return false, fmt.Errorf("delta stream %s: %w", DeltaStream(site), err)
+		return false, fmt.Errorf("delta stream %s: %w", agentproto.DeltaStream(site), err)
 	}
 	p := s.CachedInfo().Config.Placement
 	return p != nil && slices.Contains(p.Tags, tag), nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -41,7 +42,7 @@ func (c *vmCtl) reconcileTest(ctx context.Context, vm events.VM) {
 		if mine {
 			err = c.removeTest()
 			if err == nil {
-				c.reportNow(ctx, "test-cleanup", verbTestCleanupDone, testCleanupBody(c.name, vm.Epoch, vm.Version))
+				c.reportNow(ctx, "test-cleanup", agentproto.VerbTestCleanupDone, testCleanupBody(c.name, vm.Epoch, vm.Version))
 			}
 		}
 	default:
@@ -52,8 +53,8 @@ func (c *vmCtl) reconcileTest(ctx context.Context, vm events.VM) {
 	}
 }
 
-func testCleanupBody(vm string, epoch, version uint64) reportHead {
-	return reportHead{CommandID: fmt.Sprintf("test-cleanup-%s-%d", vm, version), VM: vm, Epoch: epoch}
+func testCleanupBody(vm string, epoch, version uint64) agentproto.TestCleanupDoneReport {
+	return agentproto.TestCleanupDoneReport{ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("test-cleanup-%s-%d", vm, version), VM: vm, Epoch: epoch}}
 }
 
 // startTest creates and serves the test copy and reports it while the
@@ -72,15 +73,15 @@ func (c *vmCtl) startTest(ctx context.Context, vm events.VM) error {
 	if vm.TestState != events.TestInProgress {
 		return nil
 	}
-	var disks []readyDisk
+	var disks []agentproto.ReadyDisk
 	for _, d := range vm.Disks {
-		disks = append(disks, readyDisk{
+		disks = append(disks, agentproto.ReadyDisk{
 			Disk: d.Name, Image: filepath.Join(c.testDir(), d.Name+".overlay"),
 			NBDURL: nbd.URL(TestExportName(c.name, d.Name), c.a.SocketPath()),
 		})
 	}
-	c.reportNow(ctx, "test-ready:"+point, verbTestFailoverReady, testReadyBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("test-ready-%s-%s-%d", c.name, point, vm.Epoch), VM: c.name, Epoch: vm.Epoch},
+	c.reportNow(ctx, "test-ready:"+point, agentproto.VerbTestFailoverReady, agentproto.TestFailoverReadyReport{
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("test-ready-%s-%s-%d", c.name, point, vm.Epoch), VM: c.name, Epoch: vm.Epoch},
 		Disks:      disks,
 	})
 	return nil

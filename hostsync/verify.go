@@ -10,56 +10,18 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
-// Verify: the source agent answers sr.agent.<source>.verify.<vm> by
-// comparing its kept trees at its latest closed cycle with the replica's
-// images re-hashed at that same cycle (leaves requests with Rehash to the
-// recovery host), and replies with the differing ranges. The control plane
-// (`vm verify`) asks it and records the outcome.
-
-// VerifySubject is the subject a VM's source agent answers verify
-// requests on.
-func VerifySubject(host, vm string) string { return "sr.agent." + host + ".verify." + vm }
-
-// VerifyRequest asks a source agent to compare both sides now.
-type VerifyRequest struct {
-	// WaitMS bounds how long the agent waits for the replica to reach
-	// the source's latest closed cycle; default two copy intervals plus
-	// 10 s, at most verifyMaxWait.
-	WaitMS int64 `json:"wait_ms,omitempty"`
-}
-
-// VerifyRange is a run of bytes of a disk that differs.
-type VerifyRange struct {
-	Disk   string `json:"disk"`
-	Offset int64  `json:"offset"`
-	Length int64  `json:"length"`
-}
-
-// VerifyReply is the outcome: the point compared, whether the replica
-// equals the source there, and the differing ranges; or an error with a
-// code (unavailable: try again later; internal).
-type VerifyReply struct {
-	VM        string        `json:"vm"`
-	Epoch     uint64        `json:"epoch,omitempty"`
-	Cycle     uint64        `json:"cycle,omitempty"`
-	Point     string        `json:"point,omitempty"`
-	Equal     bool          `json:"equal"`
-	Differing []VerifyRange `json:"differing"`
-	Error     *VerifyError  `json:"error,omitempty"`
-}
-
-// VerifyError is a verify that could not compare.
-type VerifyError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+// Verify: the source agent answers agentproto.VerifySubject by comparing
+// its kept trees at its latest closed cycle with the replica's images
+// re-hashed at that same cycle (leaves requests with Rehash to the recovery
+// host), and replies with the differing ranges (agentproto.VerifyReply).
+// The control plane (`vm verify`) asks it and records the outcome.
 
 const (
-	verifyMaxWait = 5 * time.Minute
-	verifyPoll    = 200 * time.Millisecond
-	verifyAsk     = 10 * time.Second
+	verifyPoll = 200 * time.Millisecond
+	verifyAsk  = 10 * time.Second
 )
 
 // serveVerify subscribes the VM's verify subject once per source side.
@@ -70,7 +32,7 @@ func (c *vmCtl) serveVerify() {
 	if in.verify != nil {
 		return
 	}
-	sub, err := c.a.cfg.NATS.Subscribe(VerifySubject(c.a.cfg.Host, c.name), func(m *nats.Msg) {
+	sub, err := c.a.cfg.NATS.Subscribe(agentproto.VerifySubject(c.a.cfg.Host, c.name), func(m *nats.Msg) {
 		c.answerVerify(in, m)
 	})
 	if err != nil {
@@ -99,15 +61,15 @@ func (s *sourceSide) closeIntegrity() error {
 }
 
 func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
-	var req VerifyRequest
-	out := VerifyReply{VM: c.name, Differing: []VerifyRange{}}
+	var req agentproto.VerifyRequest
+	out := agentproto.VerifyReply{VM: c.name, Differing: []events.DiskRange{}}
 	var err error
 	if len(m.Data) > 0 {
 		err = json.Unmarshal(m.Data, &req)
 	}
 	if err == nil {
 		vm, _, _ := c.snapshot()
-		ctx, cancel := context.WithTimeout(context.Background(), verifyWait(vm, req))
+		ctx, cancel := context.WithTimeout(context.Background(), agentproto.VerifyWait(vm.Settings, req.WaitMS))
 		out, err = c.verify(ctx, in, vm)
 		cancel()
 	}
@@ -116,7 +78,7 @@ func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
 		if errors.Is(err, ErrNotVerifiable) {
 			code = "unavailable"
 		}
-		out = VerifyReply{VM: c.name, Differing: []VerifyRange{}, Error: &VerifyError{Code: code, Message: err.Error()}}
+		out = agentproto.VerifyReply{VM: c.name, Differing: []events.DiskRange{}, Error: &agentproto.Error{Code: code, Message: err.Error()}}
 	}
 	c.logger.Info().Bool("equal", out.Equal).Str("point", out.Point).Int("differing", len(out.Differing)).Err(err).Msg("verify")
 	data, _ := json.Marshal(out)
@@ -125,19 +87,12 @@ func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
 	}
 }
 
-func verifyWait(vm events.VM, req VerifyRequest) time.Duration {
-	if req.WaitMS > 0 {
-		return min(time.Duration(req.WaitMS)*time.Millisecond, verifyMaxWait)
-	}
-	return min(2*copyFrequency(vm)+10*time.Second, verifyMaxWait)
-}
-
 // verify compares until it could at one cycle, or ctx ends.
-func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (VerifyReply, error) {
+func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (agentproto.VerifyReply, error) {
 	last := fmt.Errorf("%w: nothing compared yet", ErrNotVerifiable)
 	for {
 		if vm.SourceHost != c.a.cfg.Host || vm.RecoveryHost == "" {
-			return VerifyReply{}, fmt.Errorf("%w: host %s is not the replicating source of %s", ErrNotVerifiable, c.a.cfg.Host, c.name)
+			return agentproto.VerifyReply{}, fmt.Errorf("%w: host %s is not the replicating source of %s", ErrNotVerifiable, c.a.cfg.Host, c.name)
 		}
 		out, done, err := c.compareAt(ctx, in, vm)
 		if done || (err != nil && !errors.Is(err, ErrNotVerifiable)) {
@@ -148,7 +103,7 @@ func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (
 		}
 		select {
 		case <-ctx.Done():
-			return VerifyReply{}, fmt.Errorf("%w: %v", ErrNotVerifiable, last)
+			return agentproto.VerifyReply{}, fmt.Errorf("%w: %v", ErrNotVerifiable, last)
 		case <-time.After(verifyPoll):
 		}
 		vm, _, _ = c.snapshot()
@@ -159,8 +114,8 @@ func (c *vmCtl) verify(ctx context.Context, in *sourceIntegrity, vm events.VM) (
 // the source's kept trees rolled back to that cycle. done is false (with an
 // error wrapping ErrNotVerifiable) when the source cannot rebuild its trees
 // at the replica's cycle or the replica moved meanwhile.
-func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM) (VerifyReply, bool, error) {
-	out := VerifyReply{VM: c.name, Differing: []VerifyRange{}}
+func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM) (agentproto.VerifyReply, bool, error) {
+	out := agentproto.VerifyReply{VM: c.name, Differing: []events.DiskRange{}}
 	if len(vm.Disks) == 0 {
 		return out, false, fmt.Errorf("%w: vm has no disks", ErrNotVerifiable)
 	}
@@ -190,7 +145,7 @@ func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM
 			return out, true, err
 		}
 		for _, r := range diff {
-			out.Differing = append(out.Differing, VerifyRange{Disk: d.Name, Offset: r.Offset, Length: r.Length})
+			out.Differing = append(out.Differing, events.DiskRange{Disk: d.Name, Offset: r.Offset, Length: r.Length})
 		}
 	}
 	out.Equal = len(out.Differing) == 0
@@ -225,7 +180,7 @@ func (c *vmCtl) askRehash(ctx context.Context, host string, req leavesRequest) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyAsk)
 	defer cancel()
-	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, leavesSubject(host, c.name), data)
+	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, agentproto.LeavesSubject(host, c.name), data)
 	if err != nil {
 		return leavesReply{}, fmt.Errorf("%w: recovery host %s: %v", ErrNotVerifiable, host, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
@@ -103,9 +104,9 @@ func (w *siteWorld) requireDeltaStreamAtItsSite(site string) {
 	placed, err := hostsync.EnsureSiteDeltaStream(w.ctx, js, site)
 	require.NoError(w.t, err)
 	require.True(w.t, placed, "delta stream of %s placed at its site", site)
-	leader, others := streamPeers(w.ctx, w.t, w.planes[site].nc, hostsync.DeltaStream(site))
-	require.Equal(w.t, w.servers[site].Name(), leader, "%s is on the %s server", hostsync.DeltaStream(site), site)
-	require.Empty(w.t, others, "%s has one copy", hostsync.DeltaStream(site))
+	leader, others := streamPeers(w.ctx, w.t, w.planes[site].nc, agentproto.DeltaStream(site))
+	require.Equal(w.t, w.servers[site].Name(), leader, "%s is on the %s server", agentproto.DeltaStream(site), site)
+	require.Empty(w.t, others, "%s has one copy", agentproto.DeltaStream(site))
 }
 
 // requireUnplacedWithoutTaggedServer checks the fallback: no server is
@@ -118,7 +119,7 @@ func (w *siteWorld) requireUnplacedWithoutTaggedServer(site string) {
 		require.NoError(w.t, err)
 		require.False(w.t, placed, "no server carries %s", hostsync.SiteTag(site))
 	}
-	s, err := js.Stream(w.ctx, hostsync.DeltaStream(site))
+	s, err := js.Stream(w.ctx, agentproto.DeltaStream(site))
 	require.NoError(w.t, err)
 	require.Nil(w.t, s.CachedInfo().Config.Placement)
 	require.Equal(w.t, 1, s.CachedInfo().Config.Replicas)
@@ -188,13 +189,13 @@ func TestDeltaStreamPlacementOnOneServer(t *testing.T) {
 	placed, err := hostsync.EnsureSiteDeltaStream(ctx, js, "secondary")
 	require.NoError(t, err)
 	require.True(t, placed)
-	s, err := js.Stream(ctx, hostsync.DeltaStream("secondary"))
+	s, err := js.Stream(ctx, agentproto.DeltaStream("secondary"))
 	require.NoError(t, err)
 	require.Equal(t, natsjs.WorkQueuePolicy, s.CachedInfo().Config.Retention)
 	require.Equal(t, []string{"sr.delta.secondary.>"}, s.CachedInfo().Config.Subjects)
 
 	err = hostsync.EnsureDeltaStreamAt(ctx, js, "dr", hostsync.DeltaStreamConfig{Replicas: -1})
 	require.Error(t, err, "negative replicas")
-	_, err = js.Stream(ctx, hostsync.DeltaStream("dr"))
+	_, err = js.Stream(ctx, agentproto.DeltaStream("dr"))
 	require.ErrorIs(t, err, natsjs.ErrStreamNotFound, "a refused config creates nothing")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
@@ -46,7 +47,7 @@ func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, 
 	if err := hostsync.EnsureDeltaStream(ctx, pjs, transportSite); err != nil {
 		return 0, err
 	}
-	stream := hostsync.DeltaStream(transportSite)
+	stream := agentproto.DeltaStream(transportSite)
 	defer func() { _ = pjs.DeleteStream(context.Background(), stream) }() // scratch: a failed delete leaves an empty stream
 	cons, err := sjs.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: "bench-raw", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1 << 16,
@@ -70,7 +71,7 @@ func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, 
 func publishRaw(ctx context.Context, js jetstream.JetStream, msgs int) error {
 	data := make([]byte, mib)
 	fillRandom(data, 9)
-	subject := hostsync.DeltaSubject(transportSite, "raw", "raw", 1)
+	subject := agentproto.DeltaSubject(transportSite, "raw", "raw", 1)
 	var pending []jetstream.PubAckFuture
 	for i := range msgs {
 		for len(pending) >= 128 {

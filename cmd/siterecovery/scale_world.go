@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/handlers"
 )
 
@@ -165,8 +166,8 @@ func (w *scaleWorld) fabric() error {
 }
 
 func (w *scaleWorld) heartbeat(h *simHost) error {
-	_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentHeartbeat,
-		handlers.HeartbeatReport{Agent: "scale-sim", Time: time.Now().UTC()})
+	_, err := scaleRequest(h.nc, agentproto.ReportSubject(h.name, agentproto.VerbHeartbeat),
+		agentproto.HeartbeatReport{Agent: "scale-sim", Time: time.Now().UTC()})
 	return err
 }
 
@@ -245,7 +246,7 @@ feed:
 func (w *scaleWorld) protect(vm scaleVM) error {
 	src, dst := w.hosts[vm.source], w.hosts[vm.recovery]
 	agent := func(h *simHost, verb string, body any) error {
-		_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+verb, body)
+		_, err := scaleRequest(h.nc, agentproto.ReportSubject(h.name, verb), body)
 		return err
 	}
 	size, err := handlers.ParseSize(scaleDiskSize)
@@ -258,7 +259,7 @@ func (w *scaleWorld) protect(vm scaleVM) error {
 			return err
 		},
 		func() error {
-			return agent(src, handlers.AgentDiskProvisioned, handlers.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
+			return agent(src, agentproto.VerbDiskProvisioned, agentproto.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
 				Role: events.DiskRoleSource, Image: "/sim/" + vm.source + "/" + vm.name + "/disk0.img", Epoch: 1})
 		},
 		func() error {
@@ -266,14 +267,14 @@ func (w *scaleWorld) protect(vm scaleVM) error {
 			return err
 		},
 		func() error {
-			return agent(dst, handlers.AgentDiskProvisioned, handlers.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
+			return agent(dst, agentproto.VerbDiskProvisioned, agentproto.DiskProvisionedReport{VM: vm.name, Disk: "disk0",
 				Role: events.DiskRoleReplica, Image: "/sim/" + vm.recovery + "/" + vm.name + "/disk0.replica", Epoch: 1})
 		},
 		func() error {
-			return agent(src, handlers.AgentIRProgress, handlers.IRProgressReport{VM: vm.name, DoneBytes: size / 2, TotalBytes: size})
+			return agent(src, agentproto.VerbIRProgress, agentproto.IRProgressReport{VM: vm.name, DoneBytes: size / 2, TotalBytes: size})
 		},
 		func() error {
-			return agent(src, handlers.AgentIRCompleted, handlers.IRCompletedReport{VM: vm.name, SentBytes: size})
+			return agent(src, agentproto.VerbIRCompleted, agentproto.IRCompletedReport{VM: vm.name, SentBytes: size})
 		},
 	}
 	for _, step := range steps {
@@ -323,7 +324,7 @@ func (w *scaleWorld) point(h *simHost, vm string, cycle uint64) error {
 		w.pointLat = append(w.pointLat, time.Since(now))
 		w.latMu.Unlock()
 	}()
-	_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentRecoveryPoint, handlers.RecoveryPointReport{
+	_, err := scaleRequest(h.nc, agentproto.ReportSubject(h.name, agentproto.VerbRecoveryPoint), agentproto.RecoveryPointReport{
 		CommandID: fmt.Sprintf("rp-%s-%d", vm, cycle), VM: vm, ID: fmt.Sprintf("rp-%06d", cycle), Time: now,
 		AppConsistent: cycle%480 == 1, Cycle: cycle, Epoch: 1, Bytes: 1 << 20,
 		Roots: map[string]string{"disk0": fmt.Sprintf("%016x", now.UnixNano())},

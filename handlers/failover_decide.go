@@ -5,92 +5,11 @@ import (
 	"slices"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
-// The agents' reports of the failover protocol (/work/notes/failover-protocol.md):
-// sr.cmd.agent.<host>.<verb>. Each carries vm, the epoch the agent acted at,
-// an optional command_id (a retried report appends nothing twice) and job,
-// the operation's job id, which the resulting events carry as their
-// correlation id (the job of the operation the VM is in when job is empty).
-const (
-	AgentVMStopped         = "vm_stopped"
-	AgentFailoverReady     = "failover_ready"
-	AgentTestFailoverReady = "test_failover_ready"
-	AgentTestCleanupDone   = "test_cleanup_done"
-	AgentResyncProgress    = "resync_progress"
-	AgentResyncCompleted   = "resync_completed"
-	AgentDivergence        = "divergence"
-)
-
-// FailoverVerbs lists the verbs FailoverReports serves.
-var FailoverVerbs = []string{
-	AgentVMStopped, AgentFailoverReady, AgentTestFailoverReady, AgentTestCleanupDone,
-	AgentResyncProgress, AgentResyncCompleted, AgentDivergence,
-}
-
-// ReportHead is what every failover report carries.
-type ReportHead struct {
-	CommandID string `json:"command_id,omitempty"`
-	VM        string `json:"vm"`
-	Job       string `json:"job,omitempty"`
-	Epoch     uint64 `json:"epoch"`
-}
-
-// VMStoppedReport: the source removed the VM's exports and closed and
-// shipped a final cycle (planned), or stopped it best effort (unplanned).
-type VMStoppedReport struct {
-	ReportHead
-	FinalCycle uint64            `json:"final_cycle"`
-	Roots      map[string]string `json:"roots,omitempty"`
-}
-
-// ReadyDisk is a disk an agent serves after a (test) failover.
-type ReadyDisk struct {
-	Disk   string `json:"disk"`
-	Image  string `json:"image"`
-	NBDURL string `json:"nbd_url,omitempty"`
-}
-
-// FailoverReadyReport: the recovery host serves the VM at Epoch (e+1) from
-// RecoveryPoint.
-type FailoverReadyReport struct {
-	ReportHead
-	RecoveryPoint string      `json:"recovery_point"`
-	Disks         []ReadyDisk `json:"disks"`
-}
-
-// TestFailoverReadyReport: the test copy is served.
-type TestFailoverReadyReport struct {
-	ReportHead
-	Disks []ReadyDisk `json:"disks"`
-}
-
-// TestCleanupDoneReport: the test copy and its exports are gone.
-type TestCleanupDoneReport struct {
-	ReportHead
-}
-
-// ResyncProgressReport: how far a resync has come.
-type ResyncProgressReport struct {
-	ReportHead
-	DoneBytes  int64 `json:"done_bytes"`
-	TotalBytes int64 `json:"total_bytes"`
-	SentBytes  int64 `json:"sent_bytes"`
-}
-
-// ResyncCompletedReport: both sides are equal.
-type ResyncCompletedReport struct {
-	ReportHead
-	SentBytes int64 `json:"sent_bytes"`
-}
-
-// DivergenceReport: a fenced former source holds writes made after the
-// failover's point at Epoch (its old epoch); its disks were set aside.
-type DivergenceReport struct {
-	ReportHead
-	Blocks      int64             `json:"blocks"`
-	AsideImages map[string]string `json:"aside_images,omitempty"`
-}
+// The failover reports of host agents (agentproto.FailoverVerbs), decided
+// over the VM's view (vmView): the VM and the operation it is in.
 
 // decision is what a failover report appends: events under job.
 type decision struct {
@@ -106,11 +25,11 @@ func viewStateErr(v *vmView, what string) error { return stateErr(&v.VM, what) }
 
 // DecideVMStopped: the failover's source host stopped the VM at the
 // failover's starting epoch; recorded once per failover.
-func decideVMStopped(v vmView, host string, r VMStoppedReport) (decision, error) {
+func decideVMStopped(v vmView, host string, r agentproto.VMStoppedReport) (decision, error) {
 	f := v.Failover
 	switch {
 	case f.Seq == 0:
-		return decision{}, viewStateErr(&v, AgentVMStopped)
+		return decision{}, viewStateErr(&v, agentproto.VerbVMStopped)
 	case host != f.Data.FromHost:
 		return decision{}, unauthorized(host, "failover source", &v.VM)
 	case r.Epoch != f.StartEpoch:
@@ -127,10 +46,10 @@ func decideVMStopped(v vmView, host string, r VMStoppedReport) (decision, error)
 // planned failover needs the source stopped first. A repeat (or the report
 // after change_recovery_point) appends nothing. nets maps a source network to
 // its target network.
-func decideFailoverReady(v vmView, host string, r FailoverReadyReport, nets map[string]string) (decision, error) {
+func decideFailoverReady(v vmView, host string, r agentproto.FailoverReadyReport, nets map[string]string) (decision, error) {
 	f := v.Failover
 	if f.Seq == 0 {
-		return decision{}, viewStateErr(&v, AgentFailoverReady)
+		return decision{}, viewStateErr(&v, agentproto.VerbFailoverReady)
 	}
 	if host != f.Data.ToHost {
 		return decision{}, unauthorized(host, "failover target", &v.VM)
@@ -150,7 +69,7 @@ func decideFailoverReady(v vmView, host string, r FailoverReadyReport, nets map[
 		}
 	case events.UnplannedFailoverInProgress:
 	default:
-		return decision{}, viewStateErr(&v, AgentFailoverReady)
+		return decision{}, viewStateErr(&v, agentproto.VerbFailoverReady)
 	}
 	rp := r.RecoveryPoint
 	if rp == "" {
@@ -179,7 +98,7 @@ func mapNICs(networks []string, nets map[string]string) []events.NIC {
 }
 
 // checkDisks wants every disk of the VM once, each with an image.
-func checkDisks(vm *events.VM, disks []ReadyDisk) error {
+func checkDisks(vm *events.VM, disks []agentproto.ReadyDisk) error {
 	if len(disks) != len(vm.Disks) {
 		return invalidArg("vm %s has %d disks, the report names %d", vm.Name, len(vm.Disks), len(disks))
 	}
@@ -187,7 +106,7 @@ func checkDisks(vm *events.VM, disks []ReadyDisk) error {
 		if !slices.ContainsFunc(vm.Disks, func(s events.DiskSpec) bool { return s.Name == d.Disk }) {
 			return invalidArg("vm %s has no disk %q", vm.Name, d.Disk)
 		}
-		if slices.ContainsFunc(disks[:i], func(o ReadyDisk) bool { return o.Disk == d.Disk }) {
+		if slices.ContainsFunc(disks[:i], func(o agentproto.ReadyDisk) bool { return o.Disk == d.Disk }) {
 			return invalidArg("disk %s named twice", d.Disk)
 		}
 		if d.Image == "" {
@@ -198,7 +117,7 @@ func checkDisks(vm *events.VM, disks []ReadyDisk) error {
 }
 
 // decideTestFailoverReady: the test host serves the test copy.
-func decideTestFailoverReady(v vmView, host string, r TestFailoverReadyReport) (decision, error) {
+func decideTestFailoverReady(v vmView, host string, r agentproto.TestFailoverReadyReport) (decision, error) {
 	if v.Test.Seq == 0 || host != v.TestHost {
 		return decision{}, unauthorized(host, "test failover", &v.VM)
 	}
@@ -221,7 +140,7 @@ func decideTestFailoverReady(v vmView, host string, r TestFailoverReadyReport) (
 }
 
 // decideTestCleanupDone: the test copy is gone.
-func decideTestCleanupDone(v vmView, host string, r TestCleanupDoneReport) (decision, error) {
+func decideTestCleanupDone(v vmView, host string, r agentproto.TestCleanupDoneReport) (decision, error) {
 	if v.Test.Seq == 0 || host != v.TestHost {
 		return decision{}, unauthorized(host, "test failover", &v.VM)
 	}
@@ -254,7 +173,7 @@ func checkResyncHost(v *vmView, host string) error {
 }
 
 // decideResyncProgress records a resync's progress.
-func decideResyncProgress(v vmView, host string, r ResyncProgressReport) (decision, error) {
+func decideResyncProgress(v vmView, host string, r agentproto.ResyncProgressReport) (decision, error) {
 	if err := checkResyncHost(&v, host); err != nil {
 		return decision{}, err
 	}
@@ -263,14 +182,14 @@ func decideResyncProgress(v vmView, host string, r ResyncProgressReport) (decisi
 	}
 	job, ok := resyncJob(&v)
 	if !ok {
-		return decision{}, viewStateErr(&v, AgentResyncProgress)
+		return decision{}, viewStateErr(&v, agentproto.VerbResyncProgress)
 	}
 	return decided(reportJob(r.Job, job), events.ResyncProgressData{DoneBytes: r.DoneBytes, TotalBytes: r.TotalBytes, SentBytes: r.SentBytes})
 }
 
 // decideResyncCompleted ends a resync: Protected; a reverse replication's
 // resync also completes the reverse replication. A repeat appends nothing.
-func decideResyncCompleted(v vmView, host string, r ResyncCompletedReport) (decision, error) {
+func decideResyncCompleted(v vmView, host string, r agentproto.ResyncCompletedReport) (decision, error) {
 	if err := checkResyncHost(&v, host); err != nil {
 		return decision{}, err
 	}
@@ -282,7 +201,7 @@ func decideResyncCompleted(v vmView, host string, r ResyncCompletedReport) (deci
 	case !ok && v.State == events.Protected:
 		return decision{}, nil
 	case !ok:
-		return decision{}, viewStateErr(&v, AgentResyncCompleted)
+		return decision{}, viewStateErr(&v, agentproto.VerbResyncCompleted)
 	}
 	evs := []events.Data{events.ResyncCompletedData{SentBytes: r.SentBytes}}
 	if v.State == events.ReverseReplicationState {
@@ -293,7 +212,7 @@ func decideResyncCompleted(v vmView, host string, r ResyncCompletedReport) (deci
 
 // decideDivergence records, once per host and epoch, that a fenced former
 // source kept writes made after the failover aside.
-func decideDivergence(v vmView, host string, r DivergenceReport) (decision, error) {
+func decideDivergence(v vmView, host string, r agentproto.DivergenceReport) (decision, error) {
 	switch {
 	case host == v.ActiveHost:
 		return decision{}, invalidArg("host %s runs vm %s: it cannot have diverged", host, v.Name)

@@ -2,25 +2,16 @@ package handlers
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// Pure decide functions of the fabric: sites, hosts, clouds, policies,
-// pairings and network mappings. Each takes the state its caller loaded from
+// Pure decide functions of the fabric: sites, hosts (and a host's claim by
+// a cloud) and policies. Each takes the state its caller loaded from
 // the log and the validated request, and returns the events to append or an
 // error matching an events sentinel. None does I/O.
-
-func notFound(kind events.Kind, name string) error {
-	return fmt.Errorf("%s %s: %w", kind, name, events.ErrNotFound)
-}
-
-func alreadyExists(kind events.Kind, name string) error {
-	return fmt.Errorf("%s %s: %w", kind, name, events.ErrAlreadyExists)
-}
 
 func decideSiteRegister(s events.Site, name string) ([]events.Data, error) {
 	if s.Exists() {
@@ -99,56 +90,12 @@ func decideHostAssign(h hostState, name, cloud, site string) ([]events.Data, err
 	return nil, fmt.Errorf("host %s is already in cloud %s: %w", name, h.Cloud, events.ErrInvalidState)
 }
 
-// cloudCreateState is the cloud, its site and its hosts (by name).
-type cloudCreateState struct {
-	Cloud cloudState
-	Site  events.Site
-	Hosts map[string]hostState
-}
-
-func decideCloudCreate(st cloudCreateState, r cloudRequest) ([]events.Data, error) {
-	if st.Cloud.Exists() {
-		return nil, alreadyExists(events.KindCloud, r.Name)
-	}
-	if !st.Site.Exists() {
-		return nil, notFound(events.KindSite, r.Site)
-	}
-	for _, h := range r.Hosts {
-		if _, err := decideHostAssign(st.Hosts[h], h, r.Name, r.Site); err != nil {
-			return nil, err
-		}
-	}
-	return []events.Data{events.CloudCreatedData{Name: r.Name, Site: r.Site, Hosts: slices.Clone(r.Hosts)}}, nil
-}
-
-// cloudAddHostState is the cloud and the host to add.
-type cloudAddHostState struct {
-	Cloud cloudState
-	Host  hostState
-}
-
-func decideCloudAddHost(st cloudAddHostState, cloud, host string) ([]events.Data, error) {
-	if !st.Cloud.Exists() {
-		return nil, notFound(events.KindCloud, cloud)
-	}
-	if slices.Contains(st.Cloud.Hosts, host) {
-		return nil, fmt.Errorf("host %s is already in cloud %s: %w", host, cloud, events.ErrAlreadyExists)
-	}
-	if _, err := decideHostAssign(st.Host, host, cloud, st.Cloud.Site); err != nil {
-		return nil, err
-	}
-	return []events.Data{events.CloudHostAddedData{Cloud: cloud, Host: host}}, nil
-}
-
-// Policy bounds (DESIGN.md, issue 3).
-const (
-	minCopyFrequency = time.Second
-	maxRetention     = 720 * time.Hour
-)
+// maxRetention bounds a policy's retention.
+const maxRetention = 720 * time.Hour
 
 // defaultPolicy is what a policy create leaves unset: ASR's defaults.
 var defaultPolicy = events.PolicySettings{
-	CopyFrequency: events.Duration(5 * time.Minute),
+	CopyFrequency: events.Duration(events.DefaultCopyFrequency),
 	Retention:     events.Duration(24 * time.Hour),
 }
 
@@ -187,8 +134,8 @@ func validatePolicy(s events.PolicySettings) error {
 		return fmt.Errorf("policy: "+format+": %w", append(args, events.ErrInvalidArgument)...)
 	}
 	switch {
-	case s.CopyFrequency.D() < minCopyFrequency:
-		return bad("copy_frequency %s is below 1s", s.CopyFrequency.D())
+	case s.CopyFrequency.D() < events.MinCopyFrequency:
+		return bad("copy_frequency %s is below %s", s.CopyFrequency.D(), events.MinCopyFrequency)
 	case s.Retention.D() < 0 || s.Retention.D() > maxRetention:
 		return bad("retention %s is not between 0 and 720h", s.Retention.D())
 	case s.AppConsistentEvery.D() < 0:

@@ -2,10 +2,14 @@ package handlers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/siterecovery/siterecovery/events"
 )
+
+// Pure decide functions of the pairing: clouds, pairings and the cloud
+// claims between them, and network mappings.
 
 // cloudClaim is a cloud as a pairing sees it: its state and the live pairing
 // that holds it ("" when free or held by the deciding pairing itself).
@@ -106,4 +110,45 @@ func decideNetmapDelete(n events.Netmap, name string) ([]events.Data, error) {
 		return nil, notFound(events.KindNetmap, name)
 	}
 	return []events.Data{events.NetmapDeletedData{Name: name}}, nil
+}
+
+// cloudCreateState is the cloud, its site and its hosts (by name).
+type cloudCreateState struct {
+	Cloud cloudState
+	Site  events.Site
+	Hosts map[string]hostState
+}
+
+func decideCloudCreate(st cloudCreateState, r cloudRequest) ([]events.Data, error) {
+	if st.Cloud.Exists() {
+		return nil, alreadyExists(events.KindCloud, r.Name)
+	}
+	if !st.Site.Exists() {
+		return nil, notFound(events.KindSite, r.Site)
+	}
+	for _, h := range r.Hosts {
+		if _, err := decideHostAssign(st.Hosts[h], h, r.Name, r.Site); err != nil {
+			return nil, err
+		}
+	}
+	return []events.Data{events.CloudCreatedData{Name: r.Name, Site: r.Site, Hosts: slices.Clone(r.Hosts)}}, nil
+}
+
+// cloudAddHostState is the cloud and the host to add.
+type cloudAddHostState struct {
+	Cloud cloudState
+	Host  hostState
+}
+
+func decideCloudAddHost(st cloudAddHostState, cloud, host string) ([]events.Data, error) {
+	if !st.Cloud.Exists() {
+		return nil, notFound(events.KindCloud, cloud)
+	}
+	if slices.Contains(st.Cloud.Hosts, host) {
+		return nil, fmt.Errorf("host %s is already in cloud %s: %w", host, cloud, events.ErrAlreadyExists)
+	}
+	if _, err := decideHostAssign(st.Host, host, cloud, st.Cloud.Site); err != nil {
+		return nil, err
+	}
+	return []events.Data{events.CloudHostAddedData{Cloud: cloud, Host: host}}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // viewAfter folds web01 (hv01 → hv11, one disk d0, network lan-a),
@@ -30,7 +31,7 @@ var (
 	unplanned = events.FailoverStartedData{Mode: events.FailoverUnplanned, RecoveryPoint: "rp1", FromHost: "hv01", ToHost: "hv11", FromSite: "primary", ToSite: "dr"}
 	stopped   = events.SourceStoppedData{Host: "hv01", FinalCycle: 2}
 	completed = events.FailoverCompletedData{Mode: events.FailoverPlanned, RecoveryPoint: "rpf", Epoch: 2, Host: "hv11", Site: "dr"}
-	readyDisk = []ReadyDisk{{Disk: "d0", Image: "/i/d0.img", NBDURL: "nbd://x"}}
+	readyDisk = []agentproto.ReadyDisk{{Disk: "d0", Image: "/i/d0.img", NBDURL: "nbd://x"}}
 )
 
 func types(d decision) []events.Type {
@@ -43,12 +44,12 @@ func types(d decision) []events.Type {
 
 func TestDecideVMStoppedTable(t *testing.T) {
 	t.Parallel()
-	r := VMStoppedReport{ReportHead: ReportHead{VM: "web01", Epoch: 1}, FinalCycle: 2}
+	r := agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}, FinalCycle: 2}
 	for _, c := range []struct {
 		name string
 		v    vmView
 		host string
-		r    VMStoppedReport
+		r    agentproto.VMStoppedReport
 		want []events.Type
 		err  error
 	}{
@@ -56,9 +57,9 @@ func TestDecideVMStoppedTable(t *testing.T) {
 		{"repeat", viewAfter(planned, stopped), "hv01", r, nil, nil},
 		{"no failover", viewAfter(), "hv01", r, nil, events.ErrInvalidState},
 		{"not the source", viewAfter(planned), "hv11", r, nil, ErrUnauthorized},
-		{"wrong epoch", viewAfter(planned), "hv01", VMStoppedReport{ReportHead: ReportHead{VM: "web01", Epoch: 2}, FinalCycle: 2}, nil, events.ErrInvalidArgument},
-		{"planned without cycle", viewAfter(planned), "hv01", VMStoppedReport{ReportHead: ReportHead{VM: "web01", Epoch: 1}}, nil, events.ErrInvalidArgument},
-		{"unplanned, late", viewAfter(unplanned, completed), "hv01", VMStoppedReport{ReportHead: ReportHead{VM: "web01", Epoch: 1}}, []events.Type{events.SourceStopped}, nil},
+		{"wrong epoch", viewAfter(planned), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2}, FinalCycle: 2}, nil, events.ErrInvalidArgument},
+		{"planned without cycle", viewAfter(planned), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}}, nil, events.ErrInvalidArgument},
+		{"unplanned, late", viewAfter(unplanned, completed), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}}, []events.Type{events.SourceStopped}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, err := decideVMStopped(c.v, c.host, c.r)
@@ -77,14 +78,14 @@ func TestDecideVMStoppedTable(t *testing.T) {
 
 func TestDecideFailoverReadyTable(t *testing.T) {
 	t.Parallel()
-	r := FailoverReadyReport{ReportHead: ReportHead{VM: "web01", Epoch: 2, Job: "given"}, RecoveryPoint: "rpf", Disks: readyDisk}
+	r := agentproto.FailoverReadyReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2, Job: "given"}, RecoveryPoint: "rpf", Disks: readyDisk}
 	nets := map[string]string{"lan-a": "lan-b"}
 	failed := events.FailoverFailedData{Mode: events.FailoverPlanned, Step: StepReady, Reason: "timeout"}
 	for _, c := range []struct {
 		name string
 		v    vmView
 		host string
-		mod  func(*FailoverReadyReport)
+		mod  func(*agentproto.FailoverReadyReport)
 		want []events.Type
 		err  error
 	}{
@@ -95,11 +96,11 @@ func TestDecideFailoverReadyTable(t *testing.T) {
 		{"after failure", viewAfter(planned, stopped, failed), "hv11", nil, nil, events.ErrInvalidState},
 		{"no failover", viewAfter(), "hv11", nil, nil, events.ErrInvalidState},
 		{"from the source", viewAfter(planned, stopped), "hv01", nil, nil, ErrUnauthorized},
-		{"old epoch", viewAfter(planned, stopped), "hv11", func(r *FailoverReadyReport) { r.Epoch = 1 }, nil, events.ErrInvalidArgument},
-		{"missing disk", viewAfter(planned, stopped), "hv11", func(r *FailoverReadyReport) { r.Disks = nil }, nil, events.ErrInvalidArgument},
-		{"unknown disk", viewAfter(planned, stopped), "hv11", func(r *FailoverReadyReport) { r.Disks = []ReadyDisk{{Disk: "d9", Image: "x"}} }, nil, events.ErrInvalidArgument},
-		{"no image", viewAfter(planned, stopped), "hv11", func(r *FailoverReadyReport) { r.Disks = []ReadyDisk{{Disk: "d0"}} }, nil, events.ErrInvalidArgument},
-		{"planned without point", viewAfter(planned, stopped), "hv11", func(r *FailoverReadyReport) { r.RecoveryPoint = "" }, nil, events.ErrInvalidArgument},
+		{"old epoch", viewAfter(planned, stopped), "hv11", func(r *agentproto.FailoverReadyReport) { r.Epoch = 1 }, nil, events.ErrInvalidArgument},
+		{"missing disk", viewAfter(planned, stopped), "hv11", func(r *agentproto.FailoverReadyReport) { r.Disks = nil }, nil, events.ErrInvalidArgument},
+		{"unknown disk", viewAfter(planned, stopped), "hv11", func(r *agentproto.FailoverReadyReport) { r.Disks = []agentproto.ReadyDisk{{Disk: "d9", Image: "x"}} }, nil, events.ErrInvalidArgument},
+		{"no image", viewAfter(planned, stopped), "hv11", func(r *agentproto.FailoverReadyReport) { r.Disks = []agentproto.ReadyDisk{{Disk: "d0"}} }, nil, events.ErrInvalidArgument},
+		{"planned without point", viewAfter(planned, stopped), "hv11", func(r *agentproto.FailoverReadyReport) { r.RecoveryPoint = "" }, nil, events.ErrInvalidArgument},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rr := r
@@ -121,7 +122,7 @@ func TestDecideFailoverReadyTable(t *testing.T) {
 			}
 		})
 	}
-	d, err := decideFailoverReady(viewAfter(unplanned), "hv11", FailoverReadyReport{ReportHead: ReportHead{VM: "web01", Epoch: 2}, Disks: readyDisk}, nil)
+	d, err := decideFailoverReady(viewAfter(unplanned), "hv11", agentproto.FailoverReadyReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2}, Disks: readyDisk}, nil)
 	require.NoError(t, err)
 	fc := d.evs[0].(events.FailoverCompletedData)
 	require.Equal(t, "rp1", fc.RecoveryPoint, "the failover's point by default")
@@ -132,7 +133,7 @@ func TestDecideFailoverReadyTable(t *testing.T) {
 func TestDecideTestReportsTable(t *testing.T) {
 	t.Parallel()
 	start := events.TestFailoverStartedData{RecoveryPoint: "rp1", Host: "hv11"}
-	r := TestFailoverReadyReport{ReportHead: ReportHead{VM: "web01"}, Disks: readyDisk}
+	r := agentproto.TestFailoverReadyReport{ReportHead: agentproto.ReportHead{VM: "web01"}, Disks: readyDisk}
 	for _, c := range []struct {
 		name        string
 		v           vmView
@@ -154,7 +155,7 @@ func TestDecideTestReportsTable(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, c.ready, types(d))
 			}
-			d, err = decideTestCleanupDone(c.v, "hv11", TestCleanupDoneReport{ReportHead: r.ReportHead})
+			d, err = decideTestCleanupDone(c.v, "hv11", agentproto.TestCleanupDoneReport{ReportHead: r.ReportHead})
 			if c.doneErr != nil {
 				require.ErrorIs(t, err, c.doneErr)
 			} else {
@@ -186,15 +187,15 @@ func TestDecideResyncAndDivergenceTable(t *testing.T) {
 		{"paused", viewAfter(events.ReplicationPausedData{}), false, nil, events.ErrInvalidState},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			head := ReportHead{VM: "web01"}
-			d, err := decideResyncProgress(c.v, "hv11", ResyncProgressReport{ReportHead: head, DoneBytes: 1, TotalBytes: 2})
+			head := agentproto.ReportHead{VM: "web01"}
+			d, err := decideResyncProgress(c.v, "hv11", agentproto.ResyncProgressReport{ReportHead: head, DoneBytes: 1, TotalBytes: 2})
 			if c.progress {
 				require.NoError(t, err)
 				require.Equal(t, []events.Type{events.ResyncProgress}, types(d))
 			} else {
 				require.ErrorIs(t, err, events.ErrInvalidState)
 			}
-			d, err = decideResyncCompleted(c.v, "hv11", ResyncCompletedReport{ReportHead: head, SentBytes: 3})
+			d, err = decideResyncCompleted(c.v, "hv11", agentproto.ResyncCompletedReport{ReportHead: head, SentBytes: 3})
 			if c.err != nil {
 				require.ErrorIs(t, err, c.err)
 				return
@@ -203,17 +204,17 @@ func TestDecideResyncAndDivergenceTable(t *testing.T) {
 			require.Equal(t, c.done, types(d))
 		})
 	}
-	_, err := decideResyncCompleted(viewAfter(events.ResyncStartedData{}), "hv99", ResyncCompletedReport{})
+	_, err := decideResyncCompleted(viewAfter(events.ResyncStartedData{}), "hv99", agentproto.ResyncCompletedReport{})
 	require.ErrorIs(t, err, ErrUnauthorized)
 
 	v := viewAfter(failedOver...)
-	div := DivergenceReport{ReportHead: ReportHead{VM: "web01", Epoch: 1}, Blocks: 3}
+	div := agentproto.DivergenceReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}, Blocks: 3}
 	d, err := decideDivergence(v, "hv01", div)
 	require.NoError(t, err)
 	require.Equal(t, []events.Type{events.DivergenceDetected}, types(d))
 	_, err = decideDivergence(v, "hv11", div)
 	require.ErrorIs(t, err, events.ErrInvalidArgument, "the active host")
-	_, err = decideDivergence(v, "hv01", DivergenceReport{ReportHead: ReportHead{VM: "web01", Epoch: 2}})
+	_, err = decideDivergence(v, "hv01", agentproto.DivergenceReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2}})
 	require.ErrorIs(t, err, events.ErrInvalidArgument, "the current epoch")
 	v = viewAfter(append(failedOver, d.evs[0])...)
 	d, err = decideDivergence(v, "hv01", div)

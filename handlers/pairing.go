@@ -8,6 +8,11 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
+// Command handlers of the pairing: the clouds (the hosts of a site that
+// replicate together), their pairings under a policy, and the network
+// mappings a failed-over VM's networks follow. The decide functions are in
+// pairing_decide.go.
+//
 // Commands that span aggregates run as sagas: claims first (host_assigned on
 // each host, cloud_paired on each cloud), guarded by optimistic concurrency
 // on the claimed aggregate, then the event that creates the thing. A failed
@@ -219,4 +224,28 @@ func (s *Service) pairingDelete(ctx context.Context, body []byte) (Result, error
 		}
 	}
 	return s.runSaga(ctx, meta, steps)
+}
+
+func (s *Service) netmapCreate(ctx context.Context, body []byte) (Result, error) {
+	var r netmapRequest
+	meta, err := decodeCommand(body, &r, &r.common, func() error {
+		return firstErr(token("name", r.Name), token("source_network", r.SourceNetwork), token("target_network", r.TargetNetwork))
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideNetmapCreate(cur.Netmap, r)
+	})
+}
+
+func (s *Service) netmapDelete(ctx context.Context, body []byte) (Result, error) {
+	var r nameRequest
+	meta, err := decodeCommand(body, &r, &r.common, func() error { return token("name", r.Name) })
+	if err != nil {
+		return Result{}, err
+	}
+	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
+		return decideNetmapDelete(cur.Netmap, r.Name)
+	})
 }

@@ -7,24 +7,22 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
-// FailoverReports decide the agents' failover reports (FailoverVerbs) into VM
-// events under the operation's job. They are an Extension of the Service:
-// svc.Extend(NewFailoverReports(log, logger)). Safe for concurrent use.
+// FailoverReports decide the agents' failover reports
+// (agentproto.FailoverVerbs) into VM events under the operation's job. They
+// are an Extension of the Service: svc.Extend(NewFailoverReports(log,
+// logger)). Safe for concurrent use.
 type FailoverReports struct {
 	log    events.Log
 	cache  *foldCache
 	rm     ReadModel
 	logger zerolog.Logger
 }
-
-var _ Extension = (*FailoverReports)(nil)
 
 // NewFailoverReports returns the report handlers appending to log. rm (the
 // service's read model) answers the netmaps query that maps a failed-over
@@ -33,50 +31,27 @@ func NewFailoverReports(log events.Log, rm ReadModel, logger zerolog.Logger) *Fa
 	return &FailoverReports{log: log, cache: newFoldCache(log, foldCacheSize), rm: rm, logger: logger.With().Str("component", "failover-reports").Logger()}
 }
 
-// AddEndpoints adds one endpoint per verb, subject sr.cmd.agent.*.<verb>.
-func (f *FailoverReports) AddEndpoints(ctx context.Context, svc micro.Service) error {
-	for _, verb := range FailoverVerbs {
-		h := micro.ContextHandler(ctx, f.serve)
-		if err := svc.AddEndpoint("agent_"+verb, h, micro.WithEndpointSubject(AgentSubjectPrefix+".*."+verb)); err != nil {
-			return fmt.Errorf("agent endpoint %s: %w", verb, err)
-		}
-	}
-	return nil
-}
-
-func (f *FailoverReports) serve(ctx context.Context, req micro.Request) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-	defer cancel()
-	host, verb, err := ParseAgentSubject(req.Subject())
-	var res AgentResult
-	if err == nil {
-		res, err = f.Handle(ctx, host, verb, req.Data())
-	}
-	if err != nil {
-		f.logger.Debug().Err(err).Str(logSubject, req.Subject()).Msg("failover report refused")
-		respondError(req, err)
-		return
-	}
-	if err := req.RespondJSON(res); err != nil {
-		f.logger.Warn().Err(err).Str(logSubject, req.Subject()).Msg("reply to failover report")
-	}
+// endpoints are one endpoint per failover verb, subject
+// sr.cmd.agent.*.<verb>, each report handled within DefaultTimeout.
+func (f *FailoverReports) endpoints() []endpoint {
+	return reportEndpoints(agentproto.FailoverVerbs, f.logger, DefaultTimeout, f.Handle)
 }
 
 // Handle decides one report of host and appends its events. It returns an
 // error matching events.ErrInvalidArgument for an unknown verb or a bad
 // body, ErrUnauthorized when host plays no part in the operation, and
 // events.ErrInvalidState when the VM is in no operation the report fits.
-func (f *FailoverReports) Handle(ctx context.Context, host, verb string, body []byte) (AgentResult, error) {
-	var head ReportHead
+func (f *FailoverReports) Handle(ctx context.Context, host, verb string, body []byte) (agentproto.Reply, error) {
+	var head agentproto.ReportHead
 	if err := decodeReport(body, &head); err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	if err := firstErr(events.ValidateToken("vm", head.VM), optionalToken("job", head.Job), optionalToken("command_id", head.CommandID)); err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	decide, err := f.decider(ctx, verb, host, body)
 	if err != nil {
-		return AgentResult{}, err
+		return agentproto.Reply{}, err
 	}
 	return f.append(ctx, host, head, decide)
 }
@@ -85,25 +60,25 @@ type viewDecider func(vmView) (decision, error)
 
 func (f *FailoverReports) decider(ctx context.Context, verb, host string, body []byte) (viewDecider, error) {
 	switch verb {
-	case AgentVMStopped:
+	case agentproto.VerbVMStopped:
 		return reportDecider(body, host, decideVMStopped)
-	case AgentFailoverReady:
+	case agentproto.VerbFailoverReady:
 		nets, err := f.netmaps(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return reportDecider(body, host, func(v vmView, h string, r FailoverReadyReport) (decision, error) {
+		return reportDecider(body, host, func(v vmView, h string, r agentproto.FailoverReadyReport) (decision, error) {
 			return decideFailoverReady(v, h, r, nets)
 		})
-	case AgentTestFailoverReady:
+	case agentproto.VerbTestFailoverReady:
 		return reportDecider(body, host, decideTestFailoverReady)
-	case AgentTestCleanupDone:
+	case agentproto.VerbTestCleanupDone:
 		return reportDecider(body, host, decideTestCleanupDone)
-	case AgentResyncProgress:
+	case agentproto.VerbResyncProgress:
 		return reportDecider(body, host, decideResyncProgress)
-	case AgentResyncCompleted:
+	case agentproto.VerbResyncCompleted:
 		return reportDecider(body, host, decideResyncCompleted)
-	case AgentDivergence:
+	case agentproto.VerbDivergence:
 		return reportDecider(body, host, decideDivergence)
 	}
 	return nil, invalidArg("unknown agent report %q", verb)
@@ -119,27 +94,27 @@ func reportDecider[R any](body []byte, host string, decide func(vmView, string, 
 
 // append loads the VM, decides and appends under the decision's job,
 // deciding again after a conflict.
-func (f *FailoverReports) append(ctx context.Context, host string, head ReportHead, decide viewDecider) (AgentResult, error) {
+func (f *FailoverReports) append(ctx context.Context, host string, head agentproto.ReportHead, decide viewDecider) (agentproto.Reply, error) {
 	agg := events.VMAgg(head.VM)
 	commandID := head.CommandID
 	if commandID == "" {
-		commandID = nuid.Next()
+		commandID = newID()
 	}
 	for range maxConflictRetries {
 		cur, err := f.cache.load(ctx, agg)
 		if err != nil {
-			return AgentResult{}, fmt.Errorf("load %s: %w", agg, err)
+			return agentproto.Reply{}, fmt.Errorf("load %s: %w", agg, err)
 		}
 		v := cur.View
 		if !v.Exists() {
-			return AgentResult{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
+			return agentproto.Reply{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
 		}
 		if res, ok, err := handledBefore(cur.Marks, commandID); ok || err != nil {
-			return AgentResult{Seqs: res.seqs}, err
+			return agentproto.Reply{Seqs: res.seqs}, err
 		}
 		d, err := decide(v)
 		if err != nil || len(d.evs) == 0 {
-			return AgentResult{}, err
+			return agentproto.Reply{}, err
 		}
 		meta := events.Meta{At: time.Now().UTC(), CommandID: commandID, CorrelationID: d.job, Actor: "agent:" + host}
 		if meta.CorrelationID == "" {
@@ -150,11 +125,11 @@ func (f *FailoverReports) append(ctx context.Context, host string, head ReportHe
 			continue
 		}
 		if err != nil {
-			return AgentResult{}, fmt.Errorf("append to %s: %w", agg, err)
+			return agentproto.Reply{}, fmt.Errorf("append to %s: %w", agg, err)
 		}
-		return AgentResult{Seqs: res.Seqs}, nil
+		return agentproto.Reply{Seqs: res.Seqs}, nil
 	}
-	return AgentResult{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
+	return agentproto.Reply{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
 }
 
 // netmaps reads every live network mapping: source network → target, from
@@ -210,30 +185,4 @@ func (f *FailoverReports) scanNetmaps(ctx context.Context) (map[string]string, e
 		}
 	}
 	return out, err
-}
-
-// scanKind calls fn for every record of kind in log up to its current end.
-func scanKind(ctx context.Context, log events.Log, kind events.Kind, fn func(events.Record)) error {
-	last, err := log.LastSeq(ctx)
-	if err != nil || last == 0 {
-		return err
-	}
-	cur, err := log.Follow(ctx, 1)
-	if err != nil {
-		return err
-	}
-	defer cur.Close()
-	for seq := uint64(0); seq < last; {
-		recs, err := cur.Next(ctx, 1024)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Seq <= last && r.Aggregate.Kind == kind {
-				fn(r)
-			}
-			seq = r.Seq
-		}
-	}
-	return nil
 }

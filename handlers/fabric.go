@@ -6,11 +6,9 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// Command handlers of the fabric: decode and validate the request, then run
-// the steps that load state and call the pure decide functions.
-
-// commandFunc handles one command subject's request body.
-type commandFunc func(ctx context.Context, body []byte) (Result, error)
+// Command handlers of the fabric: sites, hosts and policies. Each decodes and
+// validates the request, then runs the steps that load state and call the
+// pure decide functions (fabric_decide.go).
 
 func (s *Service) siteRegister(ctx context.Context, body []byte) (Result, error) {
 	var r nameRequest
@@ -113,59 +111,4 @@ func (s *Service) policyDelete(ctx context.Context, body []byte) (Result, error)
 		}
 		return decidePolicyDelete(st, r.Name)
 	})
-}
-
-func (s *Service) netmapCreate(ctx context.Context, body []byte) (Result, error) {
-	var r netmapRequest
-	meta, err := decodeCommand(body, &r, &r.common, func() error {
-		return firstErr(token("name", r.Name), token("source_network", r.SourceNetwork), token("target_network", r.TargetNetwork))
-	})
-	if err != nil {
-		return Result{}, err
-	}
-	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
-		return decideNetmapCreate(cur.Netmap, r)
-	})
-}
-
-func (s *Service) netmapDelete(ctx context.Context, body []byte) (Result, error) {
-	var r nameRequest
-	meta, err := decodeCommand(body, &r, &r.common, func() error { return token("name", r.Name) })
-	if err != nil {
-		return Result{}, err
-	}
-	return s.runOne(ctx, meta, events.NetmapAgg(r.Name), func(ctx context.Context, cur aggState) ([]events.Data, error) {
-		return decideNetmapDelete(cur.Netmap, r.Name)
-	})
-}
-
-// runOne runs a command that appends to one aggregate.
-func (s *Service) runOne(ctx context.Context, meta events.Meta, agg events.Aggregate,
-	decide func(context.Context, aggState) ([]events.Data, error)) (Result, error) {
-	res, err := s.runStep(ctx, meta, step{agg: agg, decide: decide})
-	if err != nil {
-		return Result{}, err
-	}
-	return newResult(meta, res), nil
-}
-
-// decodeCommand decodes body into r, whose common part is c, checks it
-// with validate and stamps the command.
-func decodeCommand(body []byte, r any, c *common, validate func() error) (events.Meta, error) {
-	if err := decodeRequest(body, r); err != nil {
-		return events.Meta{}, err
-	}
-	if err := validate(); err != nil {
-		return events.Meta{}, err
-	}
-	return newMeta(*c)
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -8,8 +8,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nuid"
+
 	"github.com/siterecovery/siterecovery/events"
 )
+
+// newID is a new unique id: of a command that came without one, or of a
+// report.
+func newID() string { return nuid.Next() }
 
 // maxAttempts bounds how often a command is decided again after a conflict.
 const maxAttempts = 10
@@ -52,7 +57,7 @@ type stepResult struct {
 func newMeta(c common) (events.Meta, error) {
 	id := c.CommandID
 	if id == "" {
-		id = nuid.Next()
+		id = newID()
 	}
 	if err := token("command_id", id); err != nil {
 		return events.Meta{}, err
@@ -176,8 +181,33 @@ func newResult(meta events.Meta, steps ...stepResult) Result {
 	return r
 }
 
-// scan calls fn for every record of kind in the log up to its current end.
-// It reads the whole log: only rare commands (deletes) use it.
-func (s *Service) scan(ctx context.Context, kind events.Kind, fn func(events.Record)) error {
-	return scanKind(ctx, s.log, kind, fn)
+// runOne runs a command that appends to one aggregate.
+func (s *Service) runOne(ctx context.Context, meta events.Meta, agg events.Aggregate,
+	decide func(context.Context, aggState) ([]events.Data, error)) (Result, error) {
+	res, err := s.runStep(ctx, meta, step{agg: agg, decide: decide})
+	if err != nil {
+		return Result{}, err
+	}
+	return newResult(meta, res), nil
+}
+
+// decodeCommand decodes body into r, whose common part is c, checks it
+// with validate and stamps the command.
+func decodeCommand(body []byte, r any, c *common, validate func() error) (events.Meta, error) {
+	if err := decodeRequest(body, r); err != nil {
+		return events.Meta{}, err
+	}
+	if err := validate(); err != nil {
+		return events.Meta{}, err
+	}
+	return newMeta(*c)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

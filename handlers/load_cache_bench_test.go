@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 )
@@ -40,9 +41,9 @@ func BenchmarkLoadVMLongHistory(b *testing.B) {
 
 	report := func(a *AgentHandlers) {
 		cycle++
-		body, _ := json.Marshal(RecoveryPointReport{VM: vm, ID: fmt.Sprintf("rp%d", cycle), Time: time.Unix(int64(cycle), 0),
+		body, _ := json.Marshal(agentproto.RecoveryPointReport{VM: vm, ID: fmt.Sprintf("rp%d", cycle), Time: time.Unix(int64(cycle), 0),
 			Cycle: cycle, Epoch: 1, Bytes: 1, CommandID: fmt.Sprintf("point-%d", cycle)})
-		res, err := a.handleVM(ctx, "hv02", AgentRecoveryPoint, body)
+		res, err := a.handleVM(ctx, "hv02", agentproto.VerbRecoveryPoint, body)
 		if err != nil || len(res.Seqs) == 0 {
 			b.Fatalf("recovery point report: %v (%v)", err, res)
 		}
