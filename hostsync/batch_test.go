@@ -10,85 +10,11 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
 var allCompressions = []string{CompressionNone, CompressionS2, CompressionZstd}
-
-// replicaTestDisks are the disks random cycles write: odd sizes on purpose.
-var replicaTestDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
-
-// randomTestCycle makes a cycle of random data, zero and overlapping extents,
-// compressible and not.
-func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) cycle.Cycle {
-	c := cycle.Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
-	for range rng.IntN(12) {
-		disk := "sda"
-		if rng.IntN(2) == 0 {
-			disk = "sdb"
-		}
-		size := replicaTestDisks[disk]
-		length := int64(1 + rng.IntN(int(min(size, 200_000))))
-		if rng.IntN(8) == 0 {
-			length = min(size, int64(1+rng.IntN(600_000)))
-		}
-		off := rng.Int64N(size - length + 1)
-		e := cycle.Extent{Disk: disk, Offset: off, Length: length}
-		switch rng.IntN(5) {
-		case 0:
-			e.Zero = true
-		case 1:
-			e.Data = make([]byte, length)
-			for i := range e.Data {
-				e.Data[i] = byte(i / 100)
-			}
-		default:
-			e.Data = make([]byte, length)
-			fillRandomBytes(rng, e.Data)
-		}
-		c.Extents = append(c.Extents, e)
-	}
-	return c
-}
-
-func fillRandomBytes(rng *rand.Rand, p []byte) {
-	for i := 0; i+8 <= len(p); i += 8 {
-		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
-	}
-	for i := len(p) &^ 7; i < len(p); i++ {
-		p[i] = byte(rng.Uint32())
-	}
-}
-
-// replicaModel is the bytes of a VM's disks in memory.
-type replicaModel map[string][]byte
-
-func newReplicaModel() replicaModel {
-	m := replicaModel{}
-	for name, size := range replicaTestDisks {
-		m[name] = make([]byte, size)
-	}
-	return m
-}
-
-func (m replicaModel) apply(c cycle.Cycle) {
-	for _, e := range c.Extents {
-		dst := m[e.Disk][e.Offset:e.End()]
-		if e.Zero {
-			clear(dst)
-		} else {
-			copy(dst, e.Data)
-		}
-	}
-}
-
-func (m replicaModel) clone() replicaModel {
-	out := replicaModel{}
-	for k, v := range m {
-		out[k] = append([]byte(nil), v...)
-	}
-	return out
-}
 
 func TestBatchRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -96,7 +22,7 @@ func TestBatchRoundTrip(t *testing.T) {
 		for _, maxPayload := range []int{2048, 64 << 10, 8 << 20} {
 			asm := NewAssembler("web01", 3, 1)
 			for seq := uint64(1); seq <= 5; seq++ {
-				c := randomTestCycle(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
+				c := cycletest.Random(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
 				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: maxPayload, Compression: comp})
 				require.NoError(t, err)
 				got := assembleAll(t, asm, msgs, maxPayload)
@@ -133,15 +59,15 @@ func requireSameCycle(t *testing.T, want, got cycle.Cycle) {
 	require.True(t, want.ClosedAt.Equal(got.ClosedAt))
 	require.Equal(t, want.AppConsistent, got.AppConsistent)
 	require.Equal(t, want.Initial, got.Initial)
-	a, b := newReplicaModel(), newReplicaModel()
-	a.apply(want)
-	b.apply(got)
+	a, b := cycletest.NewModel(), cycletest.NewModel()
+	a.Apply(want)
+	b.Apply(got)
 	require.Equal(t, a, b)
 }
 
 func TestBatchSplitsBigExtents(t *testing.T) {
 	data := make([]byte, 1<<20)
-	fillRandomBytes(rand.New(rand.NewPCG(3, 4)), data)
+	cycletest.FillRandom(rand.New(rand.NewPCG(3, 4)), data)
 	c := cycle.Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
 	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 64 << 10, Compression: CompressionZstd})
 	require.NoError(t, err)
@@ -180,7 +106,7 @@ func TestBatchBadOptions(t *testing.T) {
 func TestBatchCorruptionDetected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, comp := range allCompressions {
-		c := randomTestCycle(rng, "web01", 1, 1, time.Now())
+		c := cycletest.Random(rng, "web01", 1, 1, time.Now())
 		c.Extents = append(c.Extents, cycle.Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
 		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 4096, Compression: comp})
 		require.NoError(t, err)
@@ -279,7 +205,7 @@ func TestBatchMsgID(t *testing.T) {
 func FuzzDecodeBatch(f *testing.F) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, comp := range allCompressions {
-		msgs, err := EncodeCycle(randomTestCycle(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
+		msgs, err := EncodeCycle(cycletest.Random(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -311,7 +237,7 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 	for i := range 128 { // 8 MiB: half random, half text-like
 		data := make([]byte, 64<<10)
 		if i%2 == 0 {
-			fillRandomBytes(rng, data)
+			cycletest.FillRandom(rng, data)
 		} else {
 			for j := range data {
 				data[j] = "siterecovery replicates disks "[j%30]
@@ -347,7 +273,7 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 func TestEncodeCycleEachReusesOneBuffer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	data := make([]byte, 256<<10)
-	fillRandomBytes(rng, data)
+	cycletest.FillRandom(rng, data)
 	c := cycle.Cycle{VM: "web01", Epoch: 2, Seq: 1, ClosedAt: time.Unix(1_800_000_000, 0),
 		Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: int64(len(data)), Data: data}}}
 	opts := BatchOptions{MaxPayload: 64 << 10}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,7 +18,7 @@ func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []cycle.Extent {
 		length := int64(1 + rng.IntN(3*HashLeafSize))
 		length = min(length, int64(len(disk)))
 		off := rng.Int64N(int64(len(disk)) - length + 1)
-		fillRandomBytes(rng, disk[off:off+length])
+		cycletest.FillRandom(rng, disk[off:off+length])
 		out = append(out, cycle.Extent{Offset: off, Length: length})
 	}
 	return out
@@ -47,7 +48,7 @@ func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	const size = 200*HashLeafSize + 999
 	a := make([]byte, size)
-	fillRandomBytes(rng, a)
+	cycletest.FillRandom(rng, a)
 	b := append([]byte(nil), a...)
 	changed := map[int64]bool{}
 	for range 25 {
@@ -84,7 +85,7 @@ func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 func TestHashTreeLeavesExportAndPersistence(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	disk := make([]byte, 9*HashLeafSize+5)
-	fillRandomBytes(rng, disk[:3*HashLeafSize])
+	cycletest.FillRandom(rng, disk[:3*HashLeafSize])
 	tree, err := BuildHashTree(bytes.NewReader(disk), int64(len(disk)))
 	require.NoError(t, err)
 
@@ -144,7 +145,7 @@ func BenchmarkHashTreeUpdate(b *testing.B) {
 	require.NoError(b, err)
 	rng := rand.New(rand.NewPCG(17, 18))
 	block := make([]byte, HashLeafSize)
-	fillRandomBytes(rng, block)
+	cycletest.FillRandom(rng, block)
 	const perCycle = 64 // 4 MiB of 64 KiB writes per update
 	b.SetBytes(perCycle * HashLeafSize)
 	for b.Loop() {
@@ -169,7 +170,7 @@ func TestHashTreeUpdateFromExtentDataEqualsRebuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	for _, size := range []int64{HashLeafSize, 5*HashLeafSize + 17, 37 * HashLeafSize} {
 		disk := make([]byte, size)
-		fillRandomBytes(rng, disk)
+		cycletest.FillRandom(rng, disk)
 		tree, err := BuildHashTree(bytes.NewReader(disk), size)
 		require.NoError(t, err)
 		for range 20 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -346,6 +347,6 @@ func TestNBDPipelinedMixedRequests(t *testing.T) {
 
 func randomBytes(rng *mathrand.Rand, n int) []byte {
 	b := make([]byte, n)
-	fillRandomBytes(rng, b)
+	cycletest.FillRandom(rng, b)
 	return b
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -291,7 +292,7 @@ const replicaKillChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
 // replicaKillCycle is cycle seq of the kill -9 test, the same in both processes.
 func replicaKillCycle(seq uint64) cycle.Cycle {
 	rng := rand.New(rand.NewPCG(77, seq))
-	return randomTestCycle(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
+	return cycletest.Random(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
 }
 
 // TestReplicaKillChild is the process TestReplicaKill9 kills: it applies
@@ -329,11 +330,11 @@ func TestReplicaKill9(t *testing.T) {
 		require.NoError(t, err)
 		_, seq := r.LastApplied()
 		t.Logf("round %d: killed after %s mid-apply=%v, reopened at cycle %d", round, extra, pendErr == nil, seq)
-		model, snaps := newReplicaModel(), map[string]replicaModel{}
+		model, snaps := cycletest.NewModel(), map[string]cycletest.Model{}
 		for s := uint64(1); s <= seq; s++ {
 			c := replicaKillCycle(s)
-			model.apply(c)
-			snaps[PointID(1, s)] = model.clone()
+			model.Apply(c)
+			snaps[PointID(1, s)] = model.Clone()
 		}
 		requireImages(t, r, model)
 		for _, p := range r.Points() {

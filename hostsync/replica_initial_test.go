@@ -7,12 +7,13 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
 // initialChunks cuts the disks of the model (random data, some zero runs)
 // into Initial cycles of chunk bytes, numbered from 1.
-func initialChunks(rng *rand.Rand, m replicaModel, chunk int64) []cycle.Cycle {
+func initialChunks(rng *rand.Rand, m cycletest.Model, chunk int64) []cycle.Cycle {
 	var out []cycle.Cycle
 	for _, name := range []string{"sda", "sdb"} {
 		data := m[name]
@@ -37,7 +38,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 8))
-	model := newReplicaModel()
+	model := cycletest.NewModel()
 	chunks := initialChunks(rng, model, 96<<10) // not a multiple of the leaf
 	require.Greater(t, len(chunks), 8)
 
@@ -74,7 +75,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	for _, c := range chunks[4:] {
 		require.NoError(t, r.ApplyInitial(ctx, c))
 	}
-	h := &replicaHistory{rng: rng, model: model, snaps: map[string]replicaModel{}, clock: replicaTestTime0, epoch: 1, seq: uint64(len(chunks))}
+	h := &replicaHistory{rng: rng, model: model, snaps: map[string]cycletest.Model{}, clock: replicaTestTime0, epoch: 1, seq: uint64(len(chunks))}
 	h.applyN(t, r, 1) // Apply syncs the initial chunks first
 	require.Len(t, r.Points(), 1)
 	require.False(t, r.FirstCopy())
@@ -90,7 +91,7 @@ func TestReplicaInitialRefusesBadChunksAndChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	rng := rand.New(rand.NewPCG(9, 10))
-	model := newReplicaModel()
+	model := cycletest.NewModel()
 	chunks := initialChunks(rng, model, 256<<10)
 	require.NoError(t, r.ApplyInitial(ctx, chunks[0]))
 	require.NoError(t, r.SyncInitial())

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -106,7 +107,7 @@ func TestReplicaPreimageRefusesWithoutChangingAnything(t *testing.T) {
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
 	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 2, c.Extents), ErrBadCycle, "batch 2 after batch 0")
 	require.Nil(t, r.prep, "an out-of-order batch drops the preparation")
-	past := cycle.Extent{Disk: "sda", Offset: replicaTestDisks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
+	past := cycle.Extent{Disk: "sda", Offset: cycletest.Disks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
 	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, []cycle.Extent{past}), ErrBadCycle)
 	require.Nil(t, r.prep)
