@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -69,7 +69,7 @@ func (t *HashTree) Save(path, stamp string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(path, buf)
+	return durable.WriteFile(path, buf)
 }
 
 // saveCache writes the tree to path (temp file, rename) without waiting
@@ -131,38 +131,4 @@ func LoadHashTree(path string) (*HashTree, string, error) {
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	return t, string(buf[19 : 19+n]), nil
-}
-
-// writeFileSynced replaces path with data: temp file, fsync, rename,
-// fsync of the directory.
-func writeFileSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncParentDir(path)
-}
-
-func syncParentDir(path string) error {
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

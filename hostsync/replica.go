@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 )
 
 // Replica is the recovery host's copy of one VM's disks: one plain sparse
@@ -235,7 +236,7 @@ func (r *Replica) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(filepath.Join(r.dir, stateFile), buf)
+	return durable.WriteFile(filepath.Join(r.dir, stateFile), buf)
 }
 
 // ImagePath is the raw image of a disk at the latest recovery point.

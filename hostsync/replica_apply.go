@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -261,7 +262,7 @@ func (r *Replica) done(after string) error { return r.removePending(after, true)
 // the next operation's record replaces it.
 func (r *Replica) doneApply() error { return r.removePending(StageStateWritten, false) }
 
-func (r *Replica) removePending(after string, durable bool) error {
+func (r *Replica) removePending(after string, synced bool) error {
 	if after != "" {
 		if err := r.stage(after); err != nil {
 			return &StageError{Stage: after, Err: fmt.Errorf("%w: %w", errDurable, err)}
@@ -270,10 +271,10 @@ func (r *Replica) removePending(after string, durable bool) error {
 	if err := os.Remove(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
 	}
-	if !durable {
+	if !synced {
 		return nil
 	}
-	if err := syncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
+	if err := durable.SyncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"os"
 	"path/filepath"
 )
@@ -87,7 +88,7 @@ func (r *Replica) dropTreeFiles() error {
 			return err
 		}
 	}
-	return syncParentDir(filepath.Join(r.dir, stateFile))
+	return durable.SyncParentDir(filepath.Join(r.dir, stateFile))
 }
 
 // FirstCopy says whether the replica holds no recovery point: Initial

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,5 @@ func writeJSONSynced(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(path, buf)
+	return durable.WriteFile(path, buf)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"hash"
 	"hash/crc32"
 	"io"
@@ -103,7 +104,7 @@ func (u *undoWriter) finishAs(path string) error {
 		os.Remove(u.path + ".tmp")
 		return err
 	}
-	return syncParentDir(path)
+	return durable.SyncParentDir(path)
 }
 
 func (u *undoWriter) abort() {
