@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"io"
 	"os"
 	"runtime"
@@ -90,25 +91,10 @@ func hashLeafAt(r io.ReaderAt, buf []byte, off, size int64) (hashNode, error) {
 	if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
 		return hashNode{}, fmt.Errorf("hash tree: read at %d: %w", off, err)
 	}
-	if isZeroBlock(buf) {
+	if sparse.IsZero(buf) {
 		return zeroLeafHash(), nil
 	}
 	return leafHash(buf), nil
-}
-
-func isZeroBlock(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func treeFromLeaves(size int64, leaves []hashNode) *HashTree {
@@ -251,7 +237,7 @@ func leafFromExtent(e *cycle.Extent, off, size int64) (hashNode, bool) {
 		copy(padded, block)
 		block = padded
 	}
-	if isZeroBlock(block) {
+	if sparse.IsZero(block) {
 		return zeroLeafHash(), true
 	}
 	return leafHash(block), true
@@ -363,9 +349,9 @@ func dataRegions(r io.ReaderAt, size int64) []BlockRange {
 		return []BlockRange{{0, size}}
 	}
 	var out []BlockRange
-	for _, reg := range fileRegions(f, 0, size) {
-		if reg.data {
-			out = append(out, BlockRange{reg.off, reg.length})
+	for _, reg := range sparse.Regions(f, 0, size) {
+		if reg.Data {
+			out = append(out, BlockRange{reg.Offset, reg.Length})
 		}
 	}
 	return out

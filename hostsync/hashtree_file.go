@@ -3,55 +3,11 @@ package hostsync
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"hash/crc32"
 	"os"
-	"syscall"
 )
-
-// lseek whences of Linux for sparse files.
-const (
-	seekData = 3
-	seekHole = 4
-)
-
-// fileRegion is a run of a file that is data or a hole.
-type fileRegion struct {
-	off, length int64
-	data        bool
-}
-
-// fileRegions splits [off, end) of f into data and hole regions with
-// SEEK_DATA/SEEK_HOLE; where the file system cannot tell, it is all data.
-// It moves f's offset: callers use ReadAt/WriteAt only.
-func fileRegions(f *os.File, off, end int64) []fileRegion {
-	var out []fileRegion
-	for off < end {
-		start, err := f.Seek(off, seekData)
-		if errors.Is(err, syscall.ENXIO) {
-			return append(out, fileRegion{off, end - off, false})
-		}
-		if err != nil {
-			return append(out, fileRegion{off, end - off, true})
-		}
-		if start >= end {
-			return append(out, fileRegion{off, end - off, false})
-		}
-		if start > off {
-			out = append(out, fileRegion{off, start - off, false})
-		}
-		stop, err := f.Seek(start, seekHole)
-		if err != nil {
-			stop = end
-		}
-		stop = min(stop, end)
-		out = append(out, fileRegion{start, stop - start, true})
-		off = stop
-	}
-	return out
-}
 
 // Hash tree file, version 1: magic "SRHT", version (1), leaf size (4),
 // disk size (8), stamp length (2) and stamp, the leaves (32 bytes each),

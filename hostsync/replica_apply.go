@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/durable"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -187,16 +188,16 @@ func (r *Replica) writeUndo(c cycle.Cycle, name string) error {
 // preImage records the current bytes of e's range: holes as zero records,
 // data in records of at most undoChunk bytes.
 func preImage(w *undoWriter, f *os.File, e cycle.Extent) error {
-	for _, reg := range fileRegions(f, e.Offset, e.End()) {
-		if !reg.data {
-			if err := w.add(e.Disk, reg.off, reg.length, true, nil); err != nil {
+	for _, reg := range sparse.Regions(f, e.Offset, e.End()) {
+		if !reg.Data {
+			if err := w.add(e.Disk, reg.Offset, reg.Length, true, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		buf := make([]byte, min(reg.length, undoChunk))
-		for off := reg.off; off < reg.off+reg.length; {
-			n := min(int64(len(buf)), reg.off+reg.length-off)
+		buf := make([]byte, min(reg.Length, undoChunk))
+		for off := reg.Offset; off < reg.Offset+reg.Length; {
+			n := min(int64(len(buf)), reg.Offset+reg.Length-off)
 			if _, err := f.ReadAt(buf[:n], off); err != nil {
 				return err
 			}

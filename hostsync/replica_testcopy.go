@@ -3,6 +3,7 @@ package hostsync
 import (
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"io"
 	"os"
 	"path/filepath"
@@ -117,12 +118,12 @@ func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, part := range d.split(off, int64(n)) {
-		buf := p[part.off-off : part.off-off+part.length]
+		buf := p[part.Offset-off : part.Offset-off+part.Length]
 		var err error
-		if part.data {
-			_, err = d.overlay.ReadAt(buf, part.off)
+		if part.Data {
+			_, err = d.overlay.ReadAt(buf, part.Offset)
 		} else {
-			err = d.view.r.readPoint(d.view, d.name, buf, part.off)
+			err = d.view.r.readPoint(d.view, d.name, buf, part.Offset)
 		}
 		if err != nil {
 			return 0, err
@@ -136,8 +137,8 @@ func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 
 // split cuts [off, off+n) into parts written in the overlay (data) and
 // not. Callers hold mu.
-func (d *TestDisk) split(off, n int64) []fileRegion {
-	var out []fileRegion
+func (d *TestDisk) split(off, n int64) []sparse.Region {
+	var out []sparse.Region
 	pos, end := off, off+n
 	i := sort.Search(len(d.written), func(i int) bool { return d.written[i].Offset+d.written[i].Length > pos })
 	for ; i < len(d.written) && pos < end; i++ {
@@ -146,15 +147,15 @@ func (d *TestDisk) split(off, n int64) []fileRegion {
 			break
 		}
 		if w.Offset > pos {
-			out = append(out, fileRegion{pos, w.Offset - pos, false})
+			out = append(out, sparse.Region{Offset: pos, Length: w.Offset - pos, Data: false})
 			pos = w.Offset
 		}
 		stop := min(end, w.Offset+w.Length)
-		out = append(out, fileRegion{pos, stop - pos, true})
+		out = append(out, sparse.Region{Offset: pos, Length: stop - pos, Data: true})
 		pos = stop
 	}
 	if pos < end {
-		out = append(out, fileRegion{pos, end - pos, false})
+		out = append(out, sparse.Region{Offset: pos, Length: end - pos, Data: false})
 	}
 	return out
 }

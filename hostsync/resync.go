@@ -12,6 +12,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // Resync: the source compares its disks' hash trees with the recovery
@@ -409,7 +410,7 @@ func (c *vmCtl) readExtent(p chunkPiece) (cycle.Extent, error) {
 		if _, err := d.ReadAt(buf, p.Offset); err != nil {
 			return cycle.Extent{}, fmt.Errorf("resync read %s at %d: %w", p.disk, p.Offset, err)
 		}
-		if isZeroBlock(buf) {
+		if sparse.IsZero(buf) {
 			return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Zero: true}, nil
 		}
 		return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Data: buf}, nil

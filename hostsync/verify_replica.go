@@ -2,6 +2,7 @@ package hostsync
 
 import (
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"os"
 )
 
@@ -41,9 +42,9 @@ func rehashRange(path string, size int64, first, n int) ([]byte, error) {
 	defer f.Close()
 	from, to := int64(first)*HashLeafSize, min(int64(end)*HashLeafSize, size)
 	var data []BlockRange
-	for _, reg := range fileRegions(f, from, to) {
-		if reg.data {
-			data = append(data, BlockRange{reg.off, reg.length})
+	for _, reg := range sparse.Regions(f, from, to) {
+		if reg.Data {
+			data = append(data, BlockRange{reg.Offset, reg.Length})
 		}
 	}
 	out := make([]byte, 0, (end-first)*len(hashNode{}))
