@@ -27,9 +27,11 @@
 //     undo data is prepared batch by batch as the cycle arrives
 //     (replica_prep.go). The first copy of an initial replication takes a
 //     shorter path without undo data (replica_initial.go).
-//   - Hash trees (hashtree*.go, integrity*.go, irtree.go): SHA-256 over 64
-//     KiB leaves on both sides, kept exact at every close, for the
-//     per-cycle integrity check, verify, planned failover and resync.
+//   - Hash trees (package hashtree; integrity*.go, irtree.go keep them
+//     here): SHA-256 over 64 KiB leaves on both sides, kept exact at every
+//     close, for the per-cycle integrity check, verify, planned failover
+//     and resync. Images are read as sparse files (package sparse) and
+//     state files written crash-safely (package durable).
 //   - Failover, fencing and resync (failover*.go, promote.go, fence.go,
 //     resync*.go, testfailover.go).
 //

@@ -59,10 +59,6 @@ var (
 	// ErrReplicaState means the replica's directory does not match the
 	// VM or disks it was opened for, or its state file is damaged.
 	ErrReplicaState = errors.New("replica state invalid")
-
-	// ErrHashTree means a hash tree file is damaged, or two trees cannot
-	// be compared (different sizes or leaf sizes).
-	ErrHashTree = errors.New("hash tree invalid")
 )
 
 // SeqError reports a cycle (or batch) refused for its epoch or sequence.

@@ -3,6 +3,7 @@ package hostsync
 import (
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"os"
 	"slices"
 	"time"
@@ -15,7 +16,7 @@ import (
 // cost that grows with the changes. Owned by sourceIntegrity (under its
 // mutex).
 type keptTree struct {
-	tree *HashTree
+	tree *hashtree.Tree
 	// gen is the disk's write generation (TrackedDisk.gen) the tree
 	// accounts for: every generation after it is a change record (or a
 	// close) still in the log, or the tree can no longer be made exact.
@@ -45,16 +46,16 @@ type foldUndo struct {
 
 type leafUndo struct {
 	i int
-	h hashNode
+	h hashtree.Hash
 }
 
 // leavesAt returns the tree's leaves as they were at exact cycle seq, or
 // false when seq is not one of the last exact cycles.
-func (kt *keptTree) leavesAt(seq uint64) ([]hashNode, bool) {
+func (kt *keptTree) leavesAt(seq uint64) ([]hashtree.Hash, bool) {
 	if !kt.valid || kt.seq == 0 || seq > kt.seq {
 		return nil, false
 	}
-	leaves := append([]hashNode(nil), kt.tree.levels[0]...)
+	leaves := kt.tree.Leaves()
 	for cur := kt.seq; cur != seq; {
 		u, ok := kt.undo[cur]
 		if !ok || u.prev == 0 || u.prev < seq {
@@ -85,7 +86,7 @@ func (d *TrackedDisk) startKeptTree() (*keptTree, error) {
 		return nil, fmt.Errorf("disk %s: hash image: %w", d.name, err)
 	}
 	defer f.Close()
-	kt.tree, err = BuildHashTree(f, d.size)
+	kt.tree, err = hashtree.Build(f, d.size)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.name, err)
 	}
@@ -119,7 +120,7 @@ func (d *TrackedDisk) closeCycleKept(at time.Time, appConsistent bool, kt *keptT
 	}
 	closeGen, next := d.gen, d.nextSeq
 	if exact {
-		d.folding, _ = kt.tree.dirtyLeaves(changed)
+		d.folding = kt.tree.DirtyLeaves(changed)
 	}
 	d.mu.Unlock()
 	// The close marker is synced while the leaves are hashed.
@@ -178,7 +179,7 @@ func (d *TrackedDisk) fold(kt *keptTree, changed []cycle.Extent) ([]leafUndo, bo
 	}()
 	undo := make([]leafUndo, len(d.folding))
 	for j, i := range d.folding {
-		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}
+		undo[j] = leafUndo{i: i, h: kt.tree.Leaf(i)}
 	}
 	if err := kt.tree.Update(d.img, changed); err != nil {
 		d.logger.Warn().Err(err).Str("disk", d.name).Msg("kept hash tree: fold failed")
@@ -198,8 +199,8 @@ func (d *TrackedDisk) waitFoldLocked(off, length int64) {
 // touchesLeaves says whether [off, off+length) touches one of the sorted
 // leaves.
 func touchesLeaves(sorted []int, off, length int64) bool {
-	first := int(off / HashLeafSize)
-	last := int((off + max(length, 1) - 1) / HashLeafSize)
+	first := int(off / hashtree.LeafSize)
+	last := int((off + max(length, 1) - 1) / hashtree.LeafSize)
 	i, _ := slices.BinarySearch(sorted, first)
 	return i < len(sorted) && sorted[i] <= last
 }

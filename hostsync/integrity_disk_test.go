@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/stretchr/testify/require"
 )
 
@@ -15,7 +16,7 @@ const keptDiskSize = 4 << 20
 
 func treeRootOf(tb testing.TB, buf []byte) string {
 	tb.Helper()
-	t, err := BuildHashTree(bytes.NewReader(buf), int64(len(buf)))
+	t, err := hashtree.Build(bytes.NewReader(buf), int64(len(buf)))
 	require.NoError(tb, err)
 	return t.Root()
 }
@@ -89,7 +90,7 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 			continue
 		}
 		require.True(t, ok, "cycle %d", seq)
-		require.Equal(t, rootAt[seq], treeFromLeaves(keptDiskSize, leaves).Root(), "tree rolled back to cycle %d", seq)
+		require.Equal(t, rootAt[seq], hashtree.FromHashes(keptDiskSize, leaves).Root(), "tree rolled back to cycle %d", seq)
 	}
 	_, ok := kt.leavesAt(kt.seq + 1)
 	require.False(t, ok)
@@ -171,7 +172,7 @@ func BenchmarkCloseCycleKept(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		for _, d := range []*TrackedDisk{kept, plain} {
 			for w := 0; w < writes; w++ {
-				require.NoError(b, d.WriteAt(buf, int64((w*997+i*31)%(size/HashLeafSize))*HashLeafSize+512, false))
+				require.NoError(b, d.WriteAt(buf, int64((w*997+i*31)%(size/hashtree.LeafSize))*hashtree.LeafSize+512, false))
 			}
 		}
 		start := time.Now()
@@ -190,5 +191,5 @@ func BenchmarkCloseCycleKept(b *testing.B) {
 	b.ReportMetric(float64(keptDur.Microseconds())/n, "kept_close_us")
 	b.ReportMetric(float64(plainDur.Microseconds())/n, "plain_close_us")
 	b.ReportMetric(float64(keptDur)/float64(plainDur), "kept/plain")
-	b.ReportMetric(float64(writes*HashLeafSize)/(1<<20)/(keptDur-plainDur).Seconds()*n, "rehash_MB/s")
+	b.ReportMetric(float64(writes*hashtree.LeafSize)/(1<<20)/(keptDur-plainDur).Seconds()*n, "rehash_MB/s")
 }

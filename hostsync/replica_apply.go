@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/durable"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"os"
 	"path/filepath"
@@ -317,24 +318,24 @@ func (r *Replica) syncImages(stage string) error {
 	return nil
 }
 
-// treePlans are the hash tree updates of a cycle (leafPlan, per disk),
+// treePlans are the hash tree updates of a cycle (hashtree.Plan, per disk),
 // hashed from the cycle's bytes on other CPUs while the undo data and the
 // images are written.
 type treePlans struct {
 	done  chan struct{}
-	plans map[string]*leafPlan
+	plans map[string]*hashtree.Plan
 }
 
 func (r *Replica) planTrees(extents []cycle.Extent) *treePlans {
-	tp := &treePlans{done: make(chan struct{}), plans: map[string]*leafPlan{}}
-	trees := make([]*HashTree, len(r.order))
+	tp := &treePlans{done: make(chan struct{}), plans: map[string]*hashtree.Plan{}}
+	trees := make([]*hashtree.Tree, len(r.order))
 	for i, name := range r.order {
 		trees[i] = r.trees[name]
 	}
 	go func() {
 		defer close(tp.done)
 		for i, name := range r.order {
-			tp.plans[name] = trees[i].plan(extentsOf(extents, name))
+			tp.plans[name] = trees[i].Plan(extentsOf(extents, name))
 		}
 	}()
 	return tp
@@ -349,10 +350,10 @@ func (tp *treePlans) wait() { <-tp.done }
 func (r *Replica) updateTrees(plans *treePlans, gen uint64) error {
 	plans.wait()
 	for _, name := range r.order {
-		if err := r.trees[name].apply(r.images[name], plans.plans[name]); err != nil {
+		if err := r.trees[name].Apply(r.images[name], plans.plans[name]); err != nil {
 			return &StageError{Stage: StageTreesSaved, Err: err}
 		}
-		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
+		if err := r.trees[name].SaveCache(r.treePath(name), genStamp(gen)); err != nil {
 			return noSpace(StageTreesSaved, err)
 		}
 	}

@@ -124,7 +124,7 @@ func (r *Replica) syncInitial() error {
 	next := r.state
 	next.Gen++
 	for _, name := range r.order {
-		if err := r.trees[name].saveCache(r.treePath(name), genStamp(next.Gen)); err != nil {
+		if err := r.trees[name].SaveCache(r.treePath(name), genStamp(next.Gen)); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/stretchr/testify/require"
 )
 
@@ -63,7 +64,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	// images, they describe what the images hold.
 	for _, name := range []string{"sda", "sdb"} {
 		f := r.images[name]
-		built, err := BuildHashTree(f, r.disks[name].Size)
+		built, err := hashtree.Build(f, r.disks[name].Size)
 		require.NoError(t, err)
 		require.Equal(t, built.Root(), r.Roots()[name], "disk %s tree after the crash", name)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 var replicaTestTime0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
@@ -46,7 +47,7 @@ func requireImages(t *testing.T, r *Replica, want cycletest.Model) {
 	}
 	roots := r.Roots()
 	for name, data := range want {
-		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		tree, err := hashtree.Build(bytes.NewReader(data), int64(len(data)))
 		require.NoError(t, err)
 		require.Equal(t, tree.Root(), roots[name], "disk %s root", name)
 	}
@@ -122,7 +123,7 @@ func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
 func rootsOf(t *testing.T, m cycletest.Model) map[string]string {
 	out := map[string]string{}
 	for name, data := range m {
-		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		tree, err := hashtree.Build(bytes.NewReader(data), int64(len(data)))
 		require.NoError(t, err)
 		out[name] = tree.Root()
 	}

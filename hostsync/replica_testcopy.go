@@ -3,6 +3,7 @@ package hostsync
 import (
 	"errors"
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
 	"io"
 	"os"
@@ -39,7 +40,7 @@ type TestDisk struct {
 	size    int64
 	overlay *os.File
 	mu      sync.RWMutex
-	written []BlockRange // sorted, merged: ranges read from the overlay
+	written []cycle.Range // sorted, merged: ranges read from the overlay
 }
 
 // TestCopy opens a copy-on-write view of point id with its overlay files
@@ -171,7 +172,7 @@ func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
 	if _, err := d.overlay.WriteAt(p, off); err != nil {
 		return err
 	}
-	d.written = mergeRanges(append(d.written, BlockRange{off, int64(len(p))}))
+	d.written = mergeRanges(append(d.written, cycle.Range{Offset: off, Length: int64(len(p))}))
 	if fua {
 		return d.overlay.Sync()
 	}
@@ -188,7 +189,7 @@ func (d *TestDisk) WriteZeroes(off, length int64, fua bool) error {
 	if err := imageWriteRange(d.overlay, off, length, nil); err != nil {
 		return err
 	}
-	d.written = mergeRanges(append(d.written, BlockRange{off, length}))
+	d.written = mergeRanges(append(d.written, cycle.Range{Offset: off, Length: length}))
 	if fua {
 		return d.overlay.Sync()
 	}
@@ -266,22 +267,22 @@ func (r *Replica) buildViewIndex(id, disk string) ([]viewPiece, error) {
 	if err != nil {
 		return nil, err
 	}
-	var covered []BlockRange
+	var covered []cycle.Range
 	var pieces []viewPiece
 	for j := k + 1; j < len(r.state.Points); j++ {
 		u, err := r.cachedUndo(r.state.Points[j].Undo)
 		if err != nil {
 			return nil, err
 		}
-		var added []BlockRange
+		var added []cycle.Range
 		for _, rec := range u.recs {
 			if rec.disk != disk {
 				continue
 			}
-			for _, part := range subtractRanges(BlockRange{rec.off, rec.length}, covered) {
+			for _, part := range subtractRanges(cycle.Range{Offset: rec.off, Length: rec.length}, covered) {
 				pieces = append(pieces, viewPiece{off: part.Offset, end: part.Offset + part.Length, u: u, rec: rec})
 			}
-			added = append(added, BlockRange{rec.off, rec.length})
+			added = append(added, cycle.Range{Offset: rec.off, Length: rec.length})
 		}
 		covered = mergeRanges(append(covered, added...))
 	}

@@ -2,7 +2,7 @@ package hostsync
 
 import (
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/sparse"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"os"
 )
 
@@ -32,7 +32,7 @@ func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, si
 // rehashRange hashes leaves [first, first+n) (clipped) of the image at
 // path, skipping holes; 32 bytes per leaf.
 func rehashRange(path string, size int64, first, n int) ([]byte, error) {
-	total := leafCount(size)
+	total := hashtree.LeafCount(size)
 	first = min(max(first, 0), total)
 	end := min(first+min(max(n, 0), leafPage), total)
 	f, err := os.Open(path) // its own offset for SEEK_DATA/SEEK_HOLE
@@ -40,26 +40,7 @@ func rehashRange(path string, size int64, first, n int) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	from, to := int64(first)*HashLeafSize, min(int64(end)*HashLeafSize, size)
-	var data []BlockRange
-	for _, reg := range sparse.Regions(f, from, to) {
-		if reg.Data {
-			data = append(data, BlockRange{reg.Offset, reg.Length})
-		}
-	}
-	out := make([]byte, 0, (end-first)*len(hashNode{}))
-	buf := make([]byte, HashLeafSize)
-	for i := first; i < end; i++ {
-		off := int64(i) * HashLeafSize
-		h := zeroLeafHash()
-		if overlapsAny(data, off, HashLeafSize) {
-			if h, err = hashLeafAt(f, buf, off, size); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, h[:]...)
-	}
-	return out, nil
+	return hashtree.HashLeaves(f, size, first, end)
 }
 
 // RehashRoots re-reads every disk's image and returns the roots of the

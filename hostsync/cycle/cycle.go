@@ -16,6 +16,14 @@ type Extent struct {
 // End is the offset just past the extent.
 func (e Extent) End() int64 { return e.Offset + e.Length }
 
+// Range is a run of bytes of one disk: what an extent covers, without its
+// data. A hash tree's Diff reports the blocks that differ as Ranges, and a
+// resync copies them.
+type Range struct {
+	Offset int64
+	Length int64
+}
+
 // Cycle is one closed cycle of a VM: every change to its disks between the
 // previous cycle's close and this one, overwrites coalesced. Applied whole
 // on top of the previous cycle's point, it gives a crash-consistent point of
