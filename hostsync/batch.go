@@ -234,7 +234,7 @@ func (ce *cycleEncoder) appendExtent(e cycle.Extent) {
 }
 
 func (ce *cycleEncoder) add(e cycle.Extent) error {
-	if err := checkBatchExtent(e); err != nil {
+	if err := cycle.CheckExtent(e); err != nil {
 		return err
 	}
 	need := extentHeaderLen + len(e.Disk)
@@ -300,20 +300,6 @@ func (ce *cycleEncoder) flush(last bool) error {
 	return nil
 }
 
-func checkBatchExtent(e cycle.Extent) error {
-	switch {
-	case len(e.Disk) == 0 || len(e.Disk) > maxNameLen:
-		return fmt.Errorf("%w: disk name of %d bytes", ErrBadCycle, len(e.Disk))
-	case e.Offset < 0 || e.Length < 0 || e.Offset > math.MaxInt64-e.Length:
-		return fmt.Errorf("%w: extent %s@%d+%d out of range", ErrBadCycle, e.Disk, e.Offset, e.Length)
-	case e.Zero && len(e.Data) != 0:
-		return fmt.Errorf("%w: zero extent %s@%d carries data", ErrBadCycle, e.Disk, e.Offset)
-	case !e.Zero && int64(len(e.Data)) != e.Length:
-		return fmt.Errorf("%w: extent %s@%d length %d with %d data bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, len(e.Data))
-	}
-	return nil
-}
-
 func appendBatchExtent(body []byte, e cycle.Extent) []byte {
 	body = binary.LittleEndian.AppendUint16(body, uint16(len(e.Disk)))
 	body = append(body, e.Disk...)
@@ -339,7 +325,7 @@ func EncodeBatch(b Batch) ([]byte, error) {
 	buf := make([]byte, prefix)
 	count := 0
 	for _, e := range b.Extents {
-		if err := checkBatchExtent(e); err != nil {
+		if err := cycle.CheckExtent(e); err != nil {
 			return nil, err
 		}
 		if e.Length > 0 {

@@ -100,7 +100,7 @@ func TestBatchBadOptions(t *testing.T) {
 	require.ErrorIs(t, err, ErrBatchOptions)
 	bad := cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Length: 10, Data: []byte{1}}}}
 	_, err = EncodeCycle(bad, BatchOptions{MaxPayload: 8 << 20})
-	require.ErrorIs(t, err, ErrBadCycle)
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 }
 
 func TestBatchCorruptionDetected(t *testing.T) {
@@ -160,9 +160,9 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	asm := NewAssembler("web01", 4, 7)
 
 	_, _, err = asm.Add(batches[1])
-	var gap *GapError
+	var gap *cycle.GapError
 	require.ErrorAs(t, err, &gap)
-	require.ErrorIs(t, err, ErrBatchGap)
+	require.ErrorIs(t, err, cycle.ErrBatchGap)
 
 	_, done, err := asm.Add(batches[0])
 	require.NoError(t, err)
@@ -174,15 +174,15 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	other := batches[1]
 	other.Epoch = 3
 	_, _, err = asm.Add(other)
-	require.ErrorIs(t, err, ErrStaleEpoch)
+	require.ErrorIs(t, err, cycle.ErrStaleEpoch)
 	ahead := batches[1]
 	ahead.Cycle = 8
 	_, _, err = asm.Add(ahead)
-	require.ErrorIs(t, err, ErrCycleGap)
+	require.ErrorIs(t, err, cycle.ErrSeqGap)
 	wrongVM := batches[1]
 	wrongVM.VM = "db01"
 	_, _, err = asm.Add(wrongVM)
-	require.ErrorIs(t, err, ErrBadCycle)
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 
 	var got cycle.Cycle
 	for _, b := range batches[1:] {
@@ -194,7 +194,7 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	require.Equal(t, uint64(8), asm.Next())
 
 	_, _, err = asm.Add(batches[len(batches)-1]) // redelivery of an applied cycle
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 }
 
 func TestBatchMsgID(t *testing.T) {

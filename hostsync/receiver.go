@@ -341,14 +341,14 @@ func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 		err = checkBatchSubject(msg.Subject(), b)
 	}
 	if err == nil && b.VM != vm.Name {
-		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", ErrBadCycle, b.VM, vm.Name)
+		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", cycle.ErrInvalid, b.VM, vm.Name)
 	}
 	if err != nil {
 		rx.refuse(ctx, msg, CodeBadBatch, err)
 		return
 	}
 	if b.Epoch < vm.Epoch {
-		rx.refuse(ctx, msg, CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, ErrStaleEpoch))
+		rx.refuse(ctx, msg, CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, cycle.ErrStaleEpoch))
 		return
 	}
 	if b.Epoch > vm.Epoch {
@@ -366,11 +366,11 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 	fresh := b.Epoch == rx.asm.Epoch() && b.Cycle == rx.asm.Next() && b.Index == rx.asm.Held()
 	cyc, whole, err := rx.asm.Add(b)
 	switch {
-	case errors.Is(err, ErrCycleApplied):
+	case errors.Is(err, cycle.ErrApplied):
 		_ = msg.Ack()
 		rx.sendAck()
 		return
-	case errors.Is(err, ErrCycleGap), errors.Is(err, ErrBatchGap):
+	case errors.Is(err, cycle.ErrSeqGap), errors.Is(err, cycle.ErrBatchGap):
 		rx.outOfOrder(ctx, msg, b, err)
 		return
 	case err != nil:
@@ -427,7 +427,7 @@ func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, 
 func checkBatchSubject(subject string, b Batch) error {
 	tok := subject[strings.LastIndexByte(subject, '.')+1:]
 	if e, err := strconv.ParseUint(tok, 10, 64); err != nil || e != b.Epoch {
-		return fmt.Errorf("%w: batch of epoch %d on subject %s", ErrBadCycle, b.Epoch, subject)
+		return fmt.Errorf("%w: batch of epoch %d on subject %s", cycle.ErrInvalid, b.Epoch, subject)
 	}
 	return nil
 }
@@ -468,7 +468,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 	start := time.Now()
 	p, err := rx.rep.Apply(ctx, cyc)
 	applied := time.Now()
-	if errors.Is(err, ErrCycleApplied) {
+	if errors.Is(err, cycle.ErrApplied) {
 		ackAll(held)
 		rx.sendAck()
 		return
@@ -494,7 +494,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 // next syncInitial (after the fetch, or once initialSyncBytes are written).
 func (rx *receiver) applyInitial(ctx context.Context, cyc cycle.Cycle, held []jetstream.Msg) {
 	err := rx.rep.ApplyInitial(ctx, cyc)
-	if err != nil && !errors.Is(err, ErrCycleApplied) {
+	if err != nil && !errors.Is(err, cycle.ErrApplied) {
 		rx.failApply(ctx, append(rx.unsynced, held...), err)
 		rx.unsynced, rx.unsyncedBytes = nil, 0
 		return

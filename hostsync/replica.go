@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
@@ -282,7 +283,7 @@ func (r *Replica) HashTree(disk string) (*hashtree.Tree, error) {
 	defer r.mu.RUnlock()
 	t, ok := r.trees[disk]
 	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
 	return hashtree.FromLeaves(t.Size(), t.LeafHashes())
 }

@@ -34,7 +34,7 @@ func PointID(epoch, seq uint64) string { return fmt.Sprintf("rp-%d-%d", epoch, s
 // Apply applies a whole cycle on top of the latest point, or nothing: a
 // crash at any instant leaves the replica at the previous point or at the
 // new one, bit for bit. The cycle must be the next of the epoch (last + 1),
-// or cycle 1 of a newer epoch; anything else is refused with a SeqError and
+// or cycle 1 of a newer epoch; anything else is refused with a cycle.SeqError and
 // changes nothing. A full file system fails with ErrNoSpace and leaves the
 // previous point. It returns the new recovery point.
 func (r *Replica) Apply(ctx context.Context, c cycle.Cycle) (Point, error) {
@@ -89,7 +89,7 @@ var errDurable = errors.New("operation durable, cleanup failed")
 
 func (r *Replica) checkCycle(c cycle.Cycle) error {
 	if c.VM != r.vm {
-		return fmt.Errorf("%w: cycle of vm %q on replica of %q", ErrBadCycle, c.VM, r.vm)
+		return fmt.Errorf("%w: cycle of vm %q on replica of %q", cycle.ErrInvalid, c.VM, r.vm)
 	}
 	if err := r.checkSeq(c.Epoch, c.Seq); err != nil {
 		return err
@@ -106,32 +106,32 @@ func (r *Replica) checkCycle(c cycle.Cycle) error {
 func (r *Replica) checkExtent(e cycle.Extent) error {
 	d, ok := r.disks[e.Disk]
 	if !ok {
-		return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
+		return fmt.Errorf("%w: unknown disk %q", cycle.ErrInvalid, e.Disk)
 	}
-	if err := checkBatchExtent(e); err != nil {
+	if err := cycle.CheckExtent(e); err != nil {
 		return err
 	}
 	if e.End() > d.Size {
-		return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, d.Size)
+		return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", cycle.ErrInvalid, e.Disk, e.Offset, e.Length, d.Size)
 	}
 	return nil
 }
 
 func (r *Replica) checkSeq(epoch, seq uint64) error {
 	st := r.state
-	err := &SeqError{VM: r.vm, WantEpoch: max(st.Epoch, st.Fence), GotEpoch: epoch, WantSeq: st.Seq + 1, GotSeq: seq}
+	err := &cycle.SeqError{VM: r.vm, WantEpoch: max(st.Epoch, st.Fence), GotEpoch: epoch, WantSeq: st.Seq + 1, GotSeq: seq}
 	switch {
 	case epoch < st.Fence || epoch < st.Epoch:
-		err.Err = ErrStaleEpoch
+		err.Err = cycle.ErrStaleEpoch
 	case epoch > st.Epoch && seq != 1:
 		err.WantSeq = 1
-		err.Err = ErrCycleGap
+		err.Err = cycle.ErrSeqGap
 	case epoch > st.Epoch:
 		return nil
 	case seq <= st.Seq:
-		err.Err = ErrCycleApplied
+		err.Err = cycle.ErrApplied
 	case seq > st.Seq+1:
-		err.Err = ErrCycleGap
+		err.Err = cycle.ErrSeqGap
 	default:
 		return nil
 	}

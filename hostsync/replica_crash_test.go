@@ -178,7 +178,7 @@ func TestReplicaFailureAfterDurable(t *testing.T) {
 	h.applied(c, p)
 	requireImages(t, r, h.model)
 	_, err = r.Apply(context.Background(), c)
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 	h.applyN(t, r, 1)
 	require.NoFileExists(t, filepath.Join(r.dir, pendingFile))
 	requireNoStrayUndo(t, r)

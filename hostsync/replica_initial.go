@@ -41,7 +41,7 @@ func (r *Replica) ApplyInitial(ctx context.Context, c cycle.Cycle) error {
 		return err
 	}
 	if !c.Initial || len(r.state.Points) > 0 {
-		return fmt.Errorf("%w: ApplyInitial of cycle %d (initial %t) on a replica with %d points", ErrBadCycle, c.Seq, c.Initial, len(r.state.Points))
+		return fmt.Errorf("%w: ApplyInitial of cycle %d (initial %t) on a replica with %d points", cycle.ErrInvalid, c.Seq, c.Initial, len(r.state.Points))
 	}
 	if err := r.checkCycle(c); err != nil {
 		return err

@@ -72,7 +72,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	// Delivered again, the chunks apply again; a tracked cycle on top makes
 	// the first point, and the images equal the model.
 	err = r.ApplyInitial(ctx, chunks[2])
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 	for _, c := range chunks[4:] {
 		require.NoError(t, r.ApplyInitial(ctx, c))
 	}
@@ -83,7 +83,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 
 	// With a point, an Initial cycle (a resync) takes the undo path.
 	err = r.ApplyInitial(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: h.seq + 1, Initial: true, ClosedAt: replicaTestTime0})
-	require.ErrorIs(t, err, ErrBadCycle)
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 	requireImages(t, r, h.model)
 }
 

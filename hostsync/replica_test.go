@@ -224,14 +224,14 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		c    cycle.Cycle
 		err  error
 	}{
-		{"older epoch", cycle.Cycle{VM: "web01", Epoch: 0, Seq: 4}, ErrStaleEpoch},
-		{"applied", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 3}, ErrCycleApplied},
-		{"gap", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 5}, ErrCycleGap},
-		{"new epoch not at 1", cycle.Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
-		{"other vm", cycle.Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
-		{"unknown disk", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
-		{"past the end", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Offset: cycletest.Disks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
-		{"short data", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
+		{"older epoch", cycle.Cycle{VM: "web01", Epoch: 0, Seq: 4}, cycle.ErrStaleEpoch},
+		{"applied", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 3}, cycle.ErrApplied},
+		{"gap", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 5}, cycle.ErrSeqGap},
+		{"new epoch not at 1", cycle.Cycle{VM: "web01", Epoch: 2, Seq: 2}, cycle.ErrSeqGap},
+		{"other vm", cycle.Cycle{VM: "db01", Epoch: 1, Seq: 4}, cycle.ErrInvalid},
+		{"unknown disk", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdz", Length: 1, Data: data}}}, cycle.ErrInvalid},
+		{"past the end", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Offset: cycletest.Disks["sdb"], Length: 1, Data: data}}}, cycle.ErrInvalid},
+		{"short data", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Length: 2, Data: data}}}, cycle.ErrInvalid},
 	}
 	for _, tc := range bad {
 		_, err := r.Apply(ctx, tc.c)
@@ -239,7 +239,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		requireImages(t, r, h.model)
 		require.Len(t, r.Points(), 3)
 	}
-	var seqErr *SeqError
+	var seqErr *cycle.SeqError
 	_, err := r.Apply(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: 9})
 	require.ErrorAs(t, err, &seqErr)
 	require.Equal(t, uint64(4), seqErr.WantSeq)
@@ -249,7 +249,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 	h.applyN(t, r, 1)
 	require.NoError(t, r.Fence(ctx, 3))
 	_, err = r.Apply(ctx, h.next())
-	require.ErrorIs(t, err, ErrStaleEpoch)
+	require.ErrorIs(t, err, cycle.ErrStaleEpoch)
 	requireImages(t, r, h.model)
 	requireNoStrayUndo(t, r)
 }

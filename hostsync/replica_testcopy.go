@@ -113,7 +113,7 @@ func (d *TestDisk) Size() int64 { return d.size }
 // ReadAt reads the test disk: what the test VM wrote, else the point.
 func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > d.size {
-		return 0, fmt.Errorf("%w: read at %d of a %d byte disk", ErrBadCycle, off, d.size)
+		return 0, fmt.Errorf("%w: read at %d of a %d byte disk", cycle.ErrInvalid, off, d.size)
 	}
 	n := int(min(int64(len(p)), d.size-off))
 	d.mu.RLock()
@@ -165,7 +165,7 @@ func (d *TestDisk) split(off, n int64) []sparse.Region {
 // returns.
 func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
 	if off < 0 || off+int64(len(p)) > d.size {
-		return fmt.Errorf("%w: write at %d+%d of a %d byte disk", ErrBadCycle, off, len(p), d.size)
+		return fmt.Errorf("%w: write at %d+%d of a %d byte disk", cycle.ErrInvalid, off, len(p), d.size)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -182,7 +182,7 @@ func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
 // WriteZeroes zeroes a range of the test disk.
 func (d *TestDisk) WriteZeroes(off, length int64, fua bool) error {
 	if off < 0 || length < 0 || off+length > d.size {
-		return fmt.Errorf("%w: zero at %d+%d of a %d byte disk", ErrBadCycle, off, length, d.size)
+		return fmt.Errorf("%w: zero at %d+%d of a %d byte disk", cycle.ErrInvalid, off, length, d.size)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

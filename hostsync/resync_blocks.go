@@ -56,7 +56,7 @@ func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
 	}
 	f, ok := r.images[disk]
 	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
 	return subHashes(f, r.disks[disk].Size, leaves)
 }

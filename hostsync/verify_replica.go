@@ -2,6 +2,7 @@ package hostsync
 
 import (
 	"fmt"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"os"
 )
@@ -11,7 +12,7 @@ import (
 // block corrupted behind the agent's back that no cycle rewrote. The leaves
 // describe the replica at its last applied (epoch, seq), returned with
 // them: applies wait meanwhile. n is clipped to the disk and to leafPage.
-// Holes are not read. An unknown disk is an error wrapping ErrBadCycle.
+// Holes are not read. An unknown disk is an error wrapping cycle.ErrInvalid.
 func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, size int64, leaves []byte, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -23,7 +24,7 @@ func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, si
 	}
 	spec, ok := r.disks[disk]
 	if !ok {
-		return 0, 0, 0, nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return 0, 0, 0, nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
 	leaves, err = rehashRange(r.ImagePath(disk), spec.Size, first, n)
 	return r.state.Epoch, r.state.Seq, spec.Size, leaves, err

@@ -1,6 +1,10 @@
 package cycle
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"time"
+)
 
 // Extent is a run of bytes of one disk changed within a cycle. A zero extent
 // (TRIM, WRITE_ZEROES) has Zero set, Length bytes and no Data; otherwise
@@ -48,4 +52,26 @@ type Cycle struct {
 	// vouch for them. The recovery host checks its replica against them
 	// after applying the cycle.
 	Roots map[string]string
+}
+
+// MaxNameLen bounds a VM's and a disk's name: the batch format carries
+// them with a length of one byte's range.
+const MaxNameLen = 255
+
+// CheckExtent refuses, with an error matching ErrInvalid, an extent that is
+// not well formed: a disk name empty or longer than MaxNameLen, a range
+// outside int64, a zero extent that carries data, or data of another length
+// than the extent's.
+func CheckExtent(e Extent) error {
+	switch {
+	case len(e.Disk) == 0 || len(e.Disk) > MaxNameLen:
+		return fmt.Errorf("%w: disk name of %d bytes", ErrInvalid, len(e.Disk))
+	case e.Offset < 0 || e.Length < 0 || e.Offset > math.MaxInt64-e.Length:
+		return fmt.Errorf("%w: extent %s@%d+%d out of range", ErrInvalid, e.Disk, e.Offset, e.Length)
+	case e.Zero && len(e.Data) != 0:
+		return fmt.Errorf("%w: zero extent %s@%d carries data", ErrInvalid, e.Disk, e.Offset)
+	case !e.Zero && int64(len(e.Data)) != e.Length:
+		return fmt.Errorf("%w: extent %s@%d length %d with %d data bytes", ErrInvalid, e.Disk, e.Offset, e.Length, len(e.Data))
+	}
+	return nil
 }
