@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -78,9 +79,9 @@ func TestDeltaNames(t *testing.T) {
 	require.Equal(t, "sr.delta.dr.hv01.web01.3", DeltaSubject("dr", "hv01", "web01", 3))
 	require.Equal(t, "SR_DELTA_dr", DeltaStream("dr"))
 	require.Equal(t, "sr.delta.dr.*.web01.*", deltaFilter("dr", "web01"))
-	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", Batch{Epoch: 3}))
-	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", Batch{Epoch: 3}), cycle.ErrInvalid)
-	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", Batch{Epoch: 3}), cycle.ErrInvalid)
+	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", batch.Batch{Epoch: 3}))
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
 }
 
 func TestAgentConfigChecked(t *testing.T) {

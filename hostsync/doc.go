@@ -14,13 +14,14 @@
 //     fence. Small writes run in the connection's reading goroutine, the
 //     rest on a few workers (nbd_transmit.go).
 //   - The shipper (shipper.go, ir.go, streams.go): closes a cycle every
-//     copy interval, encodes it as batches of at most 1 MiB (batch*.go) and
-//     publishes them on the VM's delta subject, keeping each cycle until
-//     the recovery host says it applied it; initial replication reads the
-//     disks once in chunks.
+//     copy interval, encodes it as batches of at most 1 MiB (package batch,
+//     the delta batch wire format) and publishes them on the VM's delta
+//     subject, keeping each cycle until the recovery host says it applied
+//     it; initial replication reads the disks once in chunks.
 //   - The receiver (receiver.go): one continuous consumer per VM, sharing
-//     the host's pull budget, assembles whole cycles (batch_assembler.go)
-//     and hands them to the Replica.
+//     the host's pull budget, assembles whole cycles (batch.Assembler)
+//     and hands them to the Replica. Both refuse a cycle out of sequence
+//     with the errors of package cycle (cycle.SeqError, cycle.GapError).
 //   - Replica (replica*.go, points*.go): the raw images at the latest
 //     point, the undo data of every retained older point, hash trees and a
 //     state file; a cycle applies whole or not at all across a crash. Its

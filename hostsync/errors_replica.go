@@ -5,26 +5,11 @@ import (
 	"fmt"
 )
 
-// Sentinel errors of delta batches, the replica, its recovery points and
-// hash trees. Match them with errors.Is.
+// Sentinel errors of the replica and its recovery points. Match them with
+// errors.Is. The errors of a cycle refused for its sequence or shape are
+// hostsync/cycle's, those of batches hostsync/batch's, those of hash trees
+// hostsync/hashtree's.
 var (
-	// ErrBatchCorrupt means a batch does not decode: bad magic, a CRC32C
-	// mismatch, a length out of bounds or a body that does not decompress
-	// to its declared length. Nothing was applied.
-	ErrBatchCorrupt = errors.New("delta batch corrupt")
-
-	// ErrBatchVersion means a batch carries a format version this build
-	// does not know.
-	ErrBatchVersion = errors.New("delta batch version unknown")
-
-	// ErrBatchTooLarge means a batch or its decompressed body exceeds the
-	// allowed size (the server's max payload, or the decompression cap).
-	ErrBatchTooLarge = errors.New("delta batch too large")
-
-	// ErrBatchOptions means BatchOptions are unusable (an unknown
-	// compression, or a max payload too small for one header).
-	ErrBatchOptions = errors.New("bad batch options")
-
 	// ErrNoSpace means the replica's file system is full. The apply failed
 	// as a whole: the replica stays at its previous point and a later
 	// retry can succeed.

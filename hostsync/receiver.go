@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -192,7 +193,7 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	rctx, cancel := context.WithCancel(ctx)
 	c.rcv.cancel, c.rcv.done = cancel, make(chan struct{})
 	epoch, seq := c.rcv.replica.LastApplied()
-	rx := &receiver{c: c, rep: c.rcv.replica, cons: cons, asm: NewAssembler(vm.Name, max(epoch, vm.Epoch), seq+1), side: c.rcv}
+	rx := &receiver{c: c, rep: c.rcv.replica, cons: cons, asm: batch.NewAssembler(vm.Name, max(epoch, vm.Epoch), seq+1), side: c.rcv}
 	if epoch < vm.Epoch {
 		rx.asm.Reset(vm.Epoch, 1)
 	}
@@ -269,7 +270,7 @@ type receiver struct {
 	c    *vmCtl
 	rep  *Replica
 	cons jetstream.Consumer
-	asm  *Assembler
+	asm  *batch.Assembler
 	held []jetstream.Msg
 	// unsynced are the messages of the chunks ApplyInitial wrote, acked
 	// once SyncInitial made them durable.
@@ -336,7 +337,7 @@ func (rx *receiver) wait(ctx context.Context, d time.Duration) {
 // reported, a gap drops the partial cycle (the source sends it again).
 func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 	vm, _, _ := rx.c.snapshot()
-	b, err := DecodeBatch(msg.Data())
+	b, err := batch.Decode(msg.Data())
 	if err == nil {
 		err = checkBatchSubject(msg.Subject(), b)
 	}
@@ -358,8 +359,8 @@ func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 	rx.add(ctx, msg, b)
 }
 
-func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
-	if b.Epoch > rx.asm.epoch && b.Cycle == 1 {
+func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b batch.Batch) {
+	if b.Epoch > rx.asm.Epoch() && b.Cycle == 1 {
 		rx.dropHeld()
 		rx.asm.Reset(b.Epoch, 1)
 	}
@@ -395,7 +396,7 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 
 // preimage saves the undo data of a new batch while the next ones are on
 // their way (replica_prep.go). A first copy needs none.
-func (rx *receiver) preimage(b Batch) {
+func (rx *receiver) preimage(b batch.Batch) {
 	if b.Initial && rx.rep.FirstCopy() {
 		return
 	}
@@ -411,7 +412,7 @@ func (rx *receiver) preimage(b Batch) {
 // missing batch counts as lost: the partial cycle and the batch are dropped
 // and the source, seeing its cycles unapplied and nothing left to deliver,
 // sends them again. Nothing is ever applied over a gap.
-func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, err error) {
+func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b batch.Batch, err error) {
 	if meta, merr := msg.Metadata(); merr == nil && meta.NumDelivered < gapRetries {
 		_ = msg.NakWithDelay(gapDelay)
 		return
@@ -424,7 +425,7 @@ func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, 
 }
 
 // checkBatchSubject checks the subject's epoch token against the batch.
-func checkBatchSubject(subject string, b Batch) error {
+func checkBatchSubject(subject string, b batch.Batch) error {
 	tok := subject[strings.LastIndexByte(subject, '.')+1:]
 	if e, err := strconv.ParseUint(tok, 10, 64); err != nil || e != b.Epoch {
 		return fmt.Errorf("%w: batch of epoch %d on subject %s", cycle.ErrInvalid, b.Epoch, subject)
@@ -543,7 +544,7 @@ func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err err
 		_ = m.NakWithDelay(time.Second)
 	}
 	epoch, seq := rx.rep.LastApplied()
-	rx.asm.Reset(max(epoch, rx.asm.epoch), seq+1)
+	rx.asm.Reset(max(epoch, rx.asm.Epoch()), seq+1)
 	rx.c.reportError(ctx, CodeApplyFailed, err)
 }
 

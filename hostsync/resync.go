@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
@@ -387,13 +388,13 @@ func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, 
 			n += e.Length
 		}
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: CompressionNone})
+	batches, err := batch.EncodeCycle(cyc, batch.Options{MaxPayload: c.batchLimit(), Compression: batch.CompressionNone})
 	if err != nil {
 		return 0, err
 	}
 	subject := DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	for i, b := range batches {
-		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
+		id := batch.MsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
 		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
 			return 0, err
 		}

@@ -1,7 +1,8 @@
-package hostsync
+package batch
 
 import (
 	"fmt"
+
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -9,7 +10,7 @@ import (
 // yields each cycle whole when its last batch arrives. It expects cycles in
 // sequence (next = last applied + 1) at one epoch. Redelivered batches are
 // ignored; a gap, another epoch or an unexpected cycle is refused with a
-// typed error and nothing is yielded. Not safe for concurrent use: one
+// cycle.SeqError or cycle.GapError and nothing is yielded. Not safe for concurrent use: one
 // consumer goroutine owns it.
 type Assembler struct {
 	vm    string

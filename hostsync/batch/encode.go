@@ -1,4 +1,4 @@
-package hostsync
+package batch
 
 import (
 	"bytes"
@@ -14,7 +14,8 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
-// The delta batch wire format, versions 1 and 2. All integers little endian.
+// The delta batch wire format ("SRDB"), versions 1 (VersionBase) and 2
+// (VersionRoots). All integers little endian.
 //
 //	offset size  field
 //	0      4     magic "SRDB"
@@ -36,28 +37,32 @@ import (
 //
 // Version 2 adds, after the body, the source disks' hash tree roots at the
 // cycle's close (set on the last batch of a cycle only): a count (2), then
-// per disk its name length (2) and name and the 32-byte root. A batch
-// without roots is written as version 1, byte for byte as before, and
-// both versions decode.
+// per disk, in name order, its name length (2) and name and the 32-byte
+// root (roots.go). A batch without roots is written as version 1, byte for
+// byte as before, and both versions decode; any other version is refused
+// with ErrVersion.
 //
 // The body (after decompression) is the extents, one after the other:
 // disk name length (2) and name, offset (8), length (8), flags (1: zero),
 // then length bytes of data unless the extent is a zero extent.
 const (
-	batchMagic   = "SRDB"
-	BatchVersion = 1
-	// BatchVersionRoots is the version of a batch that carries roots.
-	BatchVersionRoots = 2
-	// maxBatchRoots bounds the roots a batch carries (disks of a VM).
-	maxBatchRoots    = 1024
-	batchFixedHeader = 50
-	batchCRCLen      = 4
-	extentHeaderLen  = 19
-	// MaxBatchBody caps a batch's decompressed body: a batch declaring
-	// more is refused before any allocation (no decompression bombs).
-	MaxBatchBody = 64 << 20
+	// VersionBase is the format version of a batch without roots.
+	VersionBase = 1
+	// VersionRoots is the format version of a batch that carries roots:
+	// version 1 with the roots section after the body.
+	VersionRoots = 2
+	// MaxBody caps a batch's decompressed body: a batch declaring more is
+	// refused before any allocation (no decompression bombs).
+	MaxBody = 64 << 20
+
+	magic = "SRDB"
+	// maxRoots bounds the roots a batch carries (disks of a VM).
+	maxRoots        = 1024
+	fixedHeaderLen  = 50
+	crcLen          = 4
+	extentHeaderLen = 19
 	// maxNameLen bounds VM and disk names on the wire.
-	maxNameLen = 255
+	maxNameLen = cycle.MaxNameLen
 
 	flagLast          = 1
 	flagAppConsistent = 2
@@ -65,7 +70,7 @@ const (
 	extentFlagZero    = 1
 )
 
-// Compression kinds of BatchOptions.Compression and Batch.Compression.
+// Compression kinds of Options.Compression and Batch.Compression.
 const (
 	CompressionNone = "none"
 	CompressionS2   = "s2"
@@ -75,7 +80,8 @@ const (
 var compressionCodes = map[string]byte{CompressionNone: 0, CompressionS2: 1, CompressionZstd: 2}
 var compressionNames = []string{CompressionNone, CompressionS2, CompressionZstd}
 
-var batchCRCTable = crc32.MakeTable(crc32.Castagnoli)
+// crcTable is the CRC32C table of a batch's checksum.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // zstd coders are safe for concurrent EncodeAll/DecodeAll; one of each is
 // made on first use and reused.
@@ -84,14 +90,14 @@ var (
 		return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	})
 	zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
-		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxBatchBody))
+		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxBody))
 	})
 )
 
-// BatchOptions say how EncodeCycle cuts and compresses a cycle.
-type BatchOptions struct {
+// Options say how EncodeCycle cuts and compresses a cycle.
+type Options struct {
 	// MaxPayload bounds every encoded batch, header included: the NATS
-	// server's max payload (e.g. 8 MiB). At most MaxBatchBody.
+	// server's max payload (e.g. 8 MiB). At most MaxBody.
 	MaxPayload int
 	// Compression is "none" (or empty), "s2" or "zstd". A batch that does
 	// not shrink is stored uncompressed.
@@ -119,16 +125,16 @@ type Batch struct {
 	Roots map[string]string
 }
 
-// BatchMsgID is the JetStream Nats-Msg-Id of a batch, so a batch sent
+// MsgID is the JetStream Nats-Msg-Id of a batch, so a batch sent
 // twice within the duplicate window is stored once.
-func BatchMsgID(vm string, epoch, cycle uint64, index int) string {
+func MsgID(vm string, epoch, cycle uint64, index int) string {
 	return fmt.Sprintf("%s.%d.%d.%d", vm, epoch, cycle, index)
 }
 
 // EncodeCycle cuts a cycle into batches of at most opts.MaxPayload bytes
 // each, splitting extents too big for one batch. The last batch carries
 // the end-of-cycle marker; an empty cycle is one batch with the marker.
-func EncodeCycle(c cycle.Cycle, opts BatchOptions) ([][]byte, error) {
+func EncodeCycle(c cycle.Cycle, opts Options) ([][]byte, error) {
 	var out [][]byte
 	err := EncodeCycleEach(c, opts, func(b []byte) error {
 		out = append(out, bytes.Clone(b))
@@ -145,14 +151,14 @@ func EncodeCycle(c cycle.Cycle, opts BatchOptions) ([][]byte, error) {
 // (its buffer is reused for the next one), so a cycle is encoded without
 // allocating a buffer per batch. An error of emit stops the encoding and
 // is returned.
-func EncodeCycleEach(c cycle.Cycle, opts BatchOptions, emit func(batch []byte) error) error {
+func EncodeCycleEach(c cycle.Cycle, opts Options, emit func(batch []byte) error) error {
 	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
 		return err
 	}
 	if err := checkRoots(c.Roots); err != nil {
 		return err
 	}
-	avail := min(opts.MaxPayload-batchFixedHeader-len(c.VM)-batchCRCLen-rootsLen(c.Roots), MaxBatchBody)
+	avail := min(opts.MaxPayload-fixedHeaderLen-len(c.VM)-crcLen-rootsLen(c.Roots), MaxBody)
 	enc := newCycleEncoder(c, opts, avail)
 	enc.emit = emit
 	return enc.encode()
@@ -167,16 +173,16 @@ func (ce *cycleEncoder) encode() error {
 	return ce.flush(true)
 }
 
-func checkBatchOptions(vm string, roots map[string]string, opts BatchOptions) error {
+func checkBatchOptions(vm string, roots map[string]string, opts Options) error {
 	if _, ok := compressionCode(opts.Compression); !ok {
-		return fmt.Errorf("%w: compression %q (want none, s2 or zstd)", ErrBatchOptions, opts.Compression)
+		return fmt.Errorf("%w: compression %q (want none, s2 or zstd)", ErrOptions, opts.Compression)
 	}
 	if len(vm) == 0 || len(vm) > maxNameLen {
-		return fmt.Errorf("%w: vm name of %d bytes", ErrBatchOptions, len(vm))
+		return fmt.Errorf("%w: vm name of %d bytes", ErrOptions, len(vm))
 	}
-	minimum := batchFixedHeader + len(vm) + batchCRCLen + extentHeaderLen + maxNameLen + 1
+	minimum := fixedHeaderLen + len(vm) + crcLen + extentHeaderLen + maxNameLen + 1
 	if opts.MaxPayload < minimum+rootsLen(roots) {
-		return fmt.Errorf("%w: max payload %d below %d", ErrBatchOptions, opts.MaxPayload, minimum)
+		return fmt.Errorf("%w: max payload %d below %d", ErrOptions, opts.MaxPayload, minimum)
 	}
 	return nil
 }
@@ -195,7 +201,7 @@ func compressionCode(name string) (byte, bool) {
 // size buf once.
 type cycleEncoder struct {
 	c      cycle.Cycle
-	opts   BatchOptions
+	opts   Options
 	avail  int
 	prefix int
 	left   int
@@ -208,8 +214,8 @@ type cycleEncoder struct {
 	index int
 }
 
-func newCycleEncoder(c cycle.Cycle, opts BatchOptions, avail int) *cycleEncoder {
-	ce := &cycleEncoder{c: c, opts: opts, avail: avail, prefix: batchFixedHeader + len(c.VM)}
+func newCycleEncoder(c cycle.Cycle, opts Options, avail int) *cycleEncoder {
+	ce := &cycleEncoder{c: c, opts: opts, avail: avail, prefix: fixedHeaderLen + len(c.VM)}
 	for _, e := range c.Extents {
 		ce.left += extentHeaderLen + len(e.Disk) + len(e.Data)
 	}
@@ -220,7 +226,7 @@ func (ce *cycleEncoder) bodyLen() int { return len(ce.buf) - ce.prefix }
 
 func (ce *cycleEncoder) appendExtent(e cycle.Extent) {
 	if ce.buf == nil {
-		want := ce.prefix + min(ce.avail, max(ce.left, 256)) + batchCRCLen
+		want := ce.prefix + min(ce.avail, max(ce.left, 256)) + crcLen
 		if cap(ce.spare) >= want {
 			ce.buf, ce.spare = ce.spare[:ce.prefix], nil
 		} else {
@@ -282,14 +288,14 @@ func (ce *cycleEncoder) flush(last bool) error {
 		b.Roots = ce.c.Roots
 	}
 	if ce.buf == nil {
-		ce.buf = make([]byte, ce.prefix, ce.prefix+batchCRCLen)
+		ce.buf = make([]byte, ce.prefix, ce.prefix+crcLen)
 	}
 	msg, err := sealBatch(b, ce.buf, ce.count)
 	if err != nil {
 		return err
 	}
 	if len(msg) > ce.opts.MaxPayload {
-		return fmt.Errorf("%w: batch of %d bytes over %d", ErrBatchTooLarge, len(msg), ce.opts.MaxPayload)
+		return fmt.Errorf("%w: batch of %d bytes over %d", ErrTooLarge, len(msg), ce.opts.MaxPayload)
 	}
 	ce.index++
 	if err := ce.emit(msg); err != nil {
@@ -312,16 +318,16 @@ func appendBatchExtent(body []byte, e cycle.Extent) []byte {
 	return append(body, e.Data...)
 }
 
-// EncodeBatch encodes one batch as it is (no splitting): the inverse of
-// DecodeBatch.
-func EncodeBatch(b Batch) ([]byte, error) {
+// Encode encodes one batch as it is (no splitting): the inverse of
+// Decode.
+func Encode(b Batch) ([]byte, error) {
 	if len(b.VM) == 0 || len(b.VM) > maxNameLen || b.Index < 0 || b.Index > math.MaxUint32 {
-		return nil, fmt.Errorf("%w: vm %q index %d", ErrBatchOptions, b.VM, b.Index)
+		return nil, fmt.Errorf("%w: vm %q index %d", ErrOptions, b.VM, b.Index)
 	}
 	if err := checkRoots(b.Roots); err != nil {
 		return nil, err
 	}
-	prefix := batchFixedHeader + len(b.VM)
+	prefix := fixedHeaderLen + len(b.VM)
 	buf := make([]byte, prefix)
 	count := 0
 	for _, e := range b.Extents {
@@ -333,8 +339,8 @@ func EncodeBatch(b Batch) ([]byte, error) {
 			count++
 		}
 	}
-	if len(buf)-prefix > MaxBatchBody {
-		return nil, fmt.Errorf("%w: body of %d bytes", ErrBatchTooLarge, len(buf)-prefix)
+	if len(buf)-prefix > MaxBody {
+		return nil, fmt.Errorf("%w: body of %d bytes", ErrTooLarge, len(buf)-prefix)
 	}
 	return sealBatch(b, buf, count)
 }
@@ -345,9 +351,9 @@ func EncodeBatch(b Batch) ([]byte, error) {
 func sealBatch(b Batch, buf []byte, count int) ([]byte, error) {
 	code, ok := compressionCode(b.Compression)
 	if !ok {
-		return nil, fmt.Errorf("%w: compression %q", ErrBatchOptions, b.Compression)
+		return nil, fmt.Errorf("%w: compression %q", ErrOptions, b.Compression)
 	}
-	prefix := batchFixedHeader + len(b.VM)
+	prefix := fixedHeaderLen + len(b.VM)
 	body := buf[prefix:]
 	stored, code, err := compressBody(body, code)
 	if err != nil {
@@ -355,17 +361,17 @@ func sealBatch(b Batch, buf []byte, count int) ([]byte, error) {
 	}
 	msg := buf
 	if code != 0 {
-		msg = make([]byte, prefix, prefix+len(stored)+batchCRCLen)
+		msg = make([]byte, prefix, prefix+len(stored)+crcLen)
 		msg = append(msg, stored...)
 	}
 	putBatchHeader(msg[:prefix], b, code, count, len(body), len(stored))
 	msg = appendRoots(msg, b.Roots)
-	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, batchCRCTable)), nil
+	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, crcTable)), nil
 }
 
 func putBatchHeader(h []byte, b Batch, code byte, count, rawLen, storedLen int) {
 	le := binary.LittleEndian
-	copy(h, batchMagic)
+	copy(h, magic)
 	h[4], h[5], h[6], h[7] = batchVersion(b), batchFlags(b), code, 0
 	le.PutUint64(h[8:], b.Epoch)
 	le.PutUint64(h[16:], b.Cycle)
@@ -375,7 +381,7 @@ func putBatchHeader(h []byte, b Batch, code byte, count, rawLen, storedLen int) 
 	le.PutUint32(h[40:], uint32(rawLen))
 	le.PutUint32(h[44:], uint32(storedLen))
 	le.PutUint16(h[48:], uint16(len(b.VM)))
-	copy(h[batchFixedHeader:], b.VM)
+	copy(h[fixedHeaderLen:], b.VM)
 }
 
 func batchFlags(b Batch) byte {
