@@ -9,7 +9,7 @@
 // in sequence, for the replica to apply.
 //
 // The format is named ("SRDB") and versioned where it is defined, in
-// encode.go (the header, the body) and roots.go (the roots section); its
+// format.go (the header, the body) and roots.go (the roots section); its
 // versions are VersionBase and VersionRoots. It imports hostsync/cycle and
 // the compressors, nothing of the agent and not NATS: the agent publishes
 // and consumes the bytes.

@@ -8,7 +8,7 @@ import (
 	"slices"
 )
 
-// The roots section of a version 2 batch (see encode.go): a count (2), then
+// The roots section of a version 2 batch (see format.go): a count (2), then
 // per disk, in name order, its name length (2) and name and its 32-byte
 // hash tree root.
 
