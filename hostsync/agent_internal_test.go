@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 func TestChunkExtentsCoverTheChunk(t *testing.T) {
@@ -74,9 +76,9 @@ func TestByteBudgetBoundsAndNeverStarves(t *testing.T) {
 }
 
 func TestDeltaNames(t *testing.T) {
-	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", Batch{Epoch: 3}))
-	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", Batch{Epoch: 3}), ErrBadCycle)
-	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", Batch{Epoch: 3}), ErrBadCycle)
+	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", batch.Batch{Epoch: 3}))
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
+	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
 }
 
 func TestAgentConfigChecked(t *testing.T) {

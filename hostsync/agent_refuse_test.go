@@ -11,7 +11,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -41,7 +41,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 
 	// A well-formed batch that would overwrite the disk, from epoch 0 (on
 	// epoch 0's subject and on the current one), must never be applied.
-	stale, err := hostsync.EncodeBatch(hostsync.Batch{
+	stale, err := batch.Encode(batch.Batch{
 		VM: "web01", Epoch: 0, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
 		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}},
 	})
@@ -51,7 +51,7 @@ func TestAgentRefusesGarbageAndStaleEpochBatches(t *testing.T) {
 	_, err = w.js().Publish(w.ctx, subject, stale)
 	require.NoError(t, err)
 	// A corrupt copy of a good batch (one bit flipped).
-	good, err := hostsync.EncodeBatch(hostsync.Batch{VM: "web01", Epoch: 1, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
+	good, err := batch.Encode(batch.Batch{VM: "web01", Epoch: 1, Cycle: base.Cycle + 1, Last: true, ClosedAt: time.Now(),
 		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 4096, Data: make([]byte, 4096)}}})
 	require.NoError(t, err)
 	good[len(good)/2] ^= 0x40

@@ -15,22 +15,25 @@
 //     removing an export is a fence. Small writes run in the connection's
 //     reading goroutine, the rest on a few workers.
 //   - The shipper (shipper.go, ir.go, streams.go): closes a cycle every
-//     copy interval, encodes it as batches of at most 1 MiB (batch*.go) and
-//     publishes them on the VM's delta subject, keeping each cycle until
-//     the recovery host says it applied it; initial replication reads the
-//     disks once in chunks.
+//     copy interval, encodes it as batches of at most 1 MiB (package batch,
+//     the delta batch wire format) and publishes them on the VM's delta
+//     subject, keeping each cycle until the recovery host says it applied
+//     it; initial replication reads the disks once in chunks.
 //   - The receiver (receiver.go): one continuous consumer per VM, sharing
-//     the host's pull budget, assembles whole cycles (batch_assembler.go)
-//     and hands them to the Replica.
+//     the host's pull budget, assembles whole cycles (batch.Assembler)
+//     and hands them to the Replica. Both refuse a cycle out of sequence
+//     with the errors of package cycle (cycle.SeqError, cycle.GapError).
 //   - Replica (replica*.go, points*.go): the raw images at the latest
 //     point, the undo data of every retained older point, hash trees and a
 //     state file; a cycle applies whole or not at all across a crash. Its
 //     undo data is prepared batch by batch as the cycle arrives
 //     (replica_prep.go). The first copy of an initial replication takes a
 //     shorter path without undo data (replica_initial.go).
-//   - Hash trees (hashtree*.go, integrity*.go, irtree.go): SHA-256 over 64
-//     KiB leaves on both sides, kept exact at every close, for the
-//     per-cycle integrity check, verify, planned failover and resync.
+//   - Hash trees (package hashtree; integrity*.go, irtree.go keep them
+//     here): SHA-256 over 64 KiB leaves on both sides, kept exact at every
+//     close, for the per-cycle integrity check, verify, planned failover
+//     and resync. Images are read as sparse files (package sparse) and
+//     state files written crash-safely (package durable).
 //   - Failover, fencing and resync (failover*.go, promote.go, fence.go,
 //     resync*.go, testfailover.go).
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -198,7 +199,7 @@ func (c *vmCtl) networks(vm events.VM) []string {
 // restart folds the pending ones in. Every reset of the change log (an
 // initial replication, a resync, a promotion) deletes them.
 type sourceTrees struct {
-	trees map[string]*HashTree
+	trees map[string]*hashtree.Tree
 	seen  uint64
 }
 
@@ -250,10 +251,10 @@ func treeStamp(seen uint64) string { return fmt.Sprintf("seen=%d", seen) }
 
 // loadTrees loads the saved trees if every disk has one of the same cycle.
 func (c *vmCtl) loadTrees() bool {
-	t := &sourceTrees{trees: map[string]*HashTree{}}
+	t := &sourceTrees{trees: map[string]*hashtree.Tree{}}
 	stamp := ""
 	for _, d := range c.src.disks {
-		tree, st, err := LoadHashTree(d.Path() + ".hashtree")
+		tree, st, err := hashtree.Load(d.Path() + ".hashtree")
 		if err != nil || tree.Size() != d.Size() || (stamp != "" && st != stamp) {
 			return false
 		}
@@ -281,7 +282,7 @@ func (c *vmCtl) dropTrees() {
 	}
 }
 
-func updateDiskTree(t *HashTree, d *disk.Tracked, seq uint64) error {
+func updateDiskTree(t *hashtree.Tree, d *disk.Tracked, seq uint64) error {
 	cyc, err := d.Cycle(seq)
 	if err != nil {
 		return err
@@ -297,7 +298,7 @@ func updateDiskTree(t *HashTree, d *disk.Tracked, seq uint64) error {
 // buildTrees hashes the source images whole. Cycles closed before are
 // covered by the read; later ones are folded in by updateTrees.
 func (c *vmCtl) buildTrees() error {
-	t := &sourceTrees{trees: map[string]*HashTree{}}
+	t := &sourceTrees{trees: map[string]*hashtree.Tree{}}
 	if p := c.src.disks[0].Pending(); len(p) > 0 {
 		t.seen = p[len(p)-1]
 	}
@@ -312,13 +313,13 @@ func (c *vmCtl) buildTrees() error {
 	return nil
 }
 
-func hashImage(path string, size int64) (*HashTree, error) {
+func hashImage(path string, size int64) (*hashtree.Tree, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return BuildHashTree(f, size)
+	return hashtree.Build(f, size)
 }
 
 // sourceRoots are the source disks' roots now (after every closed cycle).

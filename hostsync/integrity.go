@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // Integrity (DESIGN.md section 6): the source proves, cycle by cycle, that
@@ -117,7 +118,7 @@ func (in *sourceIntegrity) rootsFor(seq uint64) map[string]string {
 // sourceSnapshot is a copy of the kept trees at one cycle.
 type sourceSnapshot struct {
 	seq   uint64
-	trees map[string]*HashTree
+	trees map[string]*hashtree.Tree
 }
 
 // snapshotAt rebuilds the kept trees as they were at cycle seq, if every
@@ -126,7 +127,7 @@ type sourceSnapshot struct {
 func (in *sourceIntegrity) snapshotAt(seq uint64) (sourceSnapshot, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	snap := sourceSnapshot{seq: seq, trees: map[string]*HashTree{}}
+	snap := sourceSnapshot{seq: seq, trees: map[string]*hashtree.Tree{}}
 	for name, kt := range in.kept {
 		if kt == nil {
 			return sourceSnapshot{}, fmt.Errorf("%w: disk %s has no kept tree", ErrNotVerifiable, name)
@@ -135,7 +136,7 @@ func (in *sourceIntegrity) snapshotAt(seq uint64) (sourceSnapshot, error) {
 		if !ok {
 			return sourceSnapshot{}, fmt.Errorf("%w: disk %s's kept tree is exact at cycle %d, not at %d", ErrNotVerifiable, name, kt.seq, seq)
 		}
-		snap.trees[name] = treeFromLeaves(kt.tree.Size(), leaves)
+		snap.trees[name] = hashtree.FromHashes(kt.tree.Size(), leaves)
 	}
 	if len(snap.trees) != in.disks || in.disks == 0 {
 		return sourceSnapshot{}, fmt.Errorf("%w: %d of %d disks have a kept tree", ErrNotVerifiable, len(snap.trees), in.disks)

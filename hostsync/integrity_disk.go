@@ -10,6 +10,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // keptTree is a hash tree of a tracked disk kept exact at the cycles the
@@ -19,7 +20,7 @@ import (
 // cost that grows with the changes. Owned by sourceIntegrity (under its
 // mutex).
 type keptTree struct {
-	tree *HashTree
+	tree *hashtree.Tree
 	// mark is where in the disk's changes the tree stands: every change
 	// after it is a change record (or a close) still in the log, or the
 	// tree can no longer be made exact.
@@ -47,16 +48,16 @@ type foldUndo struct {
 
 type leafUndo struct {
 	i int
-	h hashNode
+	h hashtree.Hash
 }
 
 // leavesAt returns the tree's leaves as they were at exact cycle seq, or
 // false when seq is not one of the last exact cycles.
-func (kt *keptTree) leavesAt(seq uint64) ([]hashNode, bool) {
+func (kt *keptTree) leavesAt(seq uint64) ([]hashtree.Hash, bool) {
 	if !kt.valid || kt.seq == 0 || seq > kt.seq {
 		return nil, false
 	}
-	leaves := append([]hashNode(nil), kt.tree.levels[0]...)
+	leaves := kt.tree.Leaves()
 	for cur := kt.seq; cur != seq; {
 		u, ok := kt.undo[cur]
 		if !ok || u.prev == 0 || u.prev < seq {
@@ -85,7 +86,7 @@ func startKeptTree(d *disk.Tracked) (*keptTree, error) {
 		return nil, fmt.Errorf("disk %s: hash image: %w", d.Name(), err)
 	}
 	defer f.Close()
-	kt.tree, err = BuildHashTree(f, d.Size())
+	kt.tree, err = hashtree.Build(f, d.Size())
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", d.Name(), err)
 	}
@@ -126,11 +127,11 @@ type keptFold struct {
 }
 
 // BlockSize is the tree's leaf size: the disk holds writes by leaf.
-func (f *keptFold) BlockSize() int64 { return HashLeafSize }
+func (f *keptFold) BlockSize() int64 { return hashtree.LeafSize }
 
 // Plan lists the leaves the changes touched.
 func (f *keptFold) Plan(changed []cycle.Extent) []int {
-	f.leaves, _ = f.kt.tree.dirtyLeaves(changed)
+	f.leaves = f.kt.tree.DirtyLeaves(changed)
 	return f.leaves
 }
 
@@ -141,7 +142,7 @@ func (f *keptFold) Fold(img io.ReaderAt, changed []cycle.Extent, seq uint64, nex
 	kt := f.kt
 	undo := make([]leafUndo, len(f.leaves))
 	for j, i := range f.leaves {
-		undo[j] = leafUndo{i: i, h: kt.tree.levels[0][i]}
+		undo[j] = leafUndo{i: i, h: kt.tree.Leaf(i)}
 	}
 	if err := kt.tree.Update(img, changed); err != nil {
 		f.logger.Warn().Err(err).Str("disk", f.disk).Msg("kept hash tree: fold failed")

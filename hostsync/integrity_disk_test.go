@@ -14,6 +14,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 const keptDiskSize = 4 << 20
@@ -50,7 +51,7 @@ func applyCycle(buf []byte, c cycle.Cycle) {
 
 func treeRootOf(tb testing.TB, buf []byte) string {
 	tb.Helper()
-	t, err := BuildHashTree(bytes.NewReader(buf), int64(len(buf)))
+	t, err := hashtree.Build(bytes.NewReader(buf), int64(len(buf)))
 	require.NoError(tb, err)
 	return t.Root()
 }
@@ -124,7 +125,7 @@ func TestKeptTreeExactUnderConcurrentWrites(t *testing.T) {
 			continue
 		}
 		require.True(t, ok, "cycle %d", seq)
-		require.Equal(t, rootAt[seq], treeFromLeaves(keptDiskSize, leaves).Root(), "tree rolled back to cycle %d", seq)
+		require.Equal(t, rootAt[seq], hashtree.FromHashes(keptDiskSize, leaves).Root(), "tree rolled back to cycle %d", seq)
 	}
 	_, ok := kt.leavesAt(kt.seq + 1)
 	require.False(t, ok)
@@ -206,7 +207,7 @@ func BenchmarkCloseCycleKept(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		for _, d := range []*disk.Tracked{kept, plain} {
 			for w := 0; w < writes; w++ {
-				require.NoError(b, d.WriteAt(buf, int64((w*997+i*31)%(size/HashLeafSize))*HashLeafSize+512, false))
+				require.NoError(b, d.WriteAt(buf, int64((w*997+i*31)%(size/hashtree.LeafSize))*hashtree.LeafSize+512, false))
 			}
 		}
 		start := time.Now()
@@ -225,5 +226,5 @@ func BenchmarkCloseCycleKept(b *testing.B) {
 	b.ReportMetric(float64(keptDur.Microseconds())/n, "kept_close_us")
 	b.ReportMetric(float64(plainDur.Microseconds())/n, "plain_close_us")
 	b.ReportMetric(float64(keptDur)/float64(plainDur), "kept/plain")
-	b.ReportMetric(float64(writes*HashLeafSize)/(1<<20)/(keptDur-plainDur).Seconds()*n, "rehash_MB/s")
+	b.ReportMetric(float64(writes*hashtree.LeafSize)/(1<<20)/(keptDur-plainDur).Seconds()*n, "rehash_MB/s")
 }

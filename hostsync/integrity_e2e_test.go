@@ -11,7 +11,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/handlers"
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // protectVerify is protectFailover plus the control plane's verify
@@ -77,7 +77,7 @@ func imageTreeRoot(t testing.TB, path string) string {
 	defer f.Close()
 	st, err := f.Stat()
 	require.NoError(t, err)
-	tree, err := hostsync.BuildHashTree(f, st.Size())
+	tree, err := hashtree.Build(f, st.Size())
 	require.NoError(t, err)
 	return tree.Root()
 }
@@ -97,7 +97,7 @@ func TestVerifyFindsCorruptUntouchedBlockAndResyncRepairs(t *testing.T) {
 	w.corruptReplica(bad)
 	res = w.verify()
 	require.False(t, res.Equal)
-	require.Equal(t, []events.DiskRange{{Disk: "d0", Offset: 3 << 20, Length: hostsync.HashLeafSize}}, res.Differing)
+	require.Equal(t, []events.DiskRange{{Disk: "d0", Offset: 3 << 20, Length: hashtree.LeafSize}}, res.Differing)
 	vm := w.waitVM(10*time.Second, "resync required and critical", func(vm events.VM) bool {
 		return vm.State == events.ResyncRequiredState && vm.Health == events.HealthCritical
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // Initial replication. When protection is enabled (or at the policy's start
@@ -126,8 +127,8 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 		if err != nil {
 			return fmt.Errorf("initial replication: %w", err)
 		}
-		n := leafCount(d.Size())
-		trees[d.Name()] = &irTree{size: d.Size(), mark: m, leaves: make([]hashNode, n), set: make([]bool, n)}
+		n := hashtree.LeafCount(d.Size())
+		trees[d.Name()] = &irTree{size: d.Size(), mark: m, leaves: make([]hashtree.Hash, n), set: make([]bool, n)}
 	}
 	if err := saveJSON(c.irPath(), st); err != nil {
 		return fmt.Errorf("initial replication state: %w", err)
@@ -135,7 +136,7 @@ func (c *vmCtl) startIR(vm events.VM, enableSeq uint64) error {
 	s := &c.src.ship
 	s.ir, s.ackedTo, s.lastClose = st, 0, time.Time{}
 	s.irSent = map[uint64]int64{}
-	if st.Chunk%HashLeafSize == 0 {
+	if st.Chunk%hashtree.LeafSize == 0 {
 		s.irTrees = trees // irtree.go: the kept trees, from the chunks read
 	}
 	clear(s.sentAt)

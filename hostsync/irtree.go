@@ -3,6 +3,7 @@ package hostsync
 import (
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // An initial replication reads every byte of the disks once; the source
@@ -21,7 +22,7 @@ import (
 type irTree struct {
 	size   int64
 	mark   disk.Mark // the disk's right after the change log's reset
-	leaves []hashNode
+	leaves []hashtree.Hash
 	set    []bool
 	hashed int // distinct leaves set
 }
@@ -38,9 +39,9 @@ func (ts irTrees) add(disk string, extents []cycle.Extent) {
 	}
 	for k := range extents {
 		e := &extents[k]
-		for off := e.Offset - e.Offset%HashLeafSize; off < e.End() && off < t.size; off += HashLeafSize {
-			i := int(off / HashLeafSize)
-			h, ok := leafFromExtent(e, off, t.size)
+		for off := e.Offset - e.Offset%hashtree.LeafSize; off < e.End() && off < t.size; off += hashtree.LeafSize {
+			i := int(off / hashtree.LeafSize)
+			h, ok := hashtree.LeafFromExtent(e, off, t.size)
 			if !ok {
 				continue // never set: the tree stays incomplete and is not kept
 			}
@@ -58,7 +59,7 @@ func (t *irTree) keptTree() (*keptTree, bool) {
 	if t.hashed != len(t.leaves) {
 		return nil, false
 	}
-	return &keptTree{tree: treeFromLeaves(t.size, t.leaves), mark: t.mark, valid: true}, true
+	return &keptTree{tree: hashtree.FromHashes(t.size, t.leaves), mark: t.mark, valid: true}, true
 }
 
 // keepIRTrees installs the trees the initial replication hashed as the

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // Point is a recovery point of a replica: the disks as they were when the
@@ -230,16 +232,16 @@ func copyRecs(w *undoWriter, u *undoFile, recs []undoRec) error {
 // clipRecs returns the parts of recs that no record of cover overlaps; a
 // part keeps the dataAt of its own bytes.
 func clipRecs(recs, cover []undoRec) []undoRec {
-	byDisk := map[string][]BlockRange{}
+	byDisk := map[string][]cycle.Range{}
 	for _, c := range cover {
-		byDisk[c.disk] = append(byDisk[c.disk], BlockRange{c.off, c.length})
+		byDisk[c.disk] = append(byDisk[c.disk], cycle.Range{Offset: c.off, Length: c.length})
 	}
 	for d := range byDisk {
 		byDisk[d] = mergeRanges(byDisk[d])
 	}
 	var out []undoRec
 	for _, rec := range recs {
-		for _, part := range subtractRanges(BlockRange{rec.off, rec.length}, byDisk[rec.disk]) {
+		for _, part := range subtractRanges(cycle.Range{Offset: rec.off, Length: rec.length}, byDisk[rec.disk]) {
 			piece := rec
 			piece.off, piece.length = part.Offset, part.Length
 			if !rec.zero {
@@ -252,9 +254,9 @@ func clipRecs(recs, cover []undoRec) []undoRec {
 }
 
 // mergeRanges sorts ranges and merges overlapping or adjacent ones.
-func mergeRanges(rs []BlockRange) []BlockRange {
-	slices.SortFunc(rs, func(a, b BlockRange) int { return int(min(max(a.Offset-b.Offset, -1), 1)) })
-	var out []BlockRange
+func mergeRanges(rs []cycle.Range) []cycle.Range {
+	slices.SortFunc(rs, func(a, b cycle.Range) int { return int(min(max(a.Offset-b.Offset, -1), 1)) })
+	var out []cycle.Range
 	for _, x := range rs {
 		if n := len(out); n > 0 && x.Offset <= out[n-1].Offset+out[n-1].Length {
 			out[n-1].Length = max(out[n-1].Offset+out[n-1].Length, x.Offset+x.Length) - out[n-1].Offset
@@ -266,8 +268,8 @@ func mergeRanges(rs []BlockRange) []BlockRange {
 }
 
 // subtractRanges returns the parts of x outside the sorted, merged cover.
-func subtractRanges(x BlockRange, cover []BlockRange) []BlockRange {
-	var out []BlockRange
+func subtractRanges(x cycle.Range, cover []cycle.Range) []cycle.Range {
+	var out []cycle.Range
 	pos, end := x.Offset, x.Offset+x.Length
 	first := sort.Search(len(cover), func(i int) bool { return cover[i].Offset+cover[i].Length > pos })
 	for _, c := range cover[first:] {
@@ -279,12 +281,12 @@ func subtractRanges(x BlockRange, cover []BlockRange) []BlockRange {
 			break
 		}
 		if c.Offset > pos {
-			out = append(out, BlockRange{pos, c.Offset - pos})
+			out = append(out, cycle.Range{Offset: pos, Length: c.Offset - pos})
 		}
 		pos = max(pos, cEnd)
 	}
 	if pos < end {
-		out = append(out, BlockRange{pos, end - pos})
+		out = append(out, cycle.Range{Offset: pos, Length: end - pos})
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // pointIndex finds a retained point. Callers hold mu.
@@ -86,19 +88,19 @@ func copySparse(ctx context.Context, dst, src *os.File, size int64) error {
 		return err
 	}
 	buf := make([]byte, 1<<20)
-	for _, reg := range fileRegions(src, 0, size) {
-		if !reg.data {
+	for _, reg := range sparse.Regions(src, 0, size) {
+		if !reg.Data {
 			continue
 		}
-		for off := reg.off; off < reg.off+reg.length; {
+		for off := reg.Offset; off < reg.Offset+reg.Length; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			n := min(int64(len(buf)), reg.off+reg.length-off)
+			n := min(int64(len(buf)), reg.Offset+reg.Length-off)
 			if _, err := src.ReadAt(buf[:n], off); err != nil {
 				return err
 			}
-			if !isZeroBlock(buf[:n]) {
+			if !sparse.IsZero(buf[:n]) {
 				if _, err := dst.WriteAt(buf[:n], off); err != nil {
 					return err
 				}

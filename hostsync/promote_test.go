@@ -10,6 +10,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // The source's hash trees survive an agent restart (saved beside the
@@ -22,7 +23,7 @@ func TestPlannedFailoverAfterSourceRestart(t *testing.T) {
 	w.latestPointAfter(mark, 10*time.Second)
 	tree := filepath.Join(w.dirs["hv01"], "vms", "web01", "d0.img.hashtree")
 	w.waitVM(5*time.Second, "source tree saved", func(events.VM) bool {
-		_, stamp, err := hostsync.LoadHashTree(tree)
+		_, stamp, err := hashtree.Load(tree)
 		return err == nil && stamp != ""
 	})
 	w.stopAgent("hv01")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -193,7 +194,7 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	rctx, cancel := context.WithCancel(ctx)
 	c.rcv.cancel, c.rcv.done = cancel, make(chan struct{})
 	epoch, seq := c.rcv.replica.LastApplied()
-	rx := &receiver{c: c, rep: c.rcv.replica, cons: cons, asm: NewAssembler(vm.Name, max(epoch, vm.Epoch), seq+1), side: c.rcv}
+	rx := &receiver{c: c, rep: c.rcv.replica, cons: cons, asm: batch.NewAssembler(vm.Name, max(epoch, vm.Epoch), seq+1), side: c.rcv}
 	if epoch < vm.Epoch {
 		rx.asm.Reset(vm.Epoch, 1)
 	}
@@ -270,7 +271,7 @@ type receiver struct {
 	c    *vmCtl
 	rep  *Replica
 	cons jetstream.Consumer
-	asm  *Assembler
+	asm  *batch.Assembler
 	held []jetstream.Msg
 	// unsynced are the messages of the chunks ApplyInitial wrote, acked
 	// once SyncInitial made them durable.
@@ -337,19 +338,19 @@ func (rx *receiver) wait(ctx context.Context, d time.Duration) {
 // reported, a gap drops the partial cycle (the source sends it again).
 func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 	vm, _, _ := rx.c.snapshot()
-	b, err := DecodeBatch(msg.Data())
+	b, err := batch.Decode(msg.Data())
 	if err == nil {
 		err = checkBatchSubject(msg.Subject(), b)
 	}
 	if err == nil && b.VM != vm.Name {
-		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", ErrBadCycle, b.VM, vm.Name)
+		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", cycle.ErrInvalid, b.VM, vm.Name)
 	}
 	if err != nil {
 		rx.refuse(ctx, msg, agentproto.CodeBadBatch, err)
 		return
 	}
 	if b.Epoch < vm.Epoch {
-		rx.refuse(ctx, msg, agentproto.CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, ErrStaleEpoch))
+		rx.refuse(ctx, msg, agentproto.CodeStaleEpoch, fmt.Errorf("batch of epoch %d, vm at epoch %d: %w", b.Epoch, vm.Epoch, cycle.ErrStaleEpoch))
 		return
 	}
 	if b.Epoch > vm.Epoch {
@@ -359,19 +360,19 @@ func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 	rx.add(ctx, msg, b)
 }
 
-func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
-	if b.Epoch > rx.asm.epoch && b.Cycle == 1 {
+func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b batch.Batch) {
+	if b.Epoch > rx.asm.Epoch() && b.Cycle == 1 {
 		rx.dropHeld()
 		rx.asm.Reset(b.Epoch, 1)
 	}
 	fresh := b.Epoch == rx.asm.Epoch() && b.Cycle == rx.asm.Next() && b.Index == rx.asm.Held()
 	cyc, whole, err := rx.asm.Add(b)
 	switch {
-	case errors.Is(err, ErrCycleApplied):
+	case errors.Is(err, cycle.ErrApplied):
 		_ = msg.Ack()
 		rx.sendAck()
 		return
-	case errors.Is(err, ErrCycleGap), errors.Is(err, ErrBatchGap):
+	case errors.Is(err, cycle.ErrSeqGap), errors.Is(err, cycle.ErrBatchGap):
 		rx.outOfOrder(ctx, msg, b, err)
 		return
 	case err != nil:
@@ -396,7 +397,7 @@ func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b Batch) {
 
 // preimage saves the undo data of a new batch while the next ones are on
 // their way (replica_prep.go). A first copy needs none.
-func (rx *receiver) preimage(b Batch) {
+func (rx *receiver) preimage(b batch.Batch) {
 	if b.Initial && rx.rep.FirstCopy() {
 		return
 	}
@@ -412,7 +413,7 @@ func (rx *receiver) preimage(b Batch) {
 // missing batch counts as lost: the partial cycle and the batch are dropped
 // and the source, seeing its cycles unapplied and nothing left to deliver,
 // sends them again. Nothing is ever applied over a gap.
-func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, err error) {
+func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b batch.Batch, err error) {
 	if meta, merr := msg.Metadata(); merr == nil && meta.NumDelivered < gapRetries {
 		_ = msg.NakWithDelay(gapDelay)
 		return
@@ -425,10 +426,10 @@ func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b Batch, 
 }
 
 // checkBatchSubject checks the subject's epoch token against the batch.
-func checkBatchSubject(subject string, b Batch) error {
+func checkBatchSubject(subject string, b batch.Batch) error {
 	tok := subject[strings.LastIndexByte(subject, '.')+1:]
 	if e, err := strconv.ParseUint(tok, 10, 64); err != nil || e != b.Epoch {
-		return fmt.Errorf("%w: batch of epoch %d on subject %s", ErrBadCycle, b.Epoch, subject)
+		return fmt.Errorf("%w: batch of epoch %d on subject %s", cycle.ErrInvalid, b.Epoch, subject)
 	}
 	return nil
 }
@@ -469,7 +470,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 	start := time.Now()
 	p, err := rx.rep.Apply(ctx, cyc)
 	applied := time.Now()
-	if errors.Is(err, ErrCycleApplied) {
+	if errors.Is(err, cycle.ErrApplied) {
 		ackAll(held)
 		rx.sendAck()
 		return
@@ -495,7 +496,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 // next syncInitial (after the fetch, or once initialSyncBytes are written).
 func (rx *receiver) applyInitial(ctx context.Context, cyc cycle.Cycle, held []jetstream.Msg) {
 	err := rx.rep.ApplyInitial(ctx, cyc)
-	if err != nil && !errors.Is(err, ErrCycleApplied) {
+	if err != nil && !errors.Is(err, cycle.ErrApplied) {
 		rx.failApply(ctx, append(rx.unsynced, held...), err)
 		rx.unsynced, rx.unsyncedBytes = nil, 0
 		return
@@ -544,7 +545,7 @@ func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err err
 		_ = m.NakWithDelay(time.Second)
 	}
 	epoch, seq := rx.rep.LastApplied()
-	rx.asm.Reset(max(epoch, rx.asm.epoch), seq+1)
+	rx.asm.Reset(max(epoch, rx.asm.Epoch()), seq+1)
 	rx.c.reportError(ctx, agentproto.CodeApplyFailed, err)
 }
 

@@ -14,7 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // Replica is the recovery host's copy of one VM's disks: one plain sparse
@@ -34,7 +37,7 @@ type Replica struct {
 	mu     sync.RWMutex
 	state  replicaState
 	images map[string]*os.File
-	trees  map[string]*HashTree
+	trees  map[string]*hashtree.Tree
 	undoMu sync.Mutex // guards undos, filled by concurrent readers
 	undos  map[string]*undoFile
 	pins   map[string]int
@@ -125,7 +128,7 @@ func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zero
 	r := &Replica{
 		dir: dir, vm: vm, disks: map[string]events.DiskSpec{}, hook: opts.Hook,
 		log:    logger.With().Str("component", "replica").Str("vm", vm).Logger(),
-		images: map[string]*os.File{}, trees: map[string]*HashTree{}, undos: map[string]*undoFile{}, pins: map[string]int{},
+		images: map[string]*os.File{}, trees: map[string]*hashtree.Tree{}, undos: map[string]*undoFile{}, pins: map[string]int{},
 	}
 	for _, d := range disks {
 		r.disks[d.Name] = d
@@ -222,7 +225,7 @@ func (r *Replica) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(filepath.Join(r.dir, stateFile), buf)
+	return durable.WriteFile(filepath.Join(r.dir, stateFile), buf)
 }
 
 // ImagePath is the raw image of a disk at the latest recovery point.
@@ -262,14 +265,14 @@ func (r *Replica) roots() map[string]string {
 }
 
 // HashTree is a copy of a disk's current hash tree, for verify and resync.
-func (r *Replica) HashTree(disk string) (*HashTree, error) {
+func (r *Replica) HashTree(disk string) (*hashtree.Tree, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	t, ok := r.trees[disk]
 	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
-	return HashTreeFromLeaves(t.size, t.LeafHashes())
+	return hashtree.FromLeaves(t.Size(), t.LeafHashes())
 }
 
 // Fence refuses, from now on and durably, every cycle of an epoch below

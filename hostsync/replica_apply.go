@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // pendingOp is pending.json: the commit record of an apply or a revert
@@ -31,7 +35,7 @@ func PointID(epoch, seq uint64) string { return fmt.Sprintf("rp-%d-%d", epoch, s
 // Apply applies a whole cycle on top of the latest point, or nothing: a
 // crash at any instant leaves the replica at the previous point or at the
 // new one, bit for bit. The cycle must be the next of the epoch (last + 1),
-// or cycle 1 of a newer epoch; anything else is refused with a SeqError and
+// or cycle 1 of a newer epoch; anything else is refused with a cycle.SeqError and
 // changes nothing. A full file system fails with ErrNoSpace and leaves the
 // previous point. It returns the new recovery point.
 func (r *Replica) Apply(ctx context.Context, c cycle.Cycle) (Point, error) {
@@ -86,7 +90,7 @@ var errDurable = errors.New("operation durable, cleanup failed")
 
 func (r *Replica) checkCycle(c cycle.Cycle) error {
 	if c.VM != r.vm {
-		return fmt.Errorf("%w: cycle of vm %q on replica of %q", ErrBadCycle, c.VM, r.vm)
+		return fmt.Errorf("%w: cycle of vm %q on replica of %q", cycle.ErrInvalid, c.VM, r.vm)
 	}
 	if err := r.checkSeq(c.Epoch, c.Seq); err != nil {
 		return err
@@ -103,32 +107,32 @@ func (r *Replica) checkCycle(c cycle.Cycle) error {
 func (r *Replica) checkExtent(e cycle.Extent) error {
 	d, ok := r.disks[e.Disk]
 	if !ok {
-		return fmt.Errorf("%w: unknown disk %q", ErrBadCycle, e.Disk)
+		return fmt.Errorf("%w: unknown disk %q", cycle.ErrInvalid, e.Disk)
 	}
-	if err := checkBatchExtent(e); err != nil {
+	if err := cycle.CheckExtent(e); err != nil {
 		return err
 	}
 	if e.End() > d.Size {
-		return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", ErrBadCycle, e.Disk, e.Offset, e.Length, d.Size)
+		return fmt.Errorf("%w: extent %s@%d+%d past the disk's %d bytes", cycle.ErrInvalid, e.Disk, e.Offset, e.Length, d.Size)
 	}
 	return nil
 }
 
 func (r *Replica) checkSeq(epoch, seq uint64) error {
 	st := r.state
-	err := &SeqError{VM: r.vm, WantEpoch: max(st.Epoch, st.Fence), GotEpoch: epoch, WantSeq: st.Seq + 1, GotSeq: seq}
+	err := &cycle.SeqError{VM: r.vm, WantEpoch: max(st.Epoch, st.Fence), GotEpoch: epoch, WantSeq: st.Seq + 1, GotSeq: seq}
 	switch {
 	case epoch < st.Fence || epoch < st.Epoch:
-		err.Err = ErrStaleEpoch
+		err.Err = cycle.ErrStaleEpoch
 	case epoch > st.Epoch && seq != 1:
 		err.WantSeq = 1
-		err.Err = ErrCycleGap
+		err.Err = cycle.ErrSeqGap
 	case epoch > st.Epoch:
 		return nil
 	case seq <= st.Seq:
-		err.Err = ErrCycleApplied
+		err.Err = cycle.ErrApplied
 	case seq > st.Seq+1:
-		err.Err = ErrCycleGap
+		err.Err = cycle.ErrSeqGap
 	default:
 		return nil
 	}
@@ -186,16 +190,16 @@ func (r *Replica) writeUndo(c cycle.Cycle, name string) error {
 // preImage records the current bytes of e's range: holes as zero records,
 // data in records of at most undoChunk bytes.
 func preImage(w *undoWriter, f *os.File, e cycle.Extent) error {
-	for _, reg := range fileRegions(f, e.Offset, e.End()) {
-		if !reg.data {
-			if err := w.add(e.Disk, reg.off, reg.length, true, nil); err != nil {
+	for _, reg := range sparse.Regions(f, e.Offset, e.End()) {
+		if !reg.Data {
+			if err := w.add(e.Disk, reg.Offset, reg.Length, true, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		buf := make([]byte, min(reg.length, undoChunk))
-		for off := reg.off; off < reg.off+reg.length; {
-			n := min(int64(len(buf)), reg.off+reg.length-off)
+		buf := make([]byte, min(reg.Length, undoChunk))
+		for off := reg.Offset; off < reg.Offset+reg.Length; {
+			n := min(int64(len(buf)), reg.Offset+reg.Length-off)
 			if _, err := f.ReadAt(buf[:n], off); err != nil {
 				return err
 			}
@@ -261,7 +265,7 @@ func (r *Replica) done(after string) error { return r.removePending(after, true)
 // the next operation's record replaces it.
 func (r *Replica) doneApply() error { return r.removePending(StageStateWritten, false) }
 
-func (r *Replica) removePending(after string, durable bool) error {
+func (r *Replica) removePending(after string, synced bool) error {
 	if after != "" {
 		if err := r.stage(after); err != nil {
 			return &StageError{Stage: after, Err: fmt.Errorf("%w: %w", errDurable, err)}
@@ -270,10 +274,10 @@ func (r *Replica) removePending(after string, durable bool) error {
 	if err := os.Remove(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
 	}
-	if !durable {
+	if !synced {
 		return nil
 	}
-	if err := syncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
+	if err := durable.SyncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
 		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
 	}
 	return nil
@@ -315,24 +319,24 @@ func (r *Replica) syncImages(stage string) error {
 	return nil
 }
 
-// treePlans are the hash tree updates of a cycle (leafPlan, per disk),
+// treePlans are the hash tree updates of a cycle (hashtree.Plan, per disk),
 // hashed from the cycle's bytes on other CPUs while the undo data and the
 // images are written.
 type treePlans struct {
 	done  chan struct{}
-	plans map[string]*leafPlan
+	plans map[string]*hashtree.Plan
 }
 
 func (r *Replica) planTrees(extents []cycle.Extent) *treePlans {
-	tp := &treePlans{done: make(chan struct{}), plans: map[string]*leafPlan{}}
-	trees := make([]*HashTree, len(r.order))
+	tp := &treePlans{done: make(chan struct{}), plans: map[string]*hashtree.Plan{}}
+	trees := make([]*hashtree.Tree, len(r.order))
 	for i, name := range r.order {
 		trees[i] = r.trees[name]
 	}
 	go func() {
 		defer close(tp.done)
 		for i, name := range r.order {
-			tp.plans[name] = trees[i].plan(extentsOf(extents, name))
+			tp.plans[name] = trees[i].Plan(extentsOf(extents, name))
 		}
 	}()
 	return tp
@@ -347,10 +351,10 @@ func (tp *treePlans) wait() { <-tp.done }
 func (r *Replica) updateTrees(plans *treePlans, gen uint64) error {
 	plans.wait()
 	for _, name := range r.order {
-		if err := r.trees[name].apply(r.images[name], plans.plans[name]); err != nil {
+		if err := r.trees[name].Apply(r.images[name], plans.plans[name]); err != nil {
 			return &StageError{Stage: StageTreesSaved, Err: err}
 		}
-		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
+		if err := r.trees[name].SaveCache(r.treePath(name), genStamp(gen)); err != nil {
 			return noSpace(StageTreesSaved, err)
 		}
 	}

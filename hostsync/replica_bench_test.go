@@ -13,6 +13,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 // BenchmarkReplicaApply applies cycles changing 1% of a 2 GiB sparse disk
@@ -33,7 +34,7 @@ func BenchmarkReplicaApply(b *testing.B) {
 
 	rng := rand.New(rand.NewPCG(41, 42))
 	data := make([]byte, blocks*block)
-	fillRandomBytes(rng, data)
+	cycletest.FillRandom(rng, data)
 	var replicaTime, rawTime time.Duration
 	var cycles int
 	for b.Loop() {

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 // errStageInjected is what an injected failure returns.
@@ -177,7 +179,7 @@ func TestReplicaFailureAfterDurable(t *testing.T) {
 	h.applied(c, p)
 	requireImages(t, r, h.model)
 	_, err = r.Apply(context.Background(), c)
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 	h.applyN(t, r, 1)
 	require.NoFileExists(t, filepath.Join(r.dir, pendingFile))
 	requireNoStrayUndo(t, r)
@@ -291,7 +293,7 @@ const replicaKillChildEnv = "SR_REPLICA_KILL_CHILD_DIR"
 // replicaKillCycle is cycle seq of the kill -9 test, the same in both processes.
 func replicaKillCycle(seq uint64) cycle.Cycle {
 	rng := rand.New(rand.NewPCG(77, seq))
-	return randomTestCycle(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
+	return cycletest.Random(rng, "web01", 1, seq, replicaTestTime0.Add(time.Duration(seq)*time.Minute))
 }
 
 // TestReplicaKillChild is the process TestReplicaKill9 kills: it applies
@@ -329,11 +331,11 @@ func TestReplicaKill9(t *testing.T) {
 		require.NoError(t, err)
 		_, seq := r.LastApplied()
 		t.Logf("round %d: killed after %s mid-apply=%v, reopened at cycle %d", round, extra, pendErr == nil, seq)
-		model, snaps := newReplicaModel(), map[string]replicaModel{}
+		model, snaps := cycletest.NewModel(), map[string]cycletest.Model{}
 		for s := uint64(1); s <= seq; s++ {
 			c := replicaKillCycle(s)
-			model.apply(c)
-			snaps[PointID(1, s)] = model.clone()
+			model.Apply(c)
+			snaps[PointID(1, s)] = model.Clone()
 		}
 		requireImages(t, r, model)
 		for _, p := range r.Points() {

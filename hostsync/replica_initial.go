@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 )
 
 // The first copy of an initial replication takes a shorter path than a
@@ -40,7 +42,7 @@ func (r *Replica) ApplyInitial(ctx context.Context, c cycle.Cycle) error {
 		return err
 	}
 	if !c.Initial || len(r.state.Points) > 0 {
-		return fmt.Errorf("%w: ApplyInitial of cycle %d (initial %t) on a replica with %d points", ErrBadCycle, c.Seq, c.Initial, len(r.state.Points))
+		return fmt.Errorf("%w: ApplyInitial of cycle %d (initial %t) on a replica with %d points", cycle.ErrInvalid, c.Seq, c.Initial, len(r.state.Points))
 	}
 	if err := r.checkCycle(c); err != nil {
 		return err
@@ -87,7 +89,7 @@ func (r *Replica) dropTreeFiles() error {
 			return err
 		}
 	}
-	return syncParentDir(filepath.Join(r.dir, stateFile))
+	return durable.SyncParentDir(filepath.Join(r.dir, stateFile))
 }
 
 // FirstCopy says whether the replica holds no recovery point: Initial
@@ -123,7 +125,7 @@ func (r *Replica) syncInitial() error {
 	next := r.state
 	next.Gen++
 	for _, name := range r.order {
-		if err := r.trees[name].saveCache(r.treePath(name), genStamp(next.Gen)); err != nil {
+		if err := r.trees[name].SaveCache(r.treePath(name), genStamp(next.Gen)); err != nil {
 			return err
 		}
 	}

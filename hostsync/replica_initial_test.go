@@ -6,13 +6,16 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // initialChunks cuts the disks of the model (random data, some zero runs)
 // into Initial cycles of chunk bytes, numbered from 1.
-func initialChunks(rng *rand.Rand, m replicaModel, chunk int64) []cycle.Cycle {
+func initialChunks(rng *rand.Rand, m cycletest.Model, chunk int64) []cycle.Cycle {
 	var out []cycle.Cycle
 	for _, name := range []string{"sda", "sdb"} {
 		data := m[name]
@@ -37,7 +40,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 8))
-	model := newReplicaModel()
+	model := cycletest.NewModel()
 	chunks := initialChunks(rng, model, 96<<10) // not a multiple of the leaf
 	require.Greater(t, len(chunks), 8)
 
@@ -62,7 +65,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	// images, they describe what the images hold.
 	for _, name := range []string{"sda", "sdb"} {
 		f := r.images[name]
-		built, err := BuildHashTree(f, r.disks[name].Size)
+		built, err := hashtree.Build(f, r.disks[name].Size)
 		require.NoError(t, err)
 		require.Equal(t, built.Root(), r.Roots()[name], "disk %s tree after the crash", name)
 	}
@@ -70,18 +73,18 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	// Delivered again, the chunks apply again; a tracked cycle on top makes
 	// the first point, and the images equal the model.
 	err = r.ApplyInitial(ctx, chunks[2])
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 	for _, c := range chunks[4:] {
 		require.NoError(t, r.ApplyInitial(ctx, c))
 	}
-	h := &replicaHistory{rng: rng, model: model, snaps: map[string]replicaModel{}, clock: replicaTestTime0, epoch: 1, seq: uint64(len(chunks))}
+	h := &replicaHistory{rng: rng, model: model, snaps: map[string]cycletest.Model{}, clock: replicaTestTime0, epoch: 1, seq: uint64(len(chunks))}
 	h.applyN(t, r, 1) // Apply syncs the initial chunks first
 	require.Len(t, r.Points(), 1)
 	require.False(t, r.FirstCopy())
 
 	// With a point, an Initial cycle (a resync) takes the undo path.
 	err = r.ApplyInitial(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: h.seq + 1, Initial: true, ClosedAt: replicaTestTime0})
-	require.ErrorIs(t, err, ErrBadCycle)
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 	requireImages(t, r, h.model)
 }
 
@@ -90,7 +93,7 @@ func TestReplicaInitialRefusesBadChunksAndChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
 	rng := rand.New(rand.NewPCG(9, 10))
-	model := newReplicaModel()
+	model := cycletest.NewModel()
 	chunks := initialChunks(rng, model, 256<<10)
 	require.NoError(t, r.ApplyInitial(ctx, chunks[0]))
 	require.NoError(t, r.SyncInitial())

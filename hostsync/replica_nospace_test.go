@@ -16,6 +16,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 // mountSmallTmpfs mounts a tmpfs of size bytes, or skips the test where
@@ -58,7 +59,7 @@ func TestReplicaNoSpaceOnAFullFileSystem(t *testing.T) {
 			// overwritten ones in the undo file.
 			e := cycle.Extent{Disk: "sda", Offset: rng.Int64N(48) * 40960, Length: 64 << 10}
 			e.Data = make([]byte, e.Length)
-			fillRandomBytes(rng, e.Data)
+			cycletest.FillRandom(rng, e.Data)
 			c.Extents = append(c.Extents, e)
 		}
 		leave := rng.Int64N(600 << 10) // free space left: from nothing to enough

@@ -5,8 +5,9 @@ import (
 	"os"
 	"slices"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"golang.org/x/sys/unix"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 // Apply saves the bytes a cycle overwrites (its undo file) before it writes
@@ -59,7 +60,7 @@ func (r *Replica) Preimage(epoch, seq uint64, index int, extents []cycle.Extent)
 	p := r.prep
 	if p == nil || p.epoch != epoch || p.seq != seq || p.next != index || p.writes != r.imageWrites {
 		r.dropPrep()
-		return fmt.Errorf("%w: preimage of batch %d of cycle %d/%d: not the batch expected", ErrBadCycle, index, epoch, seq)
+		return fmt.Errorf("%w: preimage of batch %d of cycle %d/%d: not the batch expected", cycle.ErrInvalid, index, epoch, seq)
 	}
 	if err := r.preimageExtents(p, extents); err != nil {
 		r.dropPrep()

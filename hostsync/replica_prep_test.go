@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 // preimageBatches feeds c's extents to Preimage n at a time, as the
@@ -100,15 +102,15 @@ func TestReplicaPreimageRefusesWithoutChangingAnything(t *testing.T) {
 	h.applyN(t, r, 2)
 
 	c := h.next()
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq+1, 0, c.Extents), ErrCycleGap)
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq-1, 0, c.Extents), ErrCycleApplied)
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, c.Extents), ErrBadCycle, "batch 1 before batch 0")
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq+1, 0, c.Extents), cycle.ErrSeqGap)
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq-1, 0, c.Extents), cycle.ErrApplied)
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, c.Extents), cycle.ErrInvalid, "batch 1 before batch 0")
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 2, c.Extents), ErrBadCycle, "batch 2 after batch 0")
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 2, c.Extents), cycle.ErrInvalid, "batch 2 after batch 0")
 	require.Nil(t, r.prep, "an out-of-order batch drops the preparation")
-	past := cycle.Extent{Disk: "sda", Offset: replicaTestDisks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
+	past := cycle.Extent{Disk: "sda", Offset: cycletest.Disks["sda"] - 10, Length: 20, Data: make([]byte, 20)}
 	require.NoError(t, r.Preimage(c.Epoch, c.Seq, 0, nil))
-	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, []cycle.Extent{past}), ErrBadCycle)
+	require.ErrorIs(t, r.Preimage(c.Epoch, c.Seq, 1, []cycle.Extent{past}), cycle.ErrInvalid)
 	require.Nil(t, r.prep)
 	requireImages(t, r, h.model)
 	requireNoStrayUndo(t, r)

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/durable"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // recoverPending finishes or undoes the operation named by pending.json,
@@ -105,7 +108,7 @@ func (r *Replica) retree(recs []undoRec, gen uint64) error {
 		if err := r.trees[name].Update(r.images[name], byDisk[name]); err != nil {
 			return err
 		}
-		if err := r.trees[name].saveCache(r.treePath(name), genStamp(gen)); err != nil {
+		if err := r.trees[name].SaveCache(r.treePath(name), genStamp(gen)); err != nil {
 			return err
 		}
 	}
@@ -117,7 +120,7 @@ func (r *Replica) retree(recs []undoRec, gen uint64) error {
 func (r *Replica) loadTrees() error {
 	want := genStamp(r.state.Gen)
 	for _, name := range r.order {
-		t, stamp, err := LoadHashTree(r.treePath(name))
+		t, stamp, err := hashtree.Load(r.treePath(name))
 		if err == nil && stamp == want && t.Size() == r.disks[name].Size {
 			r.trees[name] = t
 			continue
@@ -140,12 +143,12 @@ func (r *Replica) rebuildTrees() error {
 
 func (r *Replica) rebuildTree(name string) error {
 	r.log.Info().Str("disk", name).Msg("rebuilding hash tree from the image")
-	t, err := BuildHashTree(r.images[name], r.disks[name].Size)
+	t, err := hashtree.Build(r.images[name], r.disks[name].Size)
 	if err != nil {
 		return err
 	}
 	r.trees[name] = t
-	return t.saveCache(r.treePath(name), genStamp(r.state.Gen))
+	return t.SaveCache(r.treePath(name), genStamp(r.state.Gen))
 }
 
 // removeOrphans deletes temp files and undo files no point names (left by
@@ -185,5 +188,5 @@ func writeJSONSynced(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(path, buf)
+	return durable.WriteFile(path, buf)
 }

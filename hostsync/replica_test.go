@@ -16,12 +16,14 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 var replicaTestTime0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
 func replicaTestDiskSpecs() []events.DiskSpec {
-	return []events.DiskSpec{{Name: "sda", Size: replicaTestDisks["sda"]}, {Name: "sdb", Size: replicaTestDisks["sdb"]}}
+	return []events.DiskSpec{{Name: "sda", Size: cycletest.Disks["sda"]}, {Name: "sdb", Size: cycletest.Disks["sdb"]}}
 }
 
 // mustOpenReplica opens the replica of web01 in dir; it is closed when the
@@ -36,7 +38,7 @@ func mustOpenReplica(tb testing.TB, dir string, opts ReplicaOptions) *Replica {
 
 // requireImages checks the replica's image files byte for byte and its
 // hash roots against the model.
-func requireImages(t *testing.T, r *Replica, want replicaModel) {
+func requireImages(t *testing.T, r *Replica, want cycletest.Model) {
 	t.Helper()
 	for name, data := range want {
 		got, err := os.ReadFile(r.ImagePath(name))
@@ -45,14 +47,14 @@ func requireImages(t *testing.T, r *Replica, want replicaModel) {
 	}
 	roots := r.Roots()
 	for name, data := range want {
-		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		tree, err := hashtree.Build(bytes.NewReader(data), int64(len(data)))
 		require.NoError(t, err)
 		require.Equal(t, tree.Root(), roots[name], "disk %s root", name)
 	}
 }
 
 // requirePoint materializes point id and checks it against the model.
-func requirePoint(t *testing.T, r *Replica, id string, want replicaModel) {
+func requirePoint(t *testing.T, r *Replica, id string, want cycletest.Model) {
 	t.Helper()
 	paths, err := r.MaterializePoint(context.Background(), id, t.TempDir())
 	require.NoError(t, err)
@@ -66,26 +68,26 @@ func requirePoint(t *testing.T, r *Replica, id string, want replicaModel) {
 // replicaHistory applies random cycles and remembers the model at every point.
 type replicaHistory struct {
 	rng   *rand.Rand
-	model replicaModel
-	snaps map[string]replicaModel
+	model cycletest.Model
+	snaps map[string]cycletest.Model
 	clock time.Time
 	epoch uint64
 	seq   uint64
 }
 
 func newReplicaHistory(seed uint64) *replicaHistory {
-	return &replicaHistory{rng: rand.New(rand.NewPCG(seed, seed+1)), model: newReplicaModel(), snaps: map[string]replicaModel{}, clock: replicaTestTime0, epoch: 1}
+	return &replicaHistory{rng: rand.New(rand.NewPCG(seed, seed+1)), model: cycletest.NewModel(), snaps: map[string]cycletest.Model{}, clock: replicaTestTime0, epoch: 1}
 }
 
 func (h *replicaHistory) next() cycle.Cycle {
 	h.clock = h.clock.Add(10 * time.Minute)
-	return randomTestCycle(h.rng, "web01", h.epoch, h.seq+1, h.clock)
+	return cycletest.Random(h.rng, "web01", h.epoch, h.seq+1, h.clock)
 }
 
 func (h *replicaHistory) applied(c cycle.Cycle, p Point) {
-	h.model.apply(c)
+	h.model.Apply(c)
 	h.seq = c.Seq
-	h.snaps[p.ID] = h.model.clone()
+	h.snaps[p.ID] = h.model.Clone()
 }
 
 func (h *replicaHistory) applyN(t *testing.T, r *Replica, n int) {
@@ -118,10 +120,10 @@ func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
 	require.Equal(t, uint64(12), seq)
 }
 
-func rootsOf(t *testing.T, m replicaModel) map[string]string {
+func rootsOf(t *testing.T, m cycletest.Model) map[string]string {
 	out := map[string]string{}
 	for name, data := range m {
-		tree, err := BuildHashTree(bytes.NewReader(data), int64(len(data)))
+		tree, err := hashtree.Build(bytes.NewReader(data), int64(len(data)))
 		require.NoError(t, err)
 		out[name] = tree.Root()
 	}
@@ -222,14 +224,14 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		c    cycle.Cycle
 		err  error
 	}{
-		{"older epoch", cycle.Cycle{VM: "web01", Epoch: 0, Seq: 4}, ErrStaleEpoch},
-		{"applied", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 3}, ErrCycleApplied},
-		{"gap", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 5}, ErrCycleGap},
-		{"new epoch not at 1", cycle.Cycle{VM: "web01", Epoch: 2, Seq: 2}, ErrCycleGap},
-		{"other vm", cycle.Cycle{VM: "db01", Epoch: 1, Seq: 4}, ErrBadCycle},
-		{"unknown disk", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdz", Length: 1, Data: data}}}, ErrBadCycle},
-		{"past the end", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Offset: replicaTestDisks["sdb"], Length: 1, Data: data}}}, ErrBadCycle},
-		{"short data", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Length: 2, Data: data}}}, ErrBadCycle},
+		{"older epoch", cycle.Cycle{VM: "web01", Epoch: 0, Seq: 4}, cycle.ErrStaleEpoch},
+		{"applied", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 3}, cycle.ErrApplied},
+		{"gap", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 5}, cycle.ErrSeqGap},
+		{"new epoch not at 1", cycle.Cycle{VM: "web01", Epoch: 2, Seq: 2}, cycle.ErrSeqGap},
+		{"other vm", cycle.Cycle{VM: "db01", Epoch: 1, Seq: 4}, cycle.ErrInvalid},
+		{"unknown disk", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdz", Length: 1, Data: data}}}, cycle.ErrInvalid},
+		{"past the end", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Offset: cycletest.Disks["sdb"], Length: 1, Data: data}}}, cycle.ErrInvalid},
+		{"short data", cycle.Cycle{VM: "web01", Epoch: 1, Seq: 4, Extents: []cycle.Extent{{Disk: "sdb", Length: 2, Data: data}}}, cycle.ErrInvalid},
 	}
 	for _, tc := range bad {
 		_, err := r.Apply(ctx, tc.c)
@@ -237,7 +239,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 		requireImages(t, r, h.model)
 		require.Len(t, r.Points(), 3)
 	}
-	var seqErr *SeqError
+	var seqErr *cycle.SeqError
 	_, err := r.Apply(ctx, cycle.Cycle{VM: "web01", Epoch: 1, Seq: 9})
 	require.ErrorAs(t, err, &seqErr)
 	require.Equal(t, uint64(4), seqErr.WantSeq)
@@ -247,7 +249,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 	h.applyN(t, r, 1)
 	require.NoError(t, r.Fence(ctx, 3))
 	_, err = r.Apply(ctx, h.next())
-	require.ErrorIs(t, err, ErrStaleEpoch)
+	require.ErrorIs(t, err, cycle.ErrStaleEpoch)
 	requireImages(t, r, h.model)
 	requireNoStrayUndo(t, r)
 }
@@ -270,7 +272,7 @@ func TestReplicaRevertToOlderPoint(t *testing.T) {
 	requireNoStrayUndo(t, r)
 
 	// Replication goes on from the point.
-	h.model, h.seq = h.snaps[target.ID].clone(), target.Cycle
+	h.model, h.seq = h.snaps[target.ID].Clone(), target.Cycle
 	h.applyN(t, r, 2)
 	require.ErrorIs(t, r.RevertTo(context.Background(), "rp-9-9"), ErrPointNotFound)
 }
@@ -283,7 +285,7 @@ func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
 	point := r.Points()[1]
 	view, err := r.TestCopy(point.ID, t.TempDir())
 	require.NoError(t, err)
-	want := h.snaps[point.ID].clone()
+	want := h.snaps[point.ID].Clone()
 	requireView(t, view, want)
 
 	d := view.Disk("sdb")
@@ -311,7 +313,7 @@ func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
 	requireImages(t, r, h.model)
 }
 
-func requireView(t *testing.T, v *TestView, want replicaModel) {
+func requireView(t *testing.T, v *TestView, want cycletest.Model) {
 	t.Helper()
 	for name, data := range want {
 		d := v.Disk(name)
@@ -359,7 +361,7 @@ func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
 				return
 			default:
 			}
-			off := int64(i*37_000) % (replicaTestDisks["sda"] - int64(len(buf)))
+			off := int64(i*37_000) % (cycletest.Disks["sda"] - int64(len(buf)))
 			if _, err := view.Disk("sda").ReadAt(buf, off); err != nil {
 				readErr <- err
 				return
@@ -388,16 +390,16 @@ func TestReplicaBigExtentsChunkUndo(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	rng := rand.New(rand.NewPCG(61, 62))
-	var snaps []replicaModel
-	model := replicaModel{"sda": make([]byte, size)}
+	var snaps []cycletest.Model
+	model := cycletest.Model{"sda": make([]byte, size)}
 	for seq := uint64(1); seq <= 3; seq++ {
 		data := make([]byte, size-int64(seq)*1000)
-		fillRandomBytes(rng, data)
+		cycletest.FillRandom(rng, data)
 		c := cycle.Cycle{VM: "big", Epoch: 1, Seq: seq, Extents: []cycle.Extent{{Disk: "sda", Offset: int64(seq), Length: int64(len(data)), Data: data}}}
 		_, err := r.Apply(context.Background(), c)
 		require.NoError(t, err)
 		copy(model["sda"][seq:], data)
-		snaps = append(snaps, model.clone())
+		snaps = append(snaps, model.Clone())
 	}
 	for i, p := range r.Points() {
 		requirePoint(t, r, p.ID, snaps[i])

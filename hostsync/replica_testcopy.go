@@ -9,7 +9,9 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 var _ nbd.ExportDisk = (*TestDisk)(nil)
@@ -40,7 +42,7 @@ type TestDisk struct {
 	size    int64
 	overlay *os.File
 	mu      sync.RWMutex
-	written []BlockRange // sorted, merged: ranges read from the overlay
+	written []cycle.Range // sorted, merged: ranges read from the overlay
 }
 
 // TestCopy opens a copy-on-write view of point id with its overlay files
@@ -113,18 +115,18 @@ func (d *TestDisk) Size() int64 { return d.size }
 // ReadAt reads the test disk: what the test VM wrote, else the point.
 func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > d.size {
-		return 0, fmt.Errorf("%w: read at %d of a %d byte disk", ErrBadCycle, off, d.size)
+		return 0, fmt.Errorf("%w: read at %d of a %d byte disk", cycle.ErrInvalid, off, d.size)
 	}
 	n := int(min(int64(len(p)), d.size-off))
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, part := range d.split(off, int64(n)) {
-		buf := p[part.off-off : part.off-off+part.length]
+		buf := p[part.Offset-off : part.Offset-off+part.Length]
 		var err error
-		if part.data {
-			_, err = d.overlay.ReadAt(buf, part.off)
+		if part.Data {
+			_, err = d.overlay.ReadAt(buf, part.Offset)
 		} else {
-			err = d.view.r.readPoint(d.view, d.name, buf, part.off)
+			err = d.view.r.readPoint(d.view, d.name, buf, part.Offset)
 		}
 		if err != nil {
 			return 0, err
@@ -138,8 +140,8 @@ func (d *TestDisk) ReadAt(p []byte, off int64) (int, error) {
 
 // split cuts [off, off+n) into parts written in the overlay (data) and
 // not. Callers hold mu.
-func (d *TestDisk) split(off, n int64) []fileRegion {
-	var out []fileRegion
+func (d *TestDisk) split(off, n int64) []sparse.Region {
+	var out []sparse.Region
 	pos, end := off, off+n
 	i := sort.Search(len(d.written), func(i int) bool { return d.written[i].Offset+d.written[i].Length > pos })
 	for ; i < len(d.written) && pos < end; i++ {
@@ -148,15 +150,15 @@ func (d *TestDisk) split(off, n int64) []fileRegion {
 			break
 		}
 		if w.Offset > pos {
-			out = append(out, fileRegion{pos, w.Offset - pos, false})
+			out = append(out, sparse.Region{Offset: pos, Length: w.Offset - pos, Data: false})
 			pos = w.Offset
 		}
 		stop := min(end, w.Offset+w.Length)
-		out = append(out, fileRegion{pos, stop - pos, true})
+		out = append(out, sparse.Region{Offset: pos, Length: stop - pos, Data: true})
 		pos = stop
 	}
 	if pos < end {
-		out = append(out, fileRegion{pos, end - pos, false})
+		out = append(out, sparse.Region{Offset: pos, Length: end - pos, Data: false})
 	}
 	return out
 }
@@ -165,14 +167,14 @@ func (d *TestDisk) split(off, n int64) []fileRegion {
 // returns.
 func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
 	if off < 0 || off+int64(len(p)) > d.size {
-		return fmt.Errorf("%w: write at %d+%d of a %d byte disk", ErrBadCycle, off, len(p), d.size)
+		return fmt.Errorf("%w: write at %d+%d of a %d byte disk", cycle.ErrInvalid, off, len(p), d.size)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, err := d.overlay.WriteAt(p, off); err != nil {
 		return err
 	}
-	d.written = mergeRanges(append(d.written, BlockRange{off, int64(len(p))}))
+	d.written = mergeRanges(append(d.written, cycle.Range{Offset: off, Length: int64(len(p))}))
 	if fua {
 		return d.overlay.Sync()
 	}
@@ -182,14 +184,14 @@ func (d *TestDisk) WriteAt(p []byte, off int64, fua bool) error {
 // WriteZeroes zeroes a range of the test disk.
 func (d *TestDisk) WriteZeroes(off, length int64, fua bool) error {
 	if off < 0 || length < 0 || off+length > d.size {
-		return fmt.Errorf("%w: zero at %d+%d of a %d byte disk", ErrBadCycle, off, length, d.size)
+		return fmt.Errorf("%w: zero at %d+%d of a %d byte disk", cycle.ErrInvalid, off, length, d.size)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := imageWriteRange(d.overlay, off, length, nil); err != nil {
 		return err
 	}
-	d.written = mergeRanges(append(d.written, BlockRange{off, length}))
+	d.written = mergeRanges(append(d.written, cycle.Range{Offset: off, Length: length}))
 	if fua {
 		return d.overlay.Sync()
 	}
@@ -267,22 +269,22 @@ func (r *Replica) buildViewIndex(id, disk string) ([]viewPiece, error) {
 	if err != nil {
 		return nil, err
 	}
-	var covered []BlockRange
+	var covered []cycle.Range
 	var pieces []viewPiece
 	for j := k + 1; j < len(r.state.Points); j++ {
 		u, err := r.cachedUndo(r.state.Points[j].Undo)
 		if err != nil {
 			return nil, err
 		}
-		var added []BlockRange
+		var added []cycle.Range
 		for _, rec := range u.recs {
 			if rec.disk != disk {
 				continue
 			}
-			for _, part := range subtractRanges(BlockRange{rec.off, rec.length}, covered) {
+			for _, part := range subtractRanges(cycle.Range{Offset: rec.off, Length: rec.length}, covered) {
 				pieces = append(pieces, viewPiece{off: part.Offset, end: part.Offset + part.Length, u: u, rec: rec})
 			}
-			added = append(added, BlockRange{rec.off, rec.length})
+			added = append(added, cycle.Range{Offset: rec.off, Length: rec.length})
 		}
 		covered = mergeRanges(append(covered, added...))
 	}

@@ -10,17 +10,26 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/siterecovery/siterecovery/hostsync/durable"
 )
 
 // An undo file holds, for one recovery point, the bytes the replica had
 // before that point's cycle was applied: written over the images at that
 // point, they give the previous point. Format: magic "SRUN", version (1),
-// records in the batch body's extent encoding (a zero record for a hole),
-// CRC32C of everything before (4).
+// records (a zero record for a hole), CRC32C of everything before (4). A
+// record, little endian: disk name length (2) and name, offset (8), length
+// (8), flags (1: zero), then length bytes of data unless it is a zero
+// record (the batch body's extent encoding, written down here for the
+// file's own sake).
 const (
-	undoMagic   = "SRUN"
-	undoVersion = 1
+	undoMagic    = "SRUN"
+	undoVersion  = 1
+	undoFlagZero = 1
 )
+
+// undoCRCTable is the CRC32C table of the undo file's checksum.
+var undoCRCTable = crc32.MakeTable(crc32.Castagnoli)
 
 // undoRec is one record of an undo file; its data sits at dataAt.
 type undoRec struct {
@@ -52,7 +61,7 @@ func createUndo(path string) (*undoWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &undoWriter{path: path, f: f, crc: crc32.New(batchCRCTable)}
+	u := &undoWriter{path: path, f: f, crc: crc32.New(undoCRCTable)}
 	u.w = bufio.NewWriterSize(io.MultiWriter(f, u.crc), 1<<20)
 	if _, err := u.w.Write(append([]byte(undoMagic), undoVersion)); err != nil {
 		u.abort()
@@ -69,7 +78,7 @@ func (u *undoWriter) add(disk string, off, length int64, zero bool, data []byte)
 	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(length))
 	flag := byte(0)
 	if zero {
-		flag = extentFlagZero
+		flag = undoFlagZero
 	}
 	if _, err := u.w.Write(append(hdr, flag)); err != nil {
 		return err
@@ -103,7 +112,7 @@ func (u *undoWriter) finishAs(path string) error {
 		os.Remove(u.path + ".tmp")
 		return err
 	}
-	return syncParentDir(path)
+	return durable.SyncParentDir(path)
 }
 
 func (u *undoWriter) abort() {
@@ -131,7 +140,7 @@ func indexUndo(f *os.File) ([]undoRec, error) {
 		return nil, err
 	}
 	end := st.Size() - 4
-	crc := crc32.New(batchCRCTable)
+	crc := crc32.New(undoCRCTable)
 	r := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(f, 0, max(end, 0)), crc), 1<<20)
 	head := make([]byte, 5)
 	if _, err := io.ReadFull(r, head); err != nil || string(head[:4]) != undoMagic || head[4] != undoVersion {
@@ -166,7 +175,7 @@ func readUndoRec(r *bufio.Reader, pos int64) (undoRec, int64, error) {
 	}
 	rec := undoRec{
 		disk: string(buf[:n]), off: int64(binary.LittleEndian.Uint64(buf[n:])),
-		length: int64(binary.LittleEndian.Uint64(buf[n+8:])), zero: buf[n+16]&extentFlagZero != 0,
+		length: int64(binary.LittleEndian.Uint64(buf[n+8:])), zero: buf[n+16]&undoFlagZero != 0,
 	}
 	size := int64(2 + n + 17)
 	rec.dataAt = pos + size

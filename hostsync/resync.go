@@ -12,8 +12,11 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // Resync: the source compares its disks' hash trees with the recovery
@@ -36,15 +39,15 @@ const leafPage = 8192
 
 // resyncState is a resync run, in failoverState.
 type resyncState struct {
-	Key     string                  `json:"key,omitempty"`
-	Base    uint64                  `json:"base,omitempty"`
-	Count   uint64                  `json:"count,omitempty"`
-	Next    uint64                  `json:"next,omitempty"`
-	Ranges  map[string][]BlockRange `json:"ranges,omitempty"`
-	Planned bool                    `json:"planned,omitempty"`
-	Done    bool                    `json:"done,omitempty"`
-	Total   int64                   `json:"total,omitempty"`
-	Sent    int64                   `json:"sent,omitempty"`
+	Key     string                   `json:"key,omitempty"`
+	Base    uint64                   `json:"base,omitempty"`
+	Count   uint64                   `json:"count,omitempty"`
+	Next    uint64                   `json:"next,omitempty"`
+	Ranges  map[string][]cycle.Range `json:"ranges,omitempty"`
+	Planned bool                     `json:"planned,omitempty"`
+	Done    bool                     `json:"done,omitempty"`
+	Total   int64                    `json:"total,omitempty"`
+	Sent    int64                    `json:"sent,omitempty"`
 }
 
 // leavesRequest asks for leaves [First, First+N) of a disk, or with Sub
@@ -105,11 +108,11 @@ func answerLeaves(rep *Replica, m *nats.Msg) {
 	var out leavesReply
 	err := json.Unmarshal(m.Data, &req)
 	out.Epoch, out.Seq = rep.LastApplied()
-	var t *HashTree
+	var t *hashtree.Tree
 	switch {
 	case err != nil:
 	case len(req.Sub) > subPage:
-		err = fmt.Errorf("%w: %d leaves asked at once", ErrHashTree, len(req.Sub))
+		err = fmt.Errorf("%w: %d leaves asked at once", hashtree.ErrInvalid, len(req.Sub))
 	case len(req.Sub) > 0:
 		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
 	case req.Rehash: // verify_replica.go
@@ -232,7 +235,7 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 			return err
 		}
 	}
-	remote := map[string]*HashTree{}
+	remote := map[string]*hashtree.Tree{}
 	var epoch, seq uint64
 	for _, d := range vm.Disks {
 		t, e, s, err := c.peerTree(ctx, vm, d)
@@ -255,7 +258,7 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 	s.ackedTo, s.attempt, s.lastClose = 0, s.attempt+1, time.Now()
 	clear(s.sentAt)
 	c.dropTrees()
-	ranges := map[string][]BlockRange{}
+	ranges := map[string][]cycle.Range{}
 	var total int64
 	for _, d := range c.src.disks {
 		diff, err := c.diskDiff(ctx, vm, d, remote[d.Name()], epoch, seq)
@@ -274,13 +277,13 @@ func (c *vmCtl) planResync(ctx context.Context, vm events.VM) error {
 
 // diskDiff compares a disk with the peer's tree, then its differing leaves
 // block by block.
-func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *disk.Tracked, remote *HashTree, epoch, seq uint64) ([]BlockRange, error) {
+func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *disk.Tracked, remote *hashtree.Tree, epoch, seq uint64) ([]cycle.Range, error) {
 	f, err := os.Open(d.Path())
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	local, err := BuildHashTree(f, d.Size())
+	local, err := hashtree.Build(f, d.Size())
 	if err != nil {
 		return nil, err
 	}
@@ -298,10 +301,10 @@ func (c *vmCtl) diskDiff(ctx context.Context, vm events.VM, d *disk.Tracked, rem
 }
 
 // peerTree fetches the recovery host's tree of one disk, page by page.
-func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (*HashTree, uint64, uint64, error) {
+func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (*hashtree.Tree, uint64, uint64, error) {
 	var leaves []byte
 	var epoch, seq uint64
-	for first := 0; first == 0 || first < leafCount(d.Size); first += leafPage {
+	for first := 0; first == 0 || first < hashtree.LeafCount(d.Size); first += leafPage {
 		// Rehash: the replica's images are read again, so a block damaged
 		// behind the agent's back (which its kept tree cannot know) is
 		// found and repaired (verify_replica.go).
@@ -316,7 +319,7 @@ func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (
 		}
 		leaves = append(leaves, rep.Leaves...)
 	}
-	t, err := HashTreeFromLeaves(d.Size, leaves)
+	t, err := hashtree.FromLeaves(d.Size, leaves)
 	return t, epoch, seq, err
 }
 
@@ -344,12 +347,12 @@ func (c *vmCtl) askLeaves(ctx context.Context, vm events.VM, req leavesRequest) 
 // chunkPiece is a range of one disk in a resync chunk.
 type chunkPiece struct {
 	disk string
-	BlockRange
+	cycle.Range
 }
 
 // packChunks cuts the ranges, disk by disk, into count chunks of at most
 // size bytes (the last takes any rest); deterministic for equal input.
-func packChunks(disks []events.DiskSpec, ranges map[string][]BlockRange, size int64, count int) [][]chunkPiece {
+func packChunks(disks []events.DiskSpec, ranges map[string][]cycle.Range, size int64, count int) [][]chunkPiece {
 	out := make([][]chunkPiece, count)
 	j, room := 0, size
 	for _, d := range disks {
@@ -362,7 +365,7 @@ func packChunks(disks []events.DiskSpec, ranges map[string][]BlockRange, size in
 				if j < count-1 {
 					n = min(n, room)
 				}
-				out[j] = append(out[j], chunkPiece{disk: d.Name, BlockRange: BlockRange{br.Offset, n}})
+				out[j] = append(out[j], chunkPiece{disk: d.Name, Range: cycle.Range{Offset: br.Offset, Length: n}})
 				br.Offset, br.Length, room = br.Offset+n, br.Length-n, max(room-n, 0)
 			}
 		}
@@ -385,13 +388,13 @@ func (c *vmCtl) publishChunk(ctx context.Context, vm events.VM, r *resyncState, 
 			n += e.Length
 		}
 	}
-	batches, err := EncodeCycle(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: CompressionNone})
+	batches, err := batch.EncodeCycle(cyc, batch.Options{MaxPayload: c.batchLimit(), Compression: batch.CompressionNone})
 	if err != nil {
 		return 0, err
 	}
 	subject := agentproto.DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	for i, b := range batches {
-		id := BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
+		id := batch.MsgID(vm.Name, vm.Epoch, cyc.Seq, i) + "." + r.Key
 		if err := c.src.ship.pub.publish(ctx, subject, id, b); err != nil {
 			return 0, err
 		}
@@ -409,7 +412,7 @@ func (c *vmCtl) readExtent(p chunkPiece) (cycle.Extent, error) {
 		if _, err := d.ReadAt(buf, p.Offset); err != nil {
 			return cycle.Extent{}, fmt.Errorf("resync read %s at %d: %w", p.disk, p.Offset, err)
 		}
-		if isZeroBlock(buf) {
+		if sparse.IsZero(buf) {
 			return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Zero: true}, nil
 		}
 		return cycle.Extent{Disk: p.disk, Offset: p.Offset, Length: p.Length, Data: buf}, nil

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // Sub-block refinement of a resync's diff. A hash tree leaf covers 64 KiB;
@@ -16,7 +19,7 @@ import (
 const subBlock = 4 << 10
 
 // subPerLeaf is the number of sub-blocks of a leaf.
-const subPerLeaf = HashLeafSize / subBlock
+const subPerLeaf = hashtree.LeafSize / subBlock
 
 // subPage bounds the leaves of one sub-hash request (512 KiB of hashes).
 const subPage = 1024
@@ -25,18 +28,18 @@ const subPage = 1024
 // subPerLeaf SHA-256 hashes per leaf, in order; past the end, zeros.
 func subHashes(r io.ReaderAt, size int64, leaves []int) ([]byte, error) {
 	out := make([]byte, 0, len(leaves)*subPerLeaf*sha256.Size)
-	buf := make([]byte, HashLeafSize)
+	buf := make([]byte, hashtree.LeafSize)
 	for _, leaf := range leaves {
-		off := int64(leaf) * HashLeafSize
+		off := int64(leaf) * hashtree.LeafSize
 		if leaf < 0 || off >= size {
-			return nil, fmt.Errorf("%w: leaf %d of a %d-byte disk", ErrHashTree, leaf, size)
+			return nil, fmt.Errorf("%w: leaf %d of a %d-byte disk", hashtree.ErrInvalid, leaf, size)
 		}
-		n := min(int64(HashLeafSize), size-off)
+		n := min(int64(hashtree.LeafSize), size-off)
 		clear(buf[n:])
 		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("sub-block hashes at %d: %w", off, err)
 		}
-		for i := 0; i < HashLeafSize; i += subBlock {
+		for i := 0; i < hashtree.LeafSize; i += subBlock {
 			h := sha256.Sum256(buf[i : i+subBlock])
 			out = append(out, h[:]...)
 		}
@@ -54,16 +57,16 @@ func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
 	}
 	f, ok := r.images[disk]
 	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
 	return subHashes(f, r.disks[disk].Size, leaves)
 }
 
 // leavesOf lists the leaf indexes the ranges cover.
-func leavesOf(ranges []BlockRange) []int {
+func leavesOf(ranges []cycle.Range) []int {
 	var out []int
 	for _, br := range ranges {
-		for l := br.Offset / HashLeafSize; l*HashLeafSize < br.Offset+br.Length; l++ {
+		for l := br.Offset / hashtree.LeafSize; l*hashtree.LeafSize < br.Offset+br.Length; l++ {
 			out = append(out, int(l))
 		}
 	}
@@ -73,9 +76,9 @@ func leavesOf(ranges []BlockRange) []int {
 // refineRanges narrows leaf-granular ranges to the differing sub-blocks,
 // comparing local's sub-hashes with the peer's (asked subPage leaves at a
 // time).
-func refineRanges(local io.ReaderAt, size int64, ranges []BlockRange, peer func(leaves []int) ([]byte, error)) ([]BlockRange, error) {
+func refineRanges(local io.ReaderAt, size int64, ranges []cycle.Range, peer func(leaves []int) ([]byte, error)) ([]cycle.Range, error) {
 	leaves := leavesOf(ranges)
-	var out []BlockRange
+	var out []cycle.Range
 	for len(leaves) > 0 {
 		page := leaves[:min(subPage, len(leaves))]
 		leaves = leaves[len(page):]
@@ -95,7 +98,7 @@ func refineRanges(local io.ReaderAt, size int64, ranges []BlockRange, peer func(
 	return out, nil
 }
 
-func appendDiffering(out []BlockRange, leaves []int, mine, theirs []byte, size int64) []BlockRange {
+func appendDiffering(out []cycle.Range, leaves []int, mine, theirs []byte, size int64) []cycle.Range {
 	const h = sha256.Size
 	for i, leaf := range leaves {
 		for s := range subPerLeaf {
@@ -103,7 +106,7 @@ func appendDiffering(out []BlockRange, leaves []int, mine, theirs []byte, size i
 			if string(mine[at:at+h]) == string(theirs[at:at+h]) {
 				continue
 			}
-			off := int64(leaf)*HashLeafSize + int64(s)*subBlock
+			off := int64(leaf)*hashtree.LeafSize + int64(s)*subBlock
 			if off >= size {
 				continue
 			}
@@ -112,7 +115,7 @@ func appendDiffering(out []BlockRange, leaves []int, mine, theirs []byte, size i
 				out[n-1].Length += length
 				continue
 			}
-			out = append(out, BlockRange{Offset: off, Length: length})
+			out = append(out, cycle.Range{Offset: off, Length: length})
 		}
 	}
 	return out

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // resyncPair is a source image and a replica of one disk that differ in
@@ -47,8 +49,8 @@ func mustResyncPair(tb testing.TB, size int64, blocks int, seed uint64) *resyncP
 }
 
 // diff runs the source's side of a resync against the replica in process.
-func (p *resyncPair) diff(tb testing.TB) ([]BlockRange, int64) {
-	local, err := BuildHashTree(p.src, p.size)
+func (p *resyncPair) diff(tb testing.TB) ([]cycle.Range, int64) {
+	local, err := hashtree.Build(p.src, p.size)
 	require.NoError(tb, err)
 	remote, err := p.rep.HashTree("d0")
 	require.NoError(tb, err)
@@ -79,9 +81,9 @@ func TestResyncRefinesToTheDifferingBlocks(t *testing.T) {
 
 func TestPackChunksCoversEveryRangeOnce(t *testing.T) {
 	disks := []events.DiskSpec{{Name: "a", Size: 10 << 20}, {Name: "b", Size: 3 << 20}}
-	ranges := map[string][]BlockRange{
-		"a": {{0, 3 << 20}, {5 << 20, 4096}, {6 << 20, 2 << 20}},
-		"b": {{1 << 20, 1 << 20}},
+	ranges := map[string][]cycle.Range{
+		"a": {{Offset: 0, Length: 3 << 20}, {Offset: 5 << 20, Length: 4096}, {Offset: 6 << 20, Length: 2 << 20}},
+		"b": {{Offset: 1 << 20, Length: 1 << 20}},
 	}
 	for _, count := range []int{1, 2, 13} {
 		chunks := packChunks(disks, ranges, 1<<20, count)

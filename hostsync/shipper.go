@@ -15,6 +15,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
@@ -450,14 +451,14 @@ func (c *vmCtl) diskCycle(vm events.VM, seq uint64) (cycle.Cycle, error) {
 // at a time into one reused buffer: the client copies each into its
 // connection's buffer as it is published.
 func (c *vmCtl) publishCycle(ctx context.Context, vm events.VM, cyc cycle.Cycle) error {
-	comp := CompressionNone
+	comp := batch.CompressionNone
 	if vm.Settings.Compression {
-		comp = CompressionS2
+		comp = batch.CompressionS2
 	}
 	subject := agentproto.DeltaSubject(vm.TargetSite, c.a.cfg.Host, vm.Name, vm.Epoch)
 	i := 0
-	return EncodeCycleEach(cyc, BatchOptions{MaxPayload: c.batchLimit(), Compression: comp}, func(b []byte) error {
-		id := shipMsgID(c.src.ship.enableSeq, c.src.ship.attempt, BatchMsgID(vm.Name, vm.Epoch, cyc.Seq, i))
+	return batch.EncodeCycleEach(cyc, batch.Options{MaxPayload: c.batchLimit(), Compression: comp}, func(b []byte) error {
+		id := shipMsgID(c.src.ship.enableSeq, c.src.ship.attempt, batch.MsgID(vm.Name, vm.Epoch, cyc.Seq, i))
 		i++
 		return c.src.ship.pub.publish(ctx, subject, id, b)
 	})

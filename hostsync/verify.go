@@ -11,6 +11,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // Verify: the source agent answers agentproto.VerifySubject by comparing
@@ -154,7 +155,7 @@ func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM
 
 // rehashedTree fetches the replica's re-hashed leaves of a disk page by
 // page; every page must describe (vm.Epoch, seq).
-func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq uint64) (*HashTree, error) {
+func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq uint64) (*hashtree.Tree, error) {
 	var leaves []byte
 	var size int64
 	for first := 0; ; first += leafPage {
@@ -166,11 +167,11 @@ func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq
 			return nil, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, PointID(rep.Epoch, rep.Seq), PointID(vm.Epoch, seq))
 		}
 		leaves, size = append(leaves, rep.Leaves...), rep.Size
-		if len(rep.Leaves) < leafPage*len(hashNode{}) {
+		if len(rep.Leaves) < leafPage*len(hashtree.Hash{}) {
 			break
 		}
 	}
-	return HashTreeFromLeaves(size, leaves)
+	return hashtree.FromLeaves(size, leaves)
 }
 
 func (c *vmCtl) askRehash(ctx context.Context, host string, req leavesRequest) (leavesReply, error) {

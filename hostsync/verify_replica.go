@@ -3,6 +3,9 @@ package hostsync
 import (
 	"fmt"
 	"os"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // RehashLeaves re-reads leaves [first, first+n) of a disk's image and
@@ -10,7 +13,7 @@ import (
 // block corrupted behind the agent's back that no cycle rewrote. The leaves
 // describe the replica at its last applied (epoch, seq), returned with
 // them: applies wait meanwhile. n is clipped to the disk and to leafPage.
-// Holes are not read. An unknown disk is an error wrapping ErrBadCycle.
+// Holes are not read. An unknown disk is an error wrapping cycle.ErrInvalid.
 func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, size int64, leaves []byte, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -22,7 +25,7 @@ func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, si
 	}
 	spec, ok := r.disks[disk]
 	if !ok {
-		return 0, 0, 0, nil, fmt.Errorf("%w: no disk %q", ErrBadCycle, disk)
+		return 0, 0, 0, nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
 	}
 	leaves, err = rehashRange(r.ImagePath(disk), spec.Size, first, n)
 	return r.state.Epoch, r.state.Seq, spec.Size, leaves, err
@@ -31,7 +34,7 @@ func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, si
 // rehashRange hashes leaves [first, first+n) (clipped) of the image at
 // path, skipping holes; 32 bytes per leaf.
 func rehashRange(path string, size int64, first, n int) ([]byte, error) {
-	total := leafCount(size)
+	total := hashtree.LeafCount(size)
 	first = min(max(first, 0), total)
 	end := min(first+min(max(n, 0), leafPage), total)
 	f, err := os.Open(path) // its own offset for SEEK_DATA/SEEK_HOLE
@@ -39,26 +42,7 @@ func rehashRange(path string, size int64, first, n int) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	from, to := int64(first)*HashLeafSize, min(int64(end)*HashLeafSize, size)
-	var data []BlockRange
-	for _, reg := range fileRegions(f, from, to) {
-		if reg.data {
-			data = append(data, BlockRange{reg.off, reg.length})
-		}
-	}
-	out := make([]byte, 0, (end-first)*len(hashNode{}))
-	buf := make([]byte, HashLeafSize)
-	for i := first; i < end; i++ {
-		off := int64(i) * HashLeafSize
-		h := zeroLeafHash()
-		if overlapsAny(data, off, HashLeafSize) {
-			if h, err = hashLeafAt(f, buf, off, size); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, h[:]...)
-	}
-	return out, nil
+	return hashtree.HashLeaves(f, size, first, end)
 }
 
 // RehashRoots re-reads every disk's image and returns the roots of the

@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // TestFaultCorruptReplicaBlock flips bytes in the replica image behind
@@ -35,7 +36,7 @@ func TestFaultCorruptReplicaBlock(t *testing.T) {
 	require.NotEqual(t, root, rep.Root(), "a flipped byte changes the replica's root")
 	diff, err := src.Diff(rep)
 	require.NoError(t, err)
-	require.Equal(t, []hostsync.BlockRange{{Offset: bad / hostsync.HashLeafSize * hostsync.HashLeafSize, Length: hostsync.HashLeafSize}}, diff,
+	require.Equal(t, []cycle.Range{{Offset: bad / hashtree.LeafSize * hashtree.LeafSize, Length: hashtree.LeafSize}}, diff,
 		"comparing the trees finds exactly the corrupted block")
 
 	// The next cycle rewrites part of that block at the source: the
@@ -96,14 +97,14 @@ func pointRoot(t testing.TB, p *plane, id string) string {
 	return ""
 }
 
-func imageTree(t testing.TB, path string) *hostsync.HashTree {
+func imageTree(t testing.TB, path string) *hashtree.Tree {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	st, err := f.Stat()
 	require.NoError(t, err)
-	tree, err := hostsync.BuildHashTree(f, st.Size())
+	tree, err := hashtree.Build(f, st.Size())
 	require.NoError(t, err)
 	return tree
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/siterecovery/siterecovery/events"
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
 // resyncBlock is the size of the blocks the resync benchmark makes differ.
@@ -113,9 +113,9 @@ func damageBlocks(path string, offs []int64) error {
 // leaf from its image when it applies the cycle, finds it differs from
 // the source's root, and the VM goes to ResyncRequired.
 func requireResync(ctx context.Context, e *benchEnv, vm string, damaged []int64) error {
-	leaf := damaged[0] / hostsync.HashLeafSize * hostsync.HashLeafSize
+	leaf := damaged[0] / hashtree.LeafSize * hashtree.LeafSize
 	at := int64(-1)
-	for off := leaf; off < leaf+hostsync.HashLeafSize; off += resyncBlock {
+	for off := leaf; off < leaf+hashtree.LeafSize; off += resyncBlock {
 		if !slices.Contains(damaged, off) {
 			at = off
 			break

@@ -1,6 +1,10 @@
 package cycle
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"time"
+)
 
 // Extent is a run of bytes of one disk changed within a cycle. A zero extent
 // (TRIM, WRITE_ZEROES) has Zero set, Length bytes and no Data; otherwise
@@ -15,6 +19,14 @@ type Extent struct {
 
 // End is the offset just past the extent.
 func (e Extent) End() int64 { return e.Offset + e.Length }
+
+// Range is a run of bytes of one disk: what an extent covers, without its
+// data. A hash tree's Diff reports the blocks that differ as Ranges, and a
+// resync copies them.
+type Range struct {
+	Offset int64
+	Length int64
+}
 
 // Cycle is one closed cycle of a VM: every change to its disks between the
 // previous cycle's close and this one, overwrites coalesced. Applied whole
@@ -40,4 +52,26 @@ type Cycle struct {
 	// vouch for them. The recovery host checks its replica against them
 	// after applying the cycle.
 	Roots map[string]string
+}
+
+// MaxNameLen bounds a VM's and a disk's name: the batch format carries
+// them with a length of one byte's range.
+const MaxNameLen = 255
+
+// CheckExtent refuses, with an error matching ErrInvalid, an extent that is
+// not well formed: a disk name empty or longer than MaxNameLen, a range
+// outside int64, a zero extent that carries data, or data of another length
+// than the extent's.
+func CheckExtent(e Extent) error {
+	switch {
+	case len(e.Disk) == 0 || len(e.Disk) > MaxNameLen:
+		return fmt.Errorf("%w: disk name of %d bytes", ErrInvalid, len(e.Disk))
+	case e.Offset < 0 || e.Length < 0 || e.Offset > math.MaxInt64-e.Length:
+		return fmt.Errorf("%w: extent %s@%d+%d out of range", ErrInvalid, e.Disk, e.Offset, e.Length)
+	case e.Zero && len(e.Data) != 0:
+		return fmt.Errorf("%w: zero extent %s@%d carries data", ErrInvalid, e.Disk, e.Offset)
+	case !e.Zero && int64(len(e.Data)) != e.Length:
+		return fmt.Errorf("%w: extent %s@%d length %d with %d data bytes", ErrInvalid, e.Disk, e.Offset, e.Length, len(e.Data))
+	}
+	return nil
 }

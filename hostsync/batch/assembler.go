@@ -1,7 +1,8 @@
-package hostsync
+package batch
 
 import (
 	"fmt"
+
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
@@ -9,7 +10,7 @@ import (
 // yields each cycle whole when its last batch arrives. It expects cycles in
 // sequence (next = last applied + 1) at one epoch. Redelivered batches are
 // ignored; a gap, another epoch or an unexpected cycle is refused with a
-// typed error and nothing is yielded. Not safe for concurrent use: one
+// cycle.SeqError or cycle.GapError and nothing is yielded. Not safe for concurrent use: one
 // consumer goroutine owns it.
 type Assembler struct {
 	vm    string
@@ -43,7 +44,7 @@ func (a *Assembler) Held() int { return len(a.parts) }
 // Add takes one batch. It returns the whole cycle and true when b was the
 // cycle's last batch, then expects the following cycle. A batch of an
 // already yielded cycle, or already held, returns an error matching
-// ErrCycleApplied or nothing at all: both are safe to acknowledge.
+// cycle.ErrApplied or nothing at all: both are safe to acknowledge.
 func (a *Assembler) Add(b Batch) (cycle.Cycle, bool, error) {
 	if err := a.check(b); err != nil {
 		return cycle.Cycle{}, false, err
@@ -52,7 +53,7 @@ func (a *Assembler) Add(b Batch) (cycle.Cycle, bool, error) {
 		return cycle.Cycle{}, false, nil
 	}
 	if b.Index > len(a.parts) {
-		return cycle.Cycle{}, false, &GapError{VM: a.vm, Cycle: b.Cycle, WantIndex: len(a.parts), GotIndex: b.Index}
+		return cycle.Cycle{}, false, &cycle.GapError{VM: a.vm, Cycle: b.Cycle, WantIndex: len(a.parts), GotIndex: b.Index}
 	}
 	a.parts = append(a.parts, b)
 	if !b.Last {
@@ -66,16 +67,16 @@ func (a *Assembler) Add(b Batch) (cycle.Cycle, bool, error) {
 
 func (a *Assembler) check(b Batch) error {
 	if b.VM != a.vm {
-		return fmt.Errorf("%w: batch of vm %q on vm %q's stream", ErrBadCycle, b.VM, a.vm)
+		return fmt.Errorf("%w: batch of vm %q on vm %q's stream", cycle.ErrInvalid, b.VM, a.vm)
 	}
-	seqErr := &SeqError{VM: a.vm, WantEpoch: a.epoch, GotEpoch: b.Epoch, WantSeq: a.next, GotSeq: b.Cycle}
+	seqErr := &cycle.SeqError{VM: a.vm, WantEpoch: a.epoch, GotEpoch: b.Epoch, WantSeq: a.next, GotSeq: b.Cycle}
 	switch {
 	case b.Epoch != a.epoch:
-		seqErr.Err = ErrStaleEpoch
+		seqErr.Err = cycle.ErrStaleEpoch
 	case b.Cycle < a.next:
-		seqErr.Err = ErrCycleApplied
+		seqErr.Err = cycle.ErrApplied
 	case b.Cycle > a.next:
-		seqErr.Err = ErrCycleGap
+		seqErr.Err = cycle.ErrSeqGap
 	default:
 		return nil
 	}

@@ -1,4 +1,4 @@
-package hostsync
+package batch
 
 import (
 	"crypto/sha256"
@@ -8,22 +8,22 @@ import (
 	"slices"
 )
 
-// The roots section of a version 2 batch (see batch.go): a count (2), then
+// The roots section of a version 2 batch (see format.go): a count (2), then
 // per disk, in name order, its name length (2) and name and its 32-byte
 // hash tree root.
 
 // checkRoots refuses roots that cannot go on the wire: too many, a bad
 // disk name, a root that is not 32 bytes of hex.
 func checkRoots(roots map[string]string) error {
-	if len(roots) > maxBatchRoots {
-		return fmt.Errorf("%w: %d roots", ErrBatchOptions, len(roots))
+	if len(roots) > maxRoots {
+		return fmt.Errorf("%w: %d roots", ErrOptions, len(roots))
 	}
 	for disk, root := range roots {
 		if len(disk) == 0 || len(disk) > maxNameLen {
-			return fmt.Errorf("%w: root of a disk name of %d bytes", ErrBatchOptions, len(disk))
+			return fmt.Errorf("%w: root of a disk name of %d bytes", ErrOptions, len(disk))
 		}
 		if b, err := hex.DecodeString(root); err != nil || len(b) != sha256.Size {
-			return fmt.Errorf("%w: disk %s root %q is not a SHA-256 in hex", ErrBatchOptions, disk, root)
+			return fmt.Errorf("%w: disk %s root %q is not a SHA-256 in hex", ErrOptions, disk, root)
 		}
 	}
 	return nil
@@ -44,9 +44,9 @@ func rootsLen(roots map[string]string) int {
 // batchVersion is the format version b is written in.
 func batchVersion(b Batch) byte {
 	if len(b.Roots) > 0 {
-		return BatchVersionRoots
+		return VersionRoots
 	}
-	return BatchVersion
+	return VersionBase
 }
 
 // appendRoots appends the roots section (nothing without roots). The roots
@@ -75,31 +75,31 @@ func appendRoots(msg []byte, roots map[string]string) []byte {
 func decodeRoots(sec []byte) (map[string]string, error) {
 	le := binary.LittleEndian
 	if len(sec) < 2 {
-		return nil, fmt.Errorf("%w: roots section of %d bytes", ErrBatchCorrupt, len(sec))
+		return nil, fmt.Errorf("%w: roots section of %d bytes", ErrCorrupt, len(sec))
 	}
 	n := int(le.Uint16(sec))
 	sec = sec[2:]
-	if n == 0 || n > maxBatchRoots {
-		return nil, fmt.Errorf("%w: %d roots", ErrBatchCorrupt, n)
+	if n == 0 || n > maxRoots {
+		return nil, fmt.Errorf("%w: %d roots", ErrCorrupt, n)
 	}
 	out := make(map[string]string, n)
 	for i := 0; i < n; i++ {
 		if len(sec) < 2 {
-			return nil, fmt.Errorf("%w: root %d truncated", ErrBatchCorrupt, i)
+			return nil, fmt.Errorf("%w: root %d truncated", ErrCorrupt, i)
 		}
 		l := int(le.Uint16(sec))
 		if l == 0 || l > maxNameLen || len(sec) < 2+l+sha256.Size {
-			return nil, fmt.Errorf("%w: root %d header", ErrBatchCorrupt, i)
+			return nil, fmt.Errorf("%w: root %d header", ErrCorrupt, i)
 		}
 		disk := string(sec[2 : 2+l])
 		if _, dup := out[disk]; dup {
-			return nil, fmt.Errorf("%w: disk %s has two roots", ErrBatchCorrupt, disk)
+			return nil, fmt.Errorf("%w: disk %s has two roots", ErrCorrupt, disk)
 		}
 		out[disk] = hex.EncodeToString(sec[2+l : 2+l+sha256.Size])
 		sec = sec[2+l+sha256.Size:]
 	}
 	if len(sec) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the roots", ErrBatchCorrupt, len(sec))
+		return nil, fmt.Errorf("%w: %d bytes after the roots", ErrCorrupt, len(sec))
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package hostsync
+package batch
 
 import (
 	"bytes"
@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
 func rootsCycle() cycle.Cycle {
@@ -25,7 +26,7 @@ func rootsCycle() cycle.Cycle {
 func TestBatchRootsOnLastBatch(t *testing.T) {
 	c := rootsCycle()
 	for _, comp := range []string{CompressionNone, CompressionS2, CompressionZstd} {
-		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 128 << 10, Compression: comp})
+		msgs, err := EncodeCycle(c, Options{MaxPayload: 128 << 10, Compression: comp})
 		require.NoError(t, err)
 		require.Greater(t, len(msgs), 2)
 		asm := NewAssembler("web01", 2, 9)
@@ -33,12 +34,12 @@ func TestBatchRootsOnLastBatch(t *testing.T) {
 		for i, m := range msgs {
 			require.LessOrEqual(t, len(m), 128<<10)
 			last := i == len(msgs)-1
-			want := byte(BatchVersion)
+			want := byte(VersionBase)
 			if last {
-				want = BatchVersionRoots
+				want = VersionRoots
 			}
 			require.Equal(t, want, m[4], "batch %d version", i)
-			b, err := DecodeBatch(m)
+			b, err := Decode(m)
 			require.NoError(t, err)
 			require.Equal(t, last, b.Roots != nil)
 			cyc, whole, err := asm.Add(b)
@@ -56,11 +57,11 @@ func TestBatchRootsOnLastBatch(t *testing.T) {
 func TestBatchWithoutRootsIsVersion1(t *testing.T) {
 	c := rootsCycle()
 	c.Roots = nil
-	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 1 << 20})
+	msgs, err := EncodeCycle(c, Options{MaxPayload: 1 << 20})
 	require.NoError(t, err)
 	for _, m := range msgs {
-		require.Equal(t, byte(BatchVersion), m[4])
-		b, err := DecodeBatch(m)
+		require.Equal(t, byte(VersionBase), m[4])
+		b, err := Decode(m)
 		require.NoError(t, err)
 		require.Nil(t, b.Roots)
 	}
@@ -74,40 +75,40 @@ func TestBatchRootsRefused(t *testing.T) {
 	} {
 		c := rootsCycle()
 		c.Roots = roots
-		_, err := EncodeCycle(c, BatchOptions{MaxPayload: 1 << 20})
-		require.ErrorIs(t, err, ErrBatchOptions, name)
-		_, err = EncodeBatch(Batch{VM: "web01", Last: true, Roots: roots})
-		require.ErrorIs(t, err, ErrBatchOptions, name)
+		_, err := EncodeCycle(c, Options{MaxPayload: 1 << 20})
+		require.ErrorIs(t, err, ErrOptions, name)
+		_, err = Encode(Batch{VM: "web01", Last: true, Roots: roots})
+		require.ErrorIs(t, err, ErrOptions, name)
 	}
 }
 
 // Every byte of a version 2 batch is covered: a flipped byte or a cut
 // anywhere is refused with a typed error, never a panic.
 func TestBatchRootsCorruptRefused(t *testing.T) {
-	msg, err := EncodeBatch(Batch{VM: "web01", Epoch: 1, Cycle: 1, Last: true, Roots: rootsCycle().Roots,
+	msg, err := Encode(Batch{VM: "web01", Epoch: 1, Cycle: 1, Last: true, Roots: rootsCycle().Roots,
 		Extents: []cycle.Extent{{Disk: "d0", Offset: 0, Length: 3, Data: []byte("abc")}}})
 	require.NoError(t, err)
 	for i := range msg {
 		bad := bytes.Clone(msg)
 		bad[i] ^= 0x5a
-		_, err := DecodeBatch(bad)
-		require.True(t, errors.Is(err, ErrBatchCorrupt) || errors.Is(err, ErrBatchVersion), "byte %d: %v", i, err)
-		_, err = DecodeBatch(msg[:i])
+		_, err := Decode(bad)
+		require.True(t, errors.Is(err, ErrCorrupt) || errors.Is(err, ErrVersion), "byte %d: %v", i, err)
+		_, err = Decode(msg[:i])
 		require.Error(t, err)
 	}
 }
 
 func FuzzDecodeBatchRoots(f *testing.F) {
-	msg, _ := EncodeBatch(Batch{VM: "v", Last: true, Roots: map[string]string{"d": strings.Repeat("01", 32)}})
+	msg, _ := Encode(Batch{VM: "v", Last: true, Roots: map[string]string{"d": strings.Repeat("01", 32)}})
 	f.Add(msg)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := DecodeBatch(data)
+		b, err := Decode(data)
 		if err != nil {
 			return
 		}
-		again, err := EncodeBatch(b)
+		again, err := Encode(b)
 		require.NoError(t, err)
-		back, err := DecodeBatch(again)
+		back, err := Decode(again)
 		require.NoError(t, err)
 		require.Equal(t, b.Roots, back.Roots)
 	})

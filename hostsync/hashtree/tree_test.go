@@ -1,4 +1,4 @@
-package hostsync
+package hashtree
 
 import (
 	"bytes"
@@ -7,17 +7,19 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []cycle.Extent {
 	var out []cycle.Extent
 	for range n {
-		length := int64(1 + rng.IntN(3*HashLeafSize))
+		length := int64(1 + rng.IntN(3*LeafSize))
 		length = min(length, int64(len(disk)))
 		off := rng.Int64N(int64(len(disk)) - length + 1)
-		fillRandomBytes(rng, disk[off:off+length])
+		cycletest.FillRandom(rng, disk[off:off+length])
 		out = append(out, cycle.Extent{Offset: off, Length: length})
 	}
 	return out
@@ -25,9 +27,9 @@ func randomTreeWrites(rng *rand.Rand, disk []byte, n int) []cycle.Extent {
 
 func TestHashTreeUpdateEqualsRebuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, size := range []int64{0, 1, HashLeafSize, 5*HashLeafSize + 17, 37 * HashLeafSize} {
+	for _, size := range []int64{0, 1, LeafSize, 5*LeafSize + 17, 37 * LeafSize} {
 		disk := make([]byte, size)
-		tree, err := BuildHashTree(bytes.NewReader(disk), size)
+		tree, err := Build(bytes.NewReader(disk), size)
 		require.NoError(t, err)
 		for range 10 {
 			if size == 0 {
@@ -35,7 +37,7 @@ func TestHashTreeUpdateEqualsRebuild(t *testing.T) {
 			}
 			ext := randomTreeWrites(rng, disk, 1+rng.IntN(4))
 			require.NoError(t, tree.Update(bytes.NewReader(disk), ext))
-			full, err := BuildHashTree(bytes.NewReader(disk), size)
+			full, err := Build(bytes.NewReader(disk), size)
 			require.NoError(t, err)
 			require.Equal(t, full.Root(), tree.Root())
 			require.Equal(t, full.LeafHashes(), tree.LeafHashes())
@@ -45,28 +47,28 @@ func TestHashTreeUpdateEqualsRebuild(t *testing.T) {
 
 func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	const size = 200*HashLeafSize + 999
+	const size = 200*LeafSize + 999
 	a := make([]byte, size)
-	fillRandomBytes(rng, a)
+	cycletest.FillRandom(rng, a)
 	b := append([]byte(nil), a...)
 	changed := map[int64]bool{}
 	for range 25 {
 		leaf := rng.Int64N(201)
-		off := leaf*HashLeafSize + rng.Int64N(min(HashLeafSize, size-leaf*HashLeafSize))
+		off := leaf*LeafSize + rng.Int64N(min(LeafSize, size-leaf*LeafSize))
 		b[off] ^= 0x5a
 		changed[leaf] = true
 	}
-	ta, err := BuildHashTree(bytes.NewReader(a), size)
+	ta, err := Build(bytes.NewReader(a), size)
 	require.NoError(t, err)
-	tb, err := BuildHashTree(bytes.NewReader(b), size)
+	tb, err := Build(bytes.NewReader(b), size)
 	require.NoError(t, err)
 	ranges, err := ta.Diff(tb)
 	require.NoError(t, err)
 	got := map[int64]bool{}
 	for _, r := range ranges {
-		require.True(t, r.Offset%HashLeafSize == 0)
-		for off := r.Offset; off < r.Offset+r.Length; off += HashLeafSize {
-			got[off/HashLeafSize] = true
+		require.True(t, r.Offset%LeafSize == 0)
+		for off := r.Offset; off < r.Offset+r.Length; off += LeafSize {
+			got[off/LeafSize] = true
 		}
 		require.LessOrEqual(t, r.Offset+r.Length, int64(size))
 	}
@@ -75,33 +77,33 @@ func TestHashTreeDiffFindsExactlyTheChangedBlocks(t *testing.T) {
 	same, err := ta.Diff(ta)
 	require.NoError(t, err)
 	require.Empty(t, same)
-	other, err := BuildHashTree(bytes.NewReader(a[:size-1]), size-1)
+	other, err := Build(bytes.NewReader(a[:size-1]), size-1)
 	require.NoError(t, err)
 	_, err = ta.Diff(other)
-	require.ErrorIs(t, err, ErrHashTree)
+	require.ErrorIs(t, err, ErrInvalid)
 }
 
 func TestHashTreeLeavesExportAndPersistence(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
-	disk := make([]byte, 9*HashLeafSize+5)
-	fillRandomBytes(rng, disk[:3*HashLeafSize])
-	tree, err := BuildHashTree(bytes.NewReader(disk), int64(len(disk)))
+	disk := make([]byte, 9*LeafSize+5)
+	cycletest.FillRandom(rng, disk[:3*LeafSize])
+	tree, err := Build(bytes.NewReader(disk), int64(len(disk)))
 	require.NoError(t, err)
 
-	remote, err := HashTreeFromLeaves(int64(len(disk)), tree.LeafHashes())
+	remote, err := FromLeaves(int64(len(disk)), tree.LeafHashes())
 	require.NoError(t, err)
 	require.Equal(t, tree.Root(), remote.Root())
 	var chunks []byte
-	for first := 0; first < tree.LeafCount(); first += 4 {
+	for first := 0; first < LeafCount(tree.Size()); first += 4 {
 		chunks = append(chunks, tree.LeafHashesRange(first, 4)...)
 	}
 	require.Equal(t, tree.LeafHashes(), chunks)
-	_, err = HashTreeFromLeaves(int64(len(disk)), tree.LeafHashes()[1:])
-	require.ErrorIs(t, err, ErrHashTree)
+	_, err = FromLeaves(int64(len(disk)), tree.LeafHashes()[1:])
+	require.ErrorIs(t, err, ErrInvalid)
 
 	path := filepath.Join(t.TempDir(), "sda.hashtree")
 	require.NoError(t, tree.Save(path, "gen-7"))
-	loaded, stamp, err := LoadHashTree(path)
+	loaded, stamp, err := Load(path)
 	require.NoError(t, err)
 	require.Equal(t, "gen-7", stamp)
 	require.Equal(t, tree.Root(), loaded.Root())
@@ -110,26 +112,26 @@ func TestHashTreeLeavesExportAndPersistence(t *testing.T) {
 	require.NoError(t, err)
 	raw[30] ^= 1
 	require.NoError(t, os.WriteFile(path, raw, 0o644))
-	_, _, err = LoadHashTree(path)
-	require.ErrorIs(t, err, ErrHashTree)
+	_, _, err = Load(path)
+	require.ErrorIs(t, err, ErrInvalid)
 }
 
 // TestHashTreeSparseFile: a sparse file hashes like the same bytes in memory.
 func TestHashTreeSparseFile(t *testing.T) {
-	const size = 64*HashLeafSize + 100
+	const size = 64*LeafSize + 100
 	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, f.Truncate(size))
 	mem := make([]byte, size)
-	for _, off := range []int64{3 * HashLeafSize, 40*HashLeafSize + 7, size - 50} {
+	for _, off := range []int64{3 * LeafSize, 40*LeafSize + 7, size - 50} {
 		_, err := f.WriteAt([]byte("data here"), off)
 		require.NoError(t, err)
 		copy(mem[off:], "data here")
 	}
-	fromFile, err := BuildHashTree(f, size)
+	fromFile, err := Build(f, size)
 	require.NoError(t, err)
-	fromMem, err := BuildHashTree(bytes.NewReader(mem), size)
+	fromMem, err := Build(bytes.NewReader(mem), size)
 	require.NoError(t, err)
 	require.Equal(t, fromMem.Root(), fromFile.Root())
 }
@@ -140,21 +142,21 @@ func BenchmarkHashTreeUpdate(b *testing.B) {
 	require.NoError(b, err)
 	defer f.Close()
 	require.NoError(b, f.Truncate(size))
-	tree, err := BuildHashTree(f, size)
+	tree, err := Build(f, size)
 	require.NoError(b, err)
 	rng := rand.New(rand.NewPCG(17, 18))
-	block := make([]byte, HashLeafSize)
-	fillRandomBytes(rng, block)
+	block := make([]byte, LeafSize)
+	cycletest.FillRandom(rng, block)
 	const perCycle = 64 // 4 MiB of 64 KiB writes per update
-	b.SetBytes(perCycle * HashLeafSize)
+	b.SetBytes(perCycle * LeafSize)
 	for b.Loop() {
 		b.StopTimer()
 		ext := make([]cycle.Extent, perCycle)
 		for i := range ext {
-			off := rng.Int64N(size/HashLeafSize) * HashLeafSize
+			off := rng.Int64N(size/LeafSize) * LeafSize
 			_, err := f.WriteAt(block, off)
 			require.NoError(b, err)
-			ext[i] = cycle.Extent{Offset: off, Length: HashLeafSize}
+			ext[i] = cycle.Extent{Offset: off, Length: LeafSize}
 		}
 		b.StartTimer()
 		require.NoError(b, tree.Update(f, ext))
@@ -167,10 +169,10 @@ func BenchmarkHashTreeUpdate(b *testing.B) {
 // extents and a partial last leaf.
 func TestHashTreeUpdateFromExtentDataEqualsRebuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, size := range []int64{HashLeafSize, 5*HashLeafSize + 17, 37 * HashLeafSize} {
+	for _, size := range []int64{LeafSize, 5*LeafSize + 17, 37 * LeafSize} {
 		disk := make([]byte, size)
-		fillRandomBytes(rng, disk)
-		tree, err := BuildHashTree(bytes.NewReader(disk), size)
+		cycletest.FillRandom(rng, disk)
+		tree, err := Build(bytes.NewReader(disk), size)
 		require.NoError(t, err)
 		for range 20 {
 			ext := randomTreeWrites(rng, disk, 1+rng.IntN(4))
@@ -193,7 +195,7 @@ func TestHashTreeUpdateFromExtentDataEqualsRebuild(t *testing.T) {
 				}
 			}
 			require.NoError(t, tree.Update(bytes.NewReader(disk), ext))
-			full, err := BuildHashTree(bytes.NewReader(disk), size)
+			full, err := Build(bytes.NewReader(disk), size)
 			require.NoError(t, err)
 			require.Equal(t, full.LeafHashes(), tree.LeafHashes())
 		}

@@ -1,4 +1,4 @@
-package hostsync
+package batch
 
 import (
 	"bytes"
@@ -9,86 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 )
 
 var allCompressions = []string{CompressionNone, CompressionS2, CompressionZstd}
-
-// replicaTestDisks are the disks random cycles write: odd sizes on purpose.
-var replicaTestDisks = map[string]int64{"sda": 1<<20 + 4096, "sdb": 700_000}
-
-// randomTestCycle makes a cycle of random data, zero and overlapping extents,
-// compressible and not.
-func randomTestCycle(rng *rand.Rand, vm string, epoch, seq uint64, closedAt time.Time) cycle.Cycle {
-	c := cycle.Cycle{VM: vm, Epoch: epoch, Seq: seq, ClosedAt: closedAt, AppConsistent: rng.IntN(4) == 0}
-	for range rng.IntN(12) {
-		disk := "sda"
-		if rng.IntN(2) == 0 {
-			disk = "sdb"
-		}
-		size := replicaTestDisks[disk]
-		length := int64(1 + rng.IntN(int(min(size, 200_000))))
-		if rng.IntN(8) == 0 {
-			length = min(size, int64(1+rng.IntN(600_000)))
-		}
-		off := rng.Int64N(size - length + 1)
-		e := cycle.Extent{Disk: disk, Offset: off, Length: length}
-		switch rng.IntN(5) {
-		case 0:
-			e.Zero = true
-		case 1:
-			e.Data = make([]byte, length)
-			for i := range e.Data {
-				e.Data[i] = byte(i / 100)
-			}
-		default:
-			e.Data = make([]byte, length)
-			fillRandomBytes(rng, e.Data)
-		}
-		c.Extents = append(c.Extents, e)
-	}
-	return c
-}
-
-func fillRandomBytes(rng *rand.Rand, p []byte) {
-	for i := 0; i+8 <= len(p); i += 8 {
-		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
-	}
-	for i := len(p) &^ 7; i < len(p); i++ {
-		p[i] = byte(rng.Uint32())
-	}
-}
-
-// replicaModel is the bytes of a VM's disks in memory.
-type replicaModel map[string][]byte
-
-func newReplicaModel() replicaModel {
-	m := replicaModel{}
-	for name, size := range replicaTestDisks {
-		m[name] = make([]byte, size)
-	}
-	return m
-}
-
-func (m replicaModel) apply(c cycle.Cycle) {
-	for _, e := range c.Extents {
-		dst := m[e.Disk][e.Offset:e.End()]
-		if e.Zero {
-			clear(dst)
-		} else {
-			copy(dst, e.Data)
-		}
-	}
-}
-
-func (m replicaModel) clone() replicaModel {
-	out := replicaModel{}
-	for k, v := range m {
-		out[k] = append([]byte(nil), v...)
-	}
-	return out
-}
 
 func TestBatchRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -96,8 +23,8 @@ func TestBatchRoundTrip(t *testing.T) {
 		for _, maxPayload := range []int{2048, 64 << 10, 8 << 20} {
 			asm := NewAssembler("web01", 3, 1)
 			for seq := uint64(1); seq <= 5; seq++ {
-				c := randomTestCycle(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
-				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: maxPayload, Compression: comp})
+				c := cycletest.Random(rng, "web01", 3, seq, time.Unix(1700000000, int64(seq)).UTC())
+				msgs, err := EncodeCycle(c, Options{MaxPayload: maxPayload, Compression: comp})
 				require.NoError(t, err)
 				got := assembleAll(t, asm, msgs, maxPayload)
 				requireSameCycle(t, c, got)
@@ -110,7 +37,7 @@ func assembleAll(t *testing.T, asm *Assembler, msgs [][]byte, maxPayload int) cy
 	t.Helper()
 	for i, msg := range msgs {
 		require.LessOrEqual(t, len(msg), maxPayload)
-		b, err := DecodeBatch(msg)
+		b, err := Decode(msg)
 		require.NoError(t, err)
 		require.Equal(t, i, b.Index)
 		require.Equal(t, i == len(msgs)-1, b.Last)
@@ -133,17 +60,17 @@ func requireSameCycle(t *testing.T, want, got cycle.Cycle) {
 	require.True(t, want.ClosedAt.Equal(got.ClosedAt))
 	require.Equal(t, want.AppConsistent, got.AppConsistent)
 	require.Equal(t, want.Initial, got.Initial)
-	a, b := newReplicaModel(), newReplicaModel()
-	a.apply(want)
-	b.apply(got)
+	a, b := cycletest.NewModel(), cycletest.NewModel()
+	a.Apply(want)
+	b.Apply(got)
 	require.Equal(t, a, b)
 }
 
 func TestBatchSplitsBigExtents(t *testing.T) {
 	data := make([]byte, 1<<20)
-	fillRandomBytes(rand.New(rand.NewPCG(3, 4)), data)
+	cycletest.FillRandom(rand.New(rand.NewPCG(3, 4)), data)
 	c := cycle.Cycle{VM: "db01", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: 1 << 20, Data: data}}}
-	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 64 << 10, Compression: CompressionZstd})
+	msgs, err := EncodeCycle(c, Options{MaxPayload: 64 << 10, Compression: CompressionZstd})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(msgs), 16)
 	got := assembleAll(t, NewAssembler("db01", 1, 1), msgs, 64<<10)
@@ -152,10 +79,10 @@ func TestBatchSplitsBigExtents(t *testing.T) {
 
 func TestBatchEmptyCycle(t *testing.T) {
 	c := cycle.Cycle{VM: "idle", Epoch: 2, Seq: 9, ClosedAt: time.Now().UTC(), AppConsistent: true}
-	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20})
+	msgs, err := EncodeCycle(c, Options{MaxPayload: 8 << 20})
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
-	b, err := DecodeBatch(msgs[0])
+	b, err := Decode(msgs[0])
 	require.NoError(t, err)
 	require.True(t, b.Last)
 	require.True(t, b.AppConsistent)
@@ -168,75 +95,75 @@ func TestBatchEmptyCycle(t *testing.T) {
 
 func TestBatchBadOptions(t *testing.T) {
 	c := cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1}
-	_, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20, Compression: "lz4"})
-	require.ErrorIs(t, err, ErrBatchOptions)
-	_, err = EncodeCycle(c, BatchOptions{MaxPayload: 100})
-	require.ErrorIs(t, err, ErrBatchOptions)
+	_, err := EncodeCycle(c, Options{MaxPayload: 8 << 20, Compression: "lz4"})
+	require.ErrorIs(t, err, ErrOptions)
+	_, err = EncodeCycle(c, Options{MaxPayload: 100})
+	require.ErrorIs(t, err, ErrOptions)
 	bad := cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "sda", Length: 10, Data: []byte{1}}}}
-	_, err = EncodeCycle(bad, BatchOptions{MaxPayload: 8 << 20})
-	require.ErrorIs(t, err, ErrBadCycle)
+	_, err = EncodeCycle(bad, Options{MaxPayload: 8 << 20})
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 }
 
 func TestBatchCorruptionDetected(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, comp := range allCompressions {
-		c := randomTestCycle(rng, "web01", 1, 1, time.Now())
+		c := cycletest.Random(rng, "web01", 1, 1, time.Now())
 		c.Extents = append(c.Extents, cycle.Extent{Disk: "sda", Offset: 1, Length: 3000, Data: make([]byte, 3000)})
-		msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 4096, Compression: comp})
+		msgs, err := EncodeCycle(c, Options{MaxPayload: 4096, Compression: comp})
 		require.NoError(t, err)
 		msg := msgs[0]
 		for i := range msg {
 			for _, flip := range []byte{0x01, 0x80, 0xff} {
 				bad := append([]byte(nil), msg...)
 				bad[i] ^= flip
-				_, err := DecodeBatch(bad)
+				_, err := Decode(bad)
 				require.Error(t, err, "byte %d flipped by %#x", i, flip)
-				require.True(t, errors.Is(err, ErrBatchCorrupt) || errors.Is(err, ErrBatchVersion), "byte %d: %v", i, err)
+				require.True(t, errors.Is(err, ErrCorrupt) || errors.Is(err, ErrVersion), "byte %d: %v", i, err)
 			}
 		}
-		_, err = DecodeBatch(msg[:len(msg)-1])
-		require.ErrorIs(t, err, ErrBatchCorrupt)
+		_, err = Decode(msg[:len(msg)-1])
+		require.ErrorIs(t, err, ErrCorrupt)
 	}
 }
 
 // TestBatchDecompressionBomb: a batch declaring a huge body is refused
 // before anything is allocated, even with a valid CRC.
 func TestBatchDecompressionBomb(t *testing.T) {
-	msgs, err := EncodeCycle(cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "d", Length: 100000, Zero: true}}}, BatchOptions{MaxPayload: 4096, Compression: CompressionS2})
+	msgs, err := EncodeCycle(cycle.Cycle{VM: "vm", Epoch: 1, Seq: 1, Extents: []cycle.Extent{{Disk: "d", Length: 100000, Zero: true}}}, Options{MaxPayload: 4096, Compression: CompressionS2})
 	require.NoError(t, err)
 	msg := append([]byte(nil), msgs[0]...)
-	binary.LittleEndian.PutUint32(msg[40:], MaxBatchBody+1)
+	binary.LittleEndian.PutUint32(msg[40:], MaxBody+1)
 	resealCRC(msg)
-	_, err = DecodeBatch(msg)
-	require.ErrorIs(t, err, ErrBatchTooLarge)
+	_, err = Decode(msg)
+	require.ErrorIs(t, err, ErrTooLarge)
 	binary.LittleEndian.PutUint32(msg[40:], 1<<20)
 	resealCRC(msg)
-	_, err = DecodeBatch(msg)
-	require.ErrorIs(t, err, ErrBatchCorrupt)
+	_, err = Decode(msg)
+	require.ErrorIs(t, err, ErrCorrupt)
 }
 
 func resealCRC(msg []byte) {
 	end := len(msg) - 4
-	binary.LittleEndian.PutUint32(msg[end:], crc32.Checksum(msg[:end], batchCRCTable))
+	binary.LittleEndian.PutUint32(msg[end:], crc32.Checksum(msg[:end], crcTable))
 }
 
 func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	data := make([]byte, 10000)
 	c := cycle.Cycle{VM: "web01", Epoch: 4, Seq: 7, Extents: []cycle.Extent{{Disk: "sda", Length: 10000, Data: data}}}
-	msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 2048})
+	msgs, err := EncodeCycle(c, Options{MaxPayload: 2048})
 	require.NoError(t, err)
 	require.Greater(t, len(msgs), 3)
 	batches := make([]Batch, len(msgs))
 	for i, m := range msgs {
-		batches[i], err = DecodeBatch(m)
+		batches[i], err = Decode(m)
 		require.NoError(t, err)
 	}
 	asm := NewAssembler("web01", 4, 7)
 
 	_, _, err = asm.Add(batches[1])
-	var gap *GapError
+	var gap *cycle.GapError
 	require.ErrorAs(t, err, &gap)
-	require.ErrorIs(t, err, ErrBatchGap)
+	require.ErrorIs(t, err, cycle.ErrBatchGap)
 
 	_, done, err := asm.Add(batches[0])
 	require.NoError(t, err)
@@ -248,15 +175,15 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	other := batches[1]
 	other.Epoch = 3
 	_, _, err = asm.Add(other)
-	require.ErrorIs(t, err, ErrStaleEpoch)
+	require.ErrorIs(t, err, cycle.ErrStaleEpoch)
 	ahead := batches[1]
 	ahead.Cycle = 8
 	_, _, err = asm.Add(ahead)
-	require.ErrorIs(t, err, ErrCycleGap)
+	require.ErrorIs(t, err, cycle.ErrSeqGap)
 	wrongVM := batches[1]
 	wrongVM.VM = "db01"
 	_, _, err = asm.Add(wrongVM)
-	require.ErrorIs(t, err, ErrBadCycle)
+	require.ErrorIs(t, err, cycle.ErrInvalid)
 
 	var got cycle.Cycle
 	for _, b := range batches[1:] {
@@ -268,18 +195,18 @@ func TestAssemblerRefusesGapsEpochsAndSequences(t *testing.T) {
 	require.Equal(t, uint64(8), asm.Next())
 
 	_, _, err = asm.Add(batches[len(batches)-1]) // redelivery of an applied cycle
-	require.ErrorIs(t, err, ErrCycleApplied)
+	require.ErrorIs(t, err, cycle.ErrApplied)
 }
 
 func TestBatchMsgID(t *testing.T) {
-	require.Equal(t, "web01.3.17.2", BatchMsgID("web01", 3, 17, 2))
-	require.NotEqual(t, BatchMsgID("web01", 3, 17, 2), BatchMsgID("web01", 4, 17, 2))
+	require.Equal(t, "web01.3.17.2", MsgID("web01", 3, 17, 2))
+	require.NotEqual(t, MsgID("web01", 3, 17, 2), MsgID("web01", 4, 17, 2))
 }
 
 func FuzzDecodeBatch(f *testing.F) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, comp := range allCompressions {
-		msgs, err := EncodeCycle(randomTestCycle(rng, "vm", 1, 1, time.Now()), BatchOptions{MaxPayload: 4096, Compression: comp})
+		msgs, err := EncodeCycle(cycletest.Random(rng, "vm", 1, 1, time.Now()), Options{MaxPayload: 4096, Compression: comp})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -287,15 +214,15 @@ func FuzzDecodeBatch(f *testing.F) {
 	}
 	f.Add([]byte("SRDB"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		b, err := DecodeBatch(msg)
+		b, err := Decode(msg)
 		if err != nil {
 			return
 		}
-		again, err := EncodeBatch(b)
+		again, err := Encode(b)
 		if err != nil {
 			t.Fatalf("decoded batch does not re-encode: %v", err)
 		}
-		b2, err := DecodeBatch(again)
+		b2, err := Decode(again)
 		if err != nil {
 			t.Fatalf("re-encoded batch does not decode: %v", err)
 		}
@@ -311,7 +238,7 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 	for i := range 128 { // 8 MiB: half random, half text-like
 		data := make([]byte, 64<<10)
 		if i%2 == 0 {
-			fillRandomBytes(rng, data)
+			cycletest.FillRandom(rng, data)
 		} else {
 			for j := range data {
 				data[j] = "siterecovery replicates disks "[j%30]
@@ -324,14 +251,14 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 			var wire int
 			b.SetBytes(8 << 20)
 			for b.Loop() {
-				msgs, err := EncodeCycle(c, BatchOptions{MaxPayload: 8 << 20, Compression: comp})
+				msgs, err := EncodeCycle(c, Options{MaxPayload: 8 << 20, Compression: comp})
 				if err != nil {
 					b.Fatal(err)
 				}
 				wire = 0
 				for _, m := range msgs {
 					wire += len(m)
-					if _, err := DecodeBatch(m); err != nil {
+					if _, err := Decode(m); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -347,10 +274,10 @@ func BenchmarkEncodeDecodeBatch(b *testing.B) {
 func TestEncodeCycleEachReusesOneBuffer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	data := make([]byte, 256<<10)
-	fillRandomBytes(rng, data)
+	cycletest.FillRandom(rng, data)
 	c := cycle.Cycle{VM: "web01", Epoch: 2, Seq: 1, ClosedAt: time.Unix(1_800_000_000, 0),
 		Extents: []cycle.Extent{{Disk: "sda", Offset: 0, Length: int64(len(data)), Data: data}}}
-	opts := BatchOptions{MaxPayload: 64 << 10}
+	opts := Options{MaxPayload: 64 << 10}
 	want, err := EncodeCycle(c, opts)
 	require.NoError(t, err)
 	require.Greater(t, len(want), 3)

@@ -1,0 +1,21 @@
+// Package hashtree is the Merkle tree over a disk's 64 KiB blocks (Tree)
+// that both sides of a VM keep: the source for its disks, the recovery host
+// for its replica. Comparing two trees of one disk from the root down
+// (Diff) finds the blocks that differ without reading the disks again;
+// comparing their roots checks a replica against the source after a cycle,
+// at verify and before a planned failover; resync copies only the blocks
+// the trees disagree on.
+//
+// A tree is built by reading a disk once (Build, skipping the holes of a
+// sparse image) and then kept up to date by the extents written
+// (Update, or Plan on other CPUs while the image is written and Apply
+// after), at a cost that grows with the changes, not with the disk. Its
+// leaves travel as bytes (LeafHashes, FromLeaves) and are saved in a tree
+// file (Save, SaveCache, Load) whose format, named and versioned, is
+// documented in file.go; the version names the hash (version 1: SHA-256),
+// and a file of another version is refused with ErrVersion so its owner
+// rebuilds the tree from the image.
+//
+// It imports hostsync/cycle (extents and ranges), hostsync/sparse and
+// hostsync/durable, and nothing of the agent.
+package hashtree

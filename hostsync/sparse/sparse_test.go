@@ -1,0 +1,48 @@
+package sparse
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The regions cover the range in order, hold every written byte in data, and
+// a hole reads as zeros (a file system that cannot tell reports all data).
+func TestRegionsCoverDataAndHoles(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "img"))
+	require.NoError(t, err)
+	defer f.Close()
+	const size = 4 << 20
+	require.NoError(t, f.Truncate(size))
+	block := bytes.Repeat([]byte{7}, 64<<10)
+	_, err = f.WriteAt(block, 2<<20)
+	require.NoError(t, err)
+	regions := Regions(f, 0, size)
+	pos := int64(0)
+	for _, r := range regions {
+		require.Equal(t, pos, r.Offset)
+		require.Positive(t, r.Length)
+		if !r.Data {
+			buf := make([]byte, r.Length)
+			_, err := f.ReadAt(buf, r.Offset)
+			require.NoError(t, err)
+			require.True(t, IsZero(buf), "hole at %d reads as zeros", r.Offset)
+		}
+		pos += r.Length
+	}
+	require.Equal(t, int64(size), pos)
+	require.Empty(t, Regions(f, size, size))
+}
+
+func TestIsZero(t *testing.T) {
+	require.True(t, IsZero(nil))
+	require.True(t, IsZero(make([]byte, 13)))
+	for _, i := range []int{0, 7, 8, 12} {
+		b := make([]byte, 13)
+		b[i] = 1
+		require.False(t, IsZero(b), "byte %d set", i)
+	}
+}
