@@ -56,6 +56,35 @@ type AgentConfig struct {
 	VMStopCommand  string
 }
 
+// Transport is what the agent needs of its messaging, one interface per
+// use, each declared where it is used. natsbus.New(nc).Transport() makes
+// one on a NATS connection; every part is required.
+type Transport struct {
+	// ControlPlane takes the agent's reports (agent_report.go).
+	ControlPlane ControlPlane
+	// Peers carries the cycle acks, leaves and verify requests (peers.go).
+	Peers Peers
+	// Deltas manages the delta streams and the VMs' consumers (streams.go).
+	Deltas DeltaStreams
+	// Batches publishes the batches into the delta streams (streams.go).
+	Batches BatchPublisher
+}
+
+// missing names the first part of t that is not set ("" when none).
+func (t Transport) missing() string {
+	switch {
+	case t.ControlPlane == nil:
+		return "control plane"
+	case t.Peers == nil:
+		return "peers"
+	case t.Deltas == nil:
+		return "delta streams"
+	case t.Batches == nil:
+		return "batch publisher"
+	}
+	return ""
+}
+
 func (c *AgentConfig) check() error {
 	switch {
 	case events.ValidateToken("host", c.Host) != nil:

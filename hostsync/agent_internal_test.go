@@ -76,7 +76,7 @@ func TestByteBudgetBoundsAndNeverStarves(t *testing.T) {
 func TestDeltaNames(t *testing.T) {
 	require.Equal(t, "sr.delta.dr.hv01.web01.3", DeltaSubject("dr", "hv01", "web01", 3))
 	require.Equal(t, "SR_DELTA_dr", DeltaStream("dr"))
-	require.Equal(t, "sr.delta.dr.*.web01.*", deltaFilter("dr", "web01"))
+	require.Equal(t, "sr.delta.dr.*.web01.*", DeltaFilter("dr", "web01"))
 	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", Batch{Epoch: 3}))
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", Batch{Epoch: 3}), ErrBadCycle)
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", Batch{Epoch: 3}), ErrBadCycle)

@@ -105,6 +105,16 @@ type replyBody struct {
 	} `json:"error,omitempty"`
 }
 
+// ControlPlane answers the agent's reports: request/reply on
+// sr.cmd.agent.<host>.<verb> (natsbus implements it with core NATS). Safe
+// for concurrent use.
+type ControlPlane interface {
+	// Request sends data on subject and returns the reply's data, waiting
+	// until ctx ends. No control plane serving subject, or no reply before
+	// ctx ends, is an error; a refusal is a reply like any other.
+	Request(ctx context.Context, subject string, data []byte) ([]byte, error)
+}
+
 // reportTimeout bounds one report request.
 const reportTimeout = 5 * time.Second
 

@@ -254,7 +254,7 @@ func (c *vmCtl) purgeDeltas(ctx context.Context, vm events.VM) error {
 	if err != nil {
 		return fmt.Errorf("delta stream: %w", err)
 	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(deltaFilter(vm.TargetSite, vm.Name))); err != nil {
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(DeltaFilter(vm.TargetSite, vm.Name))); err != nil {
 		return fmt.Errorf("purge deltas of %s: %w", vm.Name, err)
 	}
 	return nil

@@ -175,12 +175,12 @@ func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
 	// unacknowledged (it crashed mid-cycle) come again at once, in stream
 	// order, instead of after the ack wait; the replica drops what it has.
 	stream := DeltaStream(vm.TargetSite)
-	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := c.a.js.DeleteConsumer(ctx, stream, DeltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("reset delta consumer of %s: %w", vm.Name, err)
 	}
 	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       deltaConsumer(vm.Name),
-		FilterSubject: deltaFilter(vm.TargetSite, vm.Name),
+		Durable:       DeltaConsumer(vm.Name),
+		FilterSubject: DeltaFilter(vm.TargetSite, vm.Name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxAckPending: 1 << 16,
@@ -246,11 +246,11 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 		c.rcv = nil
 	}
 	stream := DeltaStream(vm.TargetSite)
-	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if err := c.a.js.DeleteConsumer(ctx, stream, DeltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		errs = append(errs, err)
 	}
 	if s, err := c.a.js.Stream(ctx, stream); err == nil {
-		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(deltaFilter(vm.TargetSite, vm.Name))))
+		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(DeltaFilter(vm.TargetSite, vm.Name))))
 	}
 	deleted := vm.Settings.DeleteReplicaOnDisable
 	if deleted {

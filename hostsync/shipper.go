@@ -381,7 +381,7 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 // consumerBusy says whether the VM's consumer still has messages to deliver
 // or awaiting acknowledgement (or does not exist yet).
 func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (busy, holding bool, err error) {
-	cons, err := c.a.js.Consumer(ctx, DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
+	cons, err := c.a.js.Consumer(ctx, DeltaStream(vm.TargetSite), DeltaConsumer(vm.Name))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return true, false, nil
 	}

@@ -26,11 +26,70 @@ func DeltaSubject(site, sourceHost, vm string, epoch uint64) string {
 	return "sr.delta." + site + "." + sourceHost + "." + vm + "." + strconv.FormatUint(epoch, 10)
 }
 
-// deltaFilter matches every batch of vm, from any source host, any epoch.
-func deltaFilter(site, vm string) string { return "sr.delta." + site + ".*." + vm + ".*" }
+// DeltaSubjects matches every batch to site: the subjects of its delta
+// stream.
+func DeltaSubjects(site string) string { return "sr.delta." + site + ".>" }
 
-// deltaConsumer is the durable consumer name of vm's batches.
-func deltaConsumer(vm string) string { return "sr-apply-" + vm }
+// DeltaFilter matches every batch of vm, from any source host, any epoch.
+func DeltaFilter(site, vm string) string { return "sr.delta." + site + ".*." + vm + ".*" }
+
+// DeltaConsumer is the durable consumer name of vm's batches.
+func DeltaConsumer(vm string) string { return "sr-apply-" + vm }
+
+// DeltaStreams manages the delta streams and the VMs' durable consumers on
+// them (natsbus implements it with JetStream; the streams' and consumers'
+// configuration is the implementation's). A stream is named by its site
+// (DeltaStream), a VM's consumer and batches by site and VM (DeltaConsumer,
+// DeltaFilter). Safe for concurrent use.
+type DeltaStreams interface {
+	// EnsureStream creates site's delta stream if it does not exist.
+	// Idempotent: an existing stream is left as it is.
+	EnsureStream(ctx context.Context, site string) error
+
+	// CreateConsumer creates vm's durable consumer on site's stream, or
+	// updates the existing one: every batch of vm (DeltaFilter) from the
+	// oldest on, in stream order, each delivered again when not settled
+	// within ackWait. Idempotent.
+	CreateConsumer(ctx context.Context, site, vm string, ackWait time.Duration) (BatchConsumer, error)
+
+	// DeleteConsumer deletes vm's consumer: the batches it delivered and
+	// nobody acknowledged are delivered again, in stream order, to the
+	// next consumer. A missing consumer is an error wrapping
+	// ErrConsumerNotFound, a missing stream ErrStreamNotFound.
+	DeleteConsumer(ctx context.Context, site, vm string) error
+
+	// Backlog tells how many of vm's batches its consumer has still to
+	// deliver (pending) and has delivered unacknowledged (ackPending). A
+	// missing consumer is an error wrapping ErrConsumerNotFound.
+	Backlog(ctx context.Context, site, vm string) (pending, ackPending uint64, err error)
+
+	// Purge removes every batch of vm from site's stream. A missing
+	// stream is an error wrapping ErrStreamNotFound.
+	Purge(ctx context.Context, site, vm string) error
+}
+
+// BatchPublisher publishes batches into the delta streams (natsbus: a
+// JetStream asynchronous publish). Safe for concurrent use.
+type BatchPublisher interface {
+	// PublishBatch sends data on subject with the dedup id msgID (the
+	// stream drops a message whose id it holds, within its duplicate
+	// window) and returns without waiting for the stream, data copied: the
+	// caller may reuse it at once. There is no retry: a publish that
+	// fails, now or in its PublishAck, is the caller's to send again.
+	PublishBatch(subject, msgID string, data []byte) (PublishAck, error)
+
+	// MaxPayload is the largest message the server takes, headers
+	// included.
+	MaxPayload() int64
+}
+
+// PublishAck is the stream's answer to one PublishBatch.
+type PublishAck interface {
+	// Wait returns nil once the stream stored the batch (or dropped it as
+	// a duplicate), an error naming the subject if it did not, or ctx's
+	// error when ctx ends first. Call it from one goroutine.
+	Wait(ctx context.Context) error
+}
 
 // ackSubject is where a recovery host tells the source host that a cycle
 // of vm is applied: sr.ack.<source_host>.<vm>, core NATS, JSON cycleAck.
