@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -29,9 +27,10 @@ type AgentConfig struct {
 	// .hrl change logs), the replicas (replicas/<vm>/) and the NBD socket
 	// (nbd.sock) (required).
 	DataDir string
-	// NATS is the connection to the control plane's NATS (required); it
-	// stays the caller's.
-	NATS *nats.Conn
+	// Transport is the agent's messaging with the control plane and the
+	// other agents (required; natsbus makes it on a NATS connection, which
+	// stays the caller's).
+	Transport Transport
 	// Log is the event log the agent follows (required).
 	Log events.Log
 	// Logger receives the agent's messages.
@@ -91,8 +90,8 @@ func (c *AgentConfig) check() error {
 		return fmt.Errorf("%w: host %q is not a name", ErrAgentConfig, c.Host)
 	case c.DataDir == "":
 		return fmt.Errorf("%w: no data directory", ErrAgentConfig)
-	case c.NATS == nil:
-		return fmt.Errorf("%w: no NATS connection", ErrAgentConfig)
+	case c.Transport.missing() != "":
+		return fmt.Errorf("%w: no %s in the transport", ErrAgentConfig, c.Transport.missing())
 	case c.Log == nil:
 		return fmt.Errorf("%w: no event log", ErrAgentConfig)
 	}
@@ -115,14 +114,14 @@ func (c *AgentConfig) check() error {
 type Agent struct {
 	cfg    AgentConfig
 	logger zerolog.Logger
-	js     jetstream.JetStream
+	tr     Transport
 	nbd    *NBDServer
 	rep    reporter
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ackSub *nats.Subscription
+	ackSub Subscription
 
 	mu      sync.Mutex
 	vms     map[string]*vmCtl
@@ -139,14 +138,10 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(cfg.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
-		cfg: cfg, logger: logger, js: js, nbd: NewNBDServer(logger),
-		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
+		cfg: cfg, logger: logger, tr: cfg.Transport, nbd: NewNBDServer(logger),
+		rep: reporter{cp: cfg.Transport.ControlPlane, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }
 
@@ -168,7 +163,7 @@ func (a *Agent) Open(ctx context.Context) error {
 		return err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	sub, err := a.cfg.NATS.Subscribe(ackSubject(a.cfg.Host, "*"), a.onAck)
+	sub, err := a.tr.Peers.Subscribe(ackSubject(a.cfg.Host, "*"), a.onAck)
 	if err != nil {
 		a.cancel()
 		return errors.Join(fmt.Errorf("subscribe to cycle acks: %w", err), a.nbd.Close())
@@ -351,11 +346,11 @@ func (a *Agent) ctl(vm string) *vmCtl {
 }
 
 // onAck takes a recovery host's acknowledgement of applied cycles.
-func (a *Agent) onAck(m *nats.Msg) {
-	vm := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+func (a *Agent) onAck(subject string, data []byte) {
+	vm := subject[strings.LastIndexByte(subject, '.')+1:]
 	var ack cycleAck
-	if err := json.Unmarshal(m.Data, &ack); err != nil {
-		a.logger.Warn().Err(err).Str("subject", m.Subject).Msg("cycle ack does not decode")
+	if err := json.Unmarshal(data, &ack); err != nil {
+		a.logger.Warn().Err(err).Str("subject", subject).Msg("cycle ack does not decode")
 		return
 	}
 	if c := a.ctl(vm); c != nil {

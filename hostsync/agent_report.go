@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // The agent's reports to the control plane: requests on
@@ -120,7 +118,7 @@ const reportTimeout = 5 * time.Second
 
 // reporter sends the reports of one host. Safe for concurrent use.
 type reporter struct {
-	nc   *nats.Conn
+	cp   ControlPlane
 	host string
 }
 
@@ -135,13 +133,13 @@ func (r reporter) report(ctx context.Context, verb string, body any) error {
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
 	subject := "sr.cmd.agent." + r.host + "." + verb
-	msg, err := r.nc.RequestWithContext(ctx, subject, data)
+	reply, err := r.cp.Request(ctx, subject, data)
 	if err != nil {
 		return fmt.Errorf("report %s: %v: %w", verb, err, ErrNoControlPlane)
 	}
 	var rep replyBody
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return fmt.Errorf("report %s: reply %q: %w", verb, msg.Data, ErrNoControlPlane)
+	if err := json.Unmarshal(reply, &rep); err != nil {
+		return fmt.Errorf("report %s: reply %q: %w", verb, reply, ErrNoControlPlane)
 	}
 	if rep.Error != nil {
 		return &ReportError{Verb: verb, Code: rep.Error.Code, Message: rep.Error.Message}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // Integrity (DESIGN.md section 6): the source proves, cycle by cycle, that
@@ -38,7 +36,7 @@ type sourceIntegrity struct {
 	roots map[uint64]map[string]string // cycle → disk → root
 	disks int
 	// verify answers the VM's verify requests (verify.go).
-	verify *nats.Subscription
+	verify Subscription
 }
 
 func newSourceIntegrity(disks int) *sourceIntegrity {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -251,21 +250,23 @@ func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site str
 }
 
 // publisher publishes batches asynchronously, keeping less than
-// maxInFlight bytes unacknowledged by JetStream. Used by one goroutine.
+// maxInFlight bytes unacknowledged by the stream. Used by one goroutine.
 // publish does not keep data: the caller may reuse it once it returns.
 type publisher struct {
-	js      jetstream.JetStream
+	batches BatchPublisher
 	budget  *byteBudget
 	pending []pendingPub
 }
 
 type pendingPub struct {
-	fut  jetstream.PubAckFuture
+	ack  PublishAck
 	size int
 }
 
 // publish sends data with a dedup id, first waiting for older publishes
 // when the stream's window is full: its own, then (holding none) others'.
+// A failed publish is not retried (BatchPublisher): the shipper sends it
+// again.
 func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
 	for !p.budget.tryAcquire(len(data)) {
 		if len(p.pending) == 0 {
@@ -278,19 +279,12 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 			return err
 		}
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	// No retry by the client: it would send msg.Data again later, and the
-	// caller reuses data once publish returns (the client has copied it
-	// into the connection's buffer). A publish that fails is sent again by
-	// the shipper (a cycle is kept until applied; an initial replication
-	// goes on from the last acknowledged group).
-	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+	ack, err := p.batches.PublishBatch(subject, msgID, data)
 	if err != nil {
 		p.budget.release(len(data))
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
-	p.pending = append(p.pending, pendingPub{fut: fut, size: len(data)})
+	p.pending = append(p.pending, pendingPub{ack: ack, size: len(data)})
 	return nil
 }
 
@@ -298,14 +292,7 @@ func (p *publisher) waitOldest(ctx context.Context) error {
 	pp := p.pending[0]
 	p.pending = p.pending[1:]
 	defer p.budget.release(pp.size)
-	select {
-	case <-pp.fut.Ok():
-		return nil
-	case err := <-pp.fut.Err():
-		return fmt.Errorf("publish %s: %w", pp.fut.Msg().Subject, err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return pp.ack.Wait(ctx)
 }
 
 // inFlight is the number of publishes not yet acknowledged or waited for.
