@@ -2,14 +2,10 @@ package hostsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The delta streams of DESIGN.md section 6: SR_DELTA_<target_site> holds
@@ -161,93 +157,8 @@ func (b *byteBudget) release(n int) {
 	b.mu.Unlock()
 }
 
-// EnsureDeltaStream creates the delta stream of site if it does not exist
-// (idempotent: an existing stream is left as it is), unplaced and R1.
-func EnsureDeltaStream(ctx context.Context, js jetstream.JetStream, site string) error {
-	return EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{})
-}
-
-// DeltaStreamConfig says how many copies of a delta stream a cluster keeps
-// and where (DESIGN.md section 8: each SR_DELTA_<site> at its site).
-type DeltaStreamConfig struct {
-	// Replicas of the stream (default 1: the source keeps each cycle until
-	// it is applied, so a lost copy is shipped again).
-	Replicas int
-	// Tags place the stream on servers carrying all of them, e.g.
-	// SiteTag(site); none: anywhere.
-	Tags []string
-}
-
 // SiteTag is the placement tag of a site's NATS servers, "site:<site>".
 func SiteTag(site string) string { return "site:" + site }
-
-// errCodeNoSuitablePeers is the JetStream API error code of a placement
-// no server of the cluster can satisfy (no server carries the tags).
-const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
-
-// EnsureDeltaStreamAt creates the delta stream of site with cfg if it does
-// not exist (idempotent: an existing stream is left as it is, whatever its
-// placement). A cluster with no server to satisfy cfg.Tags fails it with
-// an error wrapping the *jetstream.APIError (code 10005).
-func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site string, cfg DeltaStreamConfig) error {
-	name := DeltaStream(site)
-	if _, err := js.Stream(ctx, name); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("delta stream %s: %w", name, err)
-	}
-	if cfg.Replicas < 0 {
-		return fmt.Errorf("delta stream %s: %d replicas", name, cfg.Replicas)
-	}
-	sc := jetstream.StreamConfig{
-		Name:       name,
-		Subjects:   []string{"sr.delta." + site + ".>"},
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Discard:    jetstream.DiscardNew,
-		Duplicates: 2 * time.Minute,
-		Replicas:   max(cfg.Replicas, 1),
-	}
-	if sc.Replicas == 1 {
-		// The delta stream needs no fsync of its own: the source keeps
-		// every cycle until the recovery host reports it applied (end to
-		// end), so a batch a power loss takes from the stream is sent
-		// again; SR_EVENTS keeps sync_interval: always.
-		sc.PersistMode = jetstream.AsyncPersistMode
-	}
-	if len(cfg.Tags) > 0 {
-		sc.Placement = &jetstream.Placement{Tags: cfg.Tags}
-	}
-	_, err := js.CreateStream(ctx, sc)
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("create delta stream %s: %w", name, err)
-	}
-	return nil
-}
-
-// EnsureSiteDeltaStream creates the delta stream of site, R1, placed on the
-// servers tagged SiteTag(site); when no server can take it (a cluster
-// without site tags, or the site's servers are down) it creates it
-// unplaced instead. placed tells whether
-// the stream, new or existing, asks for the site's servers. A single
-// server accepts the placement and keeps the stream itself.
-func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site string) (placed bool, err error) {
-	tag := SiteTag(site)
-	err = EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{Replicas: 1, Tags: []string{tag}})
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoSuitablePeers {
-		err = EnsureDeltaStream(ctx, js, site)
-	}
-	if err != nil {
-		return false, err
-	}
-	s, err := js.Stream(ctx, DeltaStream(site))
-	if err != nil {
-		return false, fmt.Errorf("delta stream %s: %w", DeltaStream(site), err)
-	}
-	p := s.CachedInfo().Config.Placement
-	return p != nil && slices.Contains(p.Tags, tag), nil
-}
 
 // publisher publishes batches asynchronously, keeping less than
 // maxInFlight bytes unacknowledged by the stream. Used by one goroutine.

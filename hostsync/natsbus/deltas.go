@@ -4,12 +4,98 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/hostsync"
 )
+
+// EnsureDeltaStream creates the delta stream of site if it does not exist
+// (idempotent: an existing stream is left as it is), unplaced and R1.
+func EnsureDeltaStream(ctx context.Context, js jetstream.JetStream, site string) error {
+	return EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{})
+}
+
+// DeltaStreamConfig says how many copies of a delta stream a cluster keeps
+// and where (docs/operations.md: each SR_DELTA_<site> at its site).
+type DeltaStreamConfig struct {
+	// Replicas of the stream (default 1: the source keeps each cycle until
+	// it is applied, so a lost copy is shipped again).
+	Replicas int
+	// Tags place the stream on servers carrying all of them, e.g.
+	// hostsync.SiteTag(site); none: anywhere.
+	Tags []string
+}
+
+// errCodeNoSuitablePeers is the JetStream API error code of a placement
+// no server of the cluster can satisfy (no server carries the tags).
+const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
+
+// EnsureDeltaStreamAt creates the delta stream of site with cfg if it does
+// not exist (idempotent: an existing stream is left as it is, whatever its
+// placement). A cluster with no server to satisfy cfg.Tags fails it with
+// an error wrapping the *jetstream.APIError (code 10005).
+func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site string, cfg DeltaStreamConfig) error {
+	name := hostsync.DeltaStream(site)
+	if _, err := js.Stream(ctx, name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delta stream %s: %w", name, err)
+	}
+	if cfg.Replicas < 0 {
+		return fmt.Errorf("delta stream %s: %d replicas", name, cfg.Replicas)
+	}
+	sc := jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{hostsync.DeltaSubjects(site)},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		Duplicates: 2 * time.Minute,
+		Replicas:   max(cfg.Replicas, 1),
+	}
+	if sc.Replicas == 1 {
+		// The delta stream needs no fsync of its own: the source keeps
+		// every cycle until the recovery host reports it applied (end to
+		// end), so a batch a power loss takes from the stream is sent
+		// again; SR_EVENTS keeps sync_interval: always.
+		sc.PersistMode = jetstream.AsyncPersistMode
+	}
+	if len(cfg.Tags) > 0 {
+		sc.Placement = &jetstream.Placement{Tags: cfg.Tags}
+	}
+	_, err := js.CreateStream(ctx, sc)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create delta stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// EnsureSiteDeltaStream creates the delta stream of site, R1, placed on the
+// servers tagged hostsync.SiteTag(site); when no server can take it (a
+// cluster without site tags, or the site's servers are down) it creates it
+// unplaced instead. placed tells whether the stream, new or existing, asks
+// for the site's servers. A single server accepts the placement and keeps
+// the stream itself.
+func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site string) (placed bool, err error) {
+	tag := hostsync.SiteTag(site)
+	err = EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{Replicas: 1, Tags: []string{tag}})
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoSuitablePeers {
+		err = EnsureDeltaStream(ctx, js, site)
+	}
+	if err != nil {
+		return false, err
+	}
+	s, err := js.Stream(ctx, hostsync.DeltaStream(site))
+	if err != nil {
+		return false, fmt.Errorf("delta stream %s: %w", hostsync.DeltaStream(site), err)
+	}
+	p := s.CachedInfo().Config.Placement
+	return p != nil && slices.Contains(p.Tags, tag), nil
+}
 
 // maxAckPending bounds the batches a VM's consumer has delivered and not
 // seen settled; far above what the pull budget lets through, so the pull
@@ -19,7 +105,7 @@ const maxAckPending = 1 << 16
 // EnsureStream creates site's delta stream if it does not exist
 // (hostsync.DeltaStreams; EnsureDeltaStream).
 func (b *Bus) EnsureStream(ctx context.Context, site string) error {
-	return hostsync.EnsureDeltaStream(ctx, b.js, site)
+	return EnsureDeltaStream(ctx, b.js, site)
 }
 
 // CreateConsumer creates or updates vm's durable pull consumer on site's
