@@ -77,6 +77,8 @@ func TestDeltaNames(t *testing.T) {
 	require.Equal(t, "sr.delta.dr.hv01.web01.3", DeltaSubject("dr", "hv01", "web01", 3))
 	require.Equal(t, "SR_DELTA_dr", DeltaStream("dr"))
 	require.Equal(t, "sr.delta.dr.*.web01.*", DeltaFilter("dr", "web01"))
+	require.Equal(t, "sr.delta.dr.>", DeltaSubjects("dr"))
+	require.Equal(t, "sr-apply-web01", DeltaConsumer("web01"))
 	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", Batch{Epoch: 3}))
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", Batch{Epoch: 3}), ErrBadCycle)
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", Batch{Epoch: 3}), ErrBadCycle)
@@ -87,6 +89,9 @@ func TestAgentConfigChecked(t *testing.T) {
 	require.ErrorIs(t, err, ErrAgentConfig)
 	_, err = NewAgent(AgentConfig{Host: "hv01"})
 	require.ErrorIs(t, err, ErrAgentConfig)
+	_, err = NewAgent(AgentConfig{Host: "hv01", DataDir: t.TempDir(), Log: events.NewMemLog()})
+	require.ErrorIs(t, err, ErrAgentConfig)
+	require.ErrorContains(t, err, "no control plane in the transport")
 }
 
 // TestCloseDueSpreadsVMsAndKeepsTheInterval: the first cycle closes at
