@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -32,9 +30,10 @@ type AgentConfig struct {
 	// .hrl change logs), the replicas (replicas/<vm>/) and the NBD socket
 	// (nbd.sock) (required).
 	DataDir string
-	// NATS is the connection to the control plane's NATS (required); it
-	// stays the caller's.
-	NATS *nats.Conn
+	// Transport is the agent's messaging with the control plane and the
+	// other agents (required; natsbus makes it on a NATS connection, which
+	// stays the caller's).
+	Transport Transport
 	// Log is the event log the agent follows (required).
 	Log events.Log
 	// Logger receives the agent's messages.
@@ -59,14 +58,43 @@ type AgentConfig struct {
 	VMStopCommand  string
 }
 
+// Transport is what the agent needs of its messaging, one interface per
+// use, each declared where it is used. natsbus.New(nc).Transport() makes
+// one on a NATS connection; every part is required.
+type Transport struct {
+	// ControlPlane takes the agent's reports (agent_report.go).
+	ControlPlane ControlPlane
+	// Peers carries the cycle acks, leaves and verify requests (peers.go).
+	Peers Peers
+	// Deltas manages the delta streams and the VMs' consumers (streams.go).
+	Deltas DeltaStreams
+	// Batches publishes the batches into the delta streams (streams.go).
+	Batches BatchPublisher
+}
+
+// missing names the first part of t that is not set ("" when none).
+func (t Transport) missing() string {
+	switch {
+	case t.ControlPlane == nil:
+		return "control plane"
+	case t.Peers == nil:
+		return "peers"
+	case t.Deltas == nil:
+		return "delta streams"
+	case t.Batches == nil:
+		return "batch publisher"
+	}
+	return ""
+}
+
 func (c *AgentConfig) check() error {
 	switch {
 	case events.ValidateToken("host", c.Host) != nil:
 		return fmt.Errorf("%w: host %q is not a name", ErrAgentConfig, c.Host)
 	case c.DataDir == "":
 		return fmt.Errorf("%w: no data directory", ErrAgentConfig)
-	case c.NATS == nil:
-		return fmt.Errorf("%w: no NATS connection", ErrAgentConfig)
+	case c.Transport.missing() != "":
+		return fmt.Errorf("%w: no %s in the transport", ErrAgentConfig, c.Transport.missing())
 	case c.Log == nil:
 		return fmt.Errorf("%w: no event log", ErrAgentConfig)
 	}
@@ -89,14 +117,14 @@ func (c *AgentConfig) check() error {
 type Agent struct {
 	cfg    AgentConfig
 	logger zerolog.Logger
-	js     jetstream.JetStream
+	tr     Transport
 	nbd    *nbd.Server
 	rep    reporter
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ackSub *nats.Subscription
+	ackSub Subscription
 
 	mu      sync.Mutex
 	vms     map[string]*vmCtl
@@ -113,14 +141,10 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(cfg.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
-		cfg: cfg, logger: logger, js: js, nbd: nbd.NewServer(logger),
-		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
+		cfg: cfg, logger: logger, tr: cfg.Transport, nbd: nbd.NewServer(logger),
+		rep: reporter{cp: cfg.Transport.ControlPlane, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }
 
@@ -142,7 +166,7 @@ func (a *Agent) Open(ctx context.Context) error {
 		return err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	sub, err := a.cfg.NATS.Subscribe(agentproto.AckSubject(a.cfg.Host, "*"), a.onAck)
+	sub, err := a.tr.Peers.Subscribe(agentproto.AckSubject(a.cfg.Host, "*"), a.onAck)
 	if err != nil {
 		a.cancel()
 		return errors.Join(fmt.Errorf("subscribe to cycle acks: %w", err), a.nbd.Close())
@@ -325,11 +349,11 @@ func (a *Agent) ctl(vm string) *vmCtl {
 }
 
 // onAck takes a recovery host's acknowledgement of applied cycles.
-func (a *Agent) onAck(m *nats.Msg) {
-	vm := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+func (a *Agent) onAck(subject string, data []byte) {
+	vm := subject[strings.LastIndexByte(subject, '.')+1:]
 	var ack cycleAck
-	if err := json.Unmarshal(m.Data, &ack); err != nil {
-		a.logger.Warn().Err(err).Str("subject", m.Subject).Msg("cycle ack does not decode")
+	if err := json.Unmarshal(data, &ack); err != nil {
+		a.logger.Warn().Err(err).Str("subject", subject).Msg("cycle ack does not decode")
 		return
 	}
 	if c := a.ctl(vm); c != nil {

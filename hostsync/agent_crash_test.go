@@ -42,7 +42,7 @@ func TestAgentChildProcess(t *testing.T) {
 	log, err := jetstream.Open(context.Background(), nc, jetstream.Config{})
 	require.NoError(t, err)
 	cfg := hostsync.AgentConfig{
-		Host: os.Getenv(envChildHost), DataDir: dir, NATS: nc, Log: log,
+		Host: os.Getenv(envChildHost), DataDir: dir, Transport: transport(t, nc), Log: log,
 		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 2 * time.Second, DiskBootID: "test-boot",
 	}
 	if stage := os.Getenv(envChildCrash); stage != "" {

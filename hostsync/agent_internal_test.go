@@ -75,7 +75,7 @@ func TestByteBudgetBoundsAndNeverStarves(t *testing.T) {
 	wg.Wait()
 }
 
-func TestDeltaNames(t *testing.T) {
+func TestBatchSubjectChecked(t *testing.T) {
 	require.NoError(t, checkBatchSubject("sr.delta.dr.hv01.web01.3", batch.Batch{Epoch: 3}))
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.2", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
 	require.ErrorIs(t, checkBatchSubject("sr.delta.dr.hv01.web01.x", batch.Batch{Epoch: 3}), cycle.ErrInvalid)
@@ -86,6 +86,9 @@ func TestAgentConfigChecked(t *testing.T) {
 	require.ErrorIs(t, err, ErrAgentConfig)
 	_, err = NewAgent(AgentConfig{Host: "hv01"})
 	require.ErrorIs(t, err, ErrAgentConfig)
+	_, err = NewAgent(AgentConfig{Host: "hv01", DataDir: t.TempDir(), Log: events.NewMemLog()})
+	require.ErrorIs(t, err, ErrAgentConfig)
+	require.ErrorContains(t, err, "no control plane in the transport")
 }
 
 // TestCloseDueSpreadsVMsAndKeepsTheInterval: the first cycle closes at

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
@@ -16,12 +14,22 @@ import (
 // {"error": {"code", "message"}}. The verbs, bodies and replies are
 // package agentproto's, shared with the control plane.
 
+// ControlPlane answers the agent's reports: request/reply on
+// sr.cmd.agent.<host>.<verb> (natsbus implements it with core NATS). Safe
+// for concurrent use.
+type ControlPlane interface {
+	// Request sends data on subject and returns the reply's data, waiting
+	// until ctx ends. No control plane serving subject, or no reply before
+	// ctx ends, is an error; a refusal is a reply like any other.
+	Request(ctx context.Context, subject string, data []byte) ([]byte, error)
+}
+
 // reportTimeout bounds one report request.
 const reportTimeout = 5 * time.Second
 
 // reporter sends the reports of one host. Safe for concurrent use.
 type reporter struct {
-	nc   *nats.Conn
+	cp   ControlPlane
 	host string
 }
 
@@ -35,13 +43,14 @@ func (r reporter) report(ctx context.Context, verb string, body any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
-	msg, err := r.nc.RequestWithContext(ctx, agentproto.ReportSubject(r.host, verb), data)
+	subject := agentproto.ReportSubject(r.host, verb)
+	reply, err := r.cp.Request(ctx, subject, data)
 	if err != nil {
 		return fmt.Errorf("report %s: %v: %w", verb, err, ErrNoControlPlane)
 	}
 	var rep agentproto.Reply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return fmt.Errorf("report %s: reply %q: %w", verb, msg.Data, ErrNoControlPlane)
+	if err := json.Unmarshal(reply, &rep); err != nil {
+		return fmt.Errorf("report %s: reply %q: %w", verb, reply, ErrNoControlPlane)
 	}
 	if rep.Error != nil {
 		return &ReportError{Verb: verb, Code: rep.Error.Code, Message: rep.Error.Message}

@@ -24,6 +24,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -69,6 +70,14 @@ func mustWorld(t testing.TB) *world {
 	require.NoError(t, handlers.NewAgentHandlers(w.log, 0, w.logger).AddEndpoints(ctx, agentSvc))
 	w.dirs["hv01"], w.dirs["hv11"] = shortTempDir(t), shortTempDir(t)
 	return w
+}
+
+// transport is the agents' transport on nc: the NATS adapter.
+func transport(tb testing.TB, nc *nats.Conn) hostsync.Transport {
+	tb.Helper()
+	bus, err := natsbus.New(nc)
+	require.NoError(tb, err)
+	return bus.Transport()
 }
 
 // shortTempDir is a temp dir with a path short enough for a Unix socket.
@@ -137,7 +146,7 @@ func (w *world) startAgent(host string, mod ...func(*hostsync.AgentConfig)) *hos
 	log, err := jetstream.Open(w.ctx, nc, jetstream.Config{Logger: w.logger})
 	require.NoError(w.t, err)
 	cfg := hostsync.AgentConfig{
-		Host: host, DataDir: w.dirs[host], NATS: nc, Log: log, Logger: w.logger.With().Str("agent", host).Logger(),
+		Host: host, DataDir: w.dirs[host], Transport: transport(w.t, nc), Log: log, Logger: w.logger.With().Str("agent", host).Logger(),
 		HeartbeatEvery: time.Second, IRChunk: irChunk, ResendAfter: 2 * time.Second, DiskBootID: "test-boot",
 	}
 	for _, f := range mod {

@@ -41,4 +41,11 @@
 // (agent_vm.go) acts on the folded state, never on single events, and only
 // once the agent has read the log as it was when it started, so a restart
 // picks up where it stopped without acting on the VM's past.
+//
+// The agent's messaging is its Transport (agent.go): small interfaces
+// declared where they are used (ControlPlane for the reports, Peers for
+// acks, leaves and verify, DeltaStreams and BatchPublisher for the delta
+// streams, BatchConsumer and Delivery for the receiver). This package
+// imports no NATS; hostsync/natsbus implements the Transport on a NATS
+// connection.
 package hostsync

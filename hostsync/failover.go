@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 )
@@ -34,7 +32,7 @@ type failoverSide struct {
 
 	trees   *sourceTrees
 	test    *testSide
-	leaves  *nats.Subscription
+	leaves  Subscription
 	leafRep *Replica // the replica the leaves subscription serves
 	served  bool     // what the VM driver was last told
 	// readyPoint is the point the last failover_ready reported.

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
@@ -41,7 +39,7 @@ type sourceIntegrity struct {
 	roots map[uint64]map[string]string // cycle → disk → root
 	disks int
 	// verify answers the VM's verify requests (verify.go).
-	verify *nats.Subscription
+	verify Subscription
 }
 
 func newSourceIntegrity(disks int) *sourceIntegrity {

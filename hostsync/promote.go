@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
@@ -250,14 +248,11 @@ func (c *vmCtl) purgeDeltas(ctx context.Context, vm events.VM) error {
 	if vm.TargetSite == "" {
 		return nil
 	}
-	s, err := c.a.js.Stream(ctx, agentproto.DeltaStream(vm.TargetSite))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	err := c.a.tr.Deltas.Purge(ctx, vm.TargetSite, vm.Name)
+	if errors.Is(err, ErrStreamNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("delta stream: %w", err)
-	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(agentproto.DeltaFilter(vm.TargetSite, vm.Name))); err != nil {
 		return fmt.Errorf("purge deltas of %s: %w", vm.Name, err)
 	}
 	return nil

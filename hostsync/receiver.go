@@ -13,9 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/batch"
@@ -170,24 +167,17 @@ func (c *vmCtl) openReplica(vm events.VM, enableSeq uint64) error {
 }
 
 func (c *vmCtl) startReceiver(ctx context.Context, vm events.VM) error {
-	if err := EnsureDeltaStream(ctx, c.a.js, vm.TargetSite); err != nil {
+	deltas := c.a.tr.Deltas
+	if err := deltas.EnsureStream(ctx, vm.TargetSite); err != nil {
 		return err
 	}
 	// The consumer is made afresh: the messages a previous run held
 	// unacknowledged (it crashed mid-cycle) come again at once, in stream
 	// order, instead of after the ack wait; the replica drops what it has.
-	stream := agentproto.DeltaStream(vm.TargetSite)
-	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := deltas.DeleteConsumer(ctx, vm.TargetSite, vm.Name); err != nil && !errors.Is(err, ErrConsumerNotFound) {
 		return fmt.Errorf("reset delta consumer of %s: %w", vm.Name, err)
 	}
-	cons, err := c.a.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       deltaConsumer(vm.Name),
-		FilterSubject: agentproto.DeltaFilter(vm.TargetSite, vm.Name),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxAckPending: 1 << 16,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := deltas.CreateConsumer(ctx, vm.TargetSite, vm.Name, ackWait)
 	if err != nil {
 		return fmt.Errorf("delta consumer of %s: %w", vm.Name, err)
 	}
@@ -247,12 +237,12 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 		errs = append(errs, c.rcv.close())
 		c.rcv = nil
 	}
-	stream := agentproto.DeltaStream(vm.TargetSite)
-	if err := c.a.js.DeleteConsumer(ctx, stream, deltaConsumer(vm.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	deltas := c.a.tr.Deltas
+	if err := deltas.DeleteConsumer(ctx, vm.TargetSite, vm.Name); err != nil && !errors.Is(err, ErrConsumerNotFound) && !errors.Is(err, ErrStreamNotFound) {
 		errs = append(errs, err)
 	}
-	if s, err := c.a.js.Stream(ctx, stream); err == nil {
-		errs = append(errs, s.Purge(ctx, jetstream.WithPurgeSubject(agentproto.DeltaFilter(vm.TargetSite, vm.Name))))
+	if err := deltas.Purge(ctx, vm.TargetSite, vm.Name); !errors.Is(err, ErrStreamNotFound) {
+		errs = append(errs, err)
 	}
 	deleted := vm.Settings.DeleteReplicaOnDisable
 	if deleted {
@@ -270,12 +260,12 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 type receiver struct {
 	c    *vmCtl
 	rep  *Replica
-	cons jetstream.Consumer
+	cons BatchConsumer
 	asm  *batch.Assembler
-	held []jetstream.Msg
+	held []Delivery
 	// unsynced are the messages of the chunks ApplyInitial wrote, acked
 	// once SyncInitial made them durable.
-	unsynced      []jetstream.Msg
+	unsynced      []Delivery
 	unsyncedBytes int64
 	side          *recoverySide
 	// touched is when the held batches were last kept alive.
@@ -294,7 +284,7 @@ func (rx *receiver) run(ctx context.Context, done chan struct{}) {
 	}
 	rx.syncInitial(context.Background())
 	for _, m := range rx.held {
-		_ = m.Nak()
+		_ = m.Nak(0)
 	}
 }
 
@@ -304,7 +294,7 @@ func (rx *receiver) run(ctx context.Context, done chan struct{}) {
 // of the first copy written so far are made durable.
 func (rx *receiver) consume(ctx context.Context) error {
 	share := pullShare(int(rx.c.a.receiving.Load()))
-	it, err := rx.cons.Messages(jetstream.PullMaxBytes(share))
+	it, err := rx.cons.Pull(share)
 	if err != nil {
 		return err
 	}
@@ -312,8 +302,8 @@ func (rx *receiver) consume(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(idleSync))
-		if errors.Is(err, nats.ErrTimeout) {
+		msg, err := it.Next(idleSync)
+		if errors.Is(err, ErrNoBatch) {
 			rx.syncInitial(ctx)
 			continue
 		}
@@ -336,11 +326,11 @@ func (rx *receiver) wait(ctx context.Context, d time.Duration) {
 // handle takes one message. Nothing in a message can stop the receiver:
 // garbage and batches of another VM or an older epoch are terminated and
 // reported, a gap drops the partial cycle (the source sends it again).
-func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
+func (rx *receiver) handle(ctx context.Context, msg Delivery) {
 	vm, _, _ := rx.c.snapshot()
-	b, err := batch.Decode(msg.Data())
+	b, err := batch.Decode(msg.Data)
 	if err == nil {
-		err = checkBatchSubject(msg.Subject(), b)
+		err = checkBatchSubject(msg.Subject, b)
 	}
 	if err == nil && b.VM != vm.Name {
 		err = fmt.Errorf("%w: batch of vm %q on vm %s's subject", cycle.ErrInvalid, b.VM, vm.Name)
@@ -354,13 +344,13 @@ func (rx *receiver) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if b.Epoch > vm.Epoch {
-		_ = msg.NakWithDelay(time.Second) // the log will tell us about the new epoch
+		_ = msg.Nak(time.Second) // the log will tell us about the new epoch
 		return
 	}
 	rx.add(ctx, msg, b)
 }
 
-func (rx *receiver) add(ctx context.Context, msg jetstream.Msg, b batch.Batch) {
+func (rx *receiver) add(ctx context.Context, msg Delivery, b batch.Batch) {
 	if b.Epoch > rx.asm.Epoch() && b.Cycle == 1 {
 		rx.dropHeld()
 		rx.asm.Reset(b.Epoch, 1)
@@ -413,9 +403,9 @@ func (rx *receiver) preimage(b batch.Batch) {
 // missing batch counts as lost: the partial cycle and the batch are dropped
 // and the source, seeing its cycles unapplied and nothing left to deliver,
 // sends them again. Nothing is ever applied over a gap.
-func (rx *receiver) outOfOrder(ctx context.Context, msg jetstream.Msg, b batch.Batch, err error) {
-	if meta, merr := msg.Metadata(); merr == nil && meta.NumDelivered < gapRetries {
-		_ = msg.NakWithDelay(gapDelay)
+func (rx *receiver) outOfOrder(ctx context.Context, msg Delivery, b batch.Batch, err error) {
+	if n := msg.Delivered; n > 0 && n < gapRetries {
+		_ = msg.Nak(gapDelay)
 		return
 	}
 	rx.dropHeld()
@@ -434,9 +424,9 @@ func checkBatchSubject(subject string, b batch.Batch) error {
 	return nil
 }
 
-func (rx *receiver) refuse(ctx context.Context, msg jetstream.Msg, code string, err error) {
+func (rx *receiver) refuse(ctx context.Context, msg Delivery, code string, err error) {
 	_ = msg.Term()
-	rx.c.reportError(ctx, code, fmt.Errorf("batch %s refused: %w", msg.Subject(), err))
+	rx.c.reportError(ctx, code, fmt.Errorf("batch %s refused: %w", msg.Subject, err))
 }
 
 func (rx *receiver) dropHeld() {
@@ -494,7 +484,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 
 // applyInitial writes a chunk of the first copy; its messages wait for the
 // next syncInitial (after the fetch, or once initialSyncBytes are written).
-func (rx *receiver) applyInitial(ctx context.Context, cyc cycle.Cycle, held []jetstream.Msg) {
+func (rx *receiver) applyInitial(ctx context.Context, cyc cycle.Cycle, held []Delivery) {
 	err := rx.rep.ApplyInitial(ctx, cyc)
 	if err != nil && !errors.Is(err, cycle.ErrApplied) {
 		rx.failApply(ctx, append(rx.unsynced, held...), err)
@@ -540,19 +530,19 @@ func (rx *receiver) saveInitialUpTo(seq uint64) error {
 	return saveJSON(rx.c.receiveStatePath(), receiveState{EnableSeq: rx.side.enableSeq, InitialUpTo: rx.side.initialUpTo.Load()})
 }
 
-func (rx *receiver) failApply(ctx context.Context, held []jetstream.Msg, err error) {
+func (rx *receiver) failApply(ctx context.Context, held []Delivery, err error) {
 	for _, m := range held {
-		_ = m.NakWithDelay(time.Second)
+		_ = m.Nak(time.Second)
 	}
 	epoch, seq := rx.rep.LastApplied()
 	rx.asm.Reset(max(epoch, rx.asm.Epoch()), seq+1)
 	rx.c.reportError(ctx, agentproto.CodeApplyFailed, err)
 }
 
-func ackAll(msgs []jetstream.Msg) {
+func ackAll(msgs []Delivery) {
 	for i, m := range msgs {
 		if i == len(msgs)-1 {
-			_ = m.DoubleAck(context.Background())
+			_ = m.AckSync(context.Background())
 			continue
 		}
 		_ = m.Ack()
@@ -574,7 +564,7 @@ func (rx *receiver) sendAck() {
 	vm, _, _ := rx.c.snapshot()
 	epoch, seq := rx.rep.LastApplied()
 	data, _ := json.Marshal(cycleAck{Enable: rx.side.enableSeq, Epoch: epoch, Seq: seq})
-	if err := rx.c.a.cfg.NATS.Publish(agentproto.AckSubject(vm.SourceHost, vm.Name), data); err != nil {
+	if err := rx.c.a.tr.Peers.Publish(agentproto.AckSubject(vm.SourceHost, vm.Name), data); err != nil {
 		rx.c.logger.Debug().Err(err).Msg("cycle ack")
 	}
 }

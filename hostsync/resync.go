@@ -8,8 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/batch"
@@ -86,7 +84,9 @@ func (c *vmCtl) serveLeaves(vm events.VM) {
 	if rep == nil {
 		return
 	}
-	sub, err := c.a.cfg.NATS.Subscribe(agentproto.LeavesSubject(c.a.cfg.Host, c.name), func(m *nats.Msg) { answerLeaves(rep, m) })
+	sub, err := c.a.tr.Peers.Serve(agentproto.LeavesSubject(c.a.cfg.Host, c.name), func(data []byte, respond func([]byte) error) {
+		answerLeaves(rep, data, respond)
+	})
 	if err != nil {
 		c.warnOnce("leaves", err)
 		return
@@ -103,10 +103,10 @@ func (c *vmCtl) dropLeaves() {
 	c.fo.leaves, c.fo.leafRep = nil, nil
 }
 
-func answerLeaves(rep *Replica, m *nats.Msg) {
+func answerLeaves(rep *Replica, data []byte, respond func([]byte) error) {
 	var req leavesRequest
 	var out leavesReply
-	err := json.Unmarshal(m.Data, &req)
+	err := json.Unmarshal(data, &req)
 	out.Epoch, out.Seq = rep.LastApplied()
 	var t *hashtree.Tree
 	switch {
@@ -125,8 +125,8 @@ func answerLeaves(rep *Replica, m *nats.Msg) {
 	if err != nil {
 		out.Error = err.Error()
 	}
-	data, _ := json.Marshal(out)
-	_ = m.Respond(data)
+	reply, _ := json.Marshal(out)
+	_ = respond(reply)
 }
 
 // resyncKey names the resync the VM needs from this source now ("": none).
@@ -330,12 +330,12 @@ func (c *vmCtl) askLeaves(ctx context.Context, vm events.VM, req leavesRequest) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, agentproto.LeavesSubject(vm.RecoveryHost, vm.Name), data)
+	reply, err := c.a.tr.Peers.Request(ctx, agentproto.LeavesSubject(vm.RecoveryHost, vm.Name), data)
 	if err != nil {
 		return leavesReply{}, fmt.Errorf("%w: leaves of %s from %s: %v", ErrPeerUnavailable, vm.Name, vm.RecoveryHost, err)
 	}
 	var rep leavesReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+	if err := json.Unmarshal(reply, &rep); err != nil {
 		return leavesReply{}, fmt.Errorf("%w: leaves reply: %v", ErrPeerUnavailable, err)
 	}
 	if rep.Error != "" {

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/batch"
@@ -220,7 +218,7 @@ func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
 	if c.src.ship.stream == site {
 		return nil
 	}
-	if err := EnsureDeltaStream(ctx, c.a.js, site); err != nil {
+	if err := c.a.tr.Deltas.EnsureStream(ctx, site); err != nil {
 		return err
 	}
 	if c.src.ship.pub != nil {
@@ -229,7 +227,7 @@ func (c *vmCtl) ensureStream(ctx context.Context, site string) error {
 		}
 	}
 	c.src.ship.stream = site
-	c.src.ship.pub = &publisher{js: c.a.js, budget: c.a.budget(agentproto.DeltaStream(site))}
+	c.src.ship.pub = &publisher{batches: c.a.tr.Batches, budget: c.a.budget(agentproto.DeltaStream(site))}
 	return nil
 }
 
@@ -381,18 +379,14 @@ func (c *vmCtl) resendStale(ctx context.Context, vm events.VM) {
 // consumerBusy says whether the VM's consumer still has messages to deliver
 // or awaiting acknowledgement (or does not exist yet).
 func (c *vmCtl) consumerBusy(ctx context.Context, vm events.VM) (busy, holding bool, err error) {
-	cons, err := c.a.js.Consumer(ctx, agentproto.DeltaStream(vm.TargetSite), deltaConsumer(vm.Name))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+	pending, ackPending, err := c.a.tr.Deltas.Backlog(ctx, vm.TargetSite, vm.Name)
+	if errors.Is(err, ErrConsumerNotFound) {
 		return true, false, nil
 	}
 	if err != nil {
 		return true, false, err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return true, false, err
-	}
-	return info.NumPending > 0 || info.NumAckPending > 0, info.NumAckPending > 0, nil
+	return pending > 0 || ackPending > 0, ackPending > 0, nil
 }
 
 // sendPending ships the closed cycles not sent yet, oldest first.
@@ -475,7 +469,7 @@ const maxBatchBytes = 1 << 20
 
 // batchLimit is the largest batch the source publishes.
 func (c *vmCtl) batchLimit() int {
-	return min(int(c.a.cfg.NATS.MaxPayload())-headerRoom, maxBatchBytes)
+	return min(int(c.a.tr.Batches.MaxPayload())-headerRoom, maxBatchBytes)
 }
 
 // shipMsgID is the Nats-Msg-Id of a batch: BatchMsgID made unique per

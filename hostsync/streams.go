@@ -2,16 +2,9 @@ package hostsync
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
 // The delta streams of DESIGN.md section 6: SR_DELTA_<target_site> holds
@@ -19,8 +12,60 @@ import (
 // file storage. Every VM has one durable pull consumer on it, on the
 // recovery host.
 
-// deltaConsumer is the durable consumer name of vm's batches.
-func deltaConsumer(vm string) string { return "sr-apply-" + vm }
+// DeltaStreams manages the delta streams and the VMs' durable consumers on
+// them (natsbus implements it with JetStream; the streams' and consumers'
+// configuration is the implementation's). A stream is named by its site
+// (agentproto.DeltaStream), a VM's consumer and batches by site and VM
+// (agentproto.DeltaConsumer, agentproto.DeltaFilter). Safe for concurrent use.
+type DeltaStreams interface {
+	// EnsureStream creates site's delta stream if it does not exist.
+	// Idempotent: an existing stream is left as it is.
+	EnsureStream(ctx context.Context, site string) error
+
+	// CreateConsumer creates vm's durable consumer on site's stream, or
+	// updates the existing one: every batch of vm (agentproto.DeltaFilter) from the
+	// oldest on, in stream order, each delivered again when not settled
+	// within ackWait. Idempotent.
+	CreateConsumer(ctx context.Context, site, vm string, ackWait time.Duration) (BatchConsumer, error)
+
+	// DeleteConsumer deletes vm's consumer: the batches it delivered and
+	// nobody acknowledged are delivered again, in stream order, to the
+	// next consumer. A missing consumer is an error wrapping
+	// ErrConsumerNotFound, a missing stream ErrStreamNotFound.
+	DeleteConsumer(ctx context.Context, site, vm string) error
+
+	// Backlog tells how many of vm's batches its consumer has still to
+	// deliver (pending) and has delivered unacknowledged (ackPending). A
+	// missing consumer is an error wrapping ErrConsumerNotFound.
+	Backlog(ctx context.Context, site, vm string) (pending, ackPending uint64, err error)
+
+	// Purge removes every batch of vm from site's stream. A missing
+	// stream is an error wrapping ErrStreamNotFound.
+	Purge(ctx context.Context, site, vm string) error
+}
+
+// BatchPublisher publishes batches into the delta streams (natsbus: a
+// JetStream asynchronous publish). Safe for concurrent use.
+type BatchPublisher interface {
+	// PublishBatch sends data on subject with the dedup id msgID (the
+	// stream drops a message whose id it holds, within its duplicate
+	// window) and returns without waiting for the stream, data copied: the
+	// caller may reuse it at once. There is no retry: a publish that
+	// fails, now or in its PublishAck, is the caller's to send again.
+	PublishBatch(subject, msgID string, data []byte) (PublishAck, error)
+
+	// MaxPayload is the largest message the server takes, headers
+	// included.
+	MaxPayload() int64
+}
+
+// PublishAck is the stream's answer to one PublishBatch.
+type PublishAck interface {
+	// Wait returns nil once the stream stored the batch (or dropped it as
+	// a duplicate), an error naming the subject if it did not, or ctx's
+	// error when ctx ends first. Call it from one goroutine.
+	Wait(ctx context.Context) error
+}
 
 // cycleAck, sent by a recovery host on agentproto.AckSubject (JSON), says
 // cycles up to Seq of Epoch are applied on the recovery host, for the
@@ -90,110 +135,27 @@ func (b *byteBudget) release(n int) {
 	b.mu.Unlock()
 }
 
-// EnsureDeltaStream creates the delta stream of site if it does not exist
-// (idempotent: an existing stream is left as it is), unplaced and R1.
-func EnsureDeltaStream(ctx context.Context, js jetstream.JetStream, site string) error {
-	return EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{})
-}
-
-// DeltaStreamConfig says how many copies of a delta stream a cluster keeps
-// and where (DESIGN.md section 8: each SR_DELTA_<site> at its site).
-type DeltaStreamConfig struct {
-	// Replicas of the stream (default 1: the source keeps each cycle until
-	// it is applied, so a lost copy is shipped again).
-	Replicas int
-	// Tags place the stream on servers carrying all of them, e.g.
-	// SiteTag(site); none: anywhere.
-	Tags []string
-}
-
 // SiteTag is the placement tag of a site's NATS servers, "site:<site>".
 func SiteTag(site string) string { return "site:" + site }
 
-// errCodeNoSuitablePeers is the JetStream API error code of a placement
-// no server of the cluster can satisfy (no server carries the tags).
-const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
-
-// EnsureDeltaStreamAt creates the delta stream of site with cfg if it does
-// not exist (idempotent: an existing stream is left as it is, whatever its
-// placement). A cluster with no server to satisfy cfg.Tags fails it with
-// an error wrapping the *jetstream.APIError (code 10005).
-func EnsureDeltaStreamAt(ctx context.Context, js jetstream.JetStream, site string, cfg DeltaStreamConfig) error {
-	name := agentproto.DeltaStream(site)
-	if _, err := js.Stream(ctx, name); err == nil {
-		return nil
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("delta stream %s: %w", name, err)
-	}
-	if cfg.Replicas < 0 {
-		return fmt.Errorf("delta stream %s: %d replicas", name, cfg.Replicas)
-	}
-	sc := jetstream.StreamConfig{
-		Name:       name,
-		Subjects:   []string{agentproto.DeltaStreamSubjects(site)},
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Discard:    jetstream.DiscardNew,
-		Duplicates: 2 * time.Minute,
-		Replicas:   max(cfg.Replicas, 1),
-	}
-	if sc.Replicas == 1 {
-		// The delta stream needs no fsync of its own: the source keeps
-		// every cycle until the recovery host reports it applied (end to
-		// end), so a batch a power loss takes from the stream is sent
-		// again; SR_EVENTS keeps sync_interval: always.
-		sc.PersistMode = jetstream.AsyncPersistMode
-	}
-	if len(cfg.Tags) > 0 {
-		sc.Placement = &jetstream.Placement{Tags: cfg.Tags}
-	}
-	_, err := js.CreateStream(ctx, sc)
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("create delta stream %s: %w", name, err)
-	}
-	return nil
-}
-
-// EnsureSiteDeltaStream creates the delta stream of site, R1, placed on the
-// servers tagged SiteTag(site); when no server can take it (a cluster
-// without site tags, or the site's servers are down) it creates it
-// unplaced instead. placed tells whether
-// the stream, new or existing, asks for the site's servers. A single
-// server accepts the placement and keeps the stream itself.
-func EnsureSiteDeltaStream(ctx context.Context, js jetstream.JetStream, site string) (placed bool, err error) {
-	tag := SiteTag(site)
-	err = EnsureDeltaStreamAt(ctx, js, site, DeltaStreamConfig{Replicas: 1, Tags: []string{tag}})
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoSuitablePeers {
-		err = EnsureDeltaStream(ctx, js, site)
-	}
-	if err != nil {
-		return false, err
-	}
-	s, err := js.Stream(ctx, agentproto.DeltaStream(site))
-	if err != nil {
-		return false, fmt.Errorf("delta stream %s: %w", agentproto.DeltaStream(site), err)
-	}
-	p := s.CachedInfo().Config.Placement
-	return p != nil && slices.Contains(p.Tags, tag), nil
-}
-
 // publisher publishes batches asynchronously, keeping less than
-// maxInFlight bytes unacknowledged by JetStream. Used by one goroutine.
+// maxInFlight bytes unacknowledged by the stream. Used by one goroutine.
 // publish does not keep data: the caller may reuse it once it returns.
 type publisher struct {
-	js      jetstream.JetStream
+	batches BatchPublisher
 	budget  *byteBudget
 	pending []pendingPub
 }
 
 type pendingPub struct {
-	fut  jetstream.PubAckFuture
+	ack  PublishAck
 	size int
 }
 
 // publish sends data with a dedup id, first waiting for older publishes
 // when the stream's window is full: its own, then (holding none) others'.
+// A failed publish is not retried (BatchPublisher): the shipper sends it
+// again.
 func (p *publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
 	for !p.budget.tryAcquire(len(data)) {
 		if len(p.pending) == 0 {
@@ -206,19 +168,12 @@ func (p *publisher) publish(ctx context.Context, subject, msgID string, data []b
 			return err
 		}
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	// No retry by the client: it would send msg.Data again later, and the
-	// caller reuses data once publish returns (the client has copied it
-	// into the connection's buffer). A publish that fails is sent again by
-	// the shipper (a cycle is kept until applied; an initial replication
-	// goes on from the last acknowledged group).
-	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+	ack, err := p.batches.PublishBatch(subject, msgID, data)
 	if err != nil {
 		p.budget.release(len(data))
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
-	p.pending = append(p.pending, pendingPub{fut: fut, size: len(data)})
+	p.pending = append(p.pending, pendingPub{ack: ack, size: len(data)})
 	return nil
 }
 
@@ -226,14 +181,7 @@ func (p *publisher) waitOldest(ctx context.Context) error {
 	pp := p.pending[0]
 	p.pending = p.pending[1:]
 	defer p.budget.release(pp.size)
-	select {
-	case <-pp.fut.Ok():
-		return nil
-	case err := <-pp.fut.Err():
-		return fmt.Errorf("publish %s: %w", pp.fut.Msg().Subject, err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return pp.ack.Wait(ctx)
 }
 
 // inFlight is the number of publishes not yet acknowledged or waited for.

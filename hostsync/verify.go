@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
@@ -33,8 +31,8 @@ func (c *vmCtl) serveVerify() {
 	if in.verify != nil {
 		return
 	}
-	sub, err := c.a.cfg.NATS.Subscribe(agentproto.VerifySubject(c.a.cfg.Host, c.name), func(m *nats.Msg) {
-		c.answerVerify(in, m)
+	sub, err := c.a.tr.Peers.Serve(agentproto.VerifySubject(c.a.cfg.Host, c.name), func(data []byte, respond func([]byte) error) {
+		c.answerVerify(in, data, respond)
 	})
 	if err != nil {
 		c.warnOnce("verify", err)
@@ -55,18 +53,18 @@ func (s *sourceSide) closeIntegrity() error {
 	}
 	err := s.integ.verify.Unsubscribe()
 	s.integ.verify = nil
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+	if errors.Is(err, ErrSubscriptionClosed) {
 		return nil
 	}
 	return err
 }
 
-func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
+func (c *vmCtl) answerVerify(in *sourceIntegrity, data []byte, respond func([]byte) error) {
 	var req agentproto.VerifyRequest
 	out := agentproto.VerifyReply{VM: c.name, Differing: []events.DiskRange{}}
 	var err error
-	if len(m.Data) > 0 {
-		err = json.Unmarshal(m.Data, &req)
+	if len(data) > 0 {
+		err = json.Unmarshal(data, &req)
 	}
 	if err == nil {
 		vm, _, _ := c.snapshot()
@@ -82,8 +80,8 @@ func (c *vmCtl) answerVerify(in *sourceIntegrity, m *nats.Msg) {
 		out = agentproto.VerifyReply{VM: c.name, Differing: []events.DiskRange{}, Error: &agentproto.Error{Code: code, Message: err.Error()}}
 	}
 	c.logger.Info().Bool("equal", out.Equal).Str("point", out.Point).Int("differing", len(out.Differing)).Err(err).Msg("verify")
-	data, _ := json.Marshal(out)
-	if rerr := m.Respond(data); rerr != nil {
+	reply, _ := json.Marshal(out)
+	if rerr := respond(reply); rerr != nil {
 		c.logger.Debug().Err(rerr).Msg("verify reply")
 	}
 }
@@ -181,12 +179,12 @@ func (c *vmCtl) askRehash(ctx context.Context, host string, req leavesRequest) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyAsk)
 	defer cancel()
-	msg, err := c.a.cfg.NATS.RequestWithContext(ctx, agentproto.LeavesSubject(host, c.name), data)
+	reply, err := c.a.tr.Peers.Request(ctx, agentproto.LeavesSubject(host, c.name), data)
 	if err != nil {
 		return leavesReply{}, fmt.Errorf("%w: recovery host %s: %v", ErrNotVerifiable, host, err)
 	}
 	var rep leavesReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+	if err := json.Unmarshal(reply, &rep); err != nil {
 		return leavesReply{}, fmt.Errorf("leaves reply of %s: %w", host, err)
 	}
 	if rep.Error != "" {

@@ -23,6 +23,7 @@ import (
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -136,8 +137,10 @@ func (w *siteWorld) startAgent(host, site string) *siteAgent {
 	var err error
 	a.log, err = jetstream.Open(w.ctx, a.nc, jetstream.Config{Replicas: 3, Logger: w.logger})
 	require.NoError(t, err)
+	bus, err := natsbus.New(a.nc)
+	require.NoError(t, err)
 	a.agent, err = hostsync.NewAgent(hostsync.AgentConfig{
-		Host: host, DataDir: w.dirs[host], NATS: a.nc, Log: a.log, Logger: w.logger.With().Str("agent", host).Logger(),
+		Host: host, DataDir: w.dirs[host], Transport: bus.Transport(), Log: a.log, Logger: w.logger.With().Str("agent", host).Logger(),
 		HeartbeatEvery: time.Second, IRChunk: 1 << 20, ResendAfter: 2 * time.Second, DiskBootID: "siteloss-boot",
 	})
 	require.NoError(t, err)

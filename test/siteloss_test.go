@@ -14,6 +14,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 )
 
 // TestSiteLossUnplannedFailoverOnTheSurvivors is the site-loss drill of
@@ -101,7 +102,7 @@ const siteLossDisk = 8 << 20
 func (w *siteWorld) requireDeltaStreamAtItsSite(site string) {
 	w.t.Helper()
 	js := w.planes[site].js(w.t)
-	placed, err := hostsync.EnsureSiteDeltaStream(w.ctx, js, site)
+	placed, err := natsbus.EnsureSiteDeltaStream(w.ctx, js, site)
 	require.NoError(w.t, err)
 	require.True(w.t, placed, "delta stream of %s placed at its site", site)
 	leader, others := streamPeers(w.ctx, w.t, w.planes[site].nc, agentproto.DeltaStream(site))
@@ -115,7 +116,7 @@ func (w *siteWorld) requireUnplacedWithoutTaggedServer(site string) {
 	w.t.Helper()
 	js := w.planes["secondary"].js(w.t)
 	for range 2 { // the second time finds it
-		placed, err := hostsync.EnsureSiteDeltaStream(w.ctx, js, site)
+		placed, err := natsbus.EnsureSiteDeltaStream(w.ctx, js, site)
 		require.NoError(w.t, err)
 		require.False(w.t, placed, "no server carries %s", hostsync.SiteTag(site))
 	}
@@ -186,7 +187,7 @@ func TestDeltaStreamPlacementOnOneServer(t *testing.T) {
 	js, err := natsjs.New(nc)
 	require.NoError(t, err)
 	ctx := context.Background()
-	placed, err := hostsync.EnsureSiteDeltaStream(ctx, js, "secondary")
+	placed, err := natsbus.EnsureSiteDeltaStream(ctx, js, "secondary")
 	require.NoError(t, err)
 	require.True(t, placed)
 	s, err := js.Stream(ctx, agentproto.DeltaStream("secondary"))
@@ -194,7 +195,7 @@ func TestDeltaStreamPlacementOnOneServer(t *testing.T) {
 	require.Equal(t, natsjs.WorkQueuePolicy, s.CachedInfo().Config.Retention)
 	require.Equal(t, []string{"sr.delta.secondary.>"}, s.CachedInfo().Config.Subjects)
 
-	err = hostsync.EnsureDeltaStreamAt(ctx, js, "dr", hostsync.DeltaStreamConfig{Replicas: -1})
+	err = natsbus.EnsureDeltaStreamAt(ctx, js, "dr", natsbus.DeltaStreamConfig{Replicas: -1})
 	require.Error(t, err, "negative replicas")
 	_, err = js.Stream(ctx, agentproto.DeltaStream("dr"))
 	require.ErrorIs(t, err, natsjs.ErrStreamNotFound, "a refused config creates nothing")

@@ -14,6 +14,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 )
 
 // agentConfig is the configuration of `siterecovery agent`.
@@ -100,8 +101,12 @@ func agentMain(ctx context.Context, cfg agentConfig, logger zerolog.Logger) erro
 		return fmt.Errorf("event log: %w", err)
 	}
 	defer log.Close()
+	bus, err := natsbus.New(nc)
+	if err != nil {
+		return err
+	}
 	agent, err := hostsync.NewAgent(hostsync.AgentConfig{
-		Host: cfg.Host, DataDir: cfg.Data, NATS: nc, Log: log, Logger: logger,
+		Host: cfg.Host, DataDir: cfg.Data, Transport: bus.Transport(), Log: log, Logger: logger,
 		VMStartCommand: cfg.VMStartCommand, VMStopCommand: cfg.VMStopCommand,
 	})
 	if err != nil {

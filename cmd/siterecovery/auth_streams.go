@@ -8,6 +8,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 )
 
 // The control plane creates the delta stream of every registered site, R1,
@@ -15,7 +16,7 @@ import (
 // tries the placement and falls back to none when no server can take it):
 // with --tls-dir hosts may not create streams (a stream's republish or
 // sources would let a host write any subject, sr.evt.> included). Without
-// it the agents may still create them too (hostsync.EnsureDeltaStream).
+// it the agents may still create them too (natsbus.EnsureDeltaStream).
 
 // deltaStreamPoll is how often the control plane looks for new sites.
 const deltaStreamPoll = 500 * time.Millisecond
@@ -59,7 +60,7 @@ func (cp *controlPlane) ensureDeltaStreams(ctx context.Context, js natsjs.JetStr
 		if made[site] {
 			continue
 		}
-		placed, err := hostsync.EnsureSiteDeltaStream(ctx, js, site)
+		placed, err := natsbus.EnsureSiteDeltaStream(ctx, js, site)
 		if err != nil {
 			if ctx.Err() == nil {
 				cp.logger.Warn().Err(err).Str("site", site).Msg("create the delta stream of a site")

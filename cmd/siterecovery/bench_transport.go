@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events/agentproto"
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 )
 
 // transportSite is the site of the scratch delta stream rawTransport
@@ -20,7 +20,7 @@ const transportSite = "benchraw"
 // rawTransport measures the ceiling JetStream puts on replication on this
 // machine: size bytes (rounded up to MiB) published in 1 MiB messages (the agents' batch
 // size) by one connection, with at most 128 MiB unacknowledged, to a
-// stream made as the delta streams are (hostsync.EnsureDeltaStream: file,
+// stream made as the delta streams are (natsbus.EnsureDeltaStream: file,
 // R1, WorkQueue, asynchronous persistence) on the bench's server, and
 // consumed and acknowledged by another connection at the same time. It
 // returns the time from the first publish to the last message taken; the
@@ -44,7 +44,7 @@ func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
-	if err := hostsync.EnsureDeltaStream(ctx, pjs, transportSite); err != nil {
+	if err := natsbus.EnsureDeltaStream(ctx, pjs, transportSite); err != nil {
 		return 0, err
 	}
 	stream := agentproto.DeltaStream(transportSite)

@@ -16,6 +16,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 )
 
 // benchSizes are the sizes of one run: full (the targets of the issues are
@@ -160,7 +161,11 @@ func (e *benchEnv) startAgent(ctx context.Context, host string) error {
 	if a.log, err = jetstream.Open(ctx, a.nc, jetstream.Config{Logger: logger}); err != nil {
 		return fmt.Errorf("agent %s: event log: %w", host, err)
 	}
-	a.agent, err = hostsync.NewAgent(hostsync.AgentConfig{Host: host, DataDir: a.dir, NATS: a.nc, Log: a.log,
+	bus, err := natsbus.New(a.nc)
+	if err != nil {
+		return err
+	}
+	a.agent, err = hostsync.NewAgent(hostsync.AgentConfig{Host: host, DataDir: a.dir, Transport: bus.Transport(), Log: a.log,
 		Logger: logger, HeartbeatEvery: time.Second})
 	if err != nil {
 		return err

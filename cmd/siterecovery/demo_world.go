@@ -20,6 +20,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -42,10 +43,14 @@ func (d *demo) startAgent(ctx context.Context, host string) error {
 		nc.Close()
 		return fmt.Errorf("agent %s: event log: %w", host, err)
 	}
-	a, err := hostsync.NewAgent(hostsync.AgentConfig{
-		Host: host, DataDir: filepath.Join(d.cfg.Data, "hosts", host), NATS: nc, Log: log,
-		Logger: d.logger, HeartbeatEvery: time.Second, ResendAfter: 10 * time.Second,
-	})
+	var a *hostsync.Agent
+	bus, err := natsbus.New(nc)
+	if err == nil {
+		a, err = hostsync.NewAgent(hostsync.AgentConfig{
+			Host: host, DataDir: filepath.Join(d.cfg.Data, "hosts", host), Transport: bus.Transport(), Log: log,
+			Logger: d.logger, HeartbeatEvery: time.Second, ResendAfter: 10 * time.Second,
+		})
+	}
 	if err == nil {
 		err = a.Open(ctx)
 	}

@@ -59,6 +59,10 @@ func DeltaStreamSubjects(site string) string { return "sr.delta." + site + ".>" 
 // DeltaFilter matches every batch of vm, from any source host, any epoch.
 func DeltaFilter(site, vm string) string { return "sr.delta." + site + ".*." + vm + ".*" }
 
+// DeltaConsumer is the durable consumer name of vm's batches on its
+// target site's delta stream.
+func DeltaConsumer(vm string) string { return "sr-apply-" + vm }
+
 // AckSubject is where a recovery host tells the source host that a cycle
 // of vm is applied: sr.ack.<source_host>.<vm>, core NATS.
 func AckSubject(sourceHost, vm string) string { return "sr.ack." + sourceHost + "." + vm }

@@ -18,6 +18,7 @@ func TestSubjects(t *testing.T) {
 	require.Equal(t, "SR_DELTA_dr", agentproto.DeltaStream("dr"))
 	require.Equal(t, "sr.delta.dr.>", agentproto.DeltaStreamSubjects("dr"))
 	require.Equal(t, "sr.delta.dr.*.web01.*", agentproto.DeltaFilter("dr", "web01"))
+	require.Equal(t, "sr-apply-web01", agentproto.DeltaConsumer("web01"))
 	require.Equal(t, "sr.ack.hv01.web01", agentproto.AckSubject("hv01", "web01"))
 }
 
