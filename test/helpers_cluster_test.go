@@ -22,8 +22,8 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
-	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/hostsync/natsbus"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
 )
 

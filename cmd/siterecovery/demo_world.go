@@ -19,8 +19,8 @@ import (
 
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
-	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/hostsync/natsbus"
+	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
