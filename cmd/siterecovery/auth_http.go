@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/siterecovery/siterecovery/handlers"
 )
 
@@ -29,7 +30,7 @@ func listenHTTP(addr, tlsDir string) (net.Listener, error) {
 	var tc *tls.Config
 	if tlsDir != "" {
 		var err error
-		if tc, err = serverTLS(tlsDir); err != nil {
+		if tc, err = pki.ServerTLS(tlsDir); err != nil {
 			return nil, err
 		}
 	}
@@ -58,8 +59,8 @@ func withBearerAuth(next http.Handler, tlsDir string, logger zerolog.Logger) (ht
 		return next, nil
 	}
 	a := &bearerAuth{next: next, tokens: map[string][32]byte{}, logger: logger}
-	for _, role := range httpRoles {
-		tok, err := readToken(filepath.Join(tlsDir, role+tokenSuffix))
+	for _, role := range pki.HTTPRoles {
+		tok, err := readToken(filepath.Join(tlsDir, role+pki.TokenSuffix))
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +95,7 @@ func (a *bearerAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case role == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="siterecovery"`)
 		a.refuse(w, r, http.StatusUnauthorized, "a valid bearer token is required: Authorization: Bearer TOKEN, with the contents of operator.token or viewer.token")
-	case role == roleViewer && r.Method != http.MethodGet && r.Method != http.MethodHead:
+	case role == pki.RoleViewer && r.Method != http.MethodGet && r.Method != http.MethodHead:
 		a.refuse(w, r, http.StatusForbidden, "the viewer token may only query; commands need the operator token")
 	default:
 		a.next.ServeHTTP(w, r)

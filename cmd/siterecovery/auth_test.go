@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/stretchr/testify/require"
 )
 
@@ -56,7 +57,7 @@ type permConn struct {
 
 func mustConnectAs(t *testing.T, url, dir, name string) *permConn {
 	t.Helper()
-	opts, err := natsTLSOptions(dir, name)
+	opts, err := pki.NATSOptions(dir, name)
 	require.NoError(t, err)
 	pc := &permConn{violations: make(chan error, 16)}
 	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -87,28 +88,28 @@ func (pc *permConn) requireViolation(t *testing.T, subject string) {
 func TestAuthInitWritesCertificates(t *testing.T) {
 	dir := mustAuthDir(t)
 	for _, name := range []string{"ca", "server", "hv01", "hv02", "operator", "viewer", "control"} {
-		cert, key := certPaths(dir, name)
+		cert, key := pki.CertPaths(dir, name)
 		_, err := tls.LoadX509KeyPair(cert, key)
 		require.NoError(t, err, name)
 		st, err := os.Stat(key)
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), key)
 	}
-	for _, role := range httpRoles {
-		st, err := os.Stat(filepath.Join(dir, role+tokenSuffix))
+	for _, role := range pki.HTTPRoles {
+		st, err := os.Stat(filepath.Join(dir, role+pki.TokenSuffix))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	}
-	certs, err := scanClientCerts(dir)
+	certs, err := pki.ScanClientCerts(dir)
 	require.NoError(t, err)
-	require.Equal(t, []clientCert{{roleControl, "control"}, {roleHost, "hv01"}, {roleHost, "hv02"}, {roleOperator, "operator"}, {roleViewer, "viewer"}}, certs)
+	require.Equal(t, []pki.ClientCert{{Role: pki.RoleControl, Name: "control"}, {Role: pki.RoleHost, Name: "hv01"}, {Role: pki.RoleHost, Name: "hv02"}, {Role: pki.RoleOperator, Name: "operator"}, {Role: pki.RoleViewer, Name: "viewer"}}, certs)
 
-	before, err := os.ReadFile(filepath.Join(dir, caFile))
+	before, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
 	require.NoError(t, err)
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitRefused, run([]string{"auth", "init", "--dir", dir, "--hosts", "hv03"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "--force")
-	after, err := os.ReadFile(filepath.Join(dir, caFile))
+	after, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
 	require.NoError(t, err)
 	require.Equal(t, before, after, "a refused init changes nothing")
 	_, err = os.Stat(filepath.Join(dir, "hv03.pem"))
@@ -183,7 +184,7 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err, "a host asks another for hash-tree leaves and gets the answer")
 	require.JSONEq(t, `{"leaves":[]}`, string(reply.Data))
 
-	for _, subject := range []string{"sr.delta.>", userInbox(roleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
+	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
 		_, err = hv01.SubscribeSync(subject)
 		require.NoError(t, err) // refused asynchronously
 		hv01.requireViolation(t, subject)
@@ -220,13 +221,13 @@ func TestSecurityNoCertificateRefused(t *testing.T) {
 	cp := mustOpenTLSControlPlane(t, dir)
 	_, err := nats.Connect(cp.URL(), nats.MaxReconnects(0))
 	require.Error(t, err, "a client without TLS is refused")
-	pool, err := loadCAPool(dir)
+	pool, err := pki.LoadCAPool(dir)
 	require.NoError(t, err)
 	_, err = nats.Connect(cp.URL(), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0))
 	require.Error(t, err, "a TLS client without a certificate is refused")
 
 	other := mustAuthDir(t) // another CA: its certificates are not trusted
-	opts, err := natsTLSOptions(other, "operator")
+	opts, err := pki.NATSOptions(other, "operator")
 	require.NoError(t, err)
 	opts[0] = nats.Secure(&tls.Config{RootCAs: pool, Certificates: mustClientCert(t, other, "operator"), MinVersion: tls.VersionTLS12})
 	_, err = nats.Connect(cp.URL(), append(opts, nats.MaxReconnects(0))...)
@@ -238,7 +239,7 @@ func TestSecurityNoCertificateRefused(t *testing.T) {
 
 func mustClientCert(t *testing.T, dir, name string) []tls.Certificate {
 	t.Helper()
-	cert, key := certPaths(dir, name)
+	cert, key := pki.CertPaths(dir, name)
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	require.NoError(t, err)
 	return []tls.Certificate{pair}
@@ -324,12 +325,12 @@ func TestSecurityAgentEndToEnd(t *testing.T) {
 func TestSecurityHTTPTokens(t *testing.T) {
 	dir := mustAuthDir(t)
 	cp := mustOpenTLSControlPlane(t, dir)
-	pool, err := loadCAPool(dir)
+	pool, err := pki.LoadCAPool(dir)
 	require.NoError(t, err)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	base := "https://" + cp.httpLn.Addr().String()
 	token := func(role string) string {
-		raw, err := os.ReadFile(filepath.Join(dir, role+tokenSuffix))
+		raw, err := os.ReadFile(filepath.Join(dir, role+pki.TokenSuffix))
 		require.NoError(t, err)
 		return strings.TrimSpace(string(raw))
 	}
@@ -354,19 +355,19 @@ func TestSecurityHTTPTokens(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status, "a wrong token")
 	status, _ = do("GET", "/metrics", "", "")
 	require.Equal(t, http.StatusUnauthorized, status)
-	status, _ = do("GET", "/metrics", token(roleViewer), "")
+	status, _ = do("GET", "/metrics", token(pki.RoleViewer), "")
 	require.Equal(t, http.StatusOK, status)
-	status, body = do("POST", "/api/v1/site/register", token(roleViewer), `{"name":"primary"}`)
+	status, body = do("POST", "/api/v1/site/register", token(pki.RoleViewer), `{"name":"primary"}`)
 	require.Equal(t, http.StatusForbidden, status, body)
-	status, body = do("POST", "/api/v1/site/register", token(roleOperator), `{"name":"primary"}`)
+	status, body = do("POST", "/api/v1/site/register", token(pki.RoleOperator), `{"name":"primary"}`)
 	require.Equal(t, http.StatusOK, status, body)
-	status, body = do("GET", "/api/v1/sites", token(roleViewer), "")
+	status, body = do("GET", "/api/v1/sites", token(pki.RoleViewer), "")
 	require.Equal(t, http.StatusOK, status, body)
 	status, _ = do("GET", "/", "", "")
 	require.Equal(t, http.StatusOK, status, "the console's page itself is public")
 
 	// The console signs in once; its calls then carry the cookie.
-	res, err := client.PostForm(base+"/login", map[string][]string{"token": {token(roleViewer)}})
+	res, err := client.PostForm(base+"/login", map[string][]string{"token": {token(pki.RoleViewer)}})
 	require.NoError(t, err)
 	res.Body.Close()
 	var cookie *http.Cookie
@@ -465,7 +466,7 @@ func cliSubscribed(cp *controlPlane, subject string) bool {
 }
 
 func TestTLSDirFlagsAndBadDirs(t *testing.T) {
-	t.Setenv(envTLSDir, "/from/env")
+	t.Setenv(pki.EnvTLSDir, "/from/env")
 	cfg, err := parseServe(nil, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, "/from/env", cfg.TLSDir, "SR_TLS_DIR is the default of --tls-dir")
@@ -477,7 +478,7 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
-	require.ErrorContains(t, err, caFile, "serve refuses a directory without a CA")
+	require.ErrorContains(t, err, pki.CAFile, "serve refuses a directory without a CA")
 
 	dir := mustAuthDir(t)
 	require.NoError(t, os.Remove(filepath.Join(dir, "control.pem")))
@@ -491,6 +492,6 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(other, "hv01.pem"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "intruder.pem"), data, 0o644))
-	_, err = serverAuth(dir)
+	_, err = pki.ServerAuth(dir)
 	require.ErrorContains(t, err, "intruder.pem", "a certificate of another CA in the directory is refused")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/events/subscribe"
 	"github.com/siterecovery/siterecovery/handlers"
@@ -70,7 +71,7 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 		}
 		url = cp.srv.ClientURL()
 	}
-	tlsOpts, err := natsTLSOptions(cfg.TLSDir, roleControl)
+	tlsOpts, err := pki.NATSOptions(cfg.TLSDir, pki.RoleControl)
 	if err != nil {
 		return cp, err
 	}
@@ -130,7 +131,7 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 	}
 	var auth *jetstream.AuthConfig
 	if cfg.TLSDir != "" {
-		if auth, err = serverAuth(cfg.TLSDir); err != nil {
+		if auth, err = pki.ServerAuth(cfg.TLSDir); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,9 @@
-package main
+package pki
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/siterecovery/siterecovery/handlers"
 )
 
 // The certificate directory `siterecovery auth init` writes and `serve`,
@@ -24,10 +21,10 @@ import (
 
 // Roles of the client certificates (their OU).
 const (
-	roleHost     = "host"
-	roleOperator = "operator"
-	roleViewer   = "viewer"
-	roleControl  = "control"
+	RoleHost     = "host"
+	RoleOperator = "operator"
+	RoleViewer   = "viewer"
+	RoleControl  = "control"
 )
 
 // certOrg is the organization of every certificate auth init writes.
@@ -35,26 +32,26 @@ const certOrg = "siterecovery"
 
 // Files of the certificate directory.
 const (
-	caFile      = "ca.pem"
+	CAFile      = "ca.pem"
 	caKeyFile   = "ca-key.pem"
 	serverName  = "server" // server.pem, server-key.pem
 	certSuffix  = ".pem"
 	keySuffix   = "-key.pem"
-	tokenSuffix = ".token"
+	TokenSuffix = ".token"
 )
 
 const (
-	// envTLSDir is the default of every --tls-dir.
-	envTLSDir = "SR_TLS_DIR"
-	// defaultOpCrt is the certificate the operator commands present.
-	defaultOpCrt = roleOperator
+	// EnvTLSDir is the default of every --tls-dir.
+	EnvTLSDir = "SR_TLS_DIR"
+	// DefaultOperatorCert is the certificate the operator commands present.
+	DefaultOperatorCert = RoleOperator
 	// inboxPrefix starts every TLS client's own inbox prefix.
 	inboxPrefix = "_INBOX_"
 	tlsMinVer   = tls.VersionTLS12
 )
 
-// certPaths returns the certificate and key files of name in dir.
-func certPaths(dir, name string) (cert, key string) {
+// CertPaths returns the certificate and key files of name in dir.
+func CertPaths(dir, name string) (cert, key string) {
 	return filepath.Join(dir, name+certSuffix), filepath.Join(dir, name+keySuffix)
 }
 
@@ -64,15 +61,15 @@ func subjectDN(role, name string) string {
 	return "CN=" + name + ",OU=" + role + ",O=" + certOrg
 }
 
-// loadCAPool reads ca.pem of dir.
-func loadCAPool(dir string) (*x509.CertPool, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, caFile))
+// LoadCAPool reads ca.pem of dir.
+func LoadCAPool(dir string) (*x509.CertPool, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, CAFile))
 	if err != nil {
 		return nil, fmt.Errorf("--tls-dir: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(raw) {
-		return nil, fmt.Errorf("--tls-dir: %s holds no PEM certificate", filepath.Join(dir, caFile))
+		return nil, fmt.Errorf("--tls-dir: %s holds no PEM certificate", filepath.Join(dir, CAFile))
 	}
 	return pool, nil
 }
@@ -80,11 +77,11 @@ func loadCAPool(dir string) (*x509.CertPool, error) {
 // clientTLS is the TLS configuration of a NATS client presenting the
 // certificate name of dir (a host name, operator, viewer or control).
 func clientTLS(dir, name string) (*tls.Config, error) {
-	pool, err := loadCAPool(dir)
+	pool, err := LoadCAPool(dir)
 	if err != nil {
 		return nil, err
 	}
-	certFile, keyFile := certPaths(dir, name)
+	certFile, keyFile := CertPaths(dir, name)
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-dir: certificate %q: %w", name, err)
@@ -92,11 +89,11 @@ func clientTLS(dir, name string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tlsMinVer}, nil
 }
 
-// natsTLSOptions are the connection options of a client presenting the
+// NATSOptions are the connection options of a client presenting the
 // certificate name of dir: TLS, and replies on an inbox prefix of its own
 // (the server lets each user subscribe only to its own inboxes). No
 // options when dir is empty.
-func natsTLSOptions(dir, name string) ([]nats.Option, error) {
+func NATSOptions(dir, name string) ([]nats.Option, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -108,23 +105,23 @@ func natsTLSOptions(dir, name string) ([]nats.Option, error) {
 	if leaf == nil || len(leaf.Subject.OrganizationalUnit) != 1 {
 		return nil, fmt.Errorf("--tls-dir: certificate %q has no role (OU)", name)
 	}
-	inbox := userInbox(leaf.Subject.OrganizationalUnit[0], leaf.Subject.CommonName)
+	inbox := UserInbox(leaf.Subject.OrganizationalUnit[0], leaf.Subject.CommonName)
 	return []nats.Option{nats.Secure(tc), nats.CustomInboxPrefix(inbox)}, nil
 }
 
-// userInbox is the inbox prefix of a certificate: _INBOX_<role>_<name>.
-func userInbox(role, name string) string { return inboxPrefix + role + "_" + name }
+// UserInbox is the inbox prefix of a certificate: _INBOX_<role>_<name>.
+func UserInbox(role, name string) string { return inboxPrefix + role + "_" + name }
 
-// clientCert is a client certificate found in the certificate directory.
-type clientCert struct {
+// ClientCert is a client certificate found in the certificate directory.
+type ClientCert struct {
 	Role, Name string
 }
 
-// scanClientCerts lists the client certificates of dir signed by its CA,
+// ScanClientCerts lists the client certificates of dir signed by its CA,
 // by role and name, sorted. A certificate that does not chain to ca.pem
 // is an error: serve refuses a directory it cannot trust.
-func scanClientCerts(dir string) ([]clientCert, error) {
-	pool, err := loadCAPool(dir)
+func ScanClientCerts(dir string) ([]ClientCert, error) {
+	pool, err := LoadCAPool(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -132,10 +129,10 @@ func scanClientCerts(dir string) ([]clientCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []clientCert
+	var out []ClientCert
 	for _, f := range files {
 		base := filepath.Base(f)
-		if strings.HasSuffix(base, keySuffix) || base == caFile || base == serverName+certSuffix {
+		if strings.HasSuffix(base, keySuffix) || base == CAFile || base == serverName+certSuffix {
 			continue
 		}
 		c, err := readClientCert(f, pool)
@@ -144,40 +141,40 @@ func scanClientCerts(dir string) ([]clientCert, error) {
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b clientCert) int { return strings.Compare(a.Role+"/"+a.Name, b.Role+"/"+b.Name) })
+	slices.SortFunc(out, func(a, b ClientCert) int { return strings.Compare(a.Role+"/"+a.Name, b.Role+"/"+b.Name) })
 	return out, nil
 }
 
-func readClientCert(path string, pool *x509.CertPool) (clientCert, error) {
+func readClientCert(path string, pool *x509.CertPool) (ClientCert, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return clientCert{}, err
+		return ClientCert{}, err
 	}
 	blk, _ := pem.Decode(raw)
 	if blk == nil || blk.Type != "CERTIFICATE" {
-		return clientCert{}, fmt.Errorf("--tls-dir: %s is not a PEM certificate", path)
+		return ClientCert{}, fmt.Errorf("--tls-dir: %s is not a PEM certificate", path)
 	}
 	cert, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
-		return clientCert{}, fmt.Errorf("--tls-dir: %s: %w", path, err)
+		return ClientCert{}, fmt.Errorf("--tls-dir: %s: %w", path, err)
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return clientCert{}, fmt.Errorf("--tls-dir: %s is not a client certificate of %s: %w", path, caFile, err)
+		return ClientCert{}, fmt.Errorf("--tls-dir: %s is not a client certificate of %s: %w", path, CAFile, err)
 	}
 	s := cert.Subject
 	if len(s.OrganizationalUnit) != 1 || len(s.Organization) != 1 || s.Organization[0] != certOrg || s.CommonName == "" {
-		return clientCert{}, fmt.Errorf("--tls-dir: %s: subject %q is not CN=<name>,OU=<role>,O=%s", path, s, certOrg)
+		return ClientCert{}, fmt.Errorf("--tls-dir: %s: subject %q is not CN=<name>,OU=<role>,O=%s", path, s, certOrg)
 	}
-	c := clientCert{Role: s.OrganizationalUnit[0], Name: s.CommonName}
-	if !slices.Contains([]string{roleHost, roleOperator, roleViewer, roleControl}, c.Role) {
-		return clientCert{}, fmt.Errorf("--tls-dir: %s: unknown role %q", path, c.Role)
+	c := ClientCert{Role: s.OrganizationalUnit[0], Name: s.CommonName}
+	if !slices.Contains([]string{RoleHost, RoleOperator, RoleViewer, RoleControl}, c.Role) {
+		return ClientCert{}, fmt.Errorf("--tls-dir: %s: unknown role %q", path, c.Role)
 	}
 	return c, nil
 }
 
-// serverTLS is the TLS configuration of the HTTPS endpoint: server.pem.
-func serverTLS(dir string) (*tls.Config, error) {
-	certFile, keyFile := certPaths(dir, serverName)
+// ServerTLS is the TLS configuration of the HTTPS endpoint: server.pem.
+func ServerTLS(dir string) (*tls.Config, error) {
+	certFile, keyFile := CertPaths(dir, serverName)
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-dir: server certificate: %w", err)
@@ -186,29 +183,3 @@ func serverTLS(dir string) (*tls.Config, error) {
 }
 
 // tlsDirFlagDefault is the default of --tls-dir: $SR_TLS_DIR.
-func tlsDirFlagDefault() string { return os.Getenv(envTLSDir) }
-
-// errNoTLSDir is returned when a TLS-only option is given without --tls-dir.
-var errNoTLSDir = errors.New("--tls-cert needs --tls-dir (or SR_TLS_DIR)")
-
-// closeOnPermissionViolation ends an operator command's connection when
-// the server refuses one of its publishes or subscriptions: the request
-// waiting for a reply that cannot come returns at once, and
-// permissionDenied tells why.
-func closeOnPermissionViolation(nc *nats.Conn, _ *nats.Subscription, err error) {
-	if errors.Is(err, nats.ErrPermissionViolation) {
-		nc.Close()
-	}
-}
-
-// permissionDenied is an "unauthorized" refusal when the request failed
-// because the server refused it to this certificate, else nil.
-func permissionDenied(nc *nats.Conn, err error) error {
-	if err == nil {
-		return nil
-	}
-	if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
-		return &refusedError{Code: handlers.CodeUnauthorized, Message: last.Error() + " (this certificate's role may not do that)"}
-	}
-	return nil
-}

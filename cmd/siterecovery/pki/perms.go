@@ -1,4 +1,4 @@
-package main
+package pki
 
 import (
 	"fmt"
@@ -64,9 +64,9 @@ func hostUser(h string) jetstream.TLSUser {
 		"$JS.ACK.*.*.>",
 	}
 	return jetstream.TLSUser{
-		Subject:   subjectDN(roleHost, h),
+		Subject:   subjectDN(RoleHost, h),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: denyAll},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>", logSubjects}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{UserInbox(RoleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>", logSubjects}},
 		Responses: true,
 	}
 }
@@ -75,9 +75,9 @@ func hostUser(h string) jetstream.TLSUser {
 func operatorUser(name string) jetstream.TLSUser {
 	pub := append([]string{"sr.cmd.>", "sr.q.>"}, serviceDiscovery...)
 	return jetstream.TLSUser{
-		Subject:   subjectDN(roleOperator, name),
+		Subject:   subjectDN(RoleOperator, name),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: append([]string{"sr.cmd.agent.>"}, denyAll...)},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleOperator, name) + ".>", logSubjects}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{UserInbox(RoleOperator, name) + ".>", logSubjects}},
 	}
 }
 
@@ -85,26 +85,26 @@ func operatorUser(name string) jetstream.TLSUser {
 func viewerUser(name string) jetstream.TLSUser {
 	pub := append([]string{"sr.q.>"}, serviceDiscovery...)
 	return jetstream.TLSUser{
-		Subject:   subjectDN(roleViewer, name),
+		Subject:   subjectDN(RoleViewer, name),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: append([]string{"sr.cmd.>"}, denyAll...)},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{userInbox(roleViewer, name) + ".>", logSubjects}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{UserInbox(RoleViewer, name) + ".>", logSubjects}},
 	}
 }
 
 // controlUser is the control plane: every right (it alone writes sr.evt.>).
 func controlUser(name string) jetstream.TLSUser {
-	return jetstream.TLSUser{Subject: subjectDN(roleControl, name)}
+	return jetstream.TLSUser{Subject: subjectDN(RoleControl, name)}
 }
 
-// serverAuth is the embedded server's mTLS configuration for the
+// ServerAuth is the embedded server's mTLS configuration for the
 // certificate directory dir: a user per client certificate found in it.
-func serverAuth(dir string) (*jetstream.AuthConfig, error) {
-	certs, err := scanClientCerts(dir)
+func ServerAuth(dir string) (*jetstream.AuthConfig, error) {
+	certs, err := ScanClientCerts(dir)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &jetstream.AuthConfig{CAFile: filepath.Join(dir, caFile)}
-	cfg.CertFile, cfg.KeyFile = certPaths(dir, serverName)
+	cfg := &jetstream.AuthConfig{CAFile: filepath.Join(dir, CAFile)}
+	cfg.CertFile, cfg.KeyFile = CertPaths(dir, serverName)
 	hasControl, seen := false, map[string]bool{}
 	for _, c := range certs {
 		if seen[subjectDN(c.Role, c.Name)] {
@@ -112,18 +112,18 @@ func serverAuth(dir string) (*jetstream.AuthConfig, error) {
 		}
 		seen[subjectDN(c.Role, c.Name)] = true
 		switch c.Role {
-		case roleHost:
+		case RoleHost:
 			cfg.Users = append(cfg.Users, hostUser(c.Name))
-		case roleOperator:
+		case RoleOperator:
 			cfg.Users = append(cfg.Users, operatorUser(c.Name))
-		case roleViewer:
+		case RoleViewer:
 			cfg.Users = append(cfg.Users, viewerUser(c.Name))
-		case roleControl:
+		case RoleControl:
 			cfg.Users, hasControl = append(cfg.Users, controlUser(c.Name)), true
 		}
 	}
 	if !hasControl {
-		return nil, fmt.Errorf("--tls-dir %s: no control certificate (%s%s): run siterecovery auth init", dir, roleControl, certSuffix)
+		return nil, fmt.Errorf("--tls-dir %s: %w", dir, ErrNoControlCert)
 	}
 	return cfg, nil
 }
