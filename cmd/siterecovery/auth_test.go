@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/stretchr/testify/require"
 )
@@ -372,7 +373,7 @@ func TestSecurityHTTPTokens(t *testing.T) {
 	res.Body.Close()
 	var cookie *http.Cookie
 	for _, c := range res.Request.Response.Cookies() {
-		if c.Name == tokenCookie {
+		if c.Name == httpapi.TokenCookie {
 			cookie = c
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/events/subscribe"
@@ -232,7 +233,7 @@ func connect(url, name string, logger zerolog.Logger, opts ...nats.Option) (*nat
 }
 
 func (cp *controlPlane) startHTTP(addr, tlsDir string) error {
-	ln, err := listenHTTP(addr, tlsDir)
+	ln, err := httpapi.Listen(addr, tlsDir)
 	if err != nil {
 		return err
 	}
@@ -240,8 +241,8 @@ func (cp *controlPlane) startHTTP(addr, tlsDir string) error {
 	mux.HandleFunc("GET /healthz", cp.healthz)
 	cp.httpLn = ln
 	cp.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	cp.routes(mux, cp.http)
-	if cp.http.Handler, err = withBearerAuth(mux, tlsDir, cp.logger); err != nil {
+	httpapi.Register(mux, cp.http, cp.nc, cp.log, cp.store, cp.logger)
+	if cp.http.Handler, err = httpapi.WithBearerAuth(mux, tlsDir, cp.logger); err != nil {
 		ln.Close()
 		return err
 	}

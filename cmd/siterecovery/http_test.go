@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/stretchr/testify/require"
 )
 
@@ -205,7 +206,7 @@ func TestHTTPAPIErrors(t *testing.T) {
 		{"state refuses", "POST", "/api/v1/vm/planned_failover", `{"vm":"web01"}`, 409, "invalid_state"},
 		{"exists", "POST", "/api/v1/site/register", `{"name":"primary"}`, 409, "already_exists"},
 		{"unknown VM command", "POST", "/api/v1/vm/enable", `{"vm":"ghost"}`, 404, "not_found"},
-		{"too large", "POST", "/api/v1/site/register", `{"name":"` + strings.Repeat("a", apiMaxBody) + `"}`, 413, "too_large"},
+		{"too large", "POST", "/api/v1/site/register", `{"name":"` + strings.Repeat("a", httpapi.MaxBody) + `"}`, 413, "too_large"},
 		{"query with POST", "POST", "/api/v1/vms", `{}`, 405, "method_not_allowed"},
 		{"command with GET", "GET", "/api/v1/vm/enable", "", 405, "method_not_allowed"},
 		{"command with PUT", "PUT", "/api/v1/vm/enable", `{}`, 405, "method_not_allowed"},

@@ -1,11 +1,10 @@
-package main
+package httpapi
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -35,28 +34,8 @@ var apiStatus = map[string]int{
 	handlers.CodeUnavailable:     http.StatusServiceUnavailable,
 }
 
-// Codes of errors the API itself answers.
-const (
-	codeMethodNotAllowed = "method_not_allowed"
-	codeTooLarge         = "too_large"
-)
-
 // apiNumericParams are the query parameters sent as JSON numbers.
 var apiNumericParams = []string{"limit", "min_seq", "after_seq"}
-
-// apiError is an error the API answers: a status and the service's JSON
-// error body.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
-
-func apiErrorf(status int, code, format string, args ...any) *apiError {
-	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 // commandSubjects are the commands the API forwards: the operator's, not
 // the agents' (sr.cmd.agent.<host>.*).
@@ -94,9 +73,9 @@ func (a *httpAPI) command(w http.ResponseWriter, r *http.Request) {
 }
 
 // readCommandBody reads a command's body: a JSON object (empty means {}),
-// at most apiMaxBody bytes.
+// at most MaxBody bytes.
 func readCommandBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, apiMaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

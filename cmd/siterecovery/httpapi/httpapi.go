@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -14,16 +14,10 @@ import (
 	"github.com/siterecovery/siterecovery/projections"
 )
 
-// The HTTP side of `serve` (DESIGN.md section 10): the JSON API under
-// /api/v1 that forwards every command and query to the siterecovery micro
-// service over NATS (one implementation of every rule), the live event
-// stream (server-sent events), Prometheus metrics at /metrics and the web
-// console at /.
-
 // HTTP limits.
 const (
-	// apiMaxBody is the largest command body the API accepts.
-	apiMaxBody = 1 << 20
+	// MaxBody is the largest command body the API accepts.
+	MaxBody = 1 << 20
 	// apiRequestTimeout bounds one forwarded command or query: a little
 	// more than the service's own timeout, so its answer wins.
 	apiRequestTimeout = 35 * time.Second
@@ -43,19 +37,19 @@ const (
 	logHTTPCode   = "code"
 )
 
-// eventSource is what the event stream and the metrics read of the event
+// EventSource is what the event stream and the metrics read of the event
 // log; *jetstream.Log implements it (events.Log's reading half). Safe for
 // concurrent use; Follow's cursor is used by one goroutine.
-type eventSource interface {
+type EventSource interface {
 	// Follow returns a cursor over the log from sequence from, in order.
 	Follow(ctx context.Context, from uint64) (events.Cursor, error)
 	// LastSeq returns the sequence of the last event, 0 for an empty log.
 	LastSeq(ctx context.Context) (uint64, error)
 }
 
-// readModel is what the metrics read of the projections;
+// ReadModel is what the metrics read of the projections;
 // *projections.Store implements it.
-type readModel interface {
+type ReadModel interface {
 	// Query answers a query by name (vms, hosts, jobs, ...) with JSON
 	// params; safe for concurrent use.
 	Query(ctx context.Context, name string, params json.RawMessage) (any, error)
@@ -64,8 +58,8 @@ type readModel interface {
 }
 
 var (
-	_ eventSource = (*jetstream.Log)(nil)
-	_ readModel   = (*projections.Store)(nil)
+	_ EventSource = (*jetstream.Log)(nil)
+	_ ReadModel   = (*projections.Store)(nil)
 )
 
 // httpAPI serves the API, the event stream, the metrics and the console.
@@ -73,24 +67,24 @@ var (
 // server's Shutdown does not wait for them.
 type httpAPI struct {
 	nc      *nats.Conn
-	log     eventSource
+	log     EventSource
 	logger  zerolog.Logger
 	streams chan struct{} // a token per open event stream
 	ctx     context.Context
 	stop    context.CancelFunc
 }
 
-// routes adds the API, the event stream, /metrics and the console to mux.
+// Register adds the API, the event stream, /metrics and the console to mux.
 // srv is the server that serves mux: its Shutdown ends the event streams.
-func (cp *controlPlane) routes(mux *http.ServeMux, srv *http.Server) {
-	api := newHTTPAPI(cp.nc, cp.log, cp.logger.With().Str("component", "http").Logger())
+func Register(mux *http.ServeMux, srv *http.Server, nc *nats.Conn, log EventSource, rm ReadModel, logger zerolog.Logger) {
+	api := newHTTPAPI(nc, log, logger.With().Str("component", "http").Logger())
 	srv.RegisterOnShutdown(api.stop)
 	api.register(mux)
-	mux.Handle("GET /metrics", newMetricsHandler(cp.log, cp.store, api.logger))
+	mux.Handle("GET /metrics", newMetricsHandler(log, rm, api.logger))
 	mux.Handle("/", consoleHandler())
 }
 
-func newHTTPAPI(nc *nats.Conn, log eventSource, logger zerolog.Logger) *httpAPI {
+func newHTTPAPI(nc *nats.Conn, log EventSource, logger zerolog.Logger) *httpAPI {
 	ctx, stop := context.WithCancel(context.Background())
 	return &httpAPI{nc: nc, log: log, logger: logger, streams: make(chan struct{}, streamMaxClients), ctx: ctx, stop: stop}
 }

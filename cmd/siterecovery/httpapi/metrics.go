@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -71,8 +71,8 @@ var healthStates = []string{events.HealthNormal, events.HealthWarning, events.He
 // metricsCollector is the prometheus.Collector of siterecovery. Collect may
 // run concurrently: the log counters are guarded by mu.
 type metricsCollector struct {
-	log    eventSource
-	rm     readModel
+	log    EventSource
+	rm     ReadModel
 	logger zerolog.Logger
 
 	mu      sync.Mutex
@@ -83,14 +83,14 @@ type metricsCollector struct {
 
 var _ prometheus.Collector = (*metricsCollector)(nil)
 
-func newMetricsCollector(log eventSource, rm readModel, logger zerolog.Logger) *metricsCollector {
+func newMetricsCollector(log EventSource, rm ReadModel, logger zerolog.Logger) *metricsCollector {
 	return &metricsCollector{log: log, rm: rm, logger: logger, next: 1,
 		byType: map[string]float64{}, bytesVM: map[string]float64{}}
 }
 
 // newMetricsHandler serves a registry of its own (no global state) with
 // the siterecovery collector and the Go and process collectors.
-func newMetricsHandler(log eventSource, rm readModel, logger zerolog.Logger) http.Handler {
+func newMetricsHandler(log EventSource, rm ReadModel, logger zerolog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newMetricsCollector(log, rm, logger),
@@ -209,7 +209,7 @@ func (c *metricsCollector) count(r events.Record) {
 }
 
 // queryAs runs a query and asserts its answer's type.
-func queryAs[T any](ctx context.Context, rm readModel, name string, params string) (T, error) {
+func queryAs[T any](ctx context.Context, rm ReadModel, name string, params string) (T, error) {
 	var zero T
 	res, err := rm.Query(ctx, name, json.RawMessage(params))
 	if err != nil {

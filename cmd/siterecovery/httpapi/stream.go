@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -168,9 +168,6 @@ func (a *httpAPI) writeStream(ctx context.Context, w http.ResponseWriter, r *htt
 		a.logger.Error().Err(err).Str(logHTTPPath, r.URL.Path).Msg("event stream ended")
 	}
 }
-
-// errClientGone: a write to the client failed; it left.
-var errClientGone = errors.New("client gone")
 
 func (a *httpAPI) writeBatch(w io.Writer, rc *http.ResponseController, b streamBatch) error {
 	switch {

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"crypto/sha256"
@@ -22,11 +22,11 @@ import (
 // viewer.token only reads). The console's page is public; its calls carry
 // the token in a cookie set by /login (EventSource cannot send headers).
 
-// tokenCookie is the cookie /login sets to the token.
-const tokenCookie = "sr_token"
+// TokenCookie is the cookie /login sets to the token.
+const TokenCookie = "sr_token"
 
-// listenHTTP listens on addr, with TLS when tlsDir is set.
-func listenHTTP(addr, tlsDir string) (net.Listener, error) {
+// Listen listens on addr, with TLS when tlsDir is set.
+func Listen(addr, tlsDir string) (net.Listener, error) {
 	var tc *tls.Config
 	if tlsDir != "" {
 		var err error
@@ -52,9 +52,9 @@ type bearerAuth struct {
 	logger zerolog.Logger
 }
 
-// withBearerAuth wraps next with the token check of tlsDir's tokens; next
+// WithBearerAuth wraps next with the token check of tlsDir's tokens; next
 // itself when tlsDir is empty (plain HTTP, no tokens).
-func withBearerAuth(next http.Handler, tlsDir string, logger zerolog.Logger) (http.Handler, error) {
+func WithBearerAuth(next http.Handler, tlsDir string, logger zerolog.Logger) (http.Handler, error) {
 	if tlsDir == "" {
 		return next, nil
 	}
@@ -131,7 +131,7 @@ func requestToken(r *http.Request) string {
 		}
 		return strings.TrimSpace(tok)
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil {
+	if c, err := r.Cookie(TokenCookie); err == nil {
 		return c.Value
 	}
 	return ""
@@ -151,7 +151,7 @@ func (a *bearerAuth) login(w http.ResponseWriter, r *http.Request) {
 			a.refuse(w, r, http.StatusUnauthorized, "wrong token")
 			return
 		}
-		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: tok, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: TokenCookie, Value: tok, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	default:
 		w.Header().Set("Allow", "GET, POST")
