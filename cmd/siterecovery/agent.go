@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/jetstream"
@@ -91,7 +92,7 @@ func agentMain(ctx context.Context, cfg agentConfig, logger zerolog.Logger) erro
 	if err != nil {
 		return err
 	}
-	nc, err := connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger, tlsOpts...)
+	nc, err := controlplane.Connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger, tlsOpts...)
 	if err != nil {
 		return err
 	}

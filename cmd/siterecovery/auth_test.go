@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/stretchr/testify/require"
@@ -35,11 +36,11 @@ func mustAuthDir(t *testing.T) string {
 
 // mustOpenTLSControlPlane runs serve --tls-dir dir with an embedded server
 // and HTTPS on random loopback ports.
-func mustOpenTLSControlPlane(t *testing.T, dir string) *controlPlane {
+func mustOpenTLSControlPlane(t *testing.T, dir string) *controlplane.ControlPlane {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cp, err := openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	cp, err := controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,14 +158,14 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), st.CachedInfo().State.Msgs, "only the host's own batch is stored")
 
-	last, err := cp.log.LastSeq(ctx)
+	last, err := cp.Log().LastSeq(ctx)
 	require.NoError(t, err)
 	evtCtx, evtCancel := context.WithTimeout(ctx, time.Second)
 	defer evtCancel()
 	_, err = hjs.Publish(evtCtx, "sr.evt.vm.web01.failover_started", []byte(`{}`))
 	require.Error(t, err, "a host cannot write the event log")
 	hv01.requireViolation(t, "sr.evt.vm.web01.failover_started")
-	now, err := cp.log.LastSeq(ctx)
+	now, err := cp.Log().LastSeq(ctx)
 	require.NoError(t, err)
 	require.Equal(t, last, now)
 
@@ -197,9 +198,9 @@ func TestSecurityHostPermissions(t *testing.T) {
 }
 
 // mustStream waits until the control plane has made the stream.
-func mustStream(t *testing.T, ctx context.Context, cp *controlPlane, name string) natsjs.JetStream {
+func mustStream(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, name string) natsjs.JetStream {
 	t.Helper()
-	js, err := natsjs.New(cp.nc)
+	js, err := natsjs.New(cp.Conn())
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := js.Stream(ctx, name)
@@ -310,7 +311,7 @@ func TestSecurityAgentEndToEnd(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool {
-		res, err := cp.store.Query(context.Background(), "hosts", nil)
+		res, err := cp.Store().Query(context.Background(), "hosts", nil)
 		if err != nil {
 			return false
 		}
@@ -329,7 +330,7 @@ func TestSecurityHTTPTokens(t *testing.T) {
 	pool, err := pki.LoadCAPool(dir)
 	require.NoError(t, err)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	base := "https://" + cp.httpLn.Addr().String()
+	base := "https://" + cp.HTTPAddr().String()
 	token := func(role string) string {
 		raw, err := os.ReadFile(filepath.Join(dir, role+pki.TokenSuffix))
 		require.NoError(t, err)
@@ -422,8 +423,8 @@ func TestSecurityReplicationOverTLS(t *testing.T) {
 }
 
 // vmState is web01's protection state and number of recovery points.
-func vmState(cp *controlPlane) (string, int) {
-	res, err := cp.store.Query(context.Background(), "vm", json.RawMessage(`{"vm":"web01"}`))
+func vmState(cp *controlplane.ControlPlane) (string, int) {
+	res, err := cp.Store().Query(context.Background(), "vm", json.RawMessage(`{"vm":"web01"}`))
 	if err != nil {
 		return "", 0
 	}
@@ -439,7 +440,7 @@ func vmState(cp *controlPlane) (string, int) {
 }
 
 // runTLSAgent runs host's agent with its certificate until the test ends.
-func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
+func runTLSAgent(t *testing.T, cp *controlplane.ControlPlane, dir, host string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -453,8 +454,8 @@ func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
 }
 
 // cliSubscribed says whether a CLI connection holds a subscription to subject.
-func cliSubscribed(cp *controlPlane, subject string) bool {
-	cz, err := cp.srv.Connz(&server.ConnzOptions{Subscriptions: true})
+func cliSubscribed(cp *controlplane.ControlPlane, subject string) bool {
+	cz, err := cp.Server().Connz(&server.ConnzOptions{Subscriptions: true})
 	if err != nil {
 		return false
 	}
@@ -478,12 +479,12 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	empty := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
+	_, err = controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
 	require.ErrorContains(t, err, pki.CAFile, "serve refuses a directory without a CA")
 
 	dir := mustAuthDir(t)
 	require.NoError(t, os.Remove(filepath.Join(dir, "control.pem")))
-	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	_, err = controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
 	require.ErrorContains(t, err, "no control certificate")
 
 	err = agentMain(ctx, agentConfig{Host: "hv09", NATSURL: "nats://127.0.0.1:1", Data: t.TempDir(), TLSDir: dir}, zerolog.Nop())

@@ -298,7 +298,7 @@ func deltaCycle(ctx context.Context, e *benchEnv, vm string, round uint64) (delt
 // measure finds the recovery point events of the cycles closed after
 // writeStart and takes the first one closed after writeEnd.
 func (d *deltaRun) measure(ctx context.Context, e *benchEnv, vm string, writeStart, writeEnd time.Time) error {
-	recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return err
 	}

@@ -320,7 +320,7 @@ func failedOver(ctx context.Context, e *benchEnv, vm string, start time.Time, d 
 	if err != nil {
 		return 0, err
 	}
-	recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return 0, err
 	}
@@ -342,7 +342,7 @@ func failedOver(ctx context.Context, e *benchEnv, vm string, start time.Time, d 
 func lastStarted(ctx context.Context, e *benchEnv, names []string, start time.Time) (time.Duration, error) {
 	var last time.Duration
 	for _, vm := range names {
-		recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+		recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
 		if err != nil {
 			return 0, err
 		}
@@ -361,7 +361,7 @@ func lastStarted(ctx context.Context, e *benchEnv, names []string, start time.Ti
 func shippedBefore(ctx context.Context, e *benchEnv, froms map[string]time.Time, to time.Time) (int, error) {
 	n := 0
 	for vm, from := range froms {
-		recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+		recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
 		if err != nil {
 			return 0, err
 		}
@@ -449,7 +449,7 @@ func retireVMs(ctx context.Context, e *benchEnv, names []string, commit func() e
 func planJobDone(ctx context.Context, e *benchEnv, plan, op string, start time.Time, d time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(d)
 	for {
-		recs, err := e.cp.log.Load(ctx, events.PlanAgg(plan))
+		recs, err := e.cp.Log().Load(ctx, events.PlanAgg(plan))
 		if err != nil {
 			return 0, err
 		}

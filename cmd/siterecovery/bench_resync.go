@@ -155,7 +155,7 @@ func resync(ctx context.Context, e *benchEnv, vm string) (resyncRun, error) {
 		return run, err
 	}
 	run.source, run.target = published(src, src0), published(dst, dst0)
-	recs, err := e.cp.log.Load(ctx, events.VMAgg(vm))
+	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return run, err
 	}

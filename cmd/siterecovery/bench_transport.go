@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
@@ -25,12 +26,12 @@ const transportSite = "benchraw"
 // returns the time from the first publish to the last message taken; the
 // stream is deleted afterwards.
 func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, error) {
-	pub, err := connect(e.cp.URL(), "siterecovery-bench-raw-pub", e.logger)
+	pub, err := controlplane.Connect(e.cp.URL(), "siterecovery-bench-raw-pub", e.logger)
 	if err != nil {
 		return 0, err
 	}
 	defer pub.Close()
-	sub, err := connect(e.cp.URL(), "siterecovery-bench-raw-sub", e.logger)
+	sub, err := controlplane.Connect(e.cp.URL(), "siterecovery-bench-raw-sub", e.logger)
 	if err != nil {
 		return 0, err
 	}

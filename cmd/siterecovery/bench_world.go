@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
@@ -77,7 +78,7 @@ type benchEnv struct {
 	dir    string
 	remove bool
 	logger zerolog.Logger
-	cp     *controlPlane
+	cp     *controlplane.ControlPlane
 	nc     *nats.Conn
 	agents map[string]*benchAgent
 }
@@ -105,11 +106,11 @@ func openBenchEnv(ctx context.Context, cfg benchConfig, logger zerolog.Logger) (
 			err = errors.Join(err, e.Close(closeCtx))
 		}
 	}()
-	e.cp, err = openControlPlane(ctx, serveConfig{Data: filepath.Join(e.dir, "cp"), Listen: "127.0.0.1:0"}, logger)
+	e.cp, err = controlplane.Open(ctx, controlplane.Config{Data: filepath.Join(e.dir, "cp"), Listen: "127.0.0.1:0"}, logger)
 	if err != nil {
 		return e, err
 	}
-	if e.nc, err = connect(e.cp.URL(), "siterecovery-bench", logger); err != nil {
+	if e.nc, err = controlplane.Connect(e.cp.URL(), "siterecovery-bench", logger); err != nil {
 		return e, err
 	}
 	if err := e.fabric(ctx); err != nil {
@@ -153,7 +154,7 @@ func (e *benchEnv) startAgent(ctx context.Context, host string) error {
 	a := &benchAgent{dir: filepath.Join(e.dir, host)}
 	e.agents[host] = a
 	var err error
-	if a.nc, err = connect(e.cp.URL(), "siterecovery-bench-agent-"+host, e.logger); err != nil {
+	if a.nc, err = controlplane.Connect(e.cp.URL(), "siterecovery-bench-agent-"+host, e.logger); err != nil {
 		return err
 	}
 	logger := e.logger.With().Str("agent", host).Logger()
@@ -238,7 +239,7 @@ func (e *benchEnv) enable(ctx context.Context, name string) error {
 
 // vm folds a VM from the event log.
 func (e *benchEnv) vm(ctx context.Context, name string) (events.VM, error) {
-	recs, err := e.cp.log.Load(ctx, events.VMAgg(name))
+	recs, err := e.cp.Log().Load(ctx, events.VMAgg(name))
 	if err != nil {
 		return events.VM{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -22,7 +23,7 @@ func TestBrowserRunsATestFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := &demo{cfg: demoConfig{Data: t.TempDir()}, out: io.Discard, logger: zerolog.Nop(), agents: map[string]*demoAgent{}, start: time.Now()}
-	cp, err := openControlPlane(ctx, serveConfig{Data: d.cfg.Data, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"}, d.logger)
+	cp, err := controlplane.Open(ctx, controlplane.Config{Data: d.cfg.Data, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"}, d.logger)
 	require.NoError(t, err)
 	d.cp, d.url = cp, cp.URL()
 	t.Cleanup(func() {
@@ -46,7 +47,7 @@ func TestBrowserRunsATestFailover(t *testing.T) {
 	}, nil)
 	require.NoError(t, err)
 
-	b.open("http://" + cp.httpLn.Addr().String() + "/")
+	b.open("http://" + cp.HTTPAddr().String() + "/")
 	b.waitFor(jsVMState, "Protected")
 	b.eval(`document.querySelector('button[data-vm="web01"][data-op="test_failover"]').click()`)
 	b.waitFor(`document.getElementById('confirm').open ? 'open' : 'closed'`, "open")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -31,7 +32,7 @@ type demoConfig struct {
 type demo struct {
 	cfg    demoConfig
 	out    io.Writer
-	cp     *controlPlane
+	cp     *controlplane.ControlPlane
 	url    string
 	start  time.Time
 	logger zerolog.Logger
@@ -96,7 +97,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}
 	d.stage("control plane: embedded NATS with JetStream, event log, projections, command service")
-	d.cp, err = openControlPlane(ctx, serveConfig{Data: d.cfg.Data, Listen: "127.0.0.1:0", HTTP: d.cfg.HTTP}, d.logger)
+	d.cp, err = controlplane.Open(ctx, controlplane.Config{Data: d.cfg.Data, Listen: "127.0.0.1:0", HTTP: d.cfg.HTTP}, d.logger)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		err = errors.Join(err, d.cp.Close(closeCtx))
 	}()
 	d.url = d.cp.URL()
-	d.say("NATS %s, data %s, console http://%s/", d.url, d.cfg.Data, d.cp.httpLn.Addr())
+	d.say("NATS %s, data %s, console http://%s/", d.url, d.cfg.Data, d.cp.HTTPAddr())
 	d.stage("host agents: hv01 at site primary, hv02 at site secondary")
 	for _, h := range []string{"hv01", "hv02"} {
 		if err := d.startAgent(ctx, h); err != nil {
@@ -125,7 +126,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}
 	if d.cfg.Keep {
-		d.say("control plane left running (--keep): NATS %s, HTTP %s; Ctrl-C to stop", d.url, d.cp.httpLn.Addr())
+		d.say("control plane left running (--keep): NATS %s, HTTP %s; Ctrl-C to stop", d.url, d.cp.HTTPAddr())
 		<-ctx.Done()
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/projections"
@@ -32,7 +33,7 @@ type demoAgent struct {
 
 // startAgent runs the agent of host with its data under the demo's dir.
 func (d *demo) startAgent(ctx context.Context, host string) error {
-	nc, err := connect(d.url, "siterecovery-agent-"+host, d.logger)
+	nc, err := controlplane.Connect(d.url, "siterecovery-agent-"+host, d.logger)
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func (d *demo) query(name string, params map[string]any, out any) error {
 	if err != nil {
 		return err
 	}
-	msg, err := d.cp.nc.Request("sr.q."+name, body, 10*time.Second)
+	msg, err := d.cp.Conn().Request("sr.q."+name, body, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("query %s: %w", name, err)
 	}

@@ -42,15 +42,15 @@ func (f *httpFixture) replicate(vm, job string, sent, pointBytes int64, age time
 	f.t.Helper()
 	ctx := context.Background()
 	agg := events.VMAgg(vm)
-	recs, err := f.cp.log.Load(ctx, agg)
+	recs, err := f.cp.Log().Load(ctx, agg)
 	require.NoError(f.t, err)
 	meta := events.Meta{At: time.Now(), CommandID: "test-ir-" + vm, CorrelationID: job, Actor: "agent:hv11"}
-	res, err := f.cp.log.Append(ctx, agg, recs[len(recs)-1].Seq, meta,
+	res, err := f.cp.Log().Append(ctx, agg, recs[len(recs)-1].Seq, meta,
 		events.InitialReplicationStartedData{TotalBytes: sent},
 		events.InitialReplicationCompletedData{SentBytes: sent})
 	require.NoError(f.t, err)
 	meta.CommandID, meta.CorrelationID = "test-rp-"+vm, ""
-	res, err = f.cp.log.Append(ctx, agg, res.Last(), meta,
+	res, err = f.cp.Log().Append(ctx, agg, res.Last(), meta,
 		events.RecoveryPointCreatedData{ID: "p1", Time: time.Now().Add(-age), Cycle: 1, Epoch: 1, Bytes: pointBytes})
 	require.NoError(f.t, err)
 	f.seq = res.Last()

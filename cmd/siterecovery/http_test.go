@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/stretchr/testify/require"
 )
@@ -22,7 +23,7 @@ import (
 // connection of its own for what agents would send.
 type httpFixture struct {
 	t    *testing.T
-	cp   *controlPlane
+	cp   *controlplane.ControlPlane
 	base string
 	nc   *nats.Conn
 	seq  uint64 // the last command's seq: get reads its writes
@@ -32,7 +33,7 @@ func mustOpenHTTPControlPlane(t *testing.T) *httpFixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cp, err := openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"}, zerolog.Nop())
+	cp, err := controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -42,7 +43,7 @@ func mustOpenHTTPControlPlane(t *testing.T) *httpFixture {
 	nc, err := nats.Connect(cp.URL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return &httpFixture{t: t, cp: cp, base: "http://" + cp.httpLn.Addr().String(), nc: nc}
+	return &httpFixture{t: t, cp: cp, base: "http://" + cp.HTTPAddr().String(), nc: nc}
 }
 
 // do sends an HTTP request and returns the status and the body.
@@ -100,7 +101,7 @@ func (f *httpFixture) get(path string, v any) {
 func seqText(seq uint64) string { return strconv.FormatUint(seq, 10) }
 
 func (f *httpFixture) lastSeq() uint64 {
-	seq, err := f.cp.log.LastSeq(context.Background())
+	seq, err := f.cp.Log().LastSeq(context.Background())
 	require.NoError(f.t, err)
 	return seq
 }
@@ -245,7 +246,7 @@ func TestHTTPHealthzAndUnavailable(t *testing.T) {
 	// With the service stopped, a forwarded request has no responder: 503.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	require.NoError(t, f.cp.svc.Close(ctx))
+	require.NoError(t, f.cp.Service().Close(ctx))
 	status, raw = f.do("POST", "/api/v1/site/register", `{"name":"primary"}`)
 	require.Equal(t, http.StatusServiceUnavailable, status, "%s", raw)
 	require.Contains(t, string(raw), `"code":"unavailable"`)

@@ -22,7 +22,7 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 	if err := sleepCtx(ctx, min(5*time.Second, w.cfg.Window/2)); err != nil {
 		return nil, err
 	}
-	seq0, err := w.cp.log.LastSeq(ctx)
+	seq0, err := w.cp.Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 			return nil, err
 		}
 	}
-	seq1, err := w.cp.log.LastSeq(ctx)
+	seq1, err := w.cp.Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}

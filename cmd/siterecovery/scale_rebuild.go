@@ -18,11 +18,11 @@ import (
 
 // copyLog reads the world's whole event log.
 func (w *scaleWorld) copyLog(ctx context.Context) ([]events.Record, error) {
-	last, err := w.cp.log.LastSeq(ctx)
+	last, err := w.cp.Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cur, err := w.cp.log.Follow(ctx, 1)
+	cur, err := w.cp.Log().Follow(ctx, 1)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/handlers"
 )
@@ -23,7 +24,7 @@ import (
 type scaleWorld struct {
 	cfg   scaleConfig
 	out   io.Writer
-	cp    *controlPlane
+	cp    *controlplane.ControlPlane
 	nc    *nats.Conn // the operator's connection: setup and queries
 	hosts map[string]*simHost
 	vms   []scaleVM
@@ -72,15 +73,15 @@ func openScaleWorld(ctx context.Context, cfg scaleConfig, out io.Writer) (w *sca
 		}
 	}()
 	start := time.Now()
-	if w.cp, err = openControlPlane(ctx, serveConfig{Data: cfg.Data, Listen: "127.0.0.1:0"}, logger); err != nil {
+	if w.cp, err = controlplane.Open(ctx, controlplane.Config{Data: cfg.Data, Listen: "127.0.0.1:0"}, logger); err != nil {
 		return w, err
 	}
-	if w.nc, err = connect(w.cp.URL(), "siterecovery-scale", logger); err != nil {
+	if w.nc, err = controlplane.Connect(w.cp.URL(), "siterecovery-scale", logger); err != nil {
 		return w, err
 	}
 	for i := range cfg.Hosts / 2 {
 		for _, name := range []string{primaryHost(i), secondaryHost(i)} {
-			nc, err := connect(w.cp.URL(), "siterecovery-agent-"+name, logger)
+			nc, err := controlplane.Connect(w.cp.URL(), "siterecovery-agent-"+name, logger)
 			if err != nil {
 				return w, err
 			}

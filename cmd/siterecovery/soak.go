@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/projections"
 )
 
@@ -124,7 +125,7 @@ func (s *soak) run(ctx context.Context) (err error) {
 		s.cfg.Data = dir
 	}
 	d.cfg = demoConfig{Data: s.cfg.Data}
-	if d.cp, err = openControlPlane(ctx, serveConfig{Data: s.cfg.Data, Listen: "127.0.0.1:0"}, d.logger); err != nil {
+	if d.cp, err = controlplane.Open(ctx, controlplane.Config{Data: s.cfg.Data, Listen: "127.0.0.1:0"}, d.logger); err != nil {
 		return err
 	}
 	defer func() {

@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -22,7 +22,7 @@ const deltaStreamPoll = 500 * time.Millisecond
 
 // keepDeltaStreams starts the loop that creates the delta stream of each
 // registered site; cp.stop ends it and Close waits for it.
-func (cp *controlPlane) keepDeltaStreams() error {
+func (cp *ControlPlane) keepDeltaStreams() error {
 	js, err := natsjs.New(cp.nc)
 	if err != nil {
 		return err
@@ -54,7 +54,7 @@ func (cp *controlPlane) keepDeltaStreams() error {
 }
 
 // ensureDeltaStreams creates the delta streams of the sites not in made.
-func (cp *controlPlane) ensureDeltaStreams(ctx context.Context, js natsjs.JetStream, made map[string]bool) {
+func (cp *ControlPlane) ensureDeltaStreams(ctx context.Context, js natsjs.JetStream, made map[string]bool) {
 	for _, site := range cp.registeredSites(ctx) {
 		if made[site] {
 			continue
@@ -75,7 +75,7 @@ func (cp *controlPlane) ensureDeltaStreams(ctx context.Context, js natsjs.JetStr
 }
 
 // registeredSites names every registered site, from the read model.
-func (cp *controlPlane) registeredSites(ctx context.Context) []string {
+func (cp *ControlPlane) registeredSites(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := cp.store.Query(ctx, "sites", nil)

@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -28,10 +28,10 @@ import (
 // batches are cut to fit it.
 const maxPayload = 8 << 20
 
-// controlPlane is what `serve` runs: the embedded NATS server (unless --nats
+// ControlPlane is what `serve` runs: the embedded NATS server (unless --nats
 // names one), the event log, the projections, the command handlers and the
 // HTTP endpoint.
-type controlPlane struct {
+type ControlPlane struct {
 	logger zerolog.Logger
 	srv    *server.Server
 	nc     *nats.Conn
@@ -53,8 +53,8 @@ type controlPlane struct {
 	closeErr  error
 }
 
-func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logger) (cp *controlPlane, err error) {
-	cp = &controlPlane{logger: logger}
+func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (cp *ControlPlane, err error) {
+	cp = &ControlPlane{logger: logger}
 	defer func() {
 		if err != nil {
 			closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -76,7 +76,7 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	if err != nil {
 		return cp, err
 	}
-	if cp.nc, err = connect(url, "siterecovery-serve", logger, tlsOpts...); err != nil {
+	if cp.nc, err = Connect(url, "siterecovery-serve", logger, tlsOpts...); err != nil {
 		return cp, err
 	}
 	if cp.log, err = jetstream.Open(ctx, cp.nc, jetstream.Config{Replicas: cfg.Replicas, Logger: logger.With().Str("component", "log").Logger()}); err != nil {
@@ -122,8 +122,8 @@ func openControlPlane(ctx context.Context, cfg serveConfig, logger zerolog.Logge
 	return cp, nil
 }
 
-func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) error {
-	host, port, err := splitHostPort(cfg.Listen)
+func (cp *ControlPlane) startServer(cfg Config, logger zerolog.Logger) error {
+	host, port, err := SplitHostPort(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
@@ -156,7 +156,7 @@ func (cp *controlPlane) startServer(cfg serveConfig, logger zerolog.Logger) erro
 
 // startAutomation runs the automation rules on the shared durable consumer
 // of the log.
-func (cp *controlPlane) startAutomation(ctx context.Context, logger zerolog.Logger) error {
+func (cp *ControlPlane) startAutomation(ctx context.Context, logger zerolog.Logger) error {
 	inbox, err := subscribe.OpenDurable(ctx, cp.nc, subscribe.DurableConfig{Name: handlers.AutomationConsumer})
 	if err != nil {
 		return fmt.Errorf("automation consumer: %w", err)
@@ -172,7 +172,7 @@ func (cp *controlPlane) startAutomation(ctx context.Context, logger zerolog.Logg
 // startLoops starts the control plane's background work: the sweep that
 // marks silent hosts unreachable (keepDeltaStreams adds the delta streams'
 // loop).
-func (cp *controlPlane) startLoops() {
+func (cp *ControlPlane) startLoops() {
 	ctx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
 	cp.wg.Add(1)
@@ -183,7 +183,7 @@ func (cp *controlPlane) startLoops() {
 }
 
 // registeredHosts names every registered host, from the read model.
-func (cp *controlPlane) registeredHosts() []string {
+func (cp *ControlPlane) registeredHosts() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := cp.store.Query(ctx, "hosts", nil)
@@ -209,9 +209,9 @@ func (cp *controlPlane) registeredHosts() []string {
 	return names
 }
 
-// connect opens a NATS connection that reconnects forever and logs its
+// Connect opens a NATS connection that reconnects forever and logs its
 // state changes.
-func connect(url, name string, logger zerolog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+func Connect(url, name string, logger zerolog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	all := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -232,7 +232,7 @@ func connect(url, name string, logger zerolog.Logger, opts ...nats.Option) (*nat
 	return nc, nil
 }
 
-func (cp *controlPlane) startHTTP(addr, tlsDir string) error {
+func (cp *ControlPlane) startHTTP(addr, tlsDir string) error {
 	ln, err := httpapi.Listen(addr, tlsDir)
 	if err != nil {
 		return err
@@ -254,7 +254,7 @@ func (cp *controlPlane) startHTTP(addr, tlsDir string) error {
 	return nil
 }
 
-func (cp *controlPlane) healthz(w http.ResponseWriter, r *http.Request) {
+func (cp *ControlPlane) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := cp.store.Err(); err != nil {
 		http.Error(w, "projections stopped: "+err.Error(), http.StatusServiceUnavailable)
 		return
@@ -267,7 +267,7 @@ func (cp *controlPlane) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // URL is the NATS URL agents and operators use.
-func (cp *controlPlane) URL() string {
+func (cp *ControlPlane) URL() string {
 	if cp.srv != nil {
 		return cp.srv.ClientURL()
 	}
@@ -275,7 +275,7 @@ func (cp *controlPlane) URL() string {
 }
 
 // Close stops everything in reverse order; it is safe twice.
-func (cp *controlPlane) Close(ctx context.Context) error {
+func (cp *ControlPlane) Close(ctx context.Context) error {
 	cp.closeOnce.Do(func() {
 		var errs []error
 		if cp.stop != nil {
@@ -316,4 +316,29 @@ func (cp *controlPlane) Close(ctx context.Context) error {
 		cp.closeErr = errors.Join(errs...)
 	})
 	return cp.closeErr
+}
+
+// Log is the control plane's event log: the harnesses and tests read it
+// (Load, Follow, LastSeq) as the projections do.
+func (cp *ControlPlane) Log() *jetstream.Log { return cp.log }
+
+// Conn is the control plane's own NATS connection.
+func (cp *ControlPlane) Conn() *nats.Conn { return cp.nc }
+
+// Store is the read models (the projections).
+func (cp *ControlPlane) Store() *projections.Store { return cp.store }
+
+// Service is the micro service that takes the commands and queries.
+func (cp *ControlPlane) Service() *handlers.Service { return cp.svc }
+
+// Server is the embedded NATS server, nil when Config.NATSURL names one.
+func (cp *ControlPlane) Server() *server.Server { return cp.srv }
+
+// HTTPAddr is the address the HTTP endpoint listens on, nil when
+// Config.HTTP is empty.
+func (cp *ControlPlane) HTTPAddr() net.Addr {
+	if cp.httpLn == nil {
+		return nil
+	}
+	return cp.httpLn.Addr()
 }
