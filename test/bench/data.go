@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"cmp"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 const mib = 1 << 20
@@ -23,7 +24,7 @@ const mib = 1 << 20
 // the replica equals the source byte for byte. Baseline: `cp` + `sync` of
 // the same file on the same machine. The note gives the transport's
 // ceiling too (rawTransport).
-func benchIR(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchIR(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	const vm = "ir01"
 	size := e.sizes.irDisk
 	if err := writeRandomFile(e.sourceImage(vm), size, 1); err != nil {
@@ -33,14 +34,14 @@ func benchIR(ctx context.Context, e *benchEnv) ([]figure, error) {
 		return nil, err
 	}
 	start := time.Now()
-	if err := e.enable(ctx, vm); err != nil {
+	if err := e.Enable(ctx, vm); err != nil {
 		return nil, err
 	}
-	if _, err := e.waitProtected(ctx, vm, 15*time.Minute); err != nil {
+	if _, err := e.WaitProtected(ctx, vm, 15*time.Minute); err != nil {
 		return nil, err
 	}
 	took := time.Since(start)
-	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
 		return nil, fmt.Errorf("replica after initial replication: %w", err)
 	}
 	base, bases, err := cpSyncMedian(ctx, e, "ir", e.sourceImage(vm))
@@ -52,14 +53,14 @@ func benchIR(ctx context.Context, e *benchEnv) ([]figure, error) {
 		return nil, err
 	}
 	mb := float64(size) / mib
-	f := figure{Name: "initial_replication", Value: mb / took.Seconds(), Unit: "MiB/s",
+	f := Figure{Name: "initial_replication", Value: mb / took.Seconds(), Unit: "MiB/s",
 		Baseline: mb / base.Seconds(), BaselineName: "cp+sync MiB/s", Target: "ratio >= 0.5",
 		Note: fmt.Sprintf("%d MiB of random data, enable to first recovery point %s; cp+sync %s (median of %s); replica verified equal; "+
 			"the transport's ceiling, raw JetStream publish + consume of the same bytes in 1 MiB messages on the same server: %.1f MiB/s (IR is %.2f of it)",
 			size/mib, took.Round(time.Millisecond), base.Round(time.Millisecond), roundedAll(bases), mb/raw.Seconds(), raw.Seconds()/took.Seconds())}
 	f.Ratio = f.Value / f.Baseline
 	f.Meets = f.Ratio >= 0.5
-	return []figure{f}, nil
+	return []Figure{f}, nil
 }
 
 // cpSync copies src into the benchmark's scratch directory with cp, then
@@ -119,7 +120,7 @@ func roundedAll(ds []time.Duration) string {
 // copy of it before the change). The figure is the median of deltaRuns
 // rounds (one with --smoke), each with its own blocks and bytes; the
 // baseline is rsync's median.
-func benchDelta(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchDelta(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	const vm = "delta01"
 	size := e.sizes.deltaDisk
 	if err := writeRandomFile(e.sourceImage(vm), size, 2); err != nil {
@@ -128,10 +129,10 @@ func benchDelta(ctx context.Context, e *benchEnv) ([]figure, error) {
 	if err := e.createVM(ctx, vm, size); err != nil {
 		return nil, err
 	}
-	if err := e.enable(ctx, vm); err != nil {
+	if err := e.Enable(ctx, vm); err != nil {
 		return nil, err
 	}
-	if _, err := e.waitProtected(ctx, vm, 15*time.Minute); err != nil {
+	if _, err := e.WaitProtected(ctx, vm, 15*time.Minute); err != nil {
 		return nil, err
 	}
 	rounds := deltaRounds
@@ -161,11 +162,11 @@ func benchDelta(ctx context.Context, e *benchEnv) ([]figure, error) {
 	note += fmt.Sprintf("; the floor of the same change set on this machine (median): through JetStream (raw publish + consume) "+
 		"and written in place and synced, one after the other: %s, rsync/floor %.1f; the cycle is %.1f times the floor",
 		floor.Round(time.Millisecond), rsync.Seconds()/floor.Seconds(), cycle.took.Seconds()/floor.Seconds())
-	f := figure{Name: "delta_cycle", Value: cycle.took.Seconds(), Unit: "s", Baseline: rsync.Seconds(),
+	f := Figure{Name: "delta_cycle", Value: cycle.took.Seconds(), Unit: "s", Baseline: rsync.Seconds(),
 		BaselineName: "rsync --inplace --no-whole-file s", Ratio: rsync.Seconds() / cycle.took.Seconds(),
 		Target: "ratio (rsync/cycle) >= 20", Note: note}
 	f.Meets = f.Ratio >= 20
-	return []figure{f}, nil
+	return []Figure{f}, nil
 }
 
 // deltaRounds is how many delta cycles benchDelta measures.
@@ -192,7 +193,7 @@ func deltaRound(ctx context.Context, e *benchEnv, vm string, i int) (deltaRun, t
 	if err != nil {
 		return deltaRun{}, 0, err
 	}
-	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
 		return deltaRun{}, 0, fmt.Errorf("replica after the delta cycle: %w", err)
 	}
 	rsync, err := timed(func() error {
@@ -201,7 +202,7 @@ func deltaRound(ctx context.Context, e *benchEnv, vm string, i int) (deltaRun, t
 	if err != nil {
 		return deltaRun{}, 0, err
 	}
-	if err := sameFiles(e.sourceImage(vm), before); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), before); err != nil {
 		return deltaRun{}, 0, fmt.Errorf("rsync baseline did not reproduce the disk: %w", err)
 	}
 	if cycle.transport, err = rawTransport(ctx, e, int64(len(cycle.data))); err != nil {
@@ -269,12 +270,12 @@ func deltaCycle(ctx context.Context, e *benchEnv, vm string, round uint64) (delt
 		return run, err
 	}
 	defer c.Close()
-	last, err := e.vm(ctx, vm)
+	last, err := e.VM(ctx, vm)
 	if err != nil {
 		return run, err
 	}
 	prev, _ := last.RecoveryPoint("latest")
-	if _, err := e.waitVM(ctx, vm, time.Minute, "a new recovery point", func(v events.VM) bool {
+	if _, err := e.WaitVM(ctx, vm, time.Minute, "a new recovery point", func(v events.VM) bool {
 		rp, ok := v.RecoveryPoint("latest")
 		return ok && rp.Time.After(prev.Time)
 	}); err != nil {
@@ -286,7 +287,7 @@ func deltaCycle(ctx context.Context, e *benchEnv, vm string, round uint64) (delt
 		return run, fmt.Errorf("delta writes: %w", err)
 	}
 	writeEnd := time.Now()
-	if _, err := e.waitVM(ctx, vm, 10*time.Minute, "the recovery point of the changes", func(v events.VM) bool {
+	if _, err := e.WaitVM(ctx, vm, 10*time.Minute, "the recovery point of the changes", func(v events.VM) bool {
 		rp, ok := v.RecoveryPoint("latest")
 		return ok && rp.Time.After(writeEnd)
 	}); err != nil {
@@ -298,7 +299,7 @@ func deltaCycle(ctx context.Context, e *benchEnv, vm string, round uint64) (delt
 // measure finds the recovery point events of the cycles closed after
 // writeStart and takes the first one closed after writeEnd.
 func (d *deltaRun) measure(ctx context.Context, e *benchEnv, vm string, writeStart, writeEnd time.Time) error {
-	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
+	recs, err := e.ControlPlane().Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return err
 	}

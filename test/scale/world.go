@@ -1,8 +1,7 @@
-package main
+package scale
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/handlers"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // scaleWorld is one control plane (embedded NATS with SyncAlways) and
@@ -22,10 +22,9 @@ import (
 // disk_provisioned, ir_progress, ir_completed, recovery points every
 // PointEvery) with no disks behind them.
 type scaleWorld struct {
-	cfg   scaleConfig
+	cfg   Config
 	out   io.Writer
-	cp    *controlplane.ControlPlane
-	nc    *nats.Conn // the operator's connection: setup and queries
+	w     *world.World // the control plane; its client is the operator's connection: setup and queries
 	hosts map[string]*simHost
 	vms   []scaleVM
 
@@ -61,11 +60,7 @@ func secondaryHost(i int) string { return fmt.Sprintf("hs%02d", i+1) }
 
 // openScaleWorld starts the control plane and the hosts, builds the fabric
 // and brings every VM to Protected as agents would.
-func openScaleWorld(ctx context.Context, cfg scaleConfig, out io.Writer) (w *scaleWorld, err error) {
-	logger, err := newLogger(cfg.LogLevel, out)
-	if err != nil {
-		return nil, err
-	}
+func openScaleWorld(ctx context.Context, cfg Config, out io.Writer) (w *scaleWorld, err error) {
 	w = &scaleWorld{cfg: cfg, out: out, hosts: map[string]*simHost{}}
 	defer func() {
 		if err != nil {
@@ -73,15 +68,13 @@ func openScaleWorld(ctx context.Context, cfg scaleConfig, out io.Writer) (w *sca
 		}
 	}()
 	start := time.Now()
-	if w.cp, err = controlplane.Open(ctx, controlplane.Config{Data: cfg.Data, Listen: "127.0.0.1:0"}, logger); err != nil {
-		return w, err
-	}
-	if w.nc, err = controlplane.Connect(w.cp.URL(), "siterecovery-scale", logger); err != nil {
+	logger := cfg.Logger
+	if w.w, err = world.Open(ctx, world.Config{Dir: cfg.Data, ClientName: "siterecovery-scale", Logger: logger}); err != nil {
 		return w, err
 	}
 	for i := range cfg.Hosts / 2 {
 		for _, name := range []string{primaryHost(i), secondaryHost(i)} {
-			nc, err := controlplane.Connect(w.cp.URL(), "siterecovery-agent-"+name, logger)
+			nc, err := controlplane.Connect(w.w.URL(), "siterecovery-agent-"+name, logger)
 			if err != nil {
 				return w, err
 			}
@@ -112,23 +105,6 @@ func openScaleWorld(ctx context.Context, cfg scaleConfig, out io.Writer) (w *sca
 	return w, nil
 }
 
-// scaleRequest sends a command or query and returns the reply's body, or the
-// service's error with its code.
-func scaleRequest(nc *nats.Conn, subject string, body any) ([]byte, error) {
-	data, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := nc.Request(subject, data, 30*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", subject, err)
-	}
-	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
-		return nil, fmt.Errorf("%s: %s: %s", subject, code, msg.Header.Get("Nats-Service-Error"))
-	}
-	return msg.Data, nil
-}
-
 // fabric registers the sites and hosts, one cloud per host, a 30 s policy
 // and a pairing from each primary cloud to its secondary twin; then every
 // host's first heartbeat makes it reachable.
@@ -138,8 +114,8 @@ func (w *scaleWorld) fabric() error {
 		body    map[string]any
 	}
 	cmds := []cmd{
-		{"sr.cmd.site.register", map[string]any{"name": "primary"}},
-		{"sr.cmd.site.register", map[string]any{"name": "secondary"}},
+		{"sr.cmd.site.register", map[string]any{"name": world.SitePrimary}},
+		{"sr.cmd.site.register", map[string]any{"name": world.SiteSecondary}},
 		{"sr.cmd.policy.create", map[string]any{"name": "p30", "copy_frequency": w.cfg.PointEvery.String(),
 			"retention": "24h", "app_consistent_every": "4h"}},
 	}
@@ -153,7 +129,7 @@ func (w *scaleWorld) fabric() error {
 			cmd{"sr.cmd.pairing.create", map[string]any{"source": "c" + p, "target": "c" + s, "policy": "p30"}})
 	}
 	for _, c := range cmds {
-		if _, err := scaleRequest(w.nc, c.subject, c.body); err != nil {
+		if _, err := world.Request(w.w.Conn(), c.subject, c.body); err != nil {
 			return err
 		}
 	}
@@ -166,7 +142,7 @@ func (w *scaleWorld) fabric() error {
 }
 
 func (w *scaleWorld) heartbeat(h *simHost) error {
-	_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentHeartbeat,
+	_, err := world.Request(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentHeartbeat,
 		handlers.HeartbeatReport{Agent: "scale-sim", Time: time.Now().UTC()})
 	return err
 }
@@ -246,7 +222,7 @@ feed:
 func (w *scaleWorld) protect(vm scaleVM) error {
 	src, dst := w.hosts[vm.source], w.hosts[vm.recovery]
 	agent := func(h *simHost, verb string, body any) error {
-		_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+verb, body)
+		_, err := world.Request(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+verb, body)
 		return err
 	}
 	size, err := handlers.ParseSize(scaleDiskSize)
@@ -255,7 +231,7 @@ func (w *scaleWorld) protect(vm scaleVM) error {
 	}
 	steps := []func() error{
 		func() error {
-			_, err := scaleRequest(w.nc, "sr.cmd.vm.create", map[string]any{"name": vm.name, "host": vm.source, "disk": []string{scaleDiskSize}})
+			_, err := world.Request(w.w.Conn(), "sr.cmd.vm.create", map[string]any{"name": vm.name, "host": vm.source, "disk": []string{scaleDiskSize}})
 			return err
 		},
 		func() error {
@@ -263,7 +239,7 @@ func (w *scaleWorld) protect(vm scaleVM) error {
 				Role: events.DiskRoleSource, Image: "/sim/" + vm.source + "/" + vm.name + "/disk0.img", Epoch: 1})
 		},
 		func() error {
-			_, err := scaleRequest(w.nc, "sr.cmd.vm.enable", map[string]any{"vm": vm.name})
+			_, err := world.Request(w.w.Conn(), "sr.cmd.vm.enable", map[string]any{"vm": vm.name})
 			return err
 		},
 		func() error {
@@ -324,7 +300,7 @@ func (w *scaleWorld) point(h *simHost, vm string, cycle uint64) error {
 		w.pointLat = append(w.pointLat, time.Since(now))
 		w.latMu.Unlock()
 	}()
-	_, err := scaleRequest(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentRecoveryPoint, handlers.RecoveryPointReport{
+	_, err := world.Request(h.nc, handlers.AgentSubjectPrefix+"."+h.name+"."+handlers.AgentRecoveryPoint, handlers.RecoveryPointReport{
 		CommandID: fmt.Sprintf("rp-%s-%d", vm, cycle), VM: vm, ID: fmt.Sprintf("rp-%06d", cycle), Time: now,
 		AppConsistent: cycle%480 == 1, Cycle: cycle, Epoch: 1, Bytes: 1 << 20,
 		Roots: map[string]string{"disk0": fmt.Sprintf("%016x", now.UnixNano())},
@@ -343,13 +319,10 @@ func (w *scaleWorld) Close() error {
 		for _, h := range w.hosts {
 			h.nc.Close()
 		}
-		if w.nc != nil {
-			w.nc.Close()
-		}
-		if w.cp != nil {
+		if w.w != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			errs = append(errs, w.cp.Close(ctx))
+			errs = append(errs, w.w.Close(ctx))
 		}
 		w.closeErr = errors.Join(errs...)
 	})

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/projections"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // The demo's failover stages: a test failover, a planned failover of a
@@ -19,10 +20,10 @@ import (
 
 // quiesced waits until every VM's newest recovery point was closed after
 // now, so the replicas equal the sources (no writes are running).
-func (d *demo) quiesced(ctx context.Context, vms []string) error {
+func (d *Demo) quiesced(ctx context.Context, vms []string) error {
 	now := time.Now()
-	return parallel(vms, func(vm string) error {
-		_, err := d.waitVM(ctx, vm, "a recovery point after the writes", 60*time.Second, func(v projections.VMView) bool {
+	return world.Parallel(vms, func(vm string) error {
+		_, err := d.WaitVM(ctx, vm, "a recovery point after the writes", 60*time.Second, func(v projections.VMView) bool {
 			n := len(v.RecoveryPoints)
 			return n > 0 && v.RecoveryPoints[n-1].Time.After(now)
 		}, nil)
@@ -30,35 +31,14 @@ func (d *demo) quiesced(ctx context.Context, vms []string) error {
 	})
 }
 
-// readExport reads a whole disk through an NBD URL.
-func readExport(nbdURL string, size int64) ([]byte, error) {
-	socket, export, err := nbdTarget(nbdURL)
-	if err != nil {
-		return nil, err
-	}
-	c, err := hostsync.DialNBD("unix", socket, export)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	buf := make([]byte, size)
-	for off := int64(0); off < size; off += 4 << 20 {
-		end := min(size, off+4<<20)
-		if _, err := c.ReadAt(buf[off:end], off); err != nil {
-			return nil, err
-		}
-	}
-	return buf, nil
-}
-
-// checkServedEquals reads the VM's disk where it is served now and compares
+// CheckServedEquals reads the VM's disk where it is served now and compares
 // it with want (an image file).
-func (d *demo) checkServedEquals(v projections.VMView, want string) error {
+func (d *Demo) CheckServedEquals(v projections.VMView, want string) error {
 	for _, disk := range v.Disks {
 		if disk.NBDURL == "" {
 			return fmt.Errorf("%s: disk %s is not served", v.Name, disk.Name)
 		}
-		got, err := readExport(disk.NBDURL, disk.Size)
+		got, err := world.ReadExport(disk.NBDURL, disk.Size)
 		if err != nil {
 			return fmt.Errorf("%s: read %s: %w", v.Name, disk.NBDURL, err)
 		}
@@ -75,9 +55,9 @@ func (d *demo) checkServedEquals(v projections.VMView, want string) error {
 
 // testFailover runs a test failover of web01, writes into the test copy
 // and checks the replica did not move.
-func (d *demo) testFailover(ctx context.Context) error {
+func (d *Demo) testFailover(ctx context.Context) error {
 	d.stage("test failover of web01: a copy-on-write copy on hv02; replication goes on")
-	before, err := d.vm("web01")
+	before, err := d.VM("web01")
 	if err != nil {
 		return err
 	}
@@ -87,28 +67,24 @@ func (d *demo) testFailover(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	if _, err := d.cli("vm", "test-failover", "web01", "--network", "lan-test", "--wait"); err != nil {
+	if _, err := d.CLI("vm", "test-failover", "web01", "--network", "lan-test", "--wait"); err != nil {
 		return err
 	}
-	v, err := d.waitVM(ctx, "web01", "test disks served", 30*time.Second, func(v projections.VMView) bool {
+	v, err := d.WaitVM(ctx, "web01", "test disks served", 30*time.Second, func(v projections.VMView) bool {
 		return v.TestFailover != nil && len(v.TestFailover.Disks) > 0 && v.TestFailover.Disks[0].NBDURL != ""
 	}, nil)
 	if err != nil {
 		return err
 	}
 	td := v.TestFailover.Disks[0]
-	got, err := readExport(td.NBDURL, before.Disks[0].Size)
+	got, err := world.ReadExport(td.NBDURL, before.Disks[0].Size)
 	if err != nil {
 		return err
 	}
 	if !bytes.Equal(got, orig) {
 		return errors.New("web01: the test copy differs from the recovery point it was made from")
 	}
-	socket, export, err := nbdTarget(td.NBDURL)
-	if err != nil {
-		return err
-	}
-	c, err := hostsync.DialNBD("unix", socket, export)
+	c, err := world.DialURL(td.NBDURL)
 	if err != nil {
 		return err
 	}
@@ -126,10 +102,10 @@ func (d *demo) testFailover(ctx context.Context) error {
 	}
 	d.say("verified: test VM of web01 served at %s, equal to point %s; its writes left the replica untouched (%s)",
 		td.NBDURL, v.TestFailover.RecoveryPoint, time.Since(start).Round(time.Millisecond))
-	if _, err := d.cli("vm", "test-cleanup", "web01", "--wait"); err != nil {
+	if _, err := d.CLI("vm", "test-cleanup", "web01", "--wait"); err != nil {
 		return err
 	}
-	_, err = d.waitVM(ctx, "web01", "test cleaned up", 30*time.Second, func(v projections.VMView) bool {
+	_, err = d.WaitVM(ctx, "web01", "test cleaned up", 30*time.Second, func(v projections.VMView) bool {
 		return v.TestFailoverState == "None"
 	}, nil)
 	return err
@@ -137,32 +113,32 @@ func (d *demo) testFailover(ctx context.Context) error {
 
 // plannedFailover moves the recovery plan to the other site, commits, and
 // waits for the automatic reverse replication.
-func (d *demo) plannedFailover(ctx context.Context, fromHost, to string) error {
+func (d *Demo) plannedFailover(ctx context.Context, fromHost, to string) error {
 	d.stage(fmt.Sprintf("planned failover of recovery plan shop (web01,web02 then db01) from %s to site %s", fromHost, to))
 	sources := map[string]string{}
 	for _, vm := range demoVMs {
-		v, err := d.vm(vm)
+		v, err := d.VM(vm)
 		if err != nil {
 			return err
 		}
 		sources[vm] = v.Disks[0].Image
 	}
 	start := time.Now()
-	if _, err := d.cli("plan", "planned-failover", "shop", "--wait"); err != nil {
+	if _, err := d.CLI("plan", "planned-failover", "shop", "--wait"); err != nil {
 		return err
 	}
 	took := time.Since(start)
 	for _, vm := range demoVMs {
-		v, err := d.waitVM(ctx, vm, "running at "+to, 30*time.Second, func(v projections.VMView) bool {
+		v, err := d.WaitVM(ctx, vm, "running at "+to, 30*time.Second, func(v projections.VMView) bool {
 			return v.ActiveSite == to && len(v.Disks) > 0 && v.Disks[0].NBDURL != ""
 		}, nil)
 		if err != nil {
 			return err
 		}
-		if err := d.checkServedEquals(v, sources[vm]); err != nil {
+		if err := d.CheckServedEquals(v, sources[vm]); err != nil {
 			return err
 		}
-		if err := d.notServed(fromHost, vm); err != nil {
+		if err := d.NotServed(fromHost, vm); err != nil {
 			return err
 		}
 		d.say("verified: %s runs at %s (epoch %d), its disk equals the source's last state: no data lost; the old primary refuses it",
@@ -177,11 +153,11 @@ func (d *demo) plannedFailover(ctx context.Context, fromHost, to string) error {
 		}
 		shippedBefore[vm] = n
 	}
-	if _, err := d.cli("plan", "commit", "shop", "--wait"); err != nil {
+	if _, err := d.CLI("plan", "commit", "shop", "--wait"); err != nil {
 		return err
 	}
-	return parallel(demoVMs, func(vm string) error {
-		v, err := d.waitVM(ctx, vm, "protected in the new direction", 90*time.Second, func(v projections.VMView) bool {
+	return world.Parallel(demoVMs, func(vm string) error {
+		v, err := d.WaitVM(ctx, vm, "protected in the new direction", 90*time.Second, func(v projections.VMView) bool {
 			return v.ProtectionState == "Protected" && v.ActiveSite == to && v.SourceHost != "" && len(v.RecoveryPoints) > 0
 		}, nil)
 		if err != nil {
@@ -193,21 +169,21 @@ func (d *demo) plannedFailover(ctx context.Context, fromHost, to string) error {
 		}
 		reverse := shipped - shippedBefore[vm]
 		if size := v.Disks[0].Size; reverse >= size/2 {
-			return fmt.Errorf("%s: reverse replication shipped %s of a %s disk: a full copy", vm, inMiB(reverse), inMiB(size))
+			return fmt.Errorf("%s: reverse replication shipped %s of a %s disk: a full copy", vm, InMiB(reverse), InMiB(size))
 		}
 		d.say("verified: %s committed; reverse replication %s → %s started by itself and shipped %s, no full copy",
-			vm, v.SourceHost, v.RecoveryHost, inMiB(reverse))
+			vm, v.SourceHost, v.RecoveryHost, InMiB(reverse))
 		return nil
 	})
 }
 
-// notServed checks that host does not serve the VM's disk.
-func (d *demo) notServed(host, vm string) error {
-	a, ok := d.agents[host]
-	if !ok {
+// NotServed checks that host does not serve the VM's disk.
+func (d *Demo) NotServed(host, vm string) error {
+	a := d.w.Agent(host)
+	if a == nil {
 		return nil
 	}
-	for _, e := range a.agent.Exports() {
+	for _, e := range a.Exports() {
 		if e == hostsync.ExportName(vm, "disk0") {
 			return fmt.Errorf("%s: %s still serves %s after the failover", vm, host, e)
 		}
@@ -218,7 +194,7 @@ func (d *demo) notServed(host, vm string) error {
 // unplanned writes on every VM, waits for a point, kills the primary host
 // and fails web01 and web02 over to the latest point; then brings the dead
 // host back (fenced), commits and reverses by resync.
-func (d *demo) unplanned(ctx context.Context) error {
+func (d *Demo) unplanned(ctx context.Context) error {
 	d.stage("unplanned failover: writes, a recovery point, then host hv01 dies (its agent killed)")
 	if _, err := d.writeFor(3 * time.Second); err != nil {
 		return err
@@ -228,28 +204,28 @@ func (d *demo) unplanned(ctx context.Context) error {
 	}
 	images := map[string]string{}
 	for _, vm := range demoVMs {
-		v, err := d.vm(vm)
+		v, err := d.VM(vm)
 		if err != nil {
 			return err
 		}
 		images[vm] = v.Disks[0].Image
 	}
-	if err := d.killAgent("hv01"); err != nil {
+	if err := d.KillAgent("hv01"); err != nil {
 		return err
 	}
 	d.say("hv01 is down: its disks stay on its (dead) storage, nothing more leaves it")
 	start := time.Now()
-	if _, err := d.cli("plan", "unplanned-failover", "shop", "--wait"); err != nil {
+	if _, err := d.CLI("plan", "unplanned-failover", "shop", "--wait"); err != nil {
 		return err
 	}
 	for _, vm := range demoVMs {
-		v, err := d.waitVM(ctx, vm, "running at secondary", 60*time.Second, func(v projections.VMView) bool {
+		v, err := d.WaitVM(ctx, vm, "running at secondary", 60*time.Second, func(v projections.VMView) bool {
 			return v.ActiveSite == "secondary" && len(v.Disks) > 0 && v.Disks[0].NBDURL != ""
 		}, nil)
 		if err != nil {
 			return err
 		}
-		if err := d.checkServedEquals(v, images[vm]); err != nil {
+		if err := d.CheckServedEquals(v, images[vm]); err != nil {
 			return err
 		}
 		d.say("verified: %s runs at secondary (epoch %d) from the latest recovery point %s, equal to hv01's disk at that point",
@@ -257,29 +233,29 @@ func (d *demo) unplanned(ctx context.Context) error {
 	}
 	d.say("unplanned failover of the plan took %s, with nothing from the failed site", time.Since(start).Round(time.Millisecond))
 	d.stage("the primary returns: fenced, then commit and reverse replication by resync")
-	if err := d.startAgent(ctx, "hv01"); err != nil {
+	if err := d.StartAgent(ctx, "hv01"); err != nil {
 		return err
 	}
 	for _, vm := range demoVMs {
-		if err := d.notServed("hv01", vm); err != nil {
+		if err := d.NotServed("hv01", vm); err != nil {
 			return err
 		}
 	}
 	d.say("verified: hv01 is back and serves none of the VMs it lost (their epoch moved on)")
-	if _, err := d.cli("plan", "commit", "shop", "--wait"); err != nil {
+	if _, err := d.CLI("plan", "commit", "shop", "--wait"); err != nil {
 		return err
 	}
-	if _, err := d.cli("plan", "reverse", "shop", "--wait"); err != nil {
+	if _, err := d.CLI("plan", "reverse", "shop", "--wait"); err != nil {
 		return err
 	}
-	return parallel(demoVMs, func(vm string) error {
-		v, err := d.waitVM(ctx, vm, "protected again after the resync", 120*time.Second, func(v projections.VMView) bool {
+	return world.Parallel(demoVMs, func(vm string) error {
+		v, err := d.WaitVM(ctx, vm, "protected again after the resync", 120*time.Second, func(v projections.VMView) bool {
 			return v.ProtectionState == "Protected" && v.ActiveSite == "secondary" && len(v.RecoveryPoints) > 0
 		}, nil)
 		if err != nil {
 			return err
 		}
-		same, err := sameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
+		same, err := world.SameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
 		if err != nil {
 			return err
 		}

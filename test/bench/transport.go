@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -26,12 +26,12 @@ const transportSite = "benchraw"
 // returns the time from the first publish to the last message taken; the
 // stream is deleted afterwards.
 func rawTransport(ctx context.Context, e *benchEnv, size int64) (time.Duration, error) {
-	pub, err := controlplane.Connect(e.cp.URL(), "siterecovery-bench-raw-pub", e.logger)
+	pub, err := controlplane.Connect(e.ControlPlane().URL(), "siterecovery-bench-raw-pub", e.logger)
 	if err != nil {
 		return 0, err
 	}
 	defer pub.Close()
-	sub, err := controlplane.Connect(e.cp.URL(), "siterecovery-bench-raw-sub", e.logger)
+	sub, err := controlplane.Connect(e.ControlPlane().URL(), "siterecovery-bench-raw-sub", e.logger)
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -27,15 +27,15 @@ const nbdRounds = 3
 // VM (tracked, shipped and applied while it runs) against qemu-nbd serving
 // a plain raw file of the same size, same client, same pattern, 16
 // requests in flight, each pass ending with a flush.
-func benchNBDWrites(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchNBDWrites(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	const vm = "nbd01"
 	if err := e.createVM(ctx, vm, e.sizes.nbdDisk); err != nil {
 		return nil, err
 	}
-	if err := e.enable(ctx, vm); err != nil {
+	if err := e.Enable(ctx, vm); err != nil {
 		return nil, err
 	}
-	if _, err := e.waitProtected(ctx, vm, 5*time.Minute); err != nil {
+	if _, err := e.WaitProtected(ctx, vm, 5*time.Minute); err != nil {
 		return nil, err
 	}
 	tracked, err := e.dialDisk(ctx, vm)
@@ -47,7 +47,7 @@ func benchNBDWrites(ctx context.Context, e *benchEnv) ([]figure, error) {
 	if perr == nil {
 		defer stop()
 	}
-	var figs []figure
+	var figs []Figure
 	for _, p := range []nbdPattern{
 		{"nbd_write_seq_1MiB", 1 << 20, e.sizes.nbdSeq, false},
 		{"nbd_write_rand_4KiB", 4 << 10, e.sizes.nbdRand, true},
@@ -61,7 +61,7 @@ func benchNBDWrites(ctx context.Context, e *benchEnv) ([]figure, error) {
 	return figs, nil
 }
 
-func nbdFigure(e *benchEnv, p nbdPattern, tracked, plain *benchNBD, plainErr error) (figure, error) {
+func nbdFigure(e *benchEnv, p nbdPattern, tracked, plain *benchNBD, plainErr error) (Figure, error) {
 	rounds := nbdRounds
 	if e.cfg.Smoke {
 		rounds = 1
@@ -75,19 +75,19 @@ func nbdFigure(e *benchEnv, p nbdPattern, tracked, plain *benchNBD, plainErr err
 		offs := nbdOffsets(rng, p, e.sizes.nbdDisk)
 		d, err := timed(func() error { return tracked.writes(offs, block, 16) })
 		if err != nil {
-			return figure{}, fmt.Errorf("tracked export: %w", err)
+			return Figure{}, fmt.Errorf("tracked export: %w", err)
 		}
 		tt += d
 		if plain != nil {
 			d, err := timed(func() error { return plain.writes(offs, block, 16) })
 			if err != nil {
-				return figure{}, fmt.Errorf("qemu-nbd: %w", err)
+				return Figure{}, fmt.Errorf("qemu-nbd: %w", err)
 			}
 			pt += d
 		}
 	}
 	mb := float64(p.total) * float64(rounds) / mib
-	f := figure{Name: p.name, Value: mb / tt.Seconds(), Unit: "MiB/s", BaselineName: "qemu-nbd MiB/s",
+	f := Figure{Name: p.name, Value: mb / tt.Seconds(), Unit: "MiB/s", BaselineName: "qemu-nbd MiB/s",
 		Target: "ratio >= 0.7", Note: fmt.Sprintf("%s MiB per pass, %d passes, 16 in flight, flush per pass", num(float64(p.total)/mib), rounds)}
 	if plain == nil {
 		f.Note += "; no baseline: " + plainErr.Error()

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ const (
 // writeMarkdown rewrites the generated section of cfg.Markdown with figs,
 // appending the section when the file has none. The file is replaced
 // whole (temp file, rename), never left half written.
-func writeMarkdown(cfg benchConfig, figs []figure, took time.Duration) error {
+func writeMarkdown(cfg Config, figs []Figure, took time.Duration) error {
 	old, err := os.ReadFile(cfg.Markdown)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -43,7 +43,7 @@ func writeMarkdown(cfg benchConfig, figs []figure, took time.Duration) error {
 	return os.Rename(tmp, cfg.Markdown)
 }
 
-func markdownSection(cfg benchConfig, figs []figure, took time.Duration) string {
+func markdownSection(cfg Config, figs []Figure, took time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintln(&b, mdBegin)
 	fmt.Fprintf(&b, "Measured %s with `siterecovery bench%s` (%s sizes) in %s on %d CPUs, %s/%s; load average at the end %s.\n\n",
@@ -65,7 +65,7 @@ func markdownSection(cfg benchConfig, figs []figure, took time.Duration) string 
 	return b.String()
 }
 
-func flagsOf(cfg benchConfig) string {
+func flagsOf(cfg Config) string {
 	var s string
 	if cfg.Quick {
 		s += " --quick"

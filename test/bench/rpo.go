@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -21,19 +21,19 @@ const rpoTick = 500 * time.Millisecond
 // RPO of every VM (now minus the time of its newest applied recovery
 // point) for the run's duration; the figure is the highest RPO seen.
 // Baseline: the copy frequency, the RPO's floor.
-func benchRPO(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchRPO(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	names := make([]string, e.sizes.rpoVMs)
 	for i := range names {
 		names[i] = fmt.Sprintf("rpo%02d", i)
 		if err := e.createVM(ctx, names[i], e.sizes.rpoDisk); err != nil {
 			return nil, err
 		}
-		if err := e.enable(ctx, names[i]); err != nil {
+		if err := e.Enable(ctx, names[i]); err != nil {
 			return nil, err
 		}
 	}
 	for _, vm := range names {
-		if _, err := e.waitProtected(ctx, vm, 5*time.Minute); err != nil {
+		if _, err := e.WaitProtected(ctx, vm, 5*time.Minute); err != nil {
 			return nil, err
 		}
 	}
@@ -47,14 +47,14 @@ func benchRPO(ctx context.Context, e *benchEnv) ([]figure, error) {
 		return nil, err
 	}
 	freq := e.sizes.copyFrequency.Seconds()
-	f := figure{Name: "rpo_under_load", Value: worst.rpo.Seconds(), Unit: "s", Baseline: freq,
+	f := Figure{Name: "rpo_under_load", Value: worst.rpo.Seconds(), Unit: "s", Baseline: freq,
 		BaselineName: "copy frequency s", Ratio: worst.rpo.Seconds() / freq,
 		Target: fmt.Sprintf("< %.0f s (value; ratio = value/copy frequency, lower is better)", 2*freq),
 		Note: fmt.Sprintf("%d VMs, random 64 KiB writes at %.1f MB/s each asked, %.2f MB/s each done, for %s; worst %s",
 			len(names), float64(e.sizes.rpoRate)/1e6, float64(written)/1e6/float64(len(names))/e.sizes.rpoFor.Seconds(),
 			e.sizes.rpoFor, worst.vm)}
 	f.Meets = worst.rpo.Seconds() < 2*freq
-	return []figure{f}, nil
+	return []Figure{f}, nil
 }
 
 type rpoSample struct {
@@ -69,7 +69,7 @@ func sampleRPO(ctx context.Context, e *benchEnv, names []string, d time.Duration
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		for _, name := range names {
-			vm, err := e.vm(ctx, name)
+			vm, err := e.VM(ctx, name)
 			if err != nil {
 				return worst, err
 			}

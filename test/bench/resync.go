@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // resyncBlock is the size of the blocks the resync benchmark makes differ.
@@ -40,7 +41,7 @@ func (e *benchEnv) resyncDisk() int64 {
 // the hashes exchanged and the framing (and the little that the
 // benchmark's other, idle VMs send meanwhile: an upper bound). The replica
 // is verified equal to the source after. Baseline: a full copy of the disk.
-func benchResync(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchResync(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	const vm = "rs01"
 	size := e.resyncDisk()
 	if err := protectVMs(ctx, e, []string{vm}, size, 70); err != nil {
@@ -57,13 +58,13 @@ func benchResync(ctx context.Context, e *benchEnv) ([]figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
 		return nil, fmt.Errorf("replica after the resync: %w", err)
 	}
 	if err := disableVM(ctx, e, vm); err != nil {
 		return nil, err
 	}
-	return []figure{run.figure(size, len(damaged))}, nil
+	return []Figure{run.figure(size, len(damaged))}, nil
 }
 
 // resyncRun is what one measured resync did.
@@ -74,10 +75,10 @@ type resyncRun struct {
 	target uint64        // bytes the recovery agent published meanwhile
 }
 
-func (r resyncRun) figure(size int64, damaged int) figure {
+func (r resyncRun) figure(size int64, damaged int) Figure {
 	wire := float64(r.source + r.target)
 	pct := 100 * wire / float64(size)
-	f := figure{Name: "resync_bytes", Value: pct, Unit: "% of disk", Baseline: 100, BaselineName: "full copy % of disk",
+	f := Figure{Name: "resync_bytes", Value: pct, Unit: "% of disk", Baseline: 100, BaselineName: "full copy % of disk",
 		Ratio: 100 / pct, Target: "value < 3 % (1 % of the blocks differ)", Meets: pct < 3,
 		Note: fmt.Sprintf("%d MiB disk of random data, %d scattered 4 KiB blocks (%.2f MiB, %.2f %%) damaged in the replica, plus one source write raising ResyncRequired; "+
 			"vm resync to Protected in %s: the agents published %.2f MiB (source %.2f, recovery host %.2f: blocks, hashes, framing, idle VMs), "+
@@ -134,7 +135,7 @@ func requireResync(ctx context.Context, e *benchEnv, vm string, damaged []int64)
 	if err = errors.Join(err, c.Close()); err != nil {
 		return err
 	}
-	_, err = e.waitVM(ctx, vm, 2*time.Minute, "resync required by the integrity check", func(v events.VM) bool {
+	_, err = e.WaitVM(ctx, vm, 2*time.Minute, "resync required by the integrity check", func(v events.VM) bool {
 		return v.State == events.ResyncRequiredState
 	})
 	return err
@@ -143,19 +144,19 @@ func requireResync(ctx context.Context, e *benchEnv, vm string, damaged []int64)
 // resync runs `vm resync` and measures it until the VM is Protected again.
 func resync(ctx context.Context, e *benchEnv, vm string) (resyncRun, error) {
 	var run resyncRun
-	src, dst := e.agents[benchSource].nc, e.agents[benchRecovery].nc
+	src, dst := e.Agent(benchSource).Conn(), e.Agent(benchRecovery).Conn()
 	src0, dst0 := src.Stats(), dst.Stats()
 	start := time.Now()
-	if err := e.cmd(ctx, "sr.cmd.vm.resync", map[string]any{"vm": vm}); err != nil {
+	if err := e.Command(ctx, "sr.cmd.vm.resync", map[string]any{"vm": vm}); err != nil {
 		return run, err
 	}
-	if _, err := e.waitVM(ctx, vm, 15*time.Minute, "protected after the resync", func(v events.VM) bool {
+	if _, err := e.WaitVM(ctx, vm, 15*time.Minute, "protected after the resync", func(v events.VM) bool {
 		return v.State == events.Protected
 	}); err != nil {
 		return run, err
 	}
 	run.source, run.target = published(src, src0), published(dst, dst0)
-	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
+	recs, err := e.ControlPlane().Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return run, err
 	}
@@ -175,10 +176,10 @@ func published(nc *nats.Conn, before nats.Statistics) uint64 {
 
 // disableVM disables the VM and waits until it is Unprotected.
 func disableVM(ctx context.Context, e *benchEnv, vm string) error {
-	if err := e.cmd(ctx, "sr.cmd.vm.disable", map[string]any{"vm": vm}); err != nil {
+	if err := e.Command(ctx, "sr.cmd.vm.disable", map[string]any{"vm": vm}); err != nil {
 		return err
 	}
-	_, err := e.waitVM(ctx, vm, 5*time.Minute, "unprotected", func(v events.VM) bool {
+	_, err := e.WaitVM(ctx, vm, 5*time.Minute, "unprotected", func(v events.VM) bool {
 		return v.State == events.Unprotected
 	})
 	return err

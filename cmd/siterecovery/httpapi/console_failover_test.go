@@ -1,16 +1,15 @@
-package main
+package httpapi_test
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/projections"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // TestBrowserRunsATestFailover is the console's end-to-end check with the
@@ -22,32 +21,27 @@ func TestBrowserRunsATestFailover(t *testing.T) {
 	b := startBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d := &demo{cfg: demoConfig{Data: t.TempDir()}, out: io.Discard, logger: zerolog.Nop(), agents: map[string]*demoAgent{}, start: time.Now()}
-	cp, err := controlplane.Open(ctx, controlplane.Config{Data: d.cfg.Data, Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0"}, d.logger)
+	w, err := world.Open(ctx, world.Config{Dir: t.TempDir(), HTTP: "127.0.0.1:0", Logger: zerolog.Nop(),
+		Agent: world.AgentOptions{HeartbeatEvery: time.Second, ResendAfter: 10 * time.Second}})
 	require.NoError(t, err)
-	d.cp, d.url = cp, cp.URL()
-	t.Cleanup(func() {
-		require.NoError(t, d.stopAgents())
-		require.NoError(t, cp.Close(context.Background()))
-	})
+	t.Cleanup(func() { require.NoError(t, w.Close(context.Background())) })
 	for _, h := range []string{"hv01", "hv02"} {
-		require.NoError(t, d.startAgent(ctx, h))
+		require.NoError(t, w.StartAgent(ctx, h))
 	}
-	require.NoError(t, d.fabric(ctx))
-	_, err = d.cli("vm", "create", "web01", "--host", "hv01", "--disk", "16MiB")
-	require.NoError(t, err)
-	_, err = d.waitVM(ctx, "web01", "disk served", 30*time.Second, func(v projections.VMView) bool {
+	require.NoError(t, w.Build(ctx, world.Fabric{Source: "hv01", Recovery: "hv02", Policy: map[string]any{
+		"name": "p2", "copy_frequency": "2s", "retention": "24h", "app_consistent_every": "1h"}}))
+	require.NoError(t, w.Command(ctx, "sr.cmd.vm.create", map[string]any{"name": "web01", "host": "hv01", "disk": []string{"16MiB"}}))
+	_, err = w.WaitView(ctx, "web01", 30*time.Second, "disk served", func(v projections.VMView) bool {
 		return len(v.Disks) > 0 && v.Disks[0].NBDURL != ""
-	}, nil)
+	})
 	require.NoError(t, err)
-	_, err = d.cli("vm", "enable", "web01")
-	require.NoError(t, err)
-	_, err = d.waitVM(ctx, "web01", "Protected", 60*time.Second, func(v projections.VMView) bool {
+	require.NoError(t, w.Enable(ctx, "web01"))
+	_, err = w.WaitView(ctx, "web01", 60*time.Second, "Protected", func(v projections.VMView) bool {
 		return v.ProtectionState == "Protected" && len(v.RecoveryPoints) > 0
-	}, nil)
+	})
 	require.NoError(t, err)
 
-	b.open("http://" + cp.HTTPAddr().String() + "/")
+	b.open("http://" + w.ControlPlane().HTTPAddr().String() + "/")
 	b.waitFor(jsVMState, "Protected")
 	b.eval(`document.querySelector('button[data-vm="web01"][data-op="test_failover"]').click()`)
 	b.waitFor(`document.getElementById('confirm').open ? 'open' : 'closed'`, "open")
@@ -56,12 +50,12 @@ func TestBrowserRunsATestFailover(t *testing.T) {
 
 	b.waitFor(jsVMJob, "TestFailover")
 	b.waitFor(`document.querySelector('#jobs tr[data-target="web01"]')?.dataset.state ?? null`, "Succeeded")
-	v, err := d.waitVM(ctx, "web01", "test VM served", 30*time.Second, func(v projections.VMView) bool {
+	v, err := w.WaitView(ctx, "web01", 30*time.Second, "test VM served", func(v projections.VMView) bool {
 		return v.TestFailoverState == "Completed" && v.TestFailover != nil && len(v.TestFailover.Disks) > 0 &&
 			v.TestFailover.Disks[0].NBDURL != ""
-	}, nil)
+	})
 	require.NoError(t, err)
-	_, err = readExport(v.TestFailover.Disks[0].NBDURL, 16<<20)
+	_, err = world.ReadExport(v.TestFailover.Disks[0].NBDURL, 16<<20)
 	require.NoError(t, err, "the test VM's disk is served at the recovery site")
 	b.waitFor(`[...document.querySelectorAll('button[data-vm="web01"]')].some((b) => b.dataset.op === 'test_cleanup') ? 'yes' : 'no'`, "yes")
 	b.requireNoScriptErrors()

@@ -1,4 +1,4 @@
-package main
+package soak
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/siterecovery/siterecovery/projections"
+	"github.com/siterecovery/siterecovery/test/demo"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // cycle: random writes at the primary, checked on the replicas; a planned
@@ -45,22 +47,22 @@ func (s *soak) cycle(ctx context.Context) error {
 // writes stopped.
 func (s *soak) writeAndVerify(ctx context.Context) error {
 	d := s.d
-	loads := map[string]*workload{}
+	loads := map[string]*world.Workload{}
 	stopAll := func() error {
 		var errs []error
 		for _, w := range loads {
 			errs = append(errs, w.Stop())
-			s.stat.Written += w.written
+			s.stat.Written += w.Written()
 		}
 		clear(loads)
 		return errors.Join(errs...)
 	}
 	for _, vm := range s.vms {
-		v, err := d.vm(vm)
+		v, err := d.VM(vm)
 		if err != nil {
 			return errors.Join(err, stopAll())
 		}
-		w, err := d.startWorkload(v, (256<<10)+s.rng.Int64N(768<<10))
+		w, err := world.StartWorkload(v, (256<<10)+s.rng.Int64N(768<<10))
 		if err != nil {
 			return errors.Join(err, stopAll())
 		}
@@ -75,27 +77,27 @@ func (s *soak) writeAndVerify(ctx context.Context) error {
 		return err
 	}
 	stopped := time.Now()
-	if err := parallel(s.vms, func(vm string) error { return d.verifyReplica(ctx, vm, stopped, 0, -1) }); err != nil {
+	if err := world.Parallel(s.vms, func(vm string) error { return d.VerifyReplica(ctx, vm, stopped, 0, -1) }); err != nil {
 		return err
 	}
 	s.stat.Verified += len(s.vms)
-	v, err := d.vm(s.vms[0])
+	v, err := d.VM(s.vms[0])
 	if err != nil {
 		return err
 	}
 	s.step("writes at %s replicated: %d replicas equal their sources (%s written so far, max RPO %ds)",
-		v.ActiveSite, len(s.vms), inMiB(s.stat.Written), s.stat.MaxRPO)
+		v.ActiveSite, len(s.vms), demo.InMiB(s.stat.Written), s.stat.MaxRPO)
 	return nil
 }
 
 // watchRPO waits a second (the workload runs meanwhile) and records the
 // highest RPO of the VMs.
 func (s *soak) watchRPO(ctx context.Context) error {
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := world.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
 	for _, vm := range s.vms {
-		v, err := s.d.vm(vm)
+		v, err := s.d.VM(vm)
 		if err != nil {
 			return err
 		}
@@ -123,7 +125,7 @@ func (s *soak) planned(ctx context.Context, fromHost, to string) error {
 		return err
 	}
 	for _, vm := range s.vms {
-		if err := d.notServed(fromHost, vm); err != nil {
+		if err := d.NotServed(fromHost, vm); err != nil {
 			return err
 		}
 	}
@@ -149,7 +151,7 @@ func (s *soak) unplanned(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.killAgent("hv01"); err != nil {
+	if err := d.KillAgent("hv01"); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -160,11 +162,11 @@ func (s *soak) unplanned(ctx context.Context) error {
 		return err
 	}
 	took := time.Since(start)
-	if err := d.startAgent(ctx, "hv01"); err != nil {
+	if err := d.StartAgent(ctx, "hv01"); err != nil {
 		return err
 	}
 	for _, vm := range s.vms {
-		if err := d.notServed("hv01", vm); err != nil {
+		if err := d.NotServed("hv01", vm); err != nil {
 			return err
 		}
 	}
@@ -176,12 +178,12 @@ func (s *soak) unplanned(ctx context.Context) error {
 	if err := s.waitProtected(ctx, "secondary"); err != nil {
 		return err
 	}
-	if err := parallel(s.vms, func(vm string) error {
-		v, err := d.vm(vm)
+	if err := world.Parallel(s.vms, func(vm string) error {
+		v, err := d.VM(vm)
 		if err != nil {
 			return err
 		}
-		same, err := sameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
+		same, err := world.SameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
 		if err == nil && !same {
 			err = fmt.Errorf("%s: after the resync the replica on %s differs from the source", vm, v.RecoveryHost)
 		}
@@ -199,7 +201,7 @@ func (s *soak) unplanned(ctx context.Context) error {
 func (s *soak) sourceImages() (map[string]string, error) {
 	images := map[string]string{}
 	for _, vm := range s.vms {
-		v, err := s.d.vm(vm)
+		v, err := s.d.VM(vm)
 		if err != nil {
 			return nil, err
 		}
@@ -215,14 +217,14 @@ func (s *soak) sourceImages() (map[string]string, error) {
 // is served with want's image, byte for byte.
 func (s *soak) checkRunningAt(ctx context.Context, site string, want map[string]string) error {
 	var mu sync.Mutex
-	err := parallel(s.vms, func(vm string) error {
-		v, err := s.d.waitVM(ctx, vm, "running at "+site, 2*time.Minute, func(v projections.VMView) bool {
+	err := world.Parallel(s.vms, func(vm string) error {
+		v, err := s.d.WaitVM(ctx, vm, "running at "+site, 2*time.Minute, func(v projections.VMView) bool {
 			return v.ActiveSite == site && len(v.Disks) > 0 && v.Disks[0].NBDURL != ""
 		}, nil)
 		if err != nil {
 			return err
 		}
-		if err := s.d.checkServedEquals(v, want[vm]); err != nil {
+		if err := s.d.CheckServedEquals(v, want[vm]); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -234,8 +236,8 @@ func (s *soak) checkRunningAt(ctx context.Context, site string, want map[string]
 }
 
 func (s *soak) waitProtected(ctx context.Context, site string) error {
-	return parallel(s.vms, func(vm string) error {
-		_, err := s.d.waitVM(ctx, vm, "protected from "+site, 3*time.Minute, protectedAt(site), nil)
+	return world.Parallel(s.vms, func(vm string) error {
+		_, err := s.d.WaitVM(ctx, vm, "protected from "+site, 3*time.Minute, protectedAt(site), nil)
 		return err
 	})
 }
@@ -246,7 +248,7 @@ const soakWait = 3 * time.Minute
 
 // plan runs a plan operation on the soak's plan and waits for its job.
 func (s *soak) plan(verb string) (string, error) {
-	return s.d.cli("plan", verb, "soak", "--wait", "--wait-timeout", soakWait.String())
+	return s.d.CLI("plan", verb, "soak", "--wait", "--wait-timeout", soakWait.String())
 }
 
 // diagnose prints each VM's state, health and last error: what an
@@ -254,7 +256,7 @@ func (s *soak) plan(verb string) (string, error) {
 func (s *soak) diagnose() {
 	fmt.Fprintln(s.out, "\nVMs at the failure:")
 	for _, vm := range s.vms {
-		v, err := s.d.vm(vm)
+		v, err := s.d.VM(vm)
 		if err != nil {
 			fmt.Fprintf(s.out, "  %s: %v\n", vm, err)
 			continue

@@ -1,17 +1,17 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // failoverSizes are the planned failover benchmark's sizes.
@@ -45,7 +45,7 @@ const benchFailoverPlan = "pfbench"
 // then verified equal to the source's final bytes, and the VMs are
 // committed (reverse replication starts by itself), then disabled, so they
 // load the benchmarks that follow with nothing but their idle exports.
-func benchFailover(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchFailover(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	fs := e.failoverSizes()
 	singles, names := vmNames("pf", fs.singles), vmNames("pfp", fs.vms)
 	// all protected at once: their initial replications overlap
@@ -58,9 +58,9 @@ func benchFailover(ctx context.Context, e *benchEnv) ([]figure, error) {
 	}
 	many, err := failoverMany(ctx, e, fs, names)
 	if err != nil {
-		return []figure{one.oneFigure(fs)}, err
+		return []Figure{one.oneFigure(fs)}, err
 	}
-	return []figure{one.oneFigure(fs), many.manyFigure(fs, one.took)}, retireFailedOver(ctx, e, singles, names)
+	return []Figure{one.oneFigure(fs), many.manyFigure(fs, one.took)}, retireFailedOver(ctx, e, singles, names)
 }
 
 func vmNames(prefix string, n int) []string {
@@ -82,12 +82,12 @@ type failoverRun struct {
 	each    []failoverRun // the single-VM runs the median was taken of
 }
 
-func (r failoverRun) oneFigure(fs failoverSizes) figure {
+func (r failoverRun) oneFigure(fs failoverSizes) Figure {
 	runs := make([]string, len(r.each))
 	for i, x := range r.each {
 		runs[i] = fmt.Sprintf("%s (cycle %s)", x.took.Round(time.Millisecond), x.cycle.Round(time.Millisecond))
 	}
-	f := figure{Name: "planned_failover_1vm", Value: r.took.Seconds(), Unit: "s", Baseline: r.cycle.Seconds(),
+	f := Figure{Name: "planned_failover_1vm", Value: r.took.Seconds(), Unit: "s", Baseline: r.cycle.Seconds(),
 		BaselineName: "delta cycle of the same writes s", Ratio: r.took.Seconds() / r.cycle.Seconds(),
 		Target: "none (reported; ratio = value/baseline, lower is better)", Meets: true,
 		Note: fmt.Sprintf("median of %d VMs failed over one at a time: %s; %d MiB disks of random data, %d KiB written through NBD right before (%s); "+
@@ -104,9 +104,9 @@ func (r failoverRun) shippedNote() string {
 	return fmt.Sprintf("in %d of %d VMs a cycle closed during the writes and took part of them before the command", r.shipped, r.vms)
 }
 
-func (r failoverRun) manyFigure(fs failoverSizes, one time.Duration) figure {
+func (r failoverRun) manyFigure(fs failoverSizes, one time.Duration) Figure {
 	base := float64(r.vms) * one.Seconds()
-	f := figure{Name: "planned_failover_50vms", Value: r.took.Seconds(), Unit: "s", Baseline: base,
+	f := Figure{Name: "planned_failover_50vms", Value: r.took.Seconds(), Unit: "s", Baseline: base,
 		BaselineName: fmt.Sprintf("%d x 1-VM failover s", r.vms), Ratio: base / r.took.Seconds(),
 		Target: "none (reported; ratio = parallel speed-up, higher is better)", Meets: true,
 		Note: fmt.Sprintf("%d VMs in one group of plan %s, %d MiB disks of random data, %d KiB written to each right before (%s); "+
@@ -158,7 +158,7 @@ func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes, vm string) 
 		return run, err
 	}
 	start := time.Now()
-	if err := e.cmd(ctx, "sr.cmd.vm.planned_failover", map[string]any{"vm": vm}); err != nil {
+	if err := e.Command(ctx, "sr.cmd.vm.planned_failover", map[string]any{"vm": vm}); err != nil {
 		return run, err
 	}
 	if run.took, err = failedOver(ctx, e, vm, start, 5*time.Minute); err != nil {
@@ -174,7 +174,7 @@ func failoverOne(ctx context.Context, e *benchEnv, fs failoverSizes, vm string) 
 // VMs names.
 func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes, names []string) (failoverRun, error) {
 	run := failoverRun{vms: len(names)}
-	if err := e.cmd(ctx, "sr.cmd.plan.create", map[string]any{"name": benchFailoverPlan,
+	if err := e.Command(ctx, "sr.cmd.plan.create", map[string]any{"name": benchFailoverPlan,
 		"groups": []events.PlanGroup{{VMs: names}}}); err != nil {
 		return run, err
 	}
@@ -183,7 +183,7 @@ func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes, names []st
 		return run, err
 	}
 	start := time.Now()
-	err = e.cmd(ctx, "sr.cmd.plan.planned_failover", map[string]any{"plan": benchFailoverPlan})
+	err = e.Command(ctx, "sr.cmd.plan.planned_failover", map[string]any{"plan": benchFailoverPlan})
 	if err != nil {
 		return run, err
 	}
@@ -203,7 +203,7 @@ func failoverMany(ctx context.Context, e *benchEnv, fs failoverSizes, names []st
 	if run.shipped, err = shippedBefore(ctx, e, writeStarts, start); err != nil {
 		return run, err
 	}
-	return run, parallel(names, func(vm string) error { return verifyFailedOver(e, vm) })
+	return run, world.Parallel(names, func(vm string) error { return verifyFailedOver(e, vm) })
 }
 
 // protectVMs creates the VMs with disks of random data and protects them.
@@ -215,12 +215,12 @@ func protectVMs(ctx context.Context, e *benchEnv, names []string, size int64, se
 		if err := e.createVM(ctx, vm, size); err != nil {
 			return err
 		}
-		if err := e.enable(ctx, vm); err != nil {
+		if err := e.Enable(ctx, vm); err != nil {
 			return err
 		}
 	}
 	for _, vm := range names {
-		if _, err := e.waitProtected(ctx, vm, 10*time.Minute); err != nil {
+		if _, err := e.WaitProtected(ctx, vm, 10*time.Minute); err != nil {
 			return err
 		}
 	}
@@ -238,7 +238,7 @@ func cycleOfWrites(ctx context.Context, e *benchEnv, vm string, n int64) (time.D
 		return 0, err
 	}
 	writeEnd := time.Now()
-	if _, err := e.waitVM(ctx, vm, 5*time.Minute, "the recovery point of the writes", func(v events.VM) bool {
+	if _, err := e.WaitVM(ctx, vm, 5*time.Minute, "the recovery point of the writes", func(v events.VM) bool {
 		rp, ok := v.RecoveryPoint("latest")
 		return ok && rp.Time.After(writeEnd)
 	}); err != nil {
@@ -264,7 +264,7 @@ func writeFresh(ctx context.Context, e *benchEnv, vm string, n int64, seed byte)
 func writeAllFresh(ctx context.Context, e *benchEnv, names []string, n int64) (map[string]time.Time, error) {
 	var mu sync.Mutex
 	starts := map[string]time.Time{}
-	err := parallel(names, func(vm string) error {
+	err := world.Parallel(names, func(vm string) error {
 		t, err := writeFresh(ctx, e, vm, n, byte(50+len(vm)))
 		mu.Lock()
 		defer mu.Unlock()
@@ -277,12 +277,12 @@ func writeAllFresh(ctx context.Context, e *benchEnv, names []string, n int64) (m
 // waitFreshPoint waits until the VM gets a recovery point newer than the
 // one it has now.
 func waitFreshPoint(ctx context.Context, e *benchEnv, vm string) error {
-	last, err := e.vm(ctx, vm)
+	last, err := e.VM(ctx, vm)
 	if err != nil {
 		return err
 	}
 	prev, _ := last.RecoveryPoint("latest")
-	_, err = e.waitVM(ctx, vm, 2*time.Minute, "a new recovery point", func(v events.VM) bool {
+	_, err = e.WaitVM(ctx, vm, 2*time.Minute, "a new recovery point", func(v events.VM) bool {
 		rp, ok := v.RecoveryPoint("latest")
 		return ok && rp.Time.After(prev.Time)
 	})
@@ -293,7 +293,7 @@ func waitFreshPoint(ctx context.Context, e *benchEnv, vm string) error {
 // the VM's disk through its NBD export, flushed.
 func writeBlocks(ctx context.Context, e *benchEnv, vm string, n int64, seed byte) error {
 	const block = 64 << 10
-	v, err := e.vm(ctx, vm)
+	v, err := e.VM(ctx, vm)
 	if err != nil {
 		return err
 	}
@@ -314,13 +314,13 @@ func writeBlocks(ctx context.Context, e *benchEnv, vm string, n int64, seed byte
 // failedOver waits until the VM's planned failover ended and returns the
 // time from start to its FailoverCompleted event.
 func failedOver(ctx context.Context, e *benchEnv, vm string, start time.Time, d time.Duration) (time.Duration, error) {
-	v, err := e.waitVM(ctx, vm, d, "planned failover ended", func(v events.VM) bool {
+	v, err := e.WaitVM(ctx, vm, d, "planned failover ended", func(v events.VM) bool {
 		return v.State == events.FailoverCommitPending || v.State == events.PlannedFailoverFailed
 	})
 	if err != nil {
 		return 0, err
 	}
-	recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
+	recs, err := e.ControlPlane().Log().Load(ctx, events.VMAgg(vm))
 	if err != nil {
 		return 0, err
 	}
@@ -342,7 +342,7 @@ func failedOver(ctx context.Context, e *benchEnv, vm string, start time.Time, d 
 func lastStarted(ctx context.Context, e *benchEnv, names []string, start time.Time) (time.Duration, error) {
 	var last time.Duration
 	for _, vm := range names {
-		recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
+		recs, err := e.ControlPlane().Log().Load(ctx, events.VMAgg(vm))
 		if err != nil {
 			return 0, err
 		}
@@ -361,7 +361,7 @@ func lastStarted(ctx context.Context, e *benchEnv, names []string, start time.Ti
 func shippedBefore(ctx context.Context, e *benchEnv, froms map[string]time.Time, to time.Time) (int, error) {
 	n := 0
 	for vm, from := range froms {
-		recs, err := e.cp.Log().Load(ctx, events.VMAgg(vm))
+		recs, err := e.ControlPlane().Log().Load(ctx, events.VMAgg(vm))
 		if err != nil {
 			return 0, err
 		}
@@ -378,16 +378,16 @@ func shippedBefore(ctx context.Context, e *benchEnv, froms map[string]time.Time,
 // promotedImage is the VM's disk served by the recovery host after a
 // failover.
 func (e *benchEnv) promotedImage(vm string) string {
-	return filepath.Join(e.agents[benchRecovery].dir, "vms", vm, benchDisk+".img")
+	return e.SourceImage(benchRecovery, vm, benchDisk)
 }
 
 // verifyFailedOver checks that the disk the recovery host serves, and its
 // replica, equal the source's disk as the failover stopped it.
 func verifyFailedOver(e *benchEnv, vm string) error {
-	if err := sameFiles(e.sourceImage(vm), e.promotedImage(vm)); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), e.promotedImage(vm)); err != nil {
 		return fmt.Errorf("vm %s: disk at the recovery host after the failover: %w", vm, err)
 	}
-	if err := sameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
+	if err := world.SameFiles(e.sourceImage(vm), e.replicaImage(vm)); err != nil {
 		return fmt.Errorf("vm %s: replica after the failover: %w", vm, err)
 	}
 	return nil
@@ -399,12 +399,12 @@ func verifyFailedOver(e *benchEnv, vm string) error {
 func retireFailedOver(ctx context.Context, e *benchEnv, singles, planned []string) error {
 	err := retireVMs(ctx, e, append(slices.Clone(singles), planned...), func() error {
 		for _, vm := range singles {
-			if err := e.cmd(ctx, "sr.cmd.vm.commit", map[string]any{"vm": vm}); err != nil {
+			if err := e.Command(ctx, "sr.cmd.vm.commit", map[string]any{"vm": vm}); err != nil {
 				return err
 			}
 		}
 		start := time.Now()
-		if err := e.cmd(ctx, "sr.cmd.plan.commit", map[string]any{"plan": benchFailoverPlan}); err != nil {
+		if err := e.Command(ctx, "sr.cmd.plan.commit", map[string]any{"plan": benchFailoverPlan}); err != nil {
 			return err
 		}
 		_, err := planJobDone(ctx, e, benchFailoverPlan, "commit", start, 5*time.Minute)
@@ -413,7 +413,7 @@ func retireFailedOver(ctx context.Context, e *benchEnv, singles, planned []strin
 	if err != nil {
 		return err
 	}
-	return e.cmd(ctx, "sr.cmd.plan.delete", map[string]any{"plan": benchFailoverPlan})
+	return e.Command(ctx, "sr.cmd.plan.delete", map[string]any{"plan": benchFailoverPlan})
 }
 
 // retireVMs commits the failed-over VMs (commit), waits until the reverse
@@ -424,17 +424,17 @@ func retireVMs(ctx context.Context, e *benchEnv, names []string, commit func() e
 		return err
 	}
 	for _, vm := range names {
-		if _, err := e.waitVM(ctx, vm, 5*time.Minute, "protected in the new direction", func(v events.VM) bool {
+		if _, err := e.WaitVM(ctx, vm, 5*time.Minute, "protected in the new direction", func(v events.VM) bool {
 			return v.State == events.Protected
 		}); err != nil {
 			return err
 		}
-		if err := e.cmd(ctx, "sr.cmd.vm.disable", map[string]any{"vm": vm}); err != nil {
+		if err := e.Command(ctx, "sr.cmd.vm.disable", map[string]any{"vm": vm}); err != nil {
 			return err
 		}
 	}
 	for _, vm := range names {
-		if _, err := e.waitVM(ctx, vm, 5*time.Minute, "unprotected", func(v events.VM) bool {
+		if _, err := e.WaitVM(ctx, vm, 5*time.Minute, "unprotected", func(v events.VM) bool {
 			return v.State == events.Unprotected
 		}); err != nil {
 			return err
@@ -449,7 +449,7 @@ func retireVMs(ctx context.Context, e *benchEnv, names []string, commit func() e
 func planJobDone(ctx context.Context, e *benchEnv, plan, op string, start time.Time, d time.Duration) (time.Duration, error) {
 	deadline := time.Now().Add(d)
 	for {
-		recs, err := e.cp.Log().Load(ctx, events.PlanAgg(plan))
+		recs, err := e.ControlPlane().Log().Load(ctx, events.PlanAgg(plan))
 		if err != nil {
 			return 0, err
 		}
@@ -463,7 +463,7 @@ func planJobDone(ctx context.Context, e *benchEnv, plan, op string, start time.T
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("plan %s: %s job not done within %s", plan, op, d)
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil { // polling the log, bounded by the deadline
+		if err := world.Sleep(ctx, 50*time.Millisecond); err != nil { // polling the log, bounded by the deadline
 			return 0, err
 		}
 	}

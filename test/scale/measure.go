@@ -1,4 +1,4 @@
-package main
+package scale
 
 import (
 	"bufio"
@@ -11,18 +11,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/siterecovery/siterecovery/test/bench"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // measure watches the steady state for the window: events/s appended,
 // the process's resident memory (sampled, the highest kept) and the
 // latency of the status and vm queries, asked in turn across the window
 // while the hosts report.
-func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
+func (w *scaleWorld) measure(ctx context.Context) ([]bench.Figure, error) {
 	// let every host's point loop start and the protect burst settle
-	if err := sleepCtx(ctx, min(5*time.Second, w.cfg.Window/2)); err != nil {
+	if err := world.Sleep(ctx, min(5*time.Second, w.cfg.Window/2)); err != nil {
 		return nil, err
 	}
-	seq0, err := w.cp.Log().LastSeq(ctx)
+	seq0, err := w.w.ControlPlane().Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -35,11 +38,11 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 		return nil, err
 	}
 	if rest := w.cfg.Window - time.Since(t0); rest > 0 {
-		if err := sleepCtx(ctx, rest); err != nil {
+		if err := world.Sleep(ctx, rest); err != nil {
 			return nil, err
 		}
 	}
-	seq1, err := w.cp.Log().LastSeq(ctx)
+	seq1, err := w.w.ControlPlane().Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +57,7 @@ func (w *scaleWorld) measure(ctx context.Context) ([]figure, error) {
 	evs := float64(seq1-seq0) / took
 	reports := float64(w.reports.Load() - reports0)
 	procNote := fmt.Sprintf("whole process: control plane, embedded NATS, %d simulated hosts", w.cfg.Hosts)
-	figs := []figure{
+	figs := []bench.Figure{
 		targetFigure("serve resident memory", rss, "MB", targetRSSMB, procNote),
 		{Name: "serve Go heap in use", Value: float64(ms.HeapInuse) / (1 << 20), Unit: "MB", Note: fmt.Sprintf("Go runtime, sys %.0f MB", float64(ms.Sys)/(1<<20))},
 		{Name: "events appended at steady state", Value: evs, Unit: "events/s", Baseline: offered, BaselineName: "points offered",
@@ -80,20 +83,20 @@ func (w *scaleWorld) queryLoad(ctx context.Context) (status, vm []time.Duration,
 	pace := w.cfg.Window * 8 / 10 / time.Duration(2*w.cfg.Queries)
 	for i := range w.cfg.Queries {
 		start := time.Now()
-		if _, err := scaleRequest(w.nc, "sr.q.status", map[string]any{}); err != nil {
+		if _, err := world.Request(w.w.Conn(), "sr.q.status", map[string]any{}); err != nil {
 			return nil, nil, 0, err
 		}
 		status = append(status, time.Since(start))
 		name := w.vms[rand.IntN(len(w.vms))].name
 		start = time.Now()
-		if _, err := scaleRequest(w.nc, "sr.q.vm", map[string]any{"vm": name}); err != nil {
+		if _, err := world.Request(w.w.Conn(), "sr.q.vm", map[string]any{"vm": name}); err != nil {
 			return nil, nil, 0, err
 		}
 		vm = append(vm, time.Since(start))
 		if i%10 == 0 {
 			rss = max(rss, residentMB())
 		}
-		if err := sleepCtx(ctx, pace-time.Since(start)); err != nil {
+		if err := world.Sleep(ctx, pace-time.Since(start)); err != nil {
 			return nil, nil, 0, err
 		}
 	}
@@ -102,7 +105,7 @@ func (w *scaleWorld) queryLoad(ctx context.Context) (status, vm []time.Duration,
 
 // latencyFigures are p50 and p99 of the durations, against the target
 // (none if 0).
-func latencyFigures(name string, ds []time.Duration, target float64, what string) []figure {
+func latencyFigures(name string, ds []time.Duration, target float64, what string) []bench.Figure {
 	slices.Sort(ds)
 	pct := func(p float64) float64 {
 		i := min(len(ds)-1, int(p*float64(len(ds))))
@@ -110,10 +113,10 @@ func latencyFigures(name string, ds []time.Duration, target float64, what string
 	}
 	note := fmt.Sprintf("%d %s", len(ds), what)
 	if target == 0 {
-		return []figure{{Name: name + " p50", Value: pct(0.50), Unit: "ms", Note: note},
+		return []bench.Figure{{Name: name + " p50", Value: pct(0.50), Unit: "ms", Note: note},
 			{Name: name + " p99", Value: pct(0.99), Unit: "ms", Note: note}}
 	}
-	return []figure{
+	return []bench.Figure{
 		targetFigure(name+" p50", pct(0.50), "ms", target, note),
 		targetFigure(name+" p99", pct(0.99), "ms", target, note),
 	}
@@ -137,19 +140,4 @@ func residentMB() float64 {
 		}
 	}
 	return 0
-}
-
-// sleepCtx waits d (nothing if d <= 0) or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

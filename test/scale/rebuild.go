@@ -1,4 +1,4 @@
-package main
+package scale
 
 import (
 	"context"
@@ -14,15 +14,16 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/projections"
+	"github.com/siterecovery/siterecovery/test/bench"
 )
 
 // copyLog reads the world's whole event log.
 func (w *scaleWorld) copyLog(ctx context.Context) ([]events.Record, error) {
-	last, err := w.cp.Log().LastSeq(ctx)
+	last, err := w.w.ControlPlane().Log().LastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cur, err := w.cp.Log().Follow(ctx, 1)
+	cur, err := w.w.ControlPlane().Log().Follow(ctx, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func (w *scaleWorld) copyLog(ctx context.Context) ([]events.Record, error) {
 // and times fresh projections from nothing until their checkpoint is the
 // last event. The log is an events.MemLog: appending a million events to
 // JetStream with SyncAlways takes far longer than the rebuild itself.
-func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record, out io.Writer) ([]figure, error) {
+func measureRebuild(ctx context.Context, cfg Config, world []events.Record, out io.Writer) ([]bench.Figure, error) {
 	start := time.Now()
 	log, vms, err := buildRebuildLog(ctx, world, cfg.Events)
 	if err != nil {
@@ -67,7 +68,7 @@ func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record,
 	}
 	err = s.WaitFor(ctx, last)
 	took, cpu := time.Since(start), cpuTime()-cpu0
-	var direct []figure
+	var direct []bench.Figure
 	if err == nil {
 		direct, err = directQueries(ctx, s, vms, cfg.Queries)
 	}
@@ -79,7 +80,7 @@ func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record,
 	}
 	bound := targetRebuildS * float64(last) / targetRebuildEv
 	note := fmt.Sprintf("%d events from an in-memory log into a fresh bbolt file", last)
-	return append([]figure{
+	return append([]bench.Figure{
 		targetFigure(fmt.Sprintf("projection rebuild of %d events", last), took.Seconds(), "s", bound, note),
 		{Name: "projection rebuild CPU time", Value: cpu.Seconds(), Unit: "s", Note: "user+system CPU of the process during the rebuild: its time on an idle core"},
 		{Name: "projection rebuild rate", Value: float64(last) / took.Seconds(), Unit: "events/s",
@@ -92,8 +93,8 @@ func measureRebuild(ctx context.Context, cfg scaleConfig, world []events.Record,
 // directQueries times the status and vm queries on the rebuilt store in
 // process (no NATS, nothing else of ours running): their wall time and the
 // CPU time each costs.
-func directQueries(ctx context.Context, s *projections.Store, vms []string, n int) ([]figure, error) {
-	var figs []figure
+func directQueries(ctx context.Context, s *projections.Store, vms []string, n int) ([]bench.Figure, error) {
+	var figs []bench.Figure
 	for _, q := range []string{"status", "vm"} {
 		ds := make([]time.Duration, 0, n)
 		cpu0 := cpuTime()
@@ -118,7 +119,7 @@ func directQueries(ctx context.Context, s *projections.Store, vms []string, n in
 			name = "vm show query"
 		}
 		figs = append(figs, latencyFigures(name+" in process", ds, 0, "queries on the rebuilt store, no NATS")...)
-		figs = append(figs, figure{Name: name + " CPU per request", Value: float64(cpu.Microseconds()) / 1000 / float64(n), Unit: "ms",
+		figs = append(figs, bench.Figure{Name: name + " CPU per request", Value: float64(cpu.Microseconds()) / 1000 / float64(n), Unit: "ms",
 			Note: "CPU time of the query and its JSON, in process: its latency on an idle core"})
 	}
 	return figs, nil

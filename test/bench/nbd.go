@@ -1,11 +1,11 @@
-package main
+package bench
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // benchNBD is the benchmarks' NBD client (hostsync's, simple replies): it
@@ -24,19 +24,9 @@ func (c *benchNBD) writes(offs []int64, block func(i int) []byte, depth int) err
 // dialBenchNBDWait connects to export on the Unix socket sock, retrying
 // until it is served or d has passed.
 func dialBenchNBDWait(ctx context.Context, sock, export string, d time.Duration) (*benchNBD, error) {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := hostsync.DialNBD("unix", sock, export)
-		if err == nil {
-			return &benchNBD{c}, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("export %s on %s not served within %s: %w", export, sock, d, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond): // waiting for the server, bounded by the deadline
-		}
+	c, err := world.DialWait(ctx, sock, export, d)
+	if err != nil {
+		return nil, err
 	}
+	return &benchNBD{c}, nil
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -28,7 +26,7 @@ import (
 // only appends, as site register would also make a delta stream) against raw
 // JetStream publishes of an event-sized payload, one at a time, to a stream
 // with SR_EVENTS' own settings on the same server.
-func benchCommands(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchCommands(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	raw, err := rawPublishRate(ctx, e)
 	if err != nil {
 		return nil, err
@@ -37,7 +35,7 @@ func benchCommands(ctx context.Context, e *benchEnv) ([]figure, error) {
 	start := time.Now()
 	for time.Since(start) < e.sizes.cmdFor {
 		body := fmt.Appendf(nil, `{"name":"bpol-%07d","copy_frequency":"30s","retention":"24h"}`, n)
-		msg, err := e.nc.RequestWithContext(ctx, "sr.cmd.policy.create", body)
+		msg, err := e.Conn().RequestWithContext(ctx, "sr.cmd.policy.create", body)
 		if err != nil {
 			return nil, err
 		}
@@ -47,7 +45,7 @@ func benchCommands(ctx context.Context, e *benchEnv) ([]figure, error) {
 		n++
 	}
 	rate := float64(n) / time.Since(start).Seconds()
-	return []figure{{Name: "command_appends", Value: rate, Unit: "cmds/s", Baseline: raw,
+	return []Figure{{Name: "command_appends", Value: rate, Unit: "cmds/s", Baseline: raw,
 		BaselineName: "raw JetStream publish/s", Ratio: rate / raw, Target: "none (reported)", Meets: true,
 		Note: fmt.Sprintf("%d commands, one at a time, SyncAlways", n)}}, nil
 }
@@ -55,7 +53,7 @@ func benchCommands(ctx context.Context, e *benchEnv) ([]figure, error) {
 // rawPublishRate publishes event envelopes one at a time for the command
 // benchmark's duration to BENCH_RAW, a stream configured as SR_EVENTS.
 func rawPublishRate(ctx context.Context, e *benchEnv) (float64, error) {
-	js, err := njs.New(e.nc)
+	js, err := njs.New(e.Conn())
 	if err != nil {
 		return 0, err
 	}
@@ -96,7 +94,7 @@ const replayBatch = 4096
 // created, enabled, initially replicated, then recovery points every cycle,
 // pruned by retention) into a fresh projections file, against raw bbolt puts
 // of values of the events' sizes in transactions of the projections' batch.
-func benchReplay(ctx context.Context, e *benchEnv) ([]figure, error) {
+func benchReplay(ctx context.Context, e *benchEnv) ([]Figure, error) {
 	log, sizes, err := replayLog(ctx, e.sizes.replayEvents)
 	if err != nil {
 		return nil, err
@@ -121,12 +119,12 @@ func benchReplay(ctx context.Context, e *benchEnv) ([]figure, error) {
 		return nil, err
 	}
 	n := float64(len(sizes))
-	f := figure{Name: "projection_replay", Value: n / replay.Seconds(), Unit: "events/s", Baseline: n / raw.Seconds(),
+	f := Figure{Name: "projection_replay", Value: n / replay.Seconds(), Unit: "events/s", Baseline: n / raw.Seconds(),
 		BaselineName: "raw bbolt puts/s", Ratio: raw.Seconds() / replay.Seconds(),
 		Target: "value >= 16667 events/s (1,000,000 events in 60 s)",
 		Note:   fmt.Sprintf("%d events into a fresh file; raw puts in transactions of %d", len(sizes), replayBatch)}
 	f.Meets = f.Value >= 1e6/60
-	return []figure{f}, nil
+	return []Figure{f}, nil
 }
 
 // replayLog builds an in-memory log of n events of 200 VMs and returns the
@@ -254,34 +252,4 @@ func runTool(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s %v: %w: %s", name, args, err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-// sameFiles reports the first difference between two files.
-func sameFiles(a, b string) error {
-	fa, err := os.Open(a)
-	if err != nil {
-		return err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return err
-	}
-	defer fb.Close()
-	ba, bb := make([]byte, 4*mib), make([]byte, 4*mib)
-	for off := int64(0); ; {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			return fmt.Errorf("%s and %s differ in the 4 MiB at byte %d", a, b, off)
-		}
-		off += int64(na)
-		done := errors.Is(ea, io.EOF) || errors.Is(ea, io.ErrUnexpectedEOF)
-		if done && (errors.Is(eb, io.EOF) || errors.Is(eb, io.ErrUnexpectedEOF)) {
-			return nil
-		}
-		if err := errors.Join(ea, eb); err != nil {
-			return err
-		}
-	}
 }
