@@ -27,7 +27,7 @@ import (
 )
 
 // The site-loss drill runs in this process: three embedded NATS servers
-// clustered and tagged by site (DESIGN.md section 8), a control plane at
+// clustered and tagged by site (docs/operations.md), a control plane at
 // the primary and one at the secondary (what `serve --nats` runs: the log,
 // the projections, the command service with the agents' reports, the
 // process manager), and the host agents, each on its own site's server.

@@ -3,7 +3,6 @@ package world
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 )
@@ -46,14 +45,4 @@ func SameBytes(a, b string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// DiffError: two files SameFiles compared differ in the 4 MiB at Off.
-type DiffError struct {
-	A, B string
-	Off  int64
-}
-
-func (e *DiffError) Error() string {
-	return fmt.Sprintf("%s and %s differ in the 4 MiB at byte %d", e.A, e.B, e.Off)
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream"
 )
 
-// The NATS permissions of each role (DESIGN.md section 9, docs/security.md).
+// The NATS permissions of each role (docs/security.md).
 // NATS wildcards match whole tokens only, so stream and consumer names are
 // matched with "*" where they carry a site or VM name.
 
