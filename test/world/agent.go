@@ -39,18 +39,17 @@ type Agent struct {
 // StartAgent connects to the NATS server at url and runs host's agent with
 // its data in dir until Close.
 func StartAgent(ctx context.Context, url, host, dir string, o AgentOptions) (*Agent, error) {
-	logger := o.Logger.With().Str("agent", host).Logger()
-	nc, err := controlplane.Connect(url, "siterecovery-agent-"+host, logger)
+	nc, err := controlplane.Connect(url, "siterecovery-agent-"+host, o.Logger)
 	if err != nil {
 		return nil, err
 	}
-	log, err := jetstream.Open(ctx, nc, jetstream.Config{Replicas: o.LogReplicas, Logger: logger})
+	log, err := jetstream.Open(ctx, nc, jetstream.Config{Replicas: o.LogReplicas, Logger: o.Logger})
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("agent %s: event log: %w", host, err)
 	}
 	a, err := hostsync.NewAgent(hostsync.AgentConfig{
-		Host: host, DataDir: dir, NATS: nc, Log: log, Logger: logger,
+		Host: host, DataDir: dir, NATS: nc, Log: log, Logger: o.Logger,
 		HeartbeatEvery: o.HeartbeatEvery, ResendAfter: o.ResendAfter, IRChunk: o.IRChunk, DiskBootID: o.DiskBootID,
 	})
 	if err == nil {

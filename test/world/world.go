@@ -28,7 +28,7 @@ type Config struct {
 	// commands and queries go through (default siterecovery-world).
 	ClientName string
 	// Agent is how StartAgent runs the agents (its Logger aside: they log
-	// to Logger, each with its host's name).
+	// to Logger; the agent names its host in every line).
 	Agent AgentOptions
 	// Logger is the control plane's and the agents' logger.
 	Logger zerolog.Logger
