@@ -4,16 +4,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"io"
 	"time"
+
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 )
 
 // `siterecovery auth init --dir DIR --hosts h1,h2`: a CA, the server's
 // certificate, one client certificate per host and per role, and one HTTP
 // bearer token per role. ECDSA P-256; keys and tokens 0600.
 
-// authInitConfig is the configuration of `auth init`.
+// runAuth is `siterecovery auth init` (package pki writes the directory).
 func runAuth(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
 		fmt.Fprintln(stderr, "usage: siterecovery auth init --dir DIR --hosts h1,h2 [--server-names n1,n2] [--days N] [--force]")

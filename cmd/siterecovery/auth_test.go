@@ -19,10 +19,11 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
-	"github.com/stretchr/testify/require"
 )
 
 // mustAuthDir writes a certificate directory for hosts hv01 and hv02.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 )
 

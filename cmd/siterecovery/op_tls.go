@@ -10,6 +10,7 @@ import (
 	"github.com/siterecovery/siterecovery/handlers"
 )
 
+// tlsDirFlagDefault is the default of --tls-dir: $SR_TLS_DIR.
 func tlsDirFlagDefault() string { return os.Getenv(pki.EnvTLSDir) }
 
 // errNoTLSDir is returned when a TLS-only option is given without --tls-dir.

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"io"
 	"time"
+
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 )
 
 // serveConfig is the configuration of `siterecovery serve`: the control

@@ -181,5 +181,3 @@ func ServerTLS(dir string) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tlsMinVer}, nil
 }
-
-// tlsDirFlagDefault is the default of --tls-dir: $SR_TLS_DIR.
