@@ -22,13 +22,13 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
-	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/projections"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // The site-loss drill runs in this process: three embedded NATS servers
-// clustered and tagged by site (DESIGN.md section 8), a control plane at
+// clustered and tagged by site (docs/operations.md), a control plane at
 // the primary and one at the secondary (what `serve --nats` runs: the log,
 // the projections, the command service with the agents' reports, the
 // process manager), and the host agents, each on its own site's server.
@@ -118,9 +118,7 @@ func (p *sitePlane) close(ctx context.Context) error {
 
 // siteAgent is a host agent on its own connection and log.
 type siteAgent struct {
-	agent *hostsync.Agent
-	log   *jetstream.Log
-	nc    *nats.Conn
+	agent *world.Agent
 	// closed is set once Close returned: the agent serves nothing then
 	// (its export list is no longer looked at).
 	closed atomic.Bool
@@ -133,18 +131,12 @@ func (w *siteWorld) startAgent(host, site string) *siteAgent {
 	if w.dirs[host] == "" {
 		w.dirs[host] = shortDir(t)
 	}
-	a := &siteAgent{nc: jstest.MustConnect(t, w.servers[site].ClientURL())}
-	var err error
-	a.log, err = jetstream.Open(w.ctx, a.nc, jetstream.Config{Replicas: 3, Logger: w.logger})
-	require.NoError(t, err)
-	bus, err := natsbus.New(a.nc)
-	require.NoError(t, err)
-	a.agent, err = hostsync.NewAgent(hostsync.AgentConfig{
-		Host: host, DataDir: w.dirs[host], Transport: bus.Transport(), Log: a.log, Logger: w.logger.With().Str("agent", host).Logger(),
+	ag, err := world.StartAgent(w.ctx, w.servers[site].ClientURL(), host, w.dirs[host], world.AgentOptions{
 		HeartbeatEvery: time.Second, IRChunk: 1 << 20, ResendAfter: 2 * time.Second, DiskBootID: "siteloss-boot",
+		LogReplicas: 3, Logger: w.logger,
 	})
 	require.NoError(t, err)
-	require.NoError(t, a.agent.Open(w.ctx))
+	a := &siteAgent{agent: ag}
 	t.Cleanup(func() { a.close(context.Background()) })
 	w.agents[host] = a
 	return a
@@ -152,8 +144,7 @@ func (w *siteWorld) startAgent(host, site string) *siteAgent {
 
 // close stops the agent; safe twice (Agent.Close is).
 func (a *siteAgent) close(ctx context.Context) error {
-	err := errors.Join(a.agent.Close(ctx), a.log.Close())
-	a.nc.Close()
+	err := a.agent.Close(ctx)
 	a.closed.Store(true)
 	return err
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // replWorld is a replicating two-site world run as processes: serve (with
@@ -82,23 +84,12 @@ func cmpOr(s, def string) string {
 }
 
 func (w *replWorld) fabric() {
-	for _, c := range []struct {
-		subject string
-		body    obj
-	}{
-		{"sr.cmd.site.register", obj{"name": "primary"}},
-		{"sr.cmd.site.register", obj{"name": "secondary"}},
-		{"sr.cmd.host.register", obj{"name": "hv01", "site": "primary"}},
-		{"sr.cmd.host.register", obj{"name": "hv02", "site": "secondary"}},
-		{"sr.cmd.cloud.create", obj{"name": "gold", "site": "primary", "hosts": []string{"hv01"}}},
-		{"sr.cmd.cloud.create", obj{"name": "gold-dr", "site": "secondary", "hosts": []string{"hv02"}}},
-		{"sr.cmd.policy.create", obj{"name": "fast", "copy_frequency": w.opts.copyFrequency, "retention": "24h",
-			"rpo_threshold": w.opts.rpoThreshold, "compression": true}},
-		{"sr.cmd.pairing.create", obj{"source": "gold", "target": "gold-dr", "policy": "fast"}},
-		{"sr.cmd.vm.create", obj{"name": vmName, "host": "hv01", "disks": []obj{{"name": diskName, "size": w.opts.diskSize}}}},
-	} {
-		w.p.must(c.subject, c.body)
+	f := world.Fabric{Source: "hv01", Recovery: "hv02", Policy: obj{"name": "fast", "copy_frequency": w.opts.copyFrequency,
+		"retention": "24h", "rpo_threshold": w.opts.rpoThreshold, "compression": true}}
+	for _, c := range f.Commands() {
+		w.p.must(c.Subject, c.Body)
 	}
+	w.p.must("sr.cmd.vm.create", obj{"name": vmName, "host": "hv01", "disks": []obj{{"name": diskName, "size": w.opts.diskSize}}})
 }
 
 // replicaImage is the path of the replica of d0 on the recovery host.

@@ -15,6 +15,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/hostsync"
 	"github.com/siterecovery/siterecovery/hostsync/natsbus"
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // TestSiteLossUnplannedFailoverOnTheSurvivors is the site-loss drill of
@@ -75,22 +76,11 @@ func TestSiteLossUnplannedFailoverOnTheSurvivors(t *testing.T) {
 // siteLossFabric registers the two sites (the witness runs only a NATS
 // server), their hosts and clouds, a 1 s policy, the pairing and web01.
 func siteLossFabric(p *plane) {
-	for _, c := range []struct {
-		subject string
-		body    obj
-	}{
-		{"sr.cmd.site.register", obj{"name": "primary"}},
-		{"sr.cmd.site.register", obj{"name": "secondary"}},
-		{"sr.cmd.host.register", obj{"name": "hv01", "site": "primary"}},
-		{"sr.cmd.host.register", obj{"name": "hv02", "site": "secondary"}},
-		{"sr.cmd.cloud.create", obj{"name": "gold", "site": "primary", "hosts": []string{"hv01"}}},
-		{"sr.cmd.cloud.create", obj{"name": "gold-dr", "site": "secondary", "hosts": []string{"hv02"}}},
-		{"sr.cmd.policy.create", obj{"name": "p1", "copy_frequency": "1s", "retention": "24h", "compression": true}},
-		{"sr.cmd.pairing.create", obj{"source": "gold", "target": "gold-dr", "policy": "p1"}},
-		{"sr.cmd.vm.create", obj{"name": vmName, "host": "hv01", "disks": []obj{{"name": diskName, "size": siteLossDisk}}}},
-	} {
-		p.must(c.subject, c.body)
+	f := world.Fabric{Source: "hv01", Recovery: "hv02", Policy: obj{"name": "p1", "copy_frequency": "1s", "retention": "24h", "compression": true}}
+	for _, c := range f.Commands() {
+		p.must(c.Subject, c.Body)
 	}
+	p.must("sr.cmd.vm.create", obj{"name": vmName, "host": "hv01", "disks": []obj{{"name": diskName, "size": siteLossDisk}}})
 }
 
 // siteLossDisk is the size of web01's disk d0.

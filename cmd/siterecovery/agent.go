@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/hostsync"
@@ -87,11 +89,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // agentMain connects, opens the log and runs the agent until ctx ends.
 func agentMain(ctx context.Context, cfg agentConfig, logger zerolog.Logger) error {
-	tlsOpts, err := natsTLSOptions(cfg.TLSDir, cfg.Host)
+	tlsOpts, err := pki.NATSOptions(cfg.TLSDir, cfg.Host)
 	if err != nil {
 		return err
 	}
-	nc, err := connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger, tlsOpts...)
+	nc, err := controlplane.Connect(cfg.NATSURL, "siterecovery-agent-"+cfg.Host, logger, tlsOpts...)
 	if err != nil {
 		return err
 	}

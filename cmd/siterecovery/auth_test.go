@@ -20,6 +20,10 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 )
 
 // mustAuthDir writes a certificate directory for hosts hv01 and hv02.
@@ -33,11 +37,11 @@ func mustAuthDir(t *testing.T) string {
 
 // mustOpenTLSControlPlane runs serve --tls-dir dir with an embedded server
 // and HTTPS on random loopback ports.
-func mustOpenTLSControlPlane(t *testing.T, dir string) *controlPlane {
+func mustOpenTLSControlPlane(t *testing.T, dir string) *controlplane.ControlPlane {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cp, err := openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	cp, err := controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -56,7 +60,7 @@ type permConn struct {
 
 func mustConnectAs(t *testing.T, url, dir, name string) *permConn {
 	t.Helper()
-	opts, err := natsTLSOptions(dir, name)
+	opts, err := pki.NATSOptions(dir, name)
 	require.NoError(t, err)
 	pc := &permConn{violations: make(chan error, 16)}
 	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -87,28 +91,28 @@ func (pc *permConn) requireViolation(t *testing.T, subject string) {
 func TestAuthInitWritesCertificates(t *testing.T) {
 	dir := mustAuthDir(t)
 	for _, name := range []string{"ca", "server", "hv01", "hv02", "operator", "viewer", "control"} {
-		cert, key := certPaths(dir, name)
+		cert, key := pki.CertPaths(dir, name)
 		_, err := tls.LoadX509KeyPair(cert, key)
 		require.NoError(t, err, name)
 		st, err := os.Stat(key)
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), key)
 	}
-	for _, role := range httpRoles {
-		st, err := os.Stat(filepath.Join(dir, role+tokenSuffix))
+	for _, role := range pki.HTTPRoles {
+		st, err := os.Stat(filepath.Join(dir, role+pki.TokenSuffix))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	}
-	certs, err := scanClientCerts(dir)
+	certs, err := pki.ScanClientCerts(dir)
 	require.NoError(t, err)
-	require.Equal(t, []clientCert{{roleControl, "control"}, {roleHost, "hv01"}, {roleHost, "hv02"}, {roleOperator, "operator"}, {roleViewer, "viewer"}}, certs)
+	require.Equal(t, []pki.ClientCert{{Role: pki.RoleControl, Name: "control"}, {Role: pki.RoleHost, Name: "hv01"}, {Role: pki.RoleHost, Name: "hv02"}, {Role: pki.RoleOperator, Name: "operator"}, {Role: pki.RoleViewer, Name: "viewer"}}, certs)
 
-	before, err := os.ReadFile(filepath.Join(dir, caFile))
+	before, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
 	require.NoError(t, err)
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitRefused, run([]string{"auth", "init", "--dir", dir, "--hosts", "hv03"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "--force")
-	after, err := os.ReadFile(filepath.Join(dir, caFile))
+	after, err := os.ReadFile(filepath.Join(dir, pki.CAFile))
 	require.NoError(t, err)
 	require.Equal(t, before, after, "a refused init changes nothing")
 	_, err = os.Stat(filepath.Join(dir, "hv03.pem"))
@@ -155,14 +159,14 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), st.CachedInfo().State.Msgs, "only the host's own batch is stored")
 
-	last, err := cp.log.LastSeq(ctx)
+	last, err := cp.Log().LastSeq(ctx)
 	require.NoError(t, err)
 	evtCtx, evtCancel := context.WithTimeout(ctx, time.Second)
 	defer evtCancel()
 	_, err = hjs.Publish(evtCtx, "sr.evt.vm.web01.failover_started", []byte(`{}`))
 	require.Error(t, err, "a host cannot write the event log")
 	hv01.requireViolation(t, "sr.evt.vm.web01.failover_started")
-	now, err := cp.log.LastSeq(ctx)
+	now, err := cp.Log().LastSeq(ctx)
 	require.NoError(t, err)
 	require.Equal(t, last, now)
 
@@ -183,7 +187,7 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err, "a host asks another for hash-tree leaves and gets the answer")
 	require.JSONEq(t, `{"leaves":[]}`, string(reply.Data))
 
-	for _, subject := range []string{"sr.delta.>", userInbox(roleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
+	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
 		_, err = hv01.SubscribeSync(subject)
 		require.NoError(t, err) // refused asynchronously
 		hv01.requireViolation(t, subject)
@@ -195,9 +199,9 @@ func TestSecurityHostPermissions(t *testing.T) {
 }
 
 // mustStream waits until the control plane has made the stream.
-func mustStream(t *testing.T, ctx context.Context, cp *controlPlane, name string) natsjs.JetStream {
+func mustStream(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, name string) natsjs.JetStream {
 	t.Helper()
-	js, err := natsjs.New(cp.nc)
+	js, err := natsjs.New(cp.Conn())
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := js.Stream(ctx, name)
@@ -220,13 +224,13 @@ func TestSecurityNoCertificateRefused(t *testing.T) {
 	cp := mustOpenTLSControlPlane(t, dir)
 	_, err := nats.Connect(cp.URL(), nats.MaxReconnects(0))
 	require.Error(t, err, "a client without TLS is refused")
-	pool, err := loadCAPool(dir)
+	pool, err := pki.LoadCAPool(dir)
 	require.NoError(t, err)
 	_, err = nats.Connect(cp.URL(), nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nats.MaxReconnects(0))
 	require.Error(t, err, "a TLS client without a certificate is refused")
 
 	other := mustAuthDir(t) // another CA: its certificates are not trusted
-	opts, err := natsTLSOptions(other, "operator")
+	opts, err := pki.NATSOptions(other, "operator")
 	require.NoError(t, err)
 	opts[0] = nats.Secure(&tls.Config{RootCAs: pool, Certificates: mustClientCert(t, other, "operator"), MinVersion: tls.VersionTLS12})
 	_, err = nats.Connect(cp.URL(), append(opts, nats.MaxReconnects(0))...)
@@ -238,7 +242,7 @@ func TestSecurityNoCertificateRefused(t *testing.T) {
 
 func mustClientCert(t *testing.T, dir, name string) []tls.Certificate {
 	t.Helper()
-	cert, key := certPaths(dir, name)
+	cert, key := pki.CertPaths(dir, name)
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	require.NoError(t, err)
 	return []tls.Certificate{pair}
@@ -308,7 +312,7 @@ func TestSecurityAgentEndToEnd(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool {
-		res, err := cp.store.Query(context.Background(), "hosts", nil)
+		res, err := cp.Store().Query(context.Background(), "hosts", nil)
 		if err != nil {
 			return false
 		}
@@ -324,12 +328,12 @@ func TestSecurityAgentEndToEnd(t *testing.T) {
 func TestSecurityHTTPTokens(t *testing.T) {
 	dir := mustAuthDir(t)
 	cp := mustOpenTLSControlPlane(t, dir)
-	pool, err := loadCAPool(dir)
+	pool, err := pki.LoadCAPool(dir)
 	require.NoError(t, err)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	base := "https://" + cp.httpLn.Addr().String()
+	base := "https://" + cp.HTTPAddr().String()
 	token := func(role string) string {
-		raw, err := os.ReadFile(filepath.Join(dir, role+tokenSuffix))
+		raw, err := os.ReadFile(filepath.Join(dir, role+pki.TokenSuffix))
 		require.NoError(t, err)
 		return strings.TrimSpace(string(raw))
 	}
@@ -354,24 +358,24 @@ func TestSecurityHTTPTokens(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status, "a wrong token")
 	status, _ = do("GET", "/metrics", "", "")
 	require.Equal(t, http.StatusUnauthorized, status)
-	status, _ = do("GET", "/metrics", token(roleViewer), "")
+	status, _ = do("GET", "/metrics", token(pki.RoleViewer), "")
 	require.Equal(t, http.StatusOK, status)
-	status, body = do("POST", "/api/v1/site/register", token(roleViewer), `{"name":"primary"}`)
+	status, body = do("POST", "/api/v1/site/register", token(pki.RoleViewer), `{"name":"primary"}`)
 	require.Equal(t, http.StatusForbidden, status, body)
-	status, body = do("POST", "/api/v1/site/register", token(roleOperator), `{"name":"primary"}`)
+	status, body = do("POST", "/api/v1/site/register", token(pki.RoleOperator), `{"name":"primary"}`)
 	require.Equal(t, http.StatusOK, status, body)
-	status, body = do("GET", "/api/v1/sites", token(roleViewer), "")
+	status, body = do("GET", "/api/v1/sites", token(pki.RoleViewer), "")
 	require.Equal(t, http.StatusOK, status, body)
 	status, _ = do("GET", "/", "", "")
 	require.Equal(t, http.StatusOK, status, "the console's page itself is public")
 
 	// The console signs in once; its calls then carry the cookie.
-	res, err := client.PostForm(base+"/login", map[string][]string{"token": {token(roleViewer)}})
+	res, err := client.PostForm(base+"/login", map[string][]string{"token": {token(pki.RoleViewer)}})
 	require.NoError(t, err)
 	res.Body.Close()
 	var cookie *http.Cookie
 	for _, c := range res.Request.Response.Cookies() {
-		if c.Name == tokenCookie {
+		if c.Name == httpapi.TokenCookie {
 			cookie = c
 		}
 	}
@@ -420,8 +424,8 @@ func TestSecurityReplicationOverTLS(t *testing.T) {
 }
 
 // vmState is web01's protection state and number of recovery points.
-func vmState(cp *controlPlane) (string, int) {
-	res, err := cp.store.Query(context.Background(), "vm", json.RawMessage(`{"vm":"web01"}`))
+func vmState(cp *controlplane.ControlPlane) (string, int) {
+	res, err := cp.Store().Query(context.Background(), "vm", json.RawMessage(`{"vm":"web01"}`))
 	if err != nil {
 		return "", 0
 	}
@@ -437,7 +441,7 @@ func vmState(cp *controlPlane) (string, int) {
 }
 
 // runTLSAgent runs host's agent with its certificate until the test ends.
-func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
+func runTLSAgent(t *testing.T, cp *controlplane.ControlPlane, dir, host string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -451,8 +455,8 @@ func runTLSAgent(t *testing.T, cp *controlPlane, dir, host string) {
 }
 
 // cliSubscribed says whether a CLI connection holds a subscription to subject.
-func cliSubscribed(cp *controlPlane, subject string) bool {
-	cz, err := cp.srv.Connz(&server.ConnzOptions{Subscriptions: true})
+func cliSubscribed(cp *controlplane.ControlPlane, subject string) bool {
+	cz, err := cp.Server().Connz(&server.ConnzOptions{Subscriptions: true})
 	if err != nil {
 		return false
 	}
@@ -465,7 +469,7 @@ func cliSubscribed(cp *controlPlane, subject string) bool {
 }
 
 func TestTLSDirFlagsAndBadDirs(t *testing.T) {
-	t.Setenv(envTLSDir, "/from/env")
+	t.Setenv(pki.EnvTLSDir, "/from/env")
 	cfg, err := parseServe(nil, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, "/from/env", cfg.TLSDir, "SR_TLS_DIR is the default of --tls-dir")
@@ -476,12 +480,12 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	empty := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
-	require.ErrorContains(t, err, caFile, "serve refuses a directory without a CA")
+	_, err = controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: empty}, zerolog.Nop())
+	require.ErrorContains(t, err, pki.CAFile, "serve refuses a directory without a CA")
 
 	dir := mustAuthDir(t)
 	require.NoError(t, os.Remove(filepath.Join(dir, "control.pem")))
-	_, err = openControlPlane(ctx, serveConfig{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
+	_, err = controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", TLSDir: dir}, zerolog.Nop())
 	require.ErrorContains(t, err, "no control certificate")
 
 	err = agentMain(ctx, agentConfig{Host: "hv09", NATSURL: "nats://127.0.0.1:1", Data: t.TempDir(), TLSDir: dir}, zerolog.Nop())
@@ -491,6 +495,6 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(other, "hv01.pem"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "intruder.pem"), data, 0o644))
-	_, err = serverAuth(dir)
+	_, err = pki.ServerAuth(dir)
 	require.ErrorContains(t, err, "intruder.pem", "a certificate of another CA in the directory is refused")
 }

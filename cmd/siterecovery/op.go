@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 )
 
 // The operator commands: one verb each, mirroring the micro service's
@@ -202,9 +204,9 @@ func opConnect(o opOptions) (*nats.Conn, error) {
 	}
 	cert := o.TLSCert
 	if cert == "" {
-		cert = defaultOpCrt
+		cert = pki.DefaultOperatorCert
 	}
-	tlsOpts, err := natsTLSOptions(o.TLSDir, cert)
+	tlsOpts, err := pki.NATSOptions(o.TLSDir, cert)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}

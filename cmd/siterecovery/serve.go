@@ -6,24 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"time"
+
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 )
 
-// serveConfig is the configuration of `siterecovery serve`.
+// serveConfig is the configuration of `siterecovery serve`: the control
+// plane's and the level of its log.
 type serveConfig struct {
-	Data     string
-	NATSURL  string
-	Listen   string
-	HTTP     string
-	Replicas int
+	controlplane.Config
 	LogLevel string
-	// FailoverTimeout bounds each failover step (0: the process manager's
-	// default, 10 minutes).
-	FailoverTimeout time.Duration
-	// TLSDir: mTLS for NATS, HTTPS and bearer tokens (docs/security.md).
-	TLSDir string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -50,7 +42,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--replicas %d: want 0 (auto) to 5", c.Replicas)
 	}
 	if c.NATSURL == "" {
-		if _, _, err := splitHostPort(c.Listen); err != nil {
+		if _, _, err := controlplane.SplitHostPort(c.Listen); err != nil {
 			return c, fmt.Errorf("--listen: %w", err)
 		}
 		if c.Data == "" {
@@ -58,18 +50,6 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		}
 	}
 	return c, nil
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", p)
-	}
-	return host, port, nil
 }
 
 // runServe runs the control plane until ctx ends (SIGINT, SIGTERM).
@@ -86,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "siterecovery serve: %v\n", err)
 		return 2
 	}
-	cp, err := openControlPlane(ctx, cfg, logger)
+	cp, err := controlplane.Open(ctx, cfg.Config, logger)
 	if err != nil {
 		logger.Error().Err(err).Msg("control plane did not start")
 		return 1
