@@ -5,7 +5,8 @@ import "fmt"
 // Kind is the kind of an aggregate, the second token of an event subject.
 type Kind string
 
-// The aggregate kinds of DESIGN.md section 3.
+// The aggregate kinds, the second token of sr.evt.<kind>.<id>.<type>
+// (docs/reference/events.md).
 const (
 	KindVault      Kind = "vault"
 	KindSite       Kind = "site"

@@ -17,8 +17,10 @@ type Data interface {
 }
 
 // The event catalog. Adding a type means: a constant here, a Kind in
-// typeKinds, a case in newData, a struct in a catalog_*.go file and a golden
-// file in testdata/golden.
+// typeKinds, a struct in a catalog_*.go file with its EventType method, a
+// case in the decode switch of codec.go (decodeData and the decode*Data
+// functions it falls through to), a golden file in testdata/golden and an
+// entry in docs/reference/events.md.
 const (
 	VaultCreated Type = "vault_created"
 

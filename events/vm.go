@@ -8,8 +8,9 @@ import (
 // ProtectionState is a VM's protection state, named as ASR names it.
 type ProtectionState string
 
-// The protection states of DESIGN.md section 5, plus EnablingFailed and
-// UnplannedFailoverFailed, the failure states the table implies.
+// The protection states (docs/operations.md, docs/reference/commands.md),
+// EnablingFailed and UnplannedFailoverFailed among them: the failure states
+// the table implies.
 const (
 	Unprotected                 ProtectionState = "Unprotected"
 	EnablingProtection          ProtectionState = "EnablingProtection"
@@ -43,7 +44,8 @@ const (
 // Operation is an operator's VM verb (the command sr.cmd.vm.<operation>).
 type Operation string
 
-// The VM operations of DESIGN.md section 4 (create aside: it makes the VM).
+// The VM operations, sr.cmd.vm.<operation> (docs/reference/commands.md; create
+// aside: it makes the VM).
 const (
 	OpEnable              Operation = "enable"
 	OpDisable             Operation = "disable"
@@ -74,9 +76,10 @@ var VMStates = []ProtectionState{
 	FailoverCommittedState, ReverseReplicationState, DisablingProtection,
 }
 
-// vmTable is the state machine of DESIGN.md section 5: the operations an
-// operator may start in each protection state. The test failover operations
-// also depend on the test sub-state (see VM.Allowed). Never written.
+// vmTable is the VM state machine (docs/reference/commands.md, VM
+// operations): the operations an operator may start in each protection
+// state. The test failover operations also depend on the test sub-state
+// (see VM.Allowed). Never written.
 var vmTable = map[ProtectionState][]Operation{
 	Unprotected:        {OpEnable},
 	EnablingProtection: {OpDisable},

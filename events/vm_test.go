@@ -33,7 +33,7 @@ func protected(more ...events.Data) []events.Data {
 	return append([]events.Data{vmCreated, enabling, irStarted, irDone}, more...)
 }
 
-// TestVMStateMachine folds the main transitions of DESIGN.md section 5 and
+// TestVMStateMachine folds the main transitions of the VM state machine and
 // checks the state, the test sub-state, the epoch and the allowed
 // operations after each.
 func TestVMStateMachine(t *testing.T) {

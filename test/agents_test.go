@@ -287,6 +287,6 @@ func requireNoGap(t testing.TB, v vmView) []uint64 {
 }
 
 // envKnownBugs, when set, makes the fault tests also assert behaviour
-// DESIGN.md asks for that the product does not have yet (each such check
+// the project wants and the product does not have yet (each such check
 // names the missing piece).
 const envKnownBugs = "SR_FAULT_KNOWN_BUGS"

@@ -13,8 +13,8 @@ import (
 )
 
 // TestFaultCorruptReplicaBlock flips bytes in the replica image behind
-// the agent's back and checks what the integrity data of DESIGN.md
-// section 6 proves: a recovery point's hash tree root equals the tree of
+// the agent's back and checks what the integrity data (hash trees,
+// docs/reference/files.md) proves: a recovery point's hash tree root equals the tree of
 // the source disk at that point; the replica's image, hashed again, no
 // longer does, and the differing leaf is the corrupted block; a later cycle
 // touching that block makes the recovery host's root disagree with the

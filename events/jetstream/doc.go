@@ -2,7 +2,7 @@
 // product implementation of events.Log, and the embedded nats-server that
 // `siterecovery serve`, the demo and the tests run.
 //
-// The log is the stream SR_EVENTS (DESIGN.md section 3): subjects sr.evt.>,
+// The log is the stream SR_EVENTS (docs/reference/subjects.md): subjects sr.evt.>,
 // file storage, no delete, no purge, no limits with discard new, direct
 // gets, atomic batch publish, a two-minute duplicate window, one replica on
 // a single server and three in a cluster. Open creates it, or checks an

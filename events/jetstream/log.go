@@ -55,7 +55,7 @@ const opTimeout = 10 * time.Second
 const loadBatch = 512
 
 // Open creates the event stream if it does not exist, or checks that the
-// existing one is at least as strong as DESIGN.md section 3 requires
+// existing one is at least as strong as docs/reference/subjects.md requires
 // (refusing a weaker one with a *StreamConfigError, changing nothing), and
 // returns the log on it. The connection stays the caller's: Close does not
 // close it.

@@ -13,7 +13,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// DefaultStream is the name of the event stream (DESIGN.md section 3).
+// DefaultStream is the name of the event stream (docs/reference/subjects.md).
 const DefaultStream = "SR_EVENTS"
 
 // DuplicateWindow is the stream's deduplication window: within it the server
@@ -23,7 +23,7 @@ const DuplicateWindow = 2 * time.Minute
 // subjects is what the event stream captures.
 var subjects = []string{events.SubjectPrefix + ".>"}
 
-// streamConfig is the event stream as DESIGN.md section 3 fixes it.
+// streamConfig is the event stream as docs/reference/subjects.md fixes it.
 func streamConfig(name string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:               name,
