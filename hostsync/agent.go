@@ -334,17 +334,27 @@ func (a *Agent) onAck(m *nats.Msg) {
 	}
 }
 
+// refusedHeartbeatEvery is the heartbeat period while the control plane
+// refuses them (the host is not registered yet): once it is, the next
+// heartbeat makes it reachable without waiting a whole HeartbeatEvery.
+const refusedHeartbeatEvery = time.Second
+
 func (a *Agent) heartbeat() {
 	defer a.wg.Done()
-	t := time.NewTicker(a.cfg.HeartbeatEvery)
-	defer t.Stop()
 	for {
+		every := a.cfg.HeartbeatEvery
 		err := a.rep.report(a.ctx, verbHeartbeat, heartbeatBody{Agent: "siterecovery-agent", Time: time.Now().UTC()})
 		if err != nil && a.ctx.Err() == nil {
 			a.logger.Debug().Err(err).Msg("heartbeat")
 		}
+		var re *ReportError
+		if errors.As(err, &re) {
+			every = min(every, refusedHeartbeatEvery)
+		}
+		t := time.NewTimer(every)
 		select {
 		case <-a.ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
