@@ -48,6 +48,10 @@ type AgentConfig struct {
 	DiskBootID string
 	// ReplicaHook is passed to the replicas (tests inject crashes with it).
 	ReplicaHook func(vm, stage string) error
+	// ReportHook, when set, runs before each report to the control plane
+	// is sent, with its verb (tests delay a report by blocking in it); an
+	// error drops the report as if no control plane had answered.
+	ReportHook func(ctx context.Context, verb string) error
 	// VMStartCommand and VMStopCommand, when set, run (/bin/sh -c) when the
 	// agent starts or stops serving a VM, with SR_VM, SR_NBD_URLS (space
 	// separated) and SR_NETWORKS (comma separated) in the environment, so
@@ -117,7 +121,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
 		cfg: cfg, logger: logger, js: js, nbd: NewNBDServer(logger),
-		rep: reporter{nc: cfg.NATS, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
+		rep: reporter{nc: cfg.NATS, host: cfg.Host, hook: cfg.ReportHook}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }
 

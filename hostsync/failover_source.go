@@ -47,7 +47,7 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 		return err
 	}
 	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: vm.Epoch},
+		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Job: c.fo.info.startJob, Epoch: vm.Epoch},
 		FinalCycle: c.fo.st.FinalCycle, Roots: roots,
 	})
 	return nil
@@ -82,7 +82,7 @@ func (c *vmCtl) unplannedStop(ctx context.Context, vm events.VM) error {
 	}
 	start := c.fo.info.startSeq
 	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), verbVMStopped, vmStoppedBody{
-		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: c.fo.info.startEpoch(vm)},
+		reportHead: reportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Job: c.fo.info.startJob, Epoch: c.fo.info.startEpoch(vm)},
 	})
 	return nil
 }
