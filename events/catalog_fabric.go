@@ -31,14 +31,18 @@ type HostUnregisteredData struct {
 	Name string `json:"name"`
 }
 
-// HostReachableData: a host's agent is heard from (again).
+// HostReachableData: a host's agent is heard from (again). Since is the
+// heartbeat's time: one received before the host was registered counts.
 type HostReachableData struct {
 	Name  string    `json:"name"`
 	Agent string    `json:"agent,omitempty"`
 	Since time.Time `json:"since"`
 }
 
-// HostUnreachableData: no heartbeat from the host within the threshold.
+// HostUnreachableData: no heartbeat from the host within the threshold,
+// since its last heartbeat or, for a host never heard from, since its
+// registration or the control plane's start. LastSeen is the last
+// heartbeat heard (the zero time: none).
 type HostUnreachableData struct {
 	Name     string    `json:"name"`
 	LastSeen time.Time `json:"last_seen"`

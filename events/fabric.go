@@ -30,31 +30,75 @@ func (s *Site) Apply(r Record) {
 	}
 }
 
+// Reachability is what the control plane knows of a host's agent.
+type Reachability string
+
+// The reachabilities of a host (docs/operations.md, "Host reachability").
+const (
+	// ReachabilityUnknown: registered, and neither heard from nor silent
+	// for the unreachable threshold yet (a host just registered, or whose
+	// agent has not heartbeated since).
+	ReachabilityUnknown Reachability = "unknown"
+	// ReachabilityReachable: a heartbeat was received (host_reachable).
+	ReachabilityReachable Reachability = "reachable"
+	// ReachabilityUnreachable: no heartbeat for the threshold
+	// (host_unreachable).
+	ReachabilityUnreachable Reachability = "unreachable"
+)
+
 // Host is a host's state.
 type Host struct {
-	Name      string
-	Site      string
+	Name string
+	Site string
+	// Reachability is unknown from the registration until the first
+	// host_reachable or host_unreachable; read it with Reach.
+	Reachability Reachability
+	// Reachable is Reachability == ReachabilityReachable, kept because
+	// read models stored before Reachability existed hold only it.
 	Reachable bool
-	LastSeen  time.Time
-	Deleted   bool
-	Version   uint64
+	// Registered is when the host was registered (its event's time).
+	Registered time.Time
+	// LastSeen is the last heartbeat the log records: the one that made
+	// the host reachable, or the last one heard before it went
+	// unreachable (zero: never heard).
+	LastSeen time.Time
+	Deleted  bool
+	Version  uint64
 }
 
 // Exists reports whether the host is registered now.
 func (h *Host) Exists() bool { return h.Version > 0 && !h.Deleted }
+
+// Reach is the host's reachability. A state stored before Reachability
+// existed says only Reachable: not reachable then is unreachable when a
+// heartbeat was ever recorded, unknown when none was.
+func (h *Host) Reach() Reachability {
+	switch {
+	case h.Reachability != "":
+		return h.Reachability
+	case h.Reachable:
+		return ReachabilityReachable
+	case !h.LastSeen.IsZero():
+		return ReachabilityUnreachable
+	}
+	return ReachabilityUnknown
+}
 
 // Apply folds one event into the host.
 func (h *Host) Apply(r Record) {
 	h.Version = r.Seq
 	switch d := r.Data.(type) {
 	case HostRegisteredData:
-		*h = Host{Name: d.Name, Site: d.Site, Version: r.Seq}
+		*h = Host{Name: d.Name, Site: d.Site, Reachability: ReachabilityUnknown, Registered: r.Meta.At, Version: r.Seq}
 	case HostUnregisteredData:
 		h.Deleted = true
 	case HostReachableData:
-		h.Reachable, h.LastSeen = true, d.Since
+		h.Reachability, h.Reachable, h.LastSeen = ReachabilityReachable, true, d.Since
 	case HostUnreachableData:
-		h.Reachable, h.LastSeen = false, d.LastSeen
+		h.Reachability, h.Reachable = ReachabilityUnreachable, false
+		if !d.LastSeen.IsZero() {
+			h.LastSeen = d.LastSeen
+		}
 	}
 }
 

@@ -15,7 +15,9 @@ import (
 )
 
 // DefaultUnreachableAfter is how long a host may stay silent before it is
-// marked unreachable (agents heartbeat every few seconds).
+// marked unreachable (agents heartbeat every few seconds); a host never
+// heard from stays unknown that long after its registration or the control
+// plane's start.
 const DefaultUnreachableAfter = 15 * time.Second
 
 // maxConflictRetries bounds how often a report is decided again after a
@@ -201,18 +203,20 @@ func (a *AgentHandlers) heartbeat(ctx context.Context, host string, r agentproto
 	})
 }
 
-// Sweep marks unreachable every reachable host not heard from within the
-// threshold: the hosts heard since NewAgentHandlers plus names (e.g. every
-// registered host from a read model; one never heard is measured from the
-// handlers' start). Errors are joined; one host's failure does not stop the
-// others.
+// Sweep decides the reachability of the hosts heard since NewAgentHandlers
+// and of names (e.g. every registered host from a read model) with
+// DecideSweep: a host heard recently becomes reachable (a heartbeat that
+// came before its registration), one silent past the threshold (never heard:
+// since the handlers' start or its registration) unreachable. Errors are
+// joined; one host's failure does not stop the others.
 func (a *AgentHandlers) Sweep(ctx context.Context, names ...string) error {
 	now := time.Now()
-	last := a.lastSeen(names)
+	heard := a.heard(names)
 	var errs []error
-	for host, seen := range last {
+	for host, t := range heard {
+		w := HostWatch{Heard: t, Watching: a.started}
 		_, err := a.appendAgg(ctx, "control", events.HostAgg(host), "", func(cur aggState) ([]events.Data, error) {
-			return DecideUnreachable(cur.Host.Host, seen, now, a.threshold), nil
+			return DecideSweep(cur.Host.Host, w, now, a.threshold), nil
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("host %s: %w", host, err))
@@ -221,7 +225,9 @@ func (a *AgentHandlers) Sweep(ctx context.Context, names ...string) error {
 	return errors.Join(errs...)
 }
 
-func (a *AgentHandlers) lastSeen(names []string) map[string]time.Time {
+// heard maps every host heard and every one of names to its last heartbeat
+// (the zero time for a host not heard since the handlers' start).
+func (a *AgentHandlers) heard(names []string) map[string]time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]time.Time, len(a.seen)+len(names))
@@ -230,7 +236,7 @@ func (a *AgentHandlers) lastSeen(names []string) map[string]time.Time {
 	}
 	for _, n := range names {
 		if _, ok := out[n]; !ok {
-			out[n] = a.started
+			out[n] = time.Time{}
 		}
 	}
 	return out

@@ -217,22 +217,61 @@ func DecideDisabled(vm events.VM, host string, r agentproto.DisabledReport) ([]e
 }
 
 // DecideHeartbeat: a registered host heard from while not reachable
-// becomes reachable.
+// (unknown or unreachable) becomes reachable.
 func DecideHeartbeat(h events.Host, host string, r agentproto.HeartbeatReport, now time.Time) ([]events.Data, error) {
 	if !h.Exists() {
 		return nil, fmt.Errorf("host %s is not registered: %w", host, events.ErrNotFound)
 	}
-	if h.Reachable {
+	if h.Reach() == events.ReachabilityReachable {
 		return nil, nil
 	}
 	return []events.Data{events.HostReachableData{Name: host, Agent: r.Agent, Since: now.UTC()}}, nil
 }
 
-// DecideUnreachable: a reachable host not heard from for longer than
-// threshold becomes unreachable.
-func DecideUnreachable(h events.Host, lastSeen, now time.Time, threshold time.Duration) []events.Data {
-	if !h.Exists() || !h.Reachable || now.Sub(lastSeen) <= threshold {
+// HostWatch is what one control plane knows of a host's heartbeats.
+type HostWatch struct {
+	// Heard is the last heartbeat it received from the host (zero: none
+	// since it started). It may predate the host's registration.
+	Heard time.Time
+	// Watching is when it started receiving heartbeats.
+	Watching time.Time
+}
+
+// DecideSweep moves a registered host's reachability with what the sweeping
+// control plane knows at now:
+//   - heard within threshold and not reachable (a heartbeat that came
+//     before the host was registered, or whose event was not appended):
+//     reachable since that heartbeat;
+//   - silent for longer than threshold and not unreachable: unreachable.
+//     Silence is measured from the latest of the last heartbeat heard, the
+//     start of the watch and the registration, so a host stays unknown
+//     until the threshold has passed since the control plane (re)started
+//     or the host registered.
+func DecideSweep(h events.Host, w HostWatch, now time.Time, threshold time.Duration) []events.Data {
+	if !h.Exists() {
 		return nil
 	}
-	return []events.Data{events.HostUnreachableData{Name: h.Name, LastSeen: lastSeen.UTC()}}
+	reach := h.Reach()
+	if !w.Heard.IsZero() && now.Sub(w.Heard) <= threshold {
+		if reach == events.ReachabilityReachable {
+			return nil
+		}
+		return []events.Data{events.HostReachableData{Name: h.Name, Since: w.Heard.UTC()}}
+	}
+	silentSince := latest(w.Heard, w.Watching, h.Registered)
+	if reach == events.ReachabilityUnreachable || now.Sub(silentSince) <= threshold {
+		return nil
+	}
+	return []events.Data{events.HostUnreachableData{Name: h.Name, LastSeen: latest(w.Heard, h.LastSeen).UTC()}}
+}
+
+// latest is the latest of ts (the zero time for none).
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
 }

@@ -180,24 +180,6 @@ func TestDecideErrorPrunedDisabled(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnauthorized)
 }
 
-func TestDecideReachability(t *testing.T) {
-	now := time.Now()
-	_, err := DecideHeartbeat(events.Host{}, "hv01", agentproto.HeartbeatReport{}, now)
-	require.ErrorIs(t, err, events.ErrNotFound)
-	h := events.Host{Name: "hv01", Site: "primary", Version: 1}
-	evs, err := DecideHeartbeat(h, "hv01", agentproto.HeartbeatReport{Agent: "v1"}, now)
-	require.NoError(t, err)
-	require.Equal(t, []events.Type{events.HostReachable}, agentEvTypes(evs))
-	h.Reachable = true
-	evs, err = DecideHeartbeat(h, "hv01", agentproto.HeartbeatReport{}, now)
-	require.NoError(t, err)
-	require.Empty(t, evs, "only a transition is an event")
-	require.Empty(t, DecideUnreachable(h, now.Add(-5*time.Second), now, 10*time.Second))
-	require.Equal(t, []events.Type{events.HostUnreachable}, agentEvTypes(DecideUnreachable(h, now.Add(-11*time.Second), now, 10*time.Second)))
-	h.Reachable = false
-	require.Empty(t, DecideUnreachable(h, now.Add(-time.Hour), now, 10*time.Second))
-}
-
 // TestAgentHandlersOnLog runs reports through Handle against a MemLog.
 func TestAgentHandlersOnLog(t *testing.T) {
 	ctx := context.Background()
@@ -240,6 +222,38 @@ func TestAgentHandlersOnLog(t *testing.T) {
 		require.NoError(t, err)
 		return recs[len(recs)-1].Type() == events.HostUnreachable
 	}, 5*time.Second, 20*time.Millisecond)
+}
+
+// TestAgentHandlersReachabilityOnLog: a heartbeat that came before its
+// host was registered makes the host reachable at the next sweep; a host
+// never heard from stays unknown for the threshold after its registration,
+// then is unreachable.
+func TestAgentHandlersReachabilityOnLog(t *testing.T) {
+	ctx := context.Background()
+	log := events.NewMemLog()
+	a := NewAgentHandlers(log, 200*time.Millisecond, zerolog.Nop())
+	body, _ := json.Marshal(agentproto.HeartbeatReport{Agent: "test"})
+	_, err := a.Handle(ctx, "hv01", agentproto.VerbHeartbeat, body)
+	require.ErrorIs(t, err, events.ErrNotFound, "not registered yet")
+	for _, h := range []string{"hv01", "hv02"} {
+		_, err = log.Append(ctx, events.HostAgg(h), 0, events.Meta{CommandID: "reg-" + h, At: time.Now().UTC()},
+			events.HostRegisteredData{Name: h, Site: "primary"})
+		require.NoError(t, err)
+	}
+	reach := func(h string) events.Reachability {
+		recs, err := log.Load(ctx, events.HostAgg(h))
+		require.NoError(t, err)
+		host := foldHost(recs)
+		return host.Reach()
+	}
+	require.Equal(t, events.ReachabilityUnknown, reach("hv01"))
+	require.NoError(t, a.Sweep(ctx, "hv01", "hv02"))
+	require.Equal(t, events.ReachabilityReachable, reach("hv01"), "the heartbeat before the registration counts")
+	require.Equal(t, events.ReachabilityUnknown, reach("hv02"), "registered just now, never heard")
+	require.Eventually(t, func() bool {
+		require.NoError(t, a.Sweep(ctx, "hv02"))
+		return reach("hv02") == events.ReachabilityUnreachable
+	}, 5*time.Second, 20*time.Millisecond, "never heard within the threshold of its registration")
 }
 
 func agentEvTypes(evs []events.Data) []events.Type {

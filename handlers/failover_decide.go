@@ -23,8 +23,14 @@ func decided(job string, evs ...events.Data) (decision, error) {
 
 func viewStateErr(v *vmView, what string) error { return stateErr(&v.VM, what) }
 
-// DecideVMStopped: the failover's source host stopped the VM at the
-// failover's starting epoch; recorded once per failover.
+// decideVMStopped: the failover's source host stopped the VM at the
+// failover's starting epoch; recorded once per failover. A stop that comes
+// after the failover failed (its step timed out) is recorded too, under the
+// failed job: it is true, the source stays stopped, and a planned_failover
+// again goes on from there (docs/operations.md). A report naming another
+// job than the VM's last failover's (a late answer to a failover started
+// again since), or one of a cancelled failover (the source serves again),
+// appends nothing.
 func decideVMStopped(v vmView, host string, r agentproto.VMStoppedReport) (decision, error) {
 	f := v.Failover
 	switch {
@@ -36,7 +42,7 @@ func decideVMStopped(v vmView, host string, r agentproto.VMStoppedReport) (decis
 		return decision{}, invalidArg("vm_stopped at epoch %d: the failover of vm %s started at epoch %d", r.Epoch, v.Name, f.StartEpoch)
 	case f.Data.Mode == events.FailoverPlanned && r.FinalCycle == 0:
 		return decision{}, invalidArg("vm_stopped of a planned failover: final_cycle is required")
-	case f.Stopped:
+	case f.Stopped || f.Cancelled || (r.Job != "" && r.Job != f.Job):
 		return decision{}, nil
 	}
 	return decided(reportJob(r.Job, f.Job), events.SourceStoppedData{Host: host, FinalCycle: r.FinalCycle, Roots: r.Roots})

@@ -60,6 +60,10 @@ func TestDecideVMStoppedTable(t *testing.T) {
 		{"wrong epoch", viewAfter(planned), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2}, FinalCycle: 2}, nil, events.ErrInvalidArgument},
 		{"planned without cycle", viewAfter(planned), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}}, nil, events.ErrInvalidArgument},
 		{"unplanned, late", viewAfter(unplanned, completed), "hv01", agentproto.VMStoppedReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}}, []events.Type{events.SourceStopped}, nil},
+		{"naming the failover's job", viewAfter(planned), "hv01", withJob(r, "job-a"), []events.Type{events.SourceStopped}, nil},
+		{"planned, after the step timed out", viewAfter(planned, timedOut), "hv01", withJob(r, "job-a"), []events.Type{events.SourceStopped}, nil},
+		{"an earlier failover's, after a new one started", viewAfter(planned, timedOut, planned), "hv01", withJob(r, "job-a"), nil, nil},
+		{"after the failover was cancelled", viewAfter(planned, timedOut, events.FailoverCancelledData{Epoch: 2}), "hv01", withJob(r, "job-a"), nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, err := decideVMStopped(c.v, c.host, c.r)
@@ -74,6 +78,14 @@ func TestDecideVMStoppedTable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// timedOut is a planned failover's failure at stop_source (its deadline).
+var timedOut = events.FailoverFailedData{Mode: events.FailoverPlanned, Step: StepStopSource, Reason: "timeout"}
+
+func withJob(r agentproto.VMStoppedReport, job string) agentproto.VMStoppedReport {
+	r.Job = job
+	return r
 }
 
 func TestDecideFailoverReadyTable(t *testing.T) {

@@ -127,8 +127,8 @@ type healthPolicy struct {
 }
 
 type healthHost struct {
-	Name      string `json:"name"`
-	Reachable bool   `json:"reachable"`
+	Name         string              `json:"name"`
+	Reachability events.Reachability `json:"reachability"`
 }
 
 // Sweep looks at every VM once, as of now.
@@ -150,7 +150,9 @@ func (m *HealthMonitor) Sweep(ctx context.Context, now time.Time) error {
 	}
 	down := map[string]bool{}
 	for _, h := range hosts {
-		down[h.Name] = !h.Reachable
+		// Unknown is not down: a host just registered, or a control
+		// plane just started, has not had the threshold to hear from it.
+		down[h.Name] = h.Reachability == events.ReachabilityUnreachable
 	}
 	var errs []error
 	for _, v := range vms {

@@ -114,6 +114,16 @@ func TestHealthUnreachableHostIsCritical(t *testing.T) {
 	require.Equal(t, events.HealthNormal, h)
 }
 
+// TestHealthUnknownHostIsNotCritical: a replication host registered again
+// and not heard from since (unknown) is not unreachable: no alert.
+func TestHealthUnknownHostIsNotCritical(t *testing.T) {
+	w := newHealthWorld(t, events.Protected)
+	w.point("rp-1", time.Now())
+	w.add(events.HostAgg("hv02"), events.HostUnregisteredData{Name: "hv02"}, events.HostRegisteredData{Name: "hv02", Site: "b"})
+	h := w.sweep(time.Now())
+	require.Equal(t, events.HealthNormal, h)
+}
+
 // TestHealthMutedDuringInitialReplication: no alert while the first copy
 // runs, however old the VM is.
 func TestHealthMutedDuringInitialReplication(t *testing.T) {

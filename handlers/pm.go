@@ -47,6 +47,10 @@ type PMConfig struct {
 	ScriptTimeout time.Duration
 	// Tick is how often deadlines are checked.
 	Tick time.Duration
+	// UnreachableAfter is the agents' unreachable threshold
+	// (DefaultUnreachableAfter if 0): how long a planned failover waits for
+	// a source host whose reachability is not known (docs/operations.md).
+	UnreachableAfter time.Duration
 }
 
 func (c PMConfig) withDefaults() PMConfig {
@@ -58,6 +62,9 @@ func (c PMConfig) withDefaults() PMConfig {
 	}
 	if c.Tick <= 0 {
 		c.Tick = DefaultPMTick
+	}
+	if c.UnreachableAfter <= 0 {
+		c.UnreachableAfter = DefaultUnreachableAfter
 	}
 	return c
 }
@@ -95,6 +102,9 @@ const (
 	deadlineFailover = "failover"
 	deadlineTest     = "test"
 	deadlineScript   = "script"
+	// deadlineSource bounds a planned failover's wait for its source host's
+	// first heartbeat.
+	deadlineSource = "source"
 )
 
 // pmState is what the process manager folds from the log and checkpoints.
@@ -132,7 +142,10 @@ type PM struct {
 	scripts map[string]context.CancelFunc // plan job → cancel of its running scripts
 	cancel  context.CancelFunc
 	opened  bool
-	wg      sync.WaitGroup
+	// since is when Open started following: the control plane has watched
+	// the agents' heartbeats since about then.
+	since time.Time
+	wg    sync.WaitGroup
 }
 
 // NewPM returns a process manager over log.
@@ -158,7 +171,7 @@ func (p *PM) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.st, p.opened = st, true
+	p.st, p.opened, p.since = st, true, time.Now()
 	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.wg.Add(2)
@@ -285,7 +298,9 @@ func (p *PM) expire(ctx context.Context, now time.Time) {
 			continue
 		}
 		p.mu.Lock()
-		p.fired[d.key()] = true
+		if cur, ok := p.st.Deadlines[d.key()]; ok && cur.Start == d.Start && cur.At.Equal(d.At) {
+			p.fired[d.key()] = true // not when the reaction set the deadline anew
+		}
 		p.mu.Unlock()
 	}
 }

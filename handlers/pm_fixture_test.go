@@ -98,6 +98,16 @@ func (f *pmFixture) protect(vm string) {
 	require.Equal(f.t, events.Protected, f.vm(vm).State)
 }
 
+// protectUnheard protects vm as protect does, with no heartbeat: both
+// hosts stay unknown.
+func (f *pmFixture) protectUnheard(vm string) {
+	f.t.Helper()
+	f.ok("sr.cmd.vm.enable", m{"vm": vm})
+	f.agent("hv01", agentproto.VerbIRCompleted, m{"vm": vm, "sent_bytes": 4096})
+	f.point(vm, "hv11", "rp-"+vm+"-1", 1, 1)
+	require.Equal(f.t, events.Protected, f.vm(vm).State)
+}
+
 // point reports a recovery point of vm from host.
 func (f *pmFixture) point(vm, host, id string, cycle, epoch uint64) {
 	f.t.Helper()

@@ -56,12 +56,14 @@ func (p *PM) track(r events.Record) {
 	case events.FailoverStartedData:
 		p.setDeadline(deadline{VM: vm, Kind: deadlineFailover, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout), Mode: d.Mode, FromHost: d.FromHost})
 	case events.FailoverCompletedData, events.FailoverCancelledData:
-		p.dropDeadline(deadlineKey(deadlineFailover, vm))
+		p.dropFailover(vm)
+	case events.SourceStoppedData:
+		p.dropDeadline(deadlineKey(deadlineSource, vm))
 	case events.FailoverFailedData:
 		if d.Mode == events.FailoverTest {
 			p.dropDeadline(deadlineKey(deadlineTest, vm))
 		} else {
-			p.dropDeadline(deadlineKey(deadlineFailover, vm))
+			p.dropFailover(vm)
 		}
 	case events.TestFailoverStartedData:
 		p.setDeadline(deadline{VM: vm, Kind: deadlineTest, Start: r.Seq, At: r.Meta.At.Add(p.cfg.FailoverTimeout)})
@@ -102,6 +104,12 @@ func (p *PM) endJob(job string) {
 	}
 }
 
+// dropFailover forgets the deadlines of vm's failover.
+func (p *PM) dropFailover(vm string) {
+	p.dropDeadline(deadlineKey(deadlineFailover, vm))
+	p.dropDeadline(deadlineKey(deadlineSource, vm))
+}
+
 func (p *PM) setDeadline(d deadline) {
 	p.st.Deadlines[d.key()] = d
 	delete(p.fired, d.key())
@@ -138,7 +146,7 @@ func (p *PM) reactOwn(ctx context.Context, r events.Record) error {
 	switch d := r.Data.(type) {
 	case events.FailoverStartedData:
 		if d.Mode == events.FailoverPlanned {
-			return p.failIfSourceUnreachable(ctx, vm, d.FromHost, r.Seq)
+			return p.checkSource(ctx, vm, d.FromHost, r.Seq, p.since)
 		}
 	case events.HostUnreachableData:
 		return p.hostLost(ctx, d.Name)
@@ -216,11 +224,14 @@ func pmCommand(seq uint64, step string) string { return fmt.Sprintf("pm-%d-%s", 
 // timeout fails the (test) failover d names when it is still the VM's and
 // has not ended, or records a script without a result as failed.
 func (p *PM) timeout(ctx context.Context, d deadline) error {
-	if d.Kind == deadlineScript {
+	switch d.Kind {
+	case deadlineScript:
 		lost := events.PlanActionCompletedData{Job: d.Job, Group: d.Group, Action: d.Action,
 			Error: "no result in time: the control plane running the script was lost"}
 		_, err := p.appendPlanOnce(ctx, d.Plan, d.Job, d.DoneCmd, lost)
 		return err
+	case deadlineSource:
+		return p.checkSource(ctx, d.VM, d.FromHost, d.Start, p.since)
 	}
 	reason := fmt.Sprintf("timeout: not serving on the recovery host within %s", p.cfg.FailoverTimeout)
 	if d.Kind == deadlineTest {
@@ -250,17 +261,35 @@ func failoverRunning(v vmView, seq uint64) bool {
 	return running && v.Failover.Seq == seq && !v.Failover.Ended
 }
 
-// failIfSourceUnreachable fails a planned failover at once when its source
-// host is unreachable: a planned failover needs the source.
-func (p *PM) failIfSourceUnreachable(ctx context.Context, vm, host string, start uint64) error {
+// checkSource decides what the planned failover started at start does
+// about its source host (decideSource, the control plane watching
+// heartbeats since watching): nothing when it is reachable; when its
+// reachability is not known yet, a deadline to look again once the wait is
+// over; else fail at stop_source, unless the source reported vm_stopped.
+func (p *PM) checkSource(ctx context.Context, vm, host string, start uint64, watching time.Time) error {
+	vmCur, err := p.cache.load(ctx, events.VMAgg(vm))
+	if err != nil {
+		return fmt.Errorf("load vm %s: %w", vm, err)
+	}
+	if !failoverRunning(vmCur.View, start) || vmCur.View.Failover.Stopped {
+		return nil
+	}
 	cur, err := p.cache.load(ctx, events.HostAgg(host))
 	if err != nil {
 		return fmt.Errorf("load host %s: %w", host, err)
 	}
-	if h := cur.Host; h.Exists() && h.Reachable {
+	now := time.Now()
+	v := decideSource(cur.Host.Host, now, watching, p.cfg.UnreachableAfter)
+	if !v.wait.IsZero() {
+		p.mu.Lock()
+		p.setDeadline(deadline{VM: vm, Kind: deadlineSource, Start: start, At: v.wait, Mode: events.FailoverPlanned, FromHost: host})
+		p.mu.Unlock()
 		return nil
 	}
-	reason := fmt.Sprintf("source host %s is unreachable: a planned failover needs the source (use unplanned_failover)", host)
+	if v.reason == "" {
+		return nil
+	}
+	reason := fmt.Sprintf("source host %s %s: a planned failover needs the source (use unplanned_failover)", host, v.reason)
 	return p.reactVM(ctx, vm, pmCommand(start, "unreachable"), func(v vmView) (decision, error) {
 		if !failoverRunning(v, start) || v.Failover.Stopped {
 			return decision{}, nil
@@ -269,8 +298,44 @@ func (p *PM) failIfSourceUnreachable(ctx context.Context, vm, host string, start
 	})
 }
 
+// sourceVerdict is what a planned failover does about its source host:
+// wait for a heartbeat until wait (when not zero), fail for reason (when
+// not empty), or go on.
+type sourceVerdict struct {
+	wait   time.Time
+	reason string
+}
+
+// decideSource: a planned failover needs its source host. A reachable one:
+// go on. An unregistered one: fail. One whose reachability is not known
+// (unknown: never heard since it registered; unreachable, as a control
+// plane that has not watched for threshold knows it, its knowledge coming
+// from before it started): wait for the first heartbeat until threshold
+// has passed since watching (and, for unknown, since the registration),
+// then fail. An unreachable one, the control plane having watched for
+// threshold (watching zero: a host_unreachable just observed): fail.
+func decideSource(h events.Host, now, watching time.Time, threshold time.Duration) sourceVerdict {
+	if !h.Exists() {
+		return sourceVerdict{reason: "is not registered"}
+	}
+	from := watching
+	switch h.Reach() {
+	case events.ReachabilityReachable:
+		return sourceVerdict{}
+	case events.ReachabilityUnknown:
+		from = latest(watching, h.Registered)
+	}
+	if until := from.Add(threshold); now.Before(until) {
+		return sourceVerdict{wait: until}
+	}
+	if h.Reach() == events.ReachabilityUnknown {
+		return sourceVerdict{reason: fmt.Sprintf("was not heard from within %s", threshold)}
+	}
+	return sourceVerdict{reason: "is unreachable"}
+}
+
 // hostLost fails the planned failovers whose source host became unreachable
-// before stopping the VM.
+// before stopping the VM: the event is the observation, no wait.
 func (p *PM) hostLost(ctx context.Context, host string) error {
 	p.mu.Lock()
 	var hit []deadline
@@ -282,7 +347,7 @@ func (p *PM) hostLost(ctx context.Context, host string) error {
 	p.mu.Unlock()
 	var errs []error
 	for _, d := range hit {
-		errs = append(errs, p.failIfSourceUnreachable(ctx, d.VM, host, d.Start))
+		errs = append(errs, p.checkSource(ctx, d.VM, host, d.Start, time.Time{}))
 	}
 	return errors.Join(errs...)
 }

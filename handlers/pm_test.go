@@ -89,16 +89,54 @@ func TestPlannedFailoverTimeout(t *testing.T) {
 	f.job("cancel-1", events.JobSucceeded)
 }
 
-func TestPlannedFailoverSourceUnreachableFailsAtOnce(t *testing.T) {
+// TestPlannedFailoverWaitsForASourceNotHeardYet: a source host never heard
+// from since it registered is unknown, not unreachable: the planned failover
+// waits for it, for the unreachable threshold after its registration, and
+// fails at stop_source only then.
+func TestPlannedFailoverWaitsForASourceNotHeardYet(t *testing.T) {
 	t.Parallel()
-	f := mustStartPM(t, PMConfig{})
+	const threshold = 400 * time.Millisecond
+	f := mustStartPM(t, PMConfig{UnreachableAfter: threshold})
 	f.buildFabric()
-	f.ok("sr.cmd.vm.enable", m{"vm": "web01"})
-	f.agent("hv01", agentproto.VerbIRCompleted, m{"vm": "web01", "sent_bytes": 1})
-	// hv01 never heartbeats: it is not reachable.
+	f.protectUnheard("web01")
 	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-u"})
 	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
 	j := f.job("pf-u", events.JobFailed)
+	require.Contains(t, j.Errors[0], "stop_source: source host hv01 was not heard from within 400ms")
+	recs, err := f.log.Load(context.Background(), events.HostAgg("hv01"))
+	require.NoError(t, err)
+	registered := foldHost(recs).Registered
+	require.GreaterOrEqual(t, j.EndedAt.Sub(registered), threshold, "failed before the threshold had passed since the registration")
+}
+
+// TestPlannedFailoverGoesOnWithASourceNotHeardYet: the source's answer
+// comes before its first heartbeat; the failover completes.
+func TestPlannedFailoverGoesOnWithASourceNotHeardYet(t *testing.T) {
+	t.Parallel()
+	f := mustStartPM(t, PMConfig{UnreachableAfter: time.Hour})
+	f.buildFabric()
+	f.protectUnheard("web01")
+	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-g"})
+	f.playPlanned("web01", "pf-g", 2)
+	f.job("pf-g", events.JobSucceeded)
+	require.Equal(t, events.FailoverCommitPending, f.vm("web01").State)
+}
+
+// TestPlannedFailoverSourceUnreachableFails: a source host observed silent
+// past the threshold fails the planned failover at stop_source.
+func TestPlannedFailoverSourceUnreachableFails(t *testing.T) {
+	t.Parallel()
+	f := mustStartPM(t, PMConfig{UnreachableAfter: 50 * time.Millisecond})
+	f.buildFabric()
+	f.protect("web01")
+	recs, err := f.log.Load(context.Background(), events.HostAgg("hv01"))
+	require.NoError(t, err)
+	_, err = f.log.Append(context.Background(), events.HostAgg("hv01"), lastSeq(recs),
+		events.Meta{At: time.Now().UTC(), CommandID: "sweep-u", Actor: "control"}, events.HostUnreachableData{Name: "hv01", LastSeen: time.Now().UTC()})
+	require.NoError(t, err)
+	f.ok("sr.cmd.vm.planned_failover", m{"vm": "web01", "command_id": "pf-x"})
+	f.waitVM("web01", "PlannedFailoverFailed", func(v vmView) bool { return v.State == events.PlannedFailoverFailed })
+	j := f.job("pf-x", events.JobFailed)
 	require.Contains(t, j.Errors[0], "stop_source: source host hv01 is unreachable")
 }
 

@@ -154,8 +154,8 @@ func recoveryPoint(vm events.VM, id string) (string, error) {
 }
 
 // decideEnable fixes the replication direction and settings: from the VM's
-// host to the first registered (preferably reachable) host of the target
-// cloud of its cloud's pairing.
+// host to the first registered host of the target cloud of its cloud's
+// pairing, preferring a reachable one, then one not heard from yet.
 func decideEnable(vm events.VM, e enableContext) ([]events.Data, error) {
 	if e.Cloud.Pairing == "" || !e.Pairing.Exists() {
 		return nil, fmt.Errorf("vm %s cannot be enabled: its cloud %s has no pairing; pair the cloud with a cloud of the other site first: %w",
@@ -181,21 +181,30 @@ func decideEnable(vm events.VM, e enableContext) ([]events.Data, error) {
 }
 
 // pickRecoveryHost returns the first reachable registered host, else the
-// first registered one.
+// first whose reachability is unknown (a host just registered: its agent
+// may not have heartbeated yet), else the first registered one.
 func pickRecoveryHost(hosts []hostState) (string, bool) {
-	first := ""
+	best, rank := "", 0
 	for _, h := range hosts {
 		if !h.Exists() {
 			continue
 		}
-		if h.Reachable {
-			return h.Name, true
-		}
-		if first == "" {
-			first = h.Name
+		if r := reachRank(h.Reach()); r > rank {
+			best, rank = h.Name, r
 		}
 	}
-	return first, first != ""
+	return best, best != ""
+}
+
+// reachRank orders reachabilities for picking a host: reachable first.
+func reachRank(r events.Reachability) int {
+	switch r {
+	case events.ReachabilityReachable:
+		return 3
+	case events.ReachabilityUnknown:
+		return 2
+	}
+	return 1
 }
 
 func totalBytes(disks []events.DiskSpec) int64 {

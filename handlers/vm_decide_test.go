@@ -228,6 +228,29 @@ func TestDecideEnableNeedsPairing(t *testing.T) {
 	require.Equal(t, "hv12", evs[0].(events.ProtectionEnableStartedData).RecoveryHost)
 }
 
+// TestPickRecoveryHostByReachability: reachable first, then a host not
+// heard from yet (unknown), then an unreachable one; the first of a kind.
+func TestPickRecoveryHostByReachability(t *testing.T) {
+	host := func(name string, r events.Reachability) hostState {
+		return hostState{Host: events.Host{Name: name, Reachability: r, Reachable: r == events.ReachabilityReachable, Version: 2}}
+	}
+	gone := hostState{Host: events.Host{Name: "hv00", Reachability: events.ReachabilityReachable, Deleted: true, Version: 3}}
+	down, unknown, up := events.ReachabilityUnreachable, events.ReachabilityUnknown, events.ReachabilityReachable
+	for _, c := range []struct {
+		hosts []hostState
+		want  string
+	}{
+		{[]hostState{gone}, ""},
+		{[]hostState{host("hv11", down), host("hv12", down)}, "hv11"},
+		{[]hostState{host("hv11", down), host("hv12", unknown), host("hv13", unknown)}, "hv12"},
+		{[]hostState{gone, host("hv11", unknown), host("hv12", down), host("hv13", up), host("hv14", up)}, "hv13"},
+	} {
+		got, ok := pickRecoveryHost(c.hosts)
+		require.Equal(t, c.want, got)
+		require.Equal(t, c.want != "", ok)
+	}
+}
+
 func TestCheckVMRequestFields(t *testing.T) {
 	require.ErrorIs(t, checkVMRequest(events.OpEnable, vmRequest{VM: "a", RecoveryPoint: "rp1"}), events.ErrInvalidArgument)
 	require.ErrorIs(t, checkVMRequest(events.OpPlannedFailover, vmRequest{VM: "a", ShutdownSource: true}), events.ErrInvalidArgument)

@@ -23,8 +23,9 @@ type failoverRun struct {
 	// Stopped is set once source_stopped was recorded for this failover.
 	Stopped bool
 	// Ended is set by failover_completed, failover_failed or
-	// failover_cancelled of this failover.
-	Ended bool
+	// failover_cancelled of this failover; Cancelled by the last.
+	Ended     bool
+	Cancelled bool
 }
 
 // vmView is a VM and the operations it is in: what the failover reports and
@@ -77,8 +78,10 @@ func (v *vmView) apply(r events.Record) {
 		v.Failover = failoverRun{opStart: startOf(r), Data: d, StartEpoch: epoch}
 	case events.SourceStoppedData:
 		v.Failover.Stopped = true
-	case events.FailoverCompletedData, events.FailoverCancelledData:
+	case events.FailoverCompletedData:
 		v.Failover.Ended = true
+	case events.FailoverCancelledData:
+		v.Failover.Ended, v.Failover.Cancelled = true, true
 	case events.FailoverFailedData:
 		if d.Mode == events.FailoverTest {
 			v.Test = opStart{}

@@ -50,6 +50,10 @@ type AgentConfig struct {
 	DiskBootID string
 	// ReplicaHook is passed to the replicas (tests inject crashes with it).
 	ReplicaHook func(vm, stage string) error
+	// ReportHook, when set, runs before each report to the control plane
+	// is sent, with its verb (tests delay a report by blocking in it); an
+	// error drops the report as if no control plane had answered.
+	ReportHook func(ctx context.Context, verb string) error
 	// VMStartCommand and VMStopCommand, when set, run (/bin/sh -c) when the
 	// agent starts or stops serving a VM, with SR_VM, SR_NBD_URLS (space
 	// separated) and SR_NETWORKS (comma separated) in the environment, so
@@ -144,7 +148,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	logger := cfg.Logger.With().Str("component", "agent").Str("host", cfg.Host).Logger()
 	return &Agent{
 		cfg: cfg, logger: logger, tr: cfg.Transport, nbd: nbd.NewServer(logger),
-		rep: reporter{cp: cfg.Transport.ControlPlane, host: cfg.Host}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
+		rep: reporter{cp: cfg.Transport.ControlPlane, host: cfg.Host, hook: cfg.ReportHook}, vms: map[string]*vmCtl{}, budgets: map[string]*byteBudget{},
 	}, nil
 }
 
@@ -361,17 +365,27 @@ func (a *Agent) onAck(subject string, data []byte) {
 	}
 }
 
+// refusedHeartbeatEvery is the heartbeat period while the control plane
+// refuses them (the host is not registered yet): once it is, the next
+// heartbeat makes it reachable without waiting a whole HeartbeatEvery.
+const refusedHeartbeatEvery = time.Second
+
 func (a *Agent) heartbeat() {
 	defer a.wg.Done()
-	t := time.NewTicker(a.cfg.HeartbeatEvery)
-	defer t.Stop()
 	for {
+		every := a.cfg.HeartbeatEvery
 		err := a.rep.report(a.ctx, agentproto.VerbHeartbeat, agentproto.HeartbeatReport{Agent: "siterecovery-agent", Time: time.Now().UTC()})
 		if err != nil && a.ctx.Err() == nil {
 			a.logger.Debug().Err(err).Msg("heartbeat")
 		}
+		var re *ReportError
+		if errors.As(err, &re) {
+			every = min(every, refusedHeartbeatEvery)
+		}
+		t := time.NewTimer(every)
 		select {
 		case <-a.ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}

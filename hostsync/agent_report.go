@@ -31,6 +31,7 @@ const reportTimeout = 5 * time.Second
 type reporter struct {
 	cp   ControlPlane
 	host string
+	hook func(ctx context.Context, verb string) error // AgentConfig.ReportHook
 }
 
 // report sends body as sr.cmd.agent.<host>.<verb> and waits for the reply.
@@ -40,6 +41,11 @@ func (r reporter) report(ctx context.Context, verb string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("report %s: %w", verb, err)
+	}
+	if r.hook != nil {
+		if err := r.hook(ctx, verb); err != nil {
+			return fmt.Errorf("report %s: %v: %w", verb, err, ErrNoControlPlane)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()

@@ -76,6 +76,7 @@ type failoverState struct {
 // foldInfo is what the agent needs of the VM's history beyond events.VM.
 type foldInfo struct {
 	startSeq   uint64 // the current failover's failover_started
+	startJob   string // its job (correlation id)
 	started    events.FailoverStartedData
 	stopped    *events.SourceStoppedData // of startSeq
 	testPoint  string
@@ -127,6 +128,10 @@ func (in *foldInfo) apply(r events.Record) {
 	switch d := r.Data.(type) {
 	case events.FailoverStartedData:
 		in.startSeq, in.started, in.stopped = r.Seq, d, nil
+		in.startJob = r.Meta.CorrelationID
+		if in.startJob == "" {
+			in.startJob = r.Meta.CommandID
+		}
 	case events.SourceStoppedData:
 		in.stopped = &d
 	case events.TestFailoverStartedData:

@@ -51,7 +51,7 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 		return err
 	}
 	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), agentproto.VerbVMStopped, agentproto.VMStoppedReport{
-		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: vm.Epoch},
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Job: c.fo.info.startJob, Epoch: vm.Epoch},
 		FinalCycle: c.fo.st.FinalCycle, Roots: roots,
 	})
 	return nil
@@ -86,7 +86,7 @@ func (c *vmCtl) unplannedStop(ctx context.Context, vm events.VM) error {
 	}
 	start := c.fo.info.startSeq
 	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), agentproto.VerbVMStopped, agentproto.VMStoppedReport{
-		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Epoch: c.fo.info.startEpoch(vm)},
+		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Job: c.fo.info.startJob, Epoch: c.fo.info.startEpoch(vm)},
 	})
 	return nil
 }

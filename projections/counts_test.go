@@ -60,9 +60,12 @@ func checkStatus(t *testing.T, s *Store, log *events.MemLog, g *gen) {
 			h.Apply(r)
 		}
 		want.Hosts.Total++
-		if h.Reachable {
+		switch h.Reach() {
+		case events.ReachabilityReachable:
 			want.Hosts.Reachable++
-		} else {
+		case events.ReachabilityUnknown:
+			want.Hosts.Unknown++
+		default:
 			want.Hosts.Unreachable++
 		}
 	}

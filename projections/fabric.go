@@ -18,14 +18,20 @@ type SiteView struct {
 	Clouds []string `json:"clouds"`
 }
 
-// HostView is an item of the hosts query. VMs are the VMs the host runs.
+// HostView is an item of the hosts query. Reachability is unknown,
+// reachable or unreachable (events.Reachability); Reachable says
+// reachability == reachable, for the clients that read only it. LastSeen is
+// the last heartbeat the log records (the one that made the host
+// reachable, or the last before it went unreachable; null: never heard).
+// VMs are the VMs the host runs.
 type HostView struct {
-	Name      string     `json:"name"`
-	Site      string     `json:"site"`
-	Reachable bool       `json:"reachable"`
-	LastSeen  *time.Time `json:"last_seen"`
-	Clouds    []string   `json:"clouds"`
-	VMs       []string   `json:"vms"`
+	Name         string              `json:"name"`
+	Site         string              `json:"site"`
+	Reachability events.Reachability `json:"reachability"`
+	Reachable    bool                `json:"reachable"`
+	LastSeen     *time.Time          `json:"last_seen"`
+	Clouds       []string            `json:"clouds"`
+	VMs          []string            `json:"vms"`
 }
 
 // CloudView is an item of the clouds query. Pairing is the pairing the
@@ -176,7 +182,9 @@ func (f fabric) hostViews() []HostView {
 		if !h.Exists() {
 			continue
 		}
-		v := HostView{Name: h.Name, Site: h.Site, Reachable: h.Reachable, Clouds: []string{}, VMs: []string{}}
+		reach := h.Reach()
+		v := HostView{Name: h.Name, Site: h.Site, Reachability: reach, Reachable: reach == events.ReachabilityReachable,
+			Clouds: []string{}, VMs: []string{}}
 		if !h.LastSeen.IsZero() {
 			t := h.LastSeen
 			v.LastSeen = &t

@@ -96,10 +96,11 @@ type Status struct {
 	Jobs            map[string]int `json:"jobs"`
 }
 
-// HostCounts counts hosts.
+// HostCounts counts hosts by reachability.
 type HostCounts struct {
 	Total       int `json:"total"`
 	Reachable   int `json:"reachable"`
+	Unknown     int `json:"unknown"`
 	Unreachable int `json:"unreachable"`
 }
 
@@ -139,7 +140,8 @@ func (s *Store) status(_ context.Context, _ Params) (any, error) {
 }
 
 // countFabric counts the sites and hosts that exist; a host is reachable
-// as its last host_reachable or host_unreachable event says.
+// or unreachable as its last host_reachable or host_unreachable event says,
+// unknown before the first.
 func (st *Status) countFabric(sites []events.Site, hosts []events.Host) {
 	for _, s := range sites {
 		if s.Exists() {
@@ -151,9 +153,12 @@ func (st *Status) countFabric(sites []events.Site, hosts []events.Host) {
 			continue
 		}
 		st.Hosts.Total++
-		if h.Reachable {
+		switch h.Reach() {
+		case events.ReachabilityReachable:
 			st.Hosts.Reachable++
-		} else {
+		case events.ReachabilityUnknown:
+			st.Hosts.Unknown++
+		default:
 			st.Hosts.Unreachable++
 		}
 	}

@@ -289,6 +289,9 @@ func (j *Job) addStep(r events.Record) {
 		st.State, st.Detail = events.JobFailed, msg
 		j.Errors = append(j.Errors, msg)
 	}
+	if j.EndedAt != nil && !failed {
+		st.Detail = lateDetail(j, r, st.Detail)
+	}
 	if n := len(j.Steps); n > 0 && j.Steps[n-1].Name == st.Name && strings.HasSuffix(st.Name, "_progress") {
 		j.Steps[n-1] = st
 		return
@@ -347,6 +350,17 @@ func failure(r events.Record) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// lateDetail describes a step that came after its job ended: the source of
+// a failed failover that stopped late stays stopped, and the VM goes on
+// from there (docs/operations.md, "A step that answers late").
+func lateDetail(j *Job, r events.Record, d string) string {
+	if s, ok := r.Data.(events.SourceStoppedData); ok && j.State == events.JobFailed {
+		return fmt.Sprintf("%s, after the failover failed: %s stays stopped; planned_failover again goes on from here, cancel_failover serves the VM on %s again",
+			d, s.Host, s.Host)
+	}
+	return d
 }
 
 // detail is a short human description of a step.

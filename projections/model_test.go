@@ -117,7 +117,8 @@ func checkHosts(t *testing.T, s *Store, log *events.MemLog) {
 		for _, r := range recs {
 			want.Apply(r)
 		}
-		require.Equal(t, want.Reachable, h.Reachable, h.Name)
+		require.Equal(t, want.Reach(), h.Reachability, h.Name)
+		require.Equal(t, want.Reach() == events.ReachabilityReachable, h.Reachable, h.Name)
 		require.Equal(t, want.Site, h.Site, h.Name)
 	}
 }

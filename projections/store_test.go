@@ -113,6 +113,11 @@ func TestScenarioQueries(t *testing.T) {
 	hosts := queryInto[[]HostView](t, s, "hosts", `{}`)
 	require.Len(t, hosts, 2)
 	require.True(t, hosts[0].Reachable)
+	require.Equal(t, events.ReachabilityReachable, hosts[0].Reachability)
+	require.NotNil(t, hosts[0].LastSeen, "the heartbeat that made hv01 reachable")
+	require.Equal(t, events.ReachabilityUnknown, hosts[1].Reachability, "hv02 never heartbeated")
+	require.False(t, hosts[1].Reachable)
+	require.Nil(t, hosts[1].LastSeen)
 	require.Equal(t, []string{"web01"}, hosts[1].VMs)
 	require.Equal(t, []string{"gold-dr"}, hosts[1].Clouds)
 	clouds := queryInto[[]CloudView](t, s, "clouds", `null`)
@@ -125,7 +130,7 @@ func TestScenarioQueries(t *testing.T) {
 
 	st := queryInto[Status](t, s, "status", ``)
 	require.Equal(t, 2, st.Sites)
-	require.Equal(t, HostCounts{Total: 2, Reachable: 1, Unreachable: 1}, st.Hosts)
+	require.Equal(t, HostCounts{Total: 2, Reachable: 1, Unknown: 1}, st.Hosts)
 	require.Equal(t, map[string]int{"Protected": 1}, st.VMs.ByProtectionState)
 	require.Equal(t, last, st.Checkpoint)
 

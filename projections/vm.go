@@ -144,7 +144,9 @@ type RecoveryPointView struct {
 }
 
 // DiskView is one disk of a VM: where the active host serves it and where
-// the recovery host keeps its replica (filled in by agents).
+// the recovery host keeps its replica (filled in by agents). NBDURL is
+// empty while the active host does not serve it: a planned failover in
+// progress or failed has stopped it.
 type DiskView struct {
 	Name         string `json:"name"`
 	Size         int64  `json:"size"`
@@ -201,17 +203,21 @@ func (m *vmModel) view(now time.Time) VMView {
 	return v
 }
 
-// disks: the source image on the active host at the current epoch, the
-// replica image on the recovery host.
+// disks: the source image on the active host at the current epoch (its
+// address while served), the replica image on the recovery host.
 func (m *vmModel) disks() []DiskView {
 	vm := &m.VM
+	stopped := vm.State == events.PlannedFailoverInProgress || vm.State == events.PlannedFailoverFailed
 	out := make([]DiskView, 0, len(vm.Disks))
 	for _, d := range vm.Disks {
 		dv := DiskView{Name: d.Name, Size: d.Size}
 		for _, im := range vm.Images[d.Name] {
 			switch {
 			case im.Role == events.DiskRoleSource && im.Host == vm.ActiveHost && im.Epoch == vm.Epoch:
-				dv.Image, dv.NBDURL = im.Image, im.NBDURL
+				dv.Image = im.Image
+				if !stopped {
+					dv.NBDURL = im.NBDURL
+				}
 			case im.Role == events.DiskRoleReplica && im.Host == vm.RecoveryHost && vm.RecoveryHost != "":
 				dv.ReplicaImage = im.Image
 			}

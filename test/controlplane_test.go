@@ -44,6 +44,46 @@ func lastSeq(t *testing.T, nc *nats.Conn) uint64 {
 	return info.State.LastSeq
 }
 
+// heartbeat sends the hosts' heartbeats every second, as agents do, until
+// the test ends, and waits until the control plane has heard them all.
+func heartbeat(t *testing.T, url string, hosts ...string) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	require.NoError(t, err)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			for _, h := range hosts {
+				_, _ = nc.Request("sr.cmd.agent."+h+".heartbeat", []byte(`{"agent":"test"}`), time.Second)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done; nc.Close() })
+	require.Eventually(t, func() bool {
+		var views []struct {
+			Reachability string `json:"reachability"`
+		}
+		if json.Unmarshal([]byte(mustCLI(t, url, "hosts", "--json")), &views) != nil {
+			return false
+		}
+		n := 0
+		for _, v := range views {
+			if v.Reachability == "reachable" {
+				n++
+			}
+		}
+		return n == len(hosts)
+	}, 20*time.Second, 100*time.Millisecond, "the hosts' heartbeats heard")
+}
+
 type replyError struct {
 	Error *struct {
 		Code    string `json:"code"`
@@ -89,6 +129,10 @@ func TestControlPlaneThroughServe(t *testing.T) {
 	srv := startServe(t, data, freePort(t))
 	url := srv.url()
 	buildFabric(t, url)
+	// The hosts heartbeat as their agents would: a host never heard from
+	// turns unreachable 15 s after it registered, an event in the middle
+	// of what this test compares.
+	heartbeat(t, url, "hv01", "hv02")
 	mustCLI(t, url, "vm", "create", "web01", "--host", "hv01", "--disk", "1GiB")
 
 	r := cli(t, url, "vm", "planned-failover", "web01")

@@ -22,7 +22,7 @@ import (
 // Tables for people: the columns each list shows, in order (absent fields
 // print "-").
 var (
-	hostColumns = []string{"name", "site", "reachable", "clouds", "vms"}
+	hostColumns = []string{"name", "site", "reachability", "last_seen", "clouds", "vms"}
 	vmColumns   = []string{"name", "host", "protection_state", "test_failover_state", "health", "active_site", "recovery_host", "rpo_seconds", "epoch"}
 	jobColumns  = []string{"id", "operation", "target", "state", "started_at", "ended_at"}
 )
@@ -252,7 +252,7 @@ func printStatus(w io.Writer, parts map[string]json.RawMessage) error {
 	var st struct {
 		Sites int `json:"sites"`
 		Hosts struct {
-			Total, Reachable, Unreachable int
+			Total, Reachable, Unknown, Unreachable int
 		} `json:"hosts"`
 		VMs struct {
 			Total    int            `json:"total"`
@@ -264,8 +264,8 @@ func printStatus(w io.Writer, parts map[string]json.RawMessage) error {
 	if err := json.Unmarshal(parts["status"], &st); err != nil {
 		return fmt.Errorf("status reply: %w", err)
 	}
-	fmt.Fprintf(w, "sites: %d   hosts: %d (%d reachable, %d unreachable)   vms: %d\n",
-		st.Sites, st.Hosts.Total, st.Hosts.Reachable, st.Hosts.Unreachable, st.VMs.Total)
+	fmt.Fprintf(w, "sites: %d   hosts: %d (%s)   vms: %d\n", st.Sites, st.Hosts.Total,
+		hostCounts(st.Hosts.Reachable, st.Hosts.Unknown, st.Hosts.Unreachable), st.VMs.Total)
 	fmt.Fprintf(w, "vms by state:  %s\n", counts(st.VMs.ByState))
 	fmt.Fprintf(w, "vms by health: %s\n", counts(st.VMs.ByHealth))
 	fmt.Fprintf(w, "jobs:          %s\n", counts(st.Jobs))
@@ -280,6 +280,15 @@ func printStatus(w io.Writer, parts map[string]json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// hostCounts prints the hosts by reachability, unknown only when some are
+// ("2 reachable, 0 unreachable", "1 reachable, 1 unknown, 0 unreachable").
+func hostCounts(reachable, unknown, unreachable int) string {
+	if unknown == 0 {
+		return fmt.Sprintf("%d reachable, %d unreachable", reachable, unreachable)
+	}
+	return fmt.Sprintf("%d reachable, %d unknown, %d unreachable", reachable, unknown, unreachable)
 }
 
 // counts prints a count map as "A 2, B 1", sorted by name.

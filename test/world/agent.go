@@ -26,6 +26,9 @@ type AgentOptions struct {
 	// server).
 	LogReplicas int
 	Logger      zerolog.Logger
+	// ReportHook runs before each of the agent's reports (tests: delay
+	// or drop one); see hostsync.AgentConfig.ReportHook.
+	ReportHook func(ctx context.Context, verb string) error
 }
 
 // Agent is a host agent running in this process on a NATS connection and
@@ -57,6 +60,7 @@ func StartAgent(ctx context.Context, url, host, dir string, o AgentOptions) (*Ag
 	a, err := hostsync.NewAgent(hostsync.AgentConfig{
 		Host: host, DataDir: dir, Transport: bus.Transport(), Log: log, Logger: o.Logger,
 		HeartbeatEvery: o.HeartbeatEvery, ResendAfter: o.ResendAfter, IRChunk: o.IRChunk, DiskBootID: o.DiskBootID,
+		ReportHook: o.ReportHook,
 	})
 	if err == nil {
 		err = a.Open(ctx)

@@ -52,7 +52,7 @@ var (
 	descHealth = metricDesc("vm_replication_health",
 		"1 for the VM's current replication health (Normal, Warning, Critical), 0 for the others.", "vm", "health")
 	descHostReachable = metricDesc("host_reachable",
-		"1 when the host's agent reports in time, else 0.", "host", "site")
+		"1 when the host's agent reports in time, 0 when it went silent; absent while its reachability is unknown.", "host", "site")
 	descReplicationBytes = metricDesc("replication_bytes_total",
 		"Bytes replicated for the VM: recovery point cycles, initial replication, resync and reverse replication.", "vm")
 	descEventsAppended = metricDesc("events_appended_total",
@@ -248,6 +248,9 @@ func (c *metricsCollector) collectHosts(ctx context.Context, ch chan<- prometheu
 		return
 	}
 	for _, h := range hosts {
+		if h.Reachability == events.ReachabilityUnknown {
+			continue // not heard yet and not silent for the threshold: no alert
+		}
 		ch <- prometheus.MustNewConstMetric(descHostReachable, prometheus.GaugeValue, oneIf(h.Reachable), h.Name, h.Site)
 	}
 }

@@ -321,12 +321,22 @@ function renderPlans() {
   document.getElementById('plans-empty').hidden = state.plans.length > 0;
 }
 
+// reachability is unknown until the control plane has heard from a host
+// (or the threshold passed), then reachable or unreachable.
+function reachability(host) {
+  return host.reachability || (host.reachable ? 'reachable' : 'unreachable');
+}
+
+function reachDot(host) {
+  return { reachable: 'ok', unknown: 'unknown' }[reachability(host)] || 'crit';
+}
+
 function renderFabric() {
   const hostRows = [...state.hosts].sort((a, b) => (a.site + a.name).localeCompare(b.site + b.name)).map((host) =>
     h('tr', { 'data-host': host.name },
       h('td', {}, host.site),
       h('td', { class: 'name' }, host.name),
-      h('td', {}, h('span', { class: 'dot ' + (host.reachable ? 'ok' : 'crit') }), host.reachable ? 'reachable' : 'unreachable'),
+      h('td', {}, h('span', { class: 'dot ' + reachDot(host) }), reachability(host)),
       h('td', { class: 'muted' }, ago(host.last_seen)),
       h('td', {}, (host.clouds || []).join(', ')),
       h('td', {}, (host.vms || []).join(', '))));
