@@ -19,7 +19,7 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 )
 
-// The error codes of a reply, DESIGN.md section 4.
+// The error codes of a reply (docs/reference/commands.md "Error codes").
 const (
 	CodeInvalidArgument = "invalid_argument"
 	CodeNotFound        = "not_found"

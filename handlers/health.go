@@ -16,7 +16,7 @@ import (
 
 // The health that comes from time rather than from a report: an RPO that
 // stays above the policy's threshold (Warning) and a host of the VM's
-// replication that stays unreachable (Critical). DESIGN.md section 5: alerts
+// replication that stays unreachable (Critical). docs/operations.md "Health and alerts": alerts
 // fire on sustained breaches, not one late cycle, and are muted during
 // initial replication. Errors reported by agents set Critical themselves
 // (agent_decide.go); the monitor never clears a health it did not raise.

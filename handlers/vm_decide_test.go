@@ -12,7 +12,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 )
 
-// spec is DESIGN.md section 5 written out independently of events.vmTable:
+// spec is the state table of docs/operations.md ("States") written out independently of events.vmTable:
 // the operations each protection state allows (test sub-state None).
 var spec = map[events.ProtectionState][]events.Operation{
 	events.Unprotected:                 {events.OpEnable},

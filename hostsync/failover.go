@@ -11,10 +11,11 @@ import (
 	"github.com/siterecovery/siterecovery/events/agentproto"
 )
 
-// The agent's part of the failover protocol (/work/notes/failover-protocol.md):
-// planned and unplanned failover, change of recovery point, cancel, commit
-// and reverse replication, fencing of a returning former source, test
-// failover and resync. The VM controller's goroutine calls failoverOwns at
+// The agent's part of the failover protocol (docs/architecture.md
+// "Failover"; its reports in docs/reference/commands.md): planned and
+// unplanned failover, change of recovery point, cancel, commit and reverse
+// replication, fencing of a returning former source, test failover and
+// resync. The VM controller's goroutine calls failoverOwns at
 // the start of every pass; when it returns true the pass is the failover
 // side's alone (the plain source and recovery reconciliation do not run).
 //

@@ -9,7 +9,7 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
-// Integrity (DESIGN.md section 6): the source proves, cycle by cycle, that
+// Integrity (docs/architecture.md, docs/operations.md "Integrity"): the source proves, cycle by cycle, that
 // the replica equals its disks.
 //
 //   - The source keeps one hash tree per disk exact at each cycle it closes

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The delta streams of DESIGN.md section 6: SR_DELTA_<target_site> holds
+// The delta streams (docs/reference/subjects.md): SR_DELTA_<target_site> holds
 // sr.delta.<target_site>.<source_host>.<vm>.<epoch>, WorkQueue retention,
 // file storage. Every VM has one durable pull consumer on it, on the
 // recovery host.

@@ -1,6 +1,3 @@
-// Command siterecovery is the whole product in one binary: the control plane
-// (serve), the host agent (agent), the two-site demo (demo), the benchmarks
-// (bench) and the operator commands that talk to the control plane over NATS.
 package main
 
 import (
