@@ -1,7 +1,6 @@
 package hostsync_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/siterecovery/siterecovery/hostsync/natsbus"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
@@ -236,17 +236,7 @@ func readFile(t testing.TB, path string) []byte {
 }
 
 // requireSameBytes compares two images, naming the first differing offset.
-func requireSameBytes(t testing.TB, want, got []byte, what string) {
-	t.Helper()
-	require.Equal(t, len(want), len(got), what)
-	if !bytes.Equal(want, got) {
-		for i := range want {
-			if want[i] != got[i] {
-				t.Fatalf("%s: first difference at byte %d (want %#x, got %#x)", what, i, want[i], got[i])
-			}
-		}
-	}
-}
+var requireSameBytes = cycletest.RequireSameBytes
 
 func pattern(i int) string { return fmt.Sprintf("0x%02x", (i*37+11)%255+1) }
 

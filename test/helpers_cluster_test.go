@@ -259,15 +259,22 @@ func (w *siteWorld) write(host string, d *nbdDisk, length int, offs []int64, pat
 	c, err := w.nbdConn(host, d.export)
 	require.NoError(w.t, err, "dial %s on %s", d.export, host)
 	defer c.Close()
+	writeRuns(w.t, c, d, length, offs, pats)
+}
+
+// writeRuns writes len(pat) runs through c: run i is length bytes of
+// pat[i] at offs[i]; then a flush. d's model takes each run once written.
+func writeRuns(t testing.TB, c *nbd.Client, d *nbdDisk, length int, offs []int64, pats []byte) {
+	t.Helper()
 	for i, off := range offs {
 		buf := make([]byte, length)
 		for j := range buf {
 			buf[j] = pats[i]
 		}
-		require.NoError(w.t, c.WriteAt(buf, off, false), "write at %d", off)
+		require.NoError(t, c.WriteAt(buf, off, false), "write at %d", off)
 		copy(d.model[off:], buf)
 	}
-	require.NoError(w.t, c.Flush())
+	require.NoError(t, c.Flush())
 }
 
 // readAll reads a whole export of host.

@@ -208,15 +208,7 @@ func (w *inprocWorld) write(host string, d *nbdDisk, length int, offs []int64, p
 	c, err := nbd.Dial("unix", filepath.Join(w.dirs[host], "nbd.sock"), d.export)
 	require.NoError(w.t, err, "dial %s on %s", d.export, host)
 	defer c.Close()
-	for i, off := range offs {
-		buf := make([]byte, length)
-		for j := range buf {
-			buf[j] = pats[i]
-		}
-		require.NoError(w.t, c.WriteAt(buf, off, false), "write at %d", off)
-		copy(d.model[off:], buf)
-	}
-	require.NoError(w.t, c.Flush())
+	writeRuns(w.t, c, d, length, offs, pats)
 }
 
 // readExport reads host's whole export of d.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/siterecovery/siterecovery/test/world"
 )
 
@@ -122,18 +123,7 @@ func readImage(t testing.TB, path string) []byte {
 }
 
 // requireSameBytes compares two images, naming the first differing offset.
-func requireSameBytes(t testing.TB, want, got []byte, what string) {
-	t.Helper()
-	require.Equal(t, len(want), len(got), "%s: sizes", what)
-	if bytes.Equal(want, got) {
-		return
-	}
-	for i := range want {
-		if want[i] != got[i] {
-			t.Fatalf("%s: first difference at byte %d (want %#x, got %#x)", what, i, want[i], got[i])
-		}
-	}
-}
+var requireSameBytes = cycletest.RequireSameBytes
 
 // diskWriter writes through an NBD export with qemu-io and keeps a model
 // of the disk: every write qemu-io acknowledged (followed by a flush).

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
-	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/handlers"
@@ -144,24 +144,18 @@ func helpFlags(t *testing.T, words []string) []string {
 	return out
 }
 
-// contractServedSubjects runs the micro service with the extensions serve
-// adds (controlplane.go) on an embedded server and returns the subjects of
-// its endpoints ($SRV.INFO).
+// contractServedSubjects runs the control plane as serve runs it (embedded
+// NATS, every extension of the service) and returns the subjects of its
+// endpoints ($SRV.INFO).
 func contractServedSubjects(t *testing.T) []string {
 	t.Helper()
-	srv := jstest.MustRunServer(t)
-	nc := jstest.MustConnect(t, jstest.URL(srv))
-	log, nop := events.NewMemLog(), zerolog.Nop()
-	svc := handlers.New(log, nil, nop)
-	svc.Extend(handlers.NewAgentHandlers(log, 0, nop))
-	svc.Extend(handlers.NewFailoverReports(log, nil, nop))
-	svc.Extend(handlers.NewVerifyHandlers(log, nc, nop))
-	svc.Extend(handlers.NewAutomationHandlers(log, nil, nop))
 	ctx := context.Background()
-	if err := svc.Open(ctx, nc); err != nil {
-		t.Fatalf("open the service: %v", err)
+	cp, err := controlplane.Open(ctx, controlplane.Config{Data: t.TempDir(), Listen: "127.0.0.1:0"}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("open the control plane: %v", err)
 	}
-	t.Cleanup(func() { _ = svc.Close(ctx) })
+	t.Cleanup(func() { _ = cp.Close(ctx) })
+	nc := jstest.MustConnect(t, cp.URL())
 	msg, err := nc.Request("$SRV.INFO."+handlers.ServiceName, nil, 10*time.Second)
 	if err != nil {
 		t.Fatalf("ask the service for its endpoints: %v", err)

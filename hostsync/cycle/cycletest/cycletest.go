@@ -3,6 +3,7 @@ package cycletest
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"testing"
 	"time"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
@@ -87,4 +88,18 @@ func (m Model) Clone() Model {
 		out[k] = append([]byte(nil), v...)
 	}
 	return out
+}
+
+// RequireSameBytes fails t unless got holds the bytes of want, naming the
+// first differing offset (a disk image is too large for a diff).
+func RequireSameBytes(t testing.TB, want, got []byte, what string) {
+	t.Helper()
+	if len(want) != len(got) {
+		t.Fatalf("%s: sizes differ: want %d bytes, got %d", what, len(want), len(got))
+	}
+	for i := range want {
+		if want[i] != got[i] {
+			t.Fatalf("%s: first difference at byte %d (want %#x, got %#x)", what, i, want[i], got[i])
+		}
+	}
 }
