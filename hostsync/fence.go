@@ -11,6 +11,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // Fencing. A former source never serves the VM once a failover completed
@@ -149,7 +150,7 @@ func copyImage(ctx context.Context, src, dst string, size int64) error {
 	if err != nil {
 		return err
 	}
-	err = copySparse(ctx, out, in, size)
+	err = sparse.Copy(ctx, out, in, size)
 	if err == nil {
 		err = out.Sync()
 	}

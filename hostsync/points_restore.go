@@ -52,7 +52,7 @@ func (r *Replica) materializeDisk(ctx context.Context, name string, k int, dst s
 		return err
 	}
 	defer f.Close()
-	if err := copySparse(ctx, f, r.images[name], r.disks[name].Size); err != nil {
+	if err := sparse.Copy(ctx, f, r.images[name], r.disks[name].Size); err != nil {
 		return err
 	}
 	for j := len(r.state.Points) - 1; j > k; j-- {
@@ -76,36 +76,6 @@ func applyUndoTo(f *os.File, u *undoFile, disk string) error {
 		}
 		if err := copyUndoRec(f, u, rec); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// copySparse copies size bytes of src into the empty dst, writing only
-// data regions, and sets dst's size.
-func copySparse(ctx context.Context, dst, src *os.File, size int64) error {
-	if err := dst.Truncate(size); err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for _, reg := range sparse.Regions(src, 0, size) {
-		if !reg.Data {
-			continue
-		}
-		for off := reg.Offset; off < reg.Offset+reg.Length; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(int64(len(buf)), reg.Offset+reg.Length-off)
-			if _, err := src.ReadAt(buf[:n], off); err != nil {
-				return err
-			}
-			if !sparse.IsZero(buf[:n]) {
-				if _, err := dst.WriteAt(buf[:n], off); err != nil {
-					return err
-				}
-			}
-			off += n
 		}
 	}
 	return nil

@@ -116,7 +116,7 @@ func answerLeaves(rep *Replica, data []byte, respond func([]byte) error) {
 	case len(req.Sub) > 0:
 		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
 	case req.Rehash: // verify_replica.go
-		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, req.N)
+		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, min(req.N, leafPage))
 	default:
 		if t, err = rep.HashTree(req.Disk); err == nil {
 			out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))
