@@ -23,21 +23,6 @@ const subPerLeaf = hashtree.LeafSize / subBlock
 // subPage bounds the leaves of one sub-hash request (512 KiB of hashes).
 const subPage = 1024
 
-// SubHashes hashes the 4 KiB sub-blocks of the given leaves of a disk at
-// the replica's latest point (for a resync's refinement).
-func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed {
-		return nil, ErrReplicaClosed
-	}
-	f, ok := r.images[disk]
-	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
-	}
-	return hashtree.SubHashes(f, r.disks[disk].Size, leaves)
-}
-
 // leavesOf lists the leaf indexes the ranges cover.
 func leavesOf(ranges []cycle.Range) []int {
 	var out []int

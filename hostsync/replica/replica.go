@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -48,11 +48,11 @@ type Replica struct {
 	// be rolled back in process: the next operation recovers first.
 	broken bool
 	// unsynced is set while chunks ApplyInitial wrote are not durable
-	// (replica_initial.go).
+	// (initial.go).
 	unsynced bool
 	closed   bool
 	// imageWrites counts the operations that wrote the images; prep is
-	// the undo data of the cycle being received (replica_prep.go), valid
+	// the undo data of the cycle being received (prep.go), valid
 	// while imageWrites stays as it began.
 	imageWrites uint64
 	prep        *undoPrep
@@ -60,8 +60,8 @@ type Replica struct {
 	preimaged uint64
 }
 
-// ReplicaOptions tune a replica. The zero value is the default.
-type ReplicaOptions struct {
+// Options tune a replica. The zero value is the default.
+type Options struct {
 	// Hook, when set, is called after each stage of an apply or revert
 	// (see the Stage constants) and again within stages that touch
 	// several files. An error it returns fails the operation at that
@@ -69,7 +69,7 @@ type ReplicaOptions struct {
 	Hook func(stage string) error
 }
 
-// Stages of an apply and a revert, as passed to ReplicaOptions.Hook.
+// Stages of an apply and a revert, as passed to Options.Hook.
 const (
 	StageReserved     = "reserved"      // image blocks allocated for the new data
 	StageUndoWritten  = "undo-written"  // undo file synced, nothing committed
@@ -112,16 +112,16 @@ type pointRecord struct {
 	Undo string `json:"undo,omitempty"`
 }
 
-// OpenReplica opens (or creates) the replica of vm in dir with the default
+// Open opens (or creates) the replica of vm in dir with the default
 // options.
-func OpenReplica(dir string, vm string, disks []events.DiskSpec, logger zerolog.Logger) (*Replica, error) {
-	return OpenReplicaWithOptions(dir, vm, disks, logger, ReplicaOptions{})
+func Open(dir string, vm string, disks []events.DiskSpec, logger zerolog.Logger) (*Replica, error) {
+	return OpenWithOptions(dir, vm, disks, logger, Options{})
 }
 
-// OpenReplicaWithOptions opens (or creates) the replica of vm in dir. An
+// OpenWithOptions opens (or creates) the replica of vm in dir. An
 // operation interrupted by a crash is finished or rolled back first: the
 // replica opens at a retained point, bit for bit.
-func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zerolog.Logger, opts ReplicaOptions) (*Replica, error) {
+func OpenWithOptions(dir, vm string, disks []events.DiskSpec, logger zerolog.Logger, opts Options) (*Replica, error) {
 	if err := checkReplicaArgs(vm, disks); err != nil {
 		return nil, err
 	}
@@ -143,12 +143,12 @@ func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zero
 
 func checkReplicaArgs(vm string, disks []events.DiskSpec) error {
 	if vm == "" || len(disks) == 0 {
-		return fmt.Errorf("%w: vm %q with %d disks", ErrReplicaState, vm, len(disks))
+		return fmt.Errorf("%w: vm %q with %d disks", ErrState, vm, len(disks))
 	}
 	seen := map[string]bool{}
 	for _, d := range disks {
 		if d.Name == "" || strings.ContainsAny(d.Name, "/\\") || d.Name[0] == '.' || d.Size < 0 || seen[d.Name] {
-			return fmt.Errorf("%w: disk %q of %d bytes", ErrReplicaState, d.Name, d.Size)
+			return fmt.Errorf("%w: disk %q of %d bytes", ErrState, d.Name, d.Size)
 		}
 		seen[d.Name] = true
 	}
@@ -166,7 +166,7 @@ func (r *Replica) open() error {
 		f, err := disk.OpenImage(r.ImagePath(name), r.disks[name].Size)
 		var sizeErr *disk.ImageSizeError
 		if errors.As(err, &sizeErr) {
-			err = fmt.Errorf("%w: %w", ErrReplicaState, err)
+			err = fmt.Errorf("%w: %w", ErrState, err)
 		}
 		if err != nil {
 			return err
@@ -192,10 +192,10 @@ func (r *Replica) loadState() error {
 		return err
 	}
 	if err := json.Unmarshal(buf, &r.state); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrReplicaState, stateFile, err)
+		return fmt.Errorf("%w: %s: %w", ErrState, stateFile, err)
 	}
 	if r.state.Format != stateFormat || r.state.VM != r.vm || !sameDisks(r.state.Disks, r.diskSpecs()) {
-		return fmt.Errorf("%w: %s holds vm %q disks %v, opened for %q %v", ErrReplicaState, r.dir, r.state.VM, r.state.Disks, r.vm, r.diskSpecs())
+		return fmt.Errorf("%w: %s holds vm %q disks %v, opened for %q %v", ErrState, r.dir, r.state.VM, r.state.Disks, r.vm, r.diskSpecs())
 	}
 	return nil
 }
@@ -342,7 +342,7 @@ func (r *Replica) usable() error {
 // recovered is usable without the sync of initial chunks.
 func (r *Replica) recovered() error {
 	if r.closed {
-		return ErrReplicaClosed
+		return ErrClosed
 	}
 	if !r.broken {
 		return nil

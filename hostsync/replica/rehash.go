@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"fmt"
@@ -18,10 +18,10 @@ func (r *Replica) RehashLeaves(disk string, first, n int) (epoch, seq uint64, si
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return 0, 0, 0, nil, ErrReplicaClosed
+		return 0, 0, 0, nil, ErrClosed
 	}
 	if r.broken {
-		return 0, 0, 0, nil, fmt.Errorf("%w: an operation is being recovered", ErrReplicaState)
+		return 0, 0, 0, nil, fmt.Errorf("%w: an operation is being recovered", ErrState)
 	}
 	spec, ok := r.disks[disk]
 	if !ok {
@@ -53,7 +53,7 @@ func (r *Replica) RehashRoots() (epoch, seq uint64, roots map[string]string, err
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return 0, 0, nil, ErrReplicaClosed
+		return 0, 0, nil, ErrClosed
 	}
 	roots = map[string]string{}
 	for _, name := range r.order {
@@ -64,4 +64,19 @@ func (r *Replica) RehashRoots() (epoch, seq uint64, roots map[string]string, err
 		roots[name] = t.Root()
 	}
 	return r.state.Epoch, r.state.Seq, roots, nil
+}
+
+// SubHashes hashes the 4 KiB sub-blocks of the given leaves of a disk at
+// the replica's latest point (for a resync's refinement).
+func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	f, ok := r.images[disk]
+	if !ok {
+		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
+	}
+	return hashtree.SubHashes(f, r.disks[disk].Size, leaves)
 }

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"errors"
@@ -18,16 +18,20 @@ var (
 	// ErrPointNotFound means no retained recovery point has that id.
 	ErrPointNotFound = errors.New("recovery point not found")
 
-	// ErrReplicaClosed means the replica was closed.
-	ErrReplicaClosed = errors.New("replica closed")
+	// ErrClosed means the replica was closed.
+	ErrClosed = errors.New("replica closed")
 
-	// ErrReplicaState means the replica's directory does not match the
-	// VM or disks it was opened for, or its state file is damaged.
-	ErrReplicaState = errors.New("replica state invalid")
+	// ErrState means the replica's directory does not match the VM or
+	// disks it was opened for, one of its files (the state, the pending
+	// record, an undo file) is damaged, or the replica is not in a state
+	// that allows the operation (a revert past a point a test copy uses, a
+	// preimage without a durable point, a rehash while an interrupted
+	// operation is recovered).
+	ErrState = errors.New("replica state invalid")
 )
 
-// StageError reports the apply stage at which an apply (or revert)
-// failed. It unwraps to the cause.
+// StageError reports the stage (one of the Stage constants) at which an
+// apply, a revert or a prune failed. It unwraps to the cause.
 type StageError struct {
 	Stage string
 	Err   error
@@ -35,4 +39,5 @@ type StageError struct {
 
 func (e *StageError) Error() string { return fmt.Sprintf("replica %s: %v", e.Stage, e.Err) }
 
+// Unwrap returns the cause.
 func (e *StageError) Unwrap() error { return e.Err }

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"bufio"
@@ -129,7 +129,7 @@ func openUndo(path string) (*undoFile, error) {
 	recs, err := indexUndo(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: undo %s: %w", ErrReplicaState, path, err)
+		return nil, fmt.Errorf("%w: undo %s: %w", ErrState, path, err)
 	}
 	return &undoFile{f: f, recs: recs}, nil
 }

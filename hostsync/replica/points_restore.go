@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func (r *Replica) MaterializePoint(ctx context.Context, id string, dstDir string
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return nil, ErrReplicaClosed
+		return nil, ErrClosed
 	}
 	k, err := r.pointIndex(id)
 	if err != nil {
@@ -97,7 +97,7 @@ func (r *Replica) RevertTo(ctx context.Context, id string) error {
 	}
 	for _, p := range r.state.Points[k+1:] {
 		if r.pins[p.ID] > 0 {
-			return fmt.Errorf("%w: point %s is used by a test copy", ErrReplicaState, p.ID)
+			return fmt.Errorf("%w: point %s is used by a test copy", ErrState, p.ID)
 		}
 	}
 	if k == len(r.state.Points)-1 {

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"encoding/json"
@@ -27,7 +27,7 @@ func (r *Replica) recoverPending() error {
 	}
 	var p pendingOp
 	if err := json.Unmarshal(buf, &p); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrReplicaState, pendingFile, err)
+		return fmt.Errorf("%w: %s: %w", ErrState, pendingFile, err)
 	}
 	switch p.Kind {
 	case opApply:
@@ -41,7 +41,7 @@ func (r *Replica) recoverPending() error {
 		r.log.Warn().Str("point", p.Target).Msg("finishing an interrupted revert")
 		return r.finishRevert(p)
 	}
-	return fmt.Errorf("%w: pending operation %q", ErrReplicaState, p.Kind)
+	return fmt.Errorf("%w: pending operation %q", ErrState, p.Kind)
 }
 
 func (r *Replica) latestIs(id string) bool {
@@ -55,7 +55,7 @@ func (r *Replica) rollback(p pendingOp) error {
 	r.imageWrites++
 	u, err := openUndo(r.undoPath(p.Undo))
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: undo %s of a committed apply is missing", ErrReplicaState, p.Undo)
+		return fmt.Errorf("%w: undo %s of a committed apply is missing", ErrState, p.Undo)
 	}
 	if err != nil {
 		return err
@@ -64,7 +64,7 @@ func (r *Replica) rollback(p pendingOp) error {
 	for _, rec := range u.recs {
 		f, ok := r.images[rec.disk]
 		if !ok {
-			return fmt.Errorf("%w: undo names disk %q", ErrReplicaState, rec.disk)
+			return fmt.Errorf("%w: undo names disk %q", ErrState, rec.disk)
 		}
 		if err := copyUndoRec(f, u, rec); err != nil {
 			return err
