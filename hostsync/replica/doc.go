@@ -20,11 +20,13 @@
 // resync with its hash trees (Roots, HashTree, RehashLeaves, RehashRoots,
 // SubHashes).
 //
-// Its files (replicas/<vm>/ on the agent's data directory) are described
-// in docs/reference/files.md: the state file replica.json (replica.go),
-// the pending record pending.json (apply.go) and the undo files
-// undo/<n>.undo (undo.go), each with its format version where it is
-// defined; the hash tree files are hostsync/hashtree's.
+// Its files (replicas/<vm>/ in the agent's data directory) are described
+// in docs/reference/files.md and defined, with their format versions, in
+// state.go (the state file replica.json, format 1, which also versions the
+// pending record), pending.go (the pending record pending.json) and
+// undo.go (the undo files undo/<n>.undo, version 1); a file of another
+// version is refused with ErrVersion. The hash tree files are
+// hostsync/hashtree's.
 //
 // It imports events (DiskSpec), hostsync/cycle, hostsync/disk (OpenImage),
 // hostsync/hashtree, hostsync/durable and hostsync/sparse, and nothing of

@@ -28,6 +28,12 @@ var (
 	// preimage without a durable point, a rehash while an interrupted
 	// operation is recovered).
 	ErrState = errors.New("replica state invalid")
+
+	// ErrVersion means a file of the replica (the state file, the pending
+	// record, an undo file) is of a format version this build does not
+	// read: it is refused, never misread, and the replica does not open.
+	// It wraps ErrState.
+	ErrVersion = fmt.Errorf("replica file version unknown: %w", ErrState)
 )
 
 // StageError reports the stage (one of the Stage constants) at which an

@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
-	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
@@ -84,33 +82,8 @@ const (
 	StagePruneSaved  = "prune-saved"  // state without the dropped point written, old undo files not yet removed
 )
 
-const (
-	stateFile   = "replica.json"
-	pendingFile = "pending.json"
-	undoDir     = "undo"
-	stateFormat = 1
-)
-
-// replicaState is the durable state, replica.json.
-type replicaState struct {
-	Format   int               `json:"format"`
-	VM       string            `json:"vm"`
-	Disks    []events.DiskSpec `json:"disks"`
-	Epoch    uint64            `json:"epoch"`
-	Seq      uint64            `json:"seq"`
-	Fence    uint64            `json:"fence,omitempty"`
-	NextUndo uint64            `json:"next_undo"`
-	// Gen counts the changes of the images' contents (applies, reverts);
-	// hash tree files are stamped with it.
-	Gen    uint64        `json:"gen"`
-	Points []pointRecord `json:"points"`
-}
-
-// pointRecord is a retained point and its undo file (none for the oldest).
-type pointRecord struct {
-	Point
-	Undo string `json:"undo,omitempty"`
-}
+// undoDir is the directory of the undo files, in the replica's.
+const undoDir = "undo"
 
 // Open opens (or creates) the replica of vm in dir with the default
 // options.
@@ -180,52 +153,6 @@ func (r *Replica) open() error {
 		return err
 	}
 	return r.removeOrphans()
-}
-
-func (r *Replica) loadState() error {
-	buf, err := os.ReadFile(filepath.Join(r.dir, stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		r.state = replicaState{Format: stateFormat, VM: r.vm, Disks: r.diskSpecs(), NextUndo: 1}
-		return r.saveState()
-	}
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(buf, &r.state); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrState, stateFile, err)
-	}
-	if r.state.Format != stateFormat || r.state.VM != r.vm || !sameDisks(r.state.Disks, r.diskSpecs()) {
-		return fmt.Errorf("%w: %s holds vm %q disks %v, opened for %q %v", ErrState, r.dir, r.state.VM, r.state.Disks, r.vm, r.diskSpecs())
-	}
-	return nil
-}
-
-func (r *Replica) diskSpecs() []events.DiskSpec {
-	out := make([]events.DiskSpec, 0, len(r.order))
-	for _, n := range r.order {
-		out = append(out, r.disks[n])
-	}
-	return out
-}
-
-func sameDisks(a, b []events.DiskSpec) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *Replica) saveState() error {
-	buf, err := json.MarshalIndent(r.state, "", "  ")
-	if err != nil {
-		return err
-	}
-	return durable.WriteFile(filepath.Join(r.dir, stateFile), buf)
 }
 
 // ImagePath is the raw image of a disk at the latest recovery point.
