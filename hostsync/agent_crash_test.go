@@ -15,6 +15,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/jetstream"
 	"github.com/siterecovery/siterecovery/events/jetstream/jstest"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // Crash tests run an agent as a child process (this test binary, running
@@ -119,7 +120,7 @@ func protectWithChild(t *testing.T, childHost, crashStage string) (*world, *exec
 }
 
 func TestAgentRecoveryHostKilledDuringApply(t *testing.T) {
-	w, child := protectWithChild(t, "hv11", hostsync.StageImageWritten)
+	w, child := protectWithChild(t, "hv11", replica.StageImageWritten)
 	require.NoError(t, os.WriteFile(filepath.Join(w.dirs["hv11"], crashTrigger), nil, 0o600))
 	w.qemuIO("write -P 0x77 2M 512k", "write -P 0x78 6M 4k")
 	written := time.Now()

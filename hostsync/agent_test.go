@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
-	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // snapshot is the source disk's content after a round of writes, and the
@@ -110,7 +110,7 @@ func TestAgentReplicatesInitialAndDeltas(t *testing.T) {
 	// Every retained point that closed between two rounds restores the
 	// source as it was after the earlier round.
 	w.stopAgent("hv11")
-	rep, err := hostsync.OpenReplica(filepath.Join(w.dirs["hv11"], "replicas", "web01"), "web01",
+	rep, err := replica.Open(filepath.Join(w.dirs["hv11"], "replicas", "web01"), "web01",
 		[]events.DiskSpec{{Name: "d0", Size: diskSize}}, zerolog.Nop())
 	require.NoError(t, err)
 	defer rep.Close()

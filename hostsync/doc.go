@@ -21,14 +21,17 @@
 //     it; initial replication reads the disks once in chunks.
 //   - The receiver (receiver.go): one continuous consumer per VM, sharing
 //     the host's pull budget, assembles whole cycles (batch.Assembler)
-//     and hands them to the Replica. Both refuse a cycle out of sequence
-//     with the errors of package cycle (cycle.SeqError, cycle.GapError).
-//   - Replica (replica*.go, points*.go): the raw images at the latest
+//     and hands them to the VM's replica.Replica. Both refuse a cycle out
+//     of sequence with the errors of package cycle (cycle.SeqError,
+//     cycle.GapError).
+//   - The replica (package hostsync/replica): the raw images at the latest
 //     point, the undo data of every retained older point, hash trees and a
 //     state file; a cycle applies whole or not at all across a crash. Its
 //     undo data is prepared batch by batch as the cycle arrives
-//     (replica_prep.go). The first copy of an initial replication takes a
-//     shorter path without undo data (replica_initial.go).
+//     (Replica.Preimage). The first copy of an initial replication takes a
+//     shorter path without undo data (Replica.ApplyInitial). Test
+//     failovers read a point through its copy-on-write TestView, which the
+//     agent serves over NBD (testfailover.go).
 //   - Hash trees (package hashtree; integrity*.go, irtree.go keep them
 //     here): SHA-256 over 64 KiB leaves on both sides, kept exact at every
 //     close, for the per-cycle integrity check, verify, planned failover

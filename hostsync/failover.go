@@ -9,6 +9,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // The agent's part of the failover protocol (docs/architecture.md
@@ -34,8 +35,8 @@ type failoverSide struct {
 	trees   *sourceTrees
 	test    *testSide
 	leaves  Subscription
-	leafRep *Replica // the replica the leaves subscription serves
-	served  bool     // what the VM driver was last told
+	leafRep *replica.Replica // the replica the leaves subscription serves
+	served  bool             // what the VM driver was last told
 	// readyPoint is the point the last failover_ready reported.
 	readyPoint string
 }
@@ -290,7 +291,7 @@ func (c *vmCtl) closeFailover() error {
 		c.fo.leaves = nil
 	}
 	if c.fo.test != nil {
-		err = joinErr(err, c.fo.test.view.closeOverlays())
+		err = joinErr(err, c.fo.test.view.Close())
 		c.fo.test = nil
 	}
 	return err

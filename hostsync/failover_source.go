@@ -303,7 +303,7 @@ func (c *vmCtl) buildTrees() error {
 		t.seen = p[len(p)-1]
 	}
 	for _, d := range c.src.disks {
-		tree, err := hashImage(d.Path(), d.Size())
+		tree, err := hashtree.BuildFile(d.Path(), d.Size())
 		if err != nil {
 			return err
 		}
@@ -311,15 +311,6 @@ func (c *vmCtl) buildTrees() error {
 	}
 	c.fo.trees = t
 	return nil
-}
-
-func hashImage(path string, size int64) (*hashtree.Tree, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return hashtree.Build(f, size)
 }
 
 // sourceRoots are the source disks' roots now (after every closed cycle).

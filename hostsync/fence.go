@@ -11,6 +11,8 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // Fencing. A former source never serves the VM once a failover completed
@@ -149,7 +151,7 @@ func copyImage(ctx context.Context, src, dst string, size int64) error {
 	if err != nil {
 		return err
 	}
-	err = copySparse(ctx, out, in, size)
+	err = sparse.Copy(ctx, out, in, size)
 	if err == nil {
 		err = out.Sync()
 	}
@@ -164,7 +166,7 @@ func copyImage(ctx context.Context, src, dst string, size int64) error {
 
 // parsePointID splits rp-<epoch>-<cycle>.
 func parsePointID(id string) (epoch, cycle uint64, err error) {
-	if _, err := fmt.Sscanf(id, "rp-%d-%d", &epoch, &cycle); err != nil || PointID(epoch, cycle) != id {
+	if _, err := fmt.Sscanf(id, "rp-%d-%d", &epoch, &cycle); err != nil || replica.PointID(epoch, cycle) != id {
 		return 0, 0, fmt.Errorf("%w: %q", ErrBadRecoveryPoint, id)
 	}
 	return epoch, cycle, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // rootsMatch compares the replica's roots after applying cyc (p.Roots)
@@ -16,7 +17,7 @@ import (
 // point (a block corrupted behind the agent's back, or lost): it is
 // reported as resync_required, which the control plane turns into
 // ResyncRequired and Critical health, and the point is not reported.
-func (rx *receiver) rootsMatch(ctx context.Context, cyc cycle.Cycle, p Point) bool {
+func (rx *receiver) rootsMatch(ctx context.Context, cyc cycle.Cycle, p replica.Point) bool {
 	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
 		rx.side.mismatched.add(p.ID)
 		rx.c.reportError(ctx, agentproto.CodeResyncRequired, err)

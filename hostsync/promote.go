@@ -38,7 +38,7 @@ func (c *vmCtl) plannedPromote(ctx context.Context, vm events.VM, enableSeq uint
 	if epoch != vm.Epoch || seq < in.stopped.FinalCycle {
 		return false, nil
 	}
-	_, _, roots, err := rep.RehashRoots() // verify_replica.go: a scrub, not the kept trees
+	_, _, roots, err := rep.RehashRoots() // a scrub, not the kept trees
 	if err != nil {
 		return false, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // The batches the server sends and the agent has not taken yet sit in the
@@ -57,7 +58,7 @@ const ackWait = 30 * time.Second
 // recoverySide is the recovery host's part for a VM: its replica and the
 // goroutine consuming its batches.
 type recoverySide struct {
-	replica   *Replica
+	replica   *replica.Replica
 	enableSeq uint64
 	// initialUpTo is receiveState.InitialUpTo, read by run, written by
 	// the receiver goroutine.
@@ -153,11 +154,11 @@ func (c *vmCtl) openReplica(vm events.VM, enableSeq uint64) error {
 			return err
 		}
 	}
-	var opts ReplicaOptions
+	var opts replica.Options
 	if hook := c.a.cfg.ReplicaHook; hook != nil {
 		opts.Hook = func(stage string) error { return hook(vm.Name, stage) }
 	}
-	rep, err := OpenReplicaWithOptions(dir, vm.Name, vm.Disks, c.logger, opts)
+	rep, err := replica.OpenWithOptions(dir, vm.Name, vm.Disks, c.logger, opts)
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 	}
 }
 
-func pointBody(vm string, p Point, bytes int64) agentproto.RecoveryPointReport {
+func pointBody(vm string, p replica.Point, bytes int64) agentproto.RecoveryPointReport {
 	return agentproto.RecoveryPointReport{
 		CommandID: "point-" + vm + "-" + p.ID, VM: vm, ID: p.ID, Time: p.Time, AppConsistent: p.AppConsistent,
 		Cycle: p.Cycle, Epoch: p.Epoch, Roots: p.Roots, Bytes: bytes,
@@ -259,7 +260,7 @@ func (c *vmCtl) disableReplica(ctx context.Context, vm events.VM) error {
 // cycles, applies them durably, and only then acknowledges the messages.
 type receiver struct {
 	c    *vmCtl
-	rep  *Replica
+	rep  *replica.Replica
 	cons BatchConsumer
 	asm  *batch.Assembler
 	held []Delivery
@@ -386,7 +387,7 @@ func (rx *receiver) add(ctx context.Context, msg Delivery, b batch.Batch) {
 }
 
 // preimage saves the undo data of a new batch while the next ones are on
-// their way (replica_prep.go). A first copy needs none.
+// their way (Replica.Preimage). A first copy needs none.
 func (rx *receiver) preimage(b batch.Batch) {
 	if b.Initial && rx.rep.FirstCopy() {
 		return
@@ -455,7 +456,7 @@ func (rx *receiver) apply(ctx context.Context, cyc cycle.Cycle) {
 			return
 		}
 	}
-	rx.side.checking.Store(PointID(cyc.Epoch, cyc.Seq))
+	rx.side.checking.Store(replica.PointID(cyc.Epoch, cyc.Seq))
 	defer rx.side.checking.Store("")
 	start := time.Now()
 	p, err := rx.rep.Apply(ctx, cyc)
@@ -573,7 +574,7 @@ func (rx *receiver) sendAck() {
 func (rx *receiver) prune(ctx context.Context) {
 	vm, _, _ := rx.c.snapshot()
 	s := vm.Settings
-	ids, err := rx.rep.Prune(time.Now(), RetentionPolicy{
+	ids, err := rx.rep.Prune(time.Now(), replica.RetentionPolicy{
 		Retention: s.Retention.D(), CopyFrequency: s.CopyFrequency.D(), AppConsistentEvery: s.AppConsistentEvery.D(),
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
@@ -73,7 +74,7 @@ type leavesReply struct {
 // replica and serves no promoted copy of it: a source going on after a
 // cancelled failover waits for the answer before it serves the VM again.
 func (c *vmCtl) serveLeaves(vm events.VM) {
-	var rep *Replica
+	var rep *replica.Replica
 	if vm.RecoveryHost == c.a.cfg.Host && c.rcv != nil && c.fo.st.Promoted == 0 {
 		rep = c.rcv.replica
 	}
@@ -103,7 +104,7 @@ func (c *vmCtl) dropLeaves() {
 	c.fo.leaves, c.fo.leafRep = nil, nil
 }
 
-func answerLeaves(rep *Replica, data []byte, respond func([]byte) error) {
+func answerLeaves(rep *replica.Replica, data []byte, respond func([]byte) error) {
 	var req leavesRequest
 	var out leavesReply
 	err := json.Unmarshal(data, &req)
@@ -115,8 +116,8 @@ func answerLeaves(rep *Replica, data []byte, respond func([]byte) error) {
 		err = fmt.Errorf("%w: %d leaves asked at once", hashtree.ErrInvalid, len(req.Sub))
 	case len(req.Sub) > 0:
 		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
-	case req.Rehash: // verify_replica.go
-		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, req.N)
+	case req.Rehash: // a scrub: hostsync/replica, rehash.go
+		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, min(req.N, leafPage))
 	default:
 		if t, err = rep.HashTree(req.Disk); err == nil {
 			out.Size, out.Leaves = t.Size(), t.LeafHashesRange(req.First, min(req.N, leafPage))
@@ -307,7 +308,7 @@ func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (
 	for first := 0; first == 0 || first < hashtree.LeafCount(d.Size); first += leafPage {
 		// Rehash: the replica's images are read again, so a block damaged
 		// behind the agent's back (which its kept tree cannot know) is
-		// found and repaired (verify_replica.go).
+		// found and repaired (Replica.RehashLeaves, hostsync/replica).
 		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name, First: first, N: leafPage, Rehash: true})
 		if err != nil {
 			return nil, 0, 0, err

@@ -2,7 +2,6 @@ package hostsync
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 
@@ -16,51 +15,13 @@ import (
 // differing sub-blocks cross.
 
 // subBlock is the granularity a resync ships at.
-const subBlock = 4 << 10
+const subBlock = hashtree.SubBlockSize
 
 // subPerLeaf is the number of sub-blocks of a leaf.
 const subPerLeaf = hashtree.LeafSize / subBlock
 
 // subPage bounds the leaves of one sub-hash request (512 KiB of hashes).
 const subPage = 1024
-
-// subHashes hashes the sub-blocks of the given leaves of r (size bytes):
-// subPerLeaf SHA-256 hashes per leaf, in order; past the end, zeros.
-func subHashes(r io.ReaderAt, size int64, leaves []int) ([]byte, error) {
-	out := make([]byte, 0, len(leaves)*subPerLeaf*sha256.Size)
-	buf := make([]byte, hashtree.LeafSize)
-	for _, leaf := range leaves {
-		off := int64(leaf) * hashtree.LeafSize
-		if leaf < 0 || off >= size {
-			return nil, fmt.Errorf("%w: leaf %d of a %d-byte disk", hashtree.ErrInvalid, leaf, size)
-		}
-		n := min(int64(hashtree.LeafSize), size-off)
-		clear(buf[n:])
-		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("sub-block hashes at %d: %w", off, err)
-		}
-		for i := 0; i < hashtree.LeafSize; i += subBlock {
-			h := sha256.Sum256(buf[i : i+subBlock])
-			out = append(out, h[:]...)
-		}
-	}
-	return out, nil
-}
-
-// SubHashes hashes the 4 KiB sub-blocks of the given leaves of a disk at
-// the replica's latest point (for a resync's refinement).
-func (r *Replica) SubHashes(disk string, leaves []int) ([]byte, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed {
-		return nil, ErrReplicaClosed
-	}
-	f, ok := r.images[disk]
-	if !ok {
-		return nil, fmt.Errorf("%w: no disk %q", cycle.ErrInvalid, disk)
-	}
-	return subHashes(f, r.disks[disk].Size, leaves)
-}
 
 // leavesOf lists the leaf indexes the ranges cover.
 func leavesOf(ranges []cycle.Range) []int {
@@ -82,7 +43,7 @@ func refineRanges(local io.ReaderAt, size int64, ranges []cycle.Range, peer func
 	for len(leaves) > 0 {
 		page := leaves[:min(subPage, len(leaves))]
 		leaves = leaves[len(page):]
-		mine, err := subHashes(local, size, page)
+		mine, err := hashtree.SubHashes(local, size, page)
 		if err != nil {
 			return nil, err
 		}

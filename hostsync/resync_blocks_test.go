@@ -12,13 +12,14 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // resyncPair is a source image and a replica of one disk that differ in
 // scattered 4 KiB blocks.
 type resyncPair struct {
 	src     *os.File
-	rep     *Replica
+	rep     *replica.Replica
 	size    int64
 	changed map[int64]bool // offsets of the differing blocks
 }
@@ -26,7 +27,7 @@ type resyncPair struct {
 func mustResyncPair(tb testing.TB, size int64, blocks int, seed uint64) *resyncPair {
 	tb.Helper()
 	dir := tb.TempDir()
-	rep, err := OpenReplica(filepath.Join(dir, "replica"), "vm", []events.DiskSpec{{Name: "d0", Size: size}}, zerolog.Nop())
+	rep, err := replica.Open(filepath.Join(dir, "replica"), "vm", []events.DiskSpec{{Name: "d0", Size: size}}, zerolog.Nop())
 	require.NoError(tb, err)
 	tb.Cleanup(func() { rep.Close() })
 	src, err := os.OpenFile(filepath.Join(dir, "src.img"), os.O_CREATE|os.O_RDWR, 0o600)

@@ -13,6 +13,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // A resync chunk lost on the way (the source does not keep chunks): the
@@ -27,7 +28,7 @@ func TestResyncChunkLostRaisesResyncRequired(t *testing.T) {
 			return
 		}
 		c.ReplicaHook = func(_, stage string) error {
-			if stage != hostsync.StageReserved || !armed.CompareAndSwap(true, false) {
+			if stage != replica.StageReserved || !armed.CompareAndSwap(true, false) {
 				return nil
 			}
 			close(hit)

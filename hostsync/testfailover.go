@@ -10,6 +10,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // Test failover: the recovery host serves a copy-on-write view of a
@@ -18,9 +19,12 @@ import (
 // VM driver commands start and stop the test VM as <vm>-test, on the test
 // network only (none when the test asked for none).
 
+// A test copy's disk is what the NBD server serves.
+var _ nbd.ExportDisk = (*replica.TestDisk)(nil)
+
 // testSide is a running test failover.
 type testSide struct {
-	view    *TestView
+	view    *replica.TestView
 	exports []string
 }
 

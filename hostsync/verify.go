@@ -10,6 +10,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
 // Verify: the source agent answers agentproto.VerifySubject by comparing
@@ -129,7 +130,7 @@ func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM
 	if err != nil {
 		return out, false, err
 	}
-	out.Epoch, out.Cycle, out.Point = vm.Epoch, snap.seq, PointID(vm.Epoch, snap.seq)
+	out.Epoch, out.Cycle, out.Point = vm.Epoch, snap.seq, replica.PointID(vm.Epoch, snap.seq)
 	for _, d := range vm.Disks {
 		src, ok := snap.trees[d.Name]
 		if !ok {
@@ -162,7 +163,7 @@ func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq
 			return nil, err
 		}
 		if rep.Epoch != vm.Epoch || rep.Seq != seq {
-			return nil, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, PointID(rep.Epoch, rep.Seq), PointID(vm.Epoch, seq))
+			return nil, fmt.Errorf("%w: replica at %s, source at %s", ErrNotVerifiable, replica.PointID(rep.Epoch, rep.Seq), replica.PointID(vm.Epoch, seq))
 		}
 		leaves, size = append(leaves, rep.Leaves...), rep.Size
 		if len(rep.Leaves) < leafPage*len(hashtree.Hash{}) {

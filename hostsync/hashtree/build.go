@@ -104,3 +104,15 @@ func overlapsAny(rs []cycle.Range, off, length int64) bool {
 	})
 	return i < len(rs) && rs[i].Offset < off+length
 }
+
+// BuildFile hashes the whole disk of size bytes in the image at path,
+// read through a descriptor of its own (Build moves an *os.File's offset
+// to find its holes, so it must not share one with other readers).
+func BuildFile(path string, size int64) (*Tree, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Build(f, size)
+}

@@ -4,10 +4,11 @@
 // (Diff) finds the blocks that differ without reading the disks again;
 // comparing their roots checks a replica against the source after a cycle,
 // at verify and before a planned failover; resync copies only the blocks
-// the trees disagree on.
+// the trees disagree on, refined to the 4 KiB sub-blocks that differ
+// within them (SubHashes).
 //
-// A tree is built by reading a disk once (Build, skipping the holes of a
-// sparse image) and then kept up to date by the extents written
+// A tree is built by reading a disk once (Build, or BuildFile for an image
+// by its path, skipping the holes of a sparse image) and then kept up to date by the extents written
 // (Update, or Plan on other CPUs while the image is written and Apply
 // after), at a cost that grows with the changes, not with the disk. Its
 // leaves travel as bytes (LeafHashes, FromLeaves) and are saved in a tree

@@ -2,6 +2,7 @@ package hashtree
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -67,4 +68,28 @@ func TestHashLeavesEqualsTheTreesLeaves(t *testing.T) {
 	got, err = HashLeaves(f, size, 30, 40)
 	require.NoError(t, err)
 	require.Empty(t, got)
+}
+
+// SubHashes are the SHA-256 of each 4 KiB sub-block of the leaves asked,
+// the last leaf padded with zeros; a leaf past the disk is refused.
+func TestSubHashesHashEachSubBlock(t *testing.T) {
+	disk := make([]byte, 2*LeafSize+5000)
+	for i := range disk {
+		disk[i] = byte(i * 7)
+	}
+	got, err := SubHashes(bytes.NewReader(disk), int64(len(disk)), []int{2, 0})
+	require.NoError(t, err)
+	const per = LeafSize / SubBlockSize
+	require.Len(t, got, 2*per*HashSize)
+	padded := append(append([]byte(nil), disk...), make([]byte, 3*LeafSize-len(disk))...)
+	for i, leaf := range []int{2, 0} {
+		for s := range per {
+			off := leaf*LeafSize + s*SubBlockSize
+			h := sha256.Sum256(padded[off : off+SubBlockSize])
+			at := (i*per + s) * HashSize
+			require.Equal(t, h[:], got[at:at+HashSize], "leaf %d sub-block %d", leaf, s)
+		}
+	}
+	_, err = SubHashes(bytes.NewReader(disk), int64(len(disk)), []int{3})
+	require.ErrorIs(t, err, ErrInvalid)
 }

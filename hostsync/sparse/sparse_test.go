@@ -2,6 +2,7 @@ package sparse
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,4 +46,45 @@ func TestIsZero(t *testing.T) {
 		b[i] = 1
 		require.False(t, IsZero(b), "byte %d set", i)
 	}
+}
+
+// Copy reproduces the bytes and leaves holes and zero blocks unwritten.
+func TestCopyKeepsBytesAndHoles(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Create(filepath.Join(dir, "src"))
+	require.NoError(t, err)
+	defer src.Close()
+	const size = 8<<20 + 100
+	require.NoError(t, src.Truncate(size))
+	_, err = src.WriteAt(bytes.Repeat([]byte{9}, 3000), 5<<20)
+	require.NoError(t, err)
+	_, err = src.WriteAt(make([]byte, 2<<20), 1<<20) // written zeros
+	require.NoError(t, err)
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	require.NoError(t, err)
+	defer dst.Close()
+	require.NoError(t, Copy(context.Background(), dst, src, size))
+
+	want, err := os.ReadFile(src.Name())
+	require.NoError(t, err)
+	got, err := os.ReadFile(dst.Name())
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	if dataBytes(src, size) < size { // the file system tells holes from data
+		require.Less(t, dataBytes(dst, size), int64(2<<20), "only the non-zero block is allocated")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, Copy(ctx, dst, src, size), context.Canceled)
+}
+
+func dataBytes(f *os.File, size int64) int64 {
+	var n int64
+	for _, r := range Regions(f, 0, size) {
+		if r.Data {
+			n += r.Length
+		}
+	}
+	return n
 }

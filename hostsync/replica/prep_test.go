@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func preimageBatches(t *testing.T, r *Replica, c cycle.Cycle, n int) {
 func TestReplicaPreimagedApplyKeepsEveryPoint(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r := mustOpenReplica(t, dir, ReplicaOptions{})
+	r := mustOpenReplica(t, dir, Options{})
 	h := newReplicaHistory(51)
 	h.applyN(t, r, 1)
 	for range 10 {
@@ -48,7 +48,7 @@ func TestReplicaPreimagedApplyKeepsEveryPoint(t *testing.T) {
 	}
 	requireNoStrayUndo(t, r)
 	require.NoError(t, r.Close())
-	r = mustOpenReplica(t, dir, ReplicaOptions{})
+	r = mustOpenReplica(t, dir, Options{})
 	requireImages(t, r, h.model)
 	for _, p := range r.Points() {
 		requirePoint(t, r, p.ID, h.snaps[p.ID])
@@ -60,7 +60,7 @@ func TestReplicaPreimagedApplyKeepsEveryPoint(t *testing.T) {
 // with other extents) is dropped, and the apply writes its own undo data.
 func TestReplicaPreimageNotMatchingIsNotUsed(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(52)
 	h.applyN(t, r, 1)
 
@@ -95,10 +95,10 @@ func TestReplicaPreimageNotMatchingIsNotUsed(t *testing.T) {
 // images and leaves no preparation behind.
 func TestReplicaPreimageRefusesWithoutChangingAnything(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(53)
 	first := h.next()
-	require.ErrorIs(t, r.Preimage(first.Epoch, first.Seq, 0, first.Extents), ErrReplicaState, "a first copy has no undo data")
+	require.ErrorIs(t, r.Preimage(first.Epoch, first.Seq, 0, first.Extents), ErrState, "a first copy has no undo data")
 	h.applyN(t, r, 2)
 
 	c := h.next()
@@ -127,7 +127,7 @@ func TestReplicaPreimageRefusesWithoutChangingAnything(t *testing.T) {
 func TestReplicaCrashWhilePreimaging(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{})
+	r, err := OpenWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), Options{})
 	require.NoError(t, err)
 	h := newReplicaHistory(54)
 	h.applyN(t, r, 2)
@@ -137,7 +137,7 @@ func TestReplicaCrashWhilePreimaging(t *testing.T) {
 	require.NoError(t, err, "the preparation is on disk")
 	require.NoError(t, r.closeFiles()) // killed: no cleanup runs
 
-	r = mustOpenReplica(t, dir, ReplicaOptions{})
+	r = mustOpenReplica(t, dir, Options{})
 	requireImages(t, r, h.model)
 	requireNoStrayUndo(t, r)
 	p, err := r.Apply(context.Background(), c)

@@ -1,7 +1,6 @@
-package hostsync
+package replica
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
-	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
@@ -17,17 +15,9 @@ import (
 // if any: an apply whose point the state does not name is rolled back, a
 // revert is redone.
 func (r *Replica) recoverPending() error {
-	path := filepath.Join(r.dir, pendingFile)
-	buf, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	p, ok, err := r.readPending()
+	if err != nil || !ok {
 		return err
-	}
-	var p pendingOp
-	if err := json.Unmarshal(buf, &p); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrReplicaState, pendingFile, err)
 	}
 	switch p.Kind {
 	case opApply:
@@ -41,7 +31,7 @@ func (r *Replica) recoverPending() error {
 		r.log.Warn().Str("point", p.Target).Msg("finishing an interrupted revert")
 		return r.finishRevert(p)
 	}
-	return fmt.Errorf("%w: pending operation %q", ErrReplicaState, p.Kind)
+	return fmt.Errorf("%w: pending operation %q", ErrVersion, p.Kind)
 }
 
 func (r *Replica) latestIs(id string) bool {
@@ -55,7 +45,7 @@ func (r *Replica) rollback(p pendingOp) error {
 	r.imageWrites++
 	u, err := openUndo(r.undoPath(p.Undo))
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: undo %s of a committed apply is missing", ErrReplicaState, p.Undo)
+		return fmt.Errorf("%w: undo %s of a committed apply is missing", ErrState, p.Undo)
 	}
 	if err != nil {
 		return err
@@ -64,7 +54,7 @@ func (r *Replica) rollback(p pendingOp) error {
 	for _, rec := range u.recs {
 		f, ok := r.images[rec.disk]
 		if !ok {
-			return fmt.Errorf("%w: undo names disk %q", ErrReplicaState, rec.disk)
+			return fmt.Errorf("%w: undo names disk %q", ErrState, rec.disk)
 		}
 		if err := copyUndoRec(f, u, rec); err != nil {
 			return err
@@ -181,12 +171,4 @@ func (r *Replica) removeOrphans() error {
 		}
 	}
 	return nil
-}
-
-func writeJSONSynced(path string, v any) error {
-	buf, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return durable.WriteFile(path, buf)
 }

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"fmt"
@@ -49,7 +49,7 @@ func (r *Replica) Preimage(epoch, seq uint64, index int, extents []cycle.Extent)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrReplicaClosed
+		return ErrClosed
 	}
 	if index == 0 {
 		r.dropPrep()
@@ -72,7 +72,7 @@ func (r *Replica) Preimage(epoch, seq uint64, index int, extents []cycle.Extent)
 
 func (r *Replica) beginPrep(epoch, seq uint64) error {
 	if r.broken || r.unsynced || len(r.state.Points) == 0 {
-		return fmt.Errorf("%w: no preimage on a replica without a durable point", ErrReplicaState)
+		return fmt.Errorf("%w: no preimage on a replica without a durable point", ErrState)
 	}
 	if err := r.checkSeq(epoch, seq); err != nil {
 		return err

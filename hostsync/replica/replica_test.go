@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"bytes"
@@ -28,9 +28,9 @@ func replicaTestDiskSpecs() []events.DiskSpec {
 
 // mustOpenReplica opens the replica of web01 in dir; it is closed when the
 // test ends.
-func mustOpenReplica(tb testing.TB, dir string, opts ReplicaOptions) *Replica {
+func mustOpenReplica(tb testing.TB, dir string, opts Options) *Replica {
 	tb.Helper()
-	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), opts)
+	r, err := OpenWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), opts)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, r.Close()) })
 	return r
@@ -106,7 +106,7 @@ func (h *replicaHistory) applyN(t *testing.T, r *Replica, n int) {
 
 func TestReplicaApplyMatchesModelAndEveryPointRestores(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(21)
 	h.applyN(t, r, 12)
 	points := r.Points()
@@ -133,7 +133,7 @@ func rootsOf(t *testing.T, m cycletest.Model) map[string]string {
 func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r := mustOpenReplica(t, dir, ReplicaOptions{})
+	r := mustOpenReplica(t, dir, Options{})
 	h := newReplicaHistory(22)
 	h.applyN(t, r, 24) // 4 hours of 10 minute cycles
 	before := r.Points()
@@ -155,7 +155,7 @@ func TestReplicaPruneKeepsPolicyPointsRestorable(t *testing.T) {
 	require.NoError(t, err)
 	requireRetention(t, r.Points(), r.Points(), now, policy)
 	require.NoError(t, r.Close())
-	r = mustOpenReplica(t, dir, ReplicaOptions{})
+	r = mustOpenReplica(t, dir, Options{})
 	requireImages(t, r, h.model)
 	for _, p := range r.Points() {
 		requirePoint(t, r, p.ID, h.snaps[p.ID])
@@ -214,7 +214,7 @@ func requireNoStrayUndo(t *testing.T, r *Replica) {
 
 func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(23)
 	h.applyN(t, r, 3)
 	ctx := context.Background()
@@ -256,7 +256,7 @@ func TestReplicaRefusesWrongEpochAndSequence(t *testing.T) {
 
 func TestReplicaRevertToOlderPoint(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(24)
 	h.applyN(t, r, 8)
 	target := r.Points()[3]
@@ -279,7 +279,7 @@ func TestReplicaRevertToOlderPoint(t *testing.T) {
 
 func TestReplicaTestCopyIsCopyOnWrite(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(25)
 	h.applyN(t, r, 5)
 	point := r.Points()[1]
@@ -342,7 +342,7 @@ func pointIDs(ps []Point) []string {
 // cycles are applied and pruned; it always sees its point.
 func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
 	t.Parallel()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	h := newReplicaHistory(26)
 	h.applyN(t, r, 3)
 	point := r.Points()[2]
@@ -386,7 +386,7 @@ func TestReplicaTestCopyReadsDuringApply(t *testing.T) {
 func TestReplicaBigExtentsChunkUndo(t *testing.T) {
 	t.Parallel()
 	const size = 3*undoChunk + 12345
-	r, err := OpenReplica(t.TempDir(), "big", []events.DiskSpec{{Name: "sda", Size: size}}, zerolog.Nop())
+	r, err := Open(t.TempDir(), "big", []events.DiskSpec{{Name: "sda", Size: size}}, zerolog.Nop())
 	require.NoError(t, err)
 	defer r.Close()
 	rng := rand.New(rand.NewPCG(61, 62))

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"bufio"
@@ -14,14 +14,16 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/durable"
 )
 
-// An undo file holds, for one recovery point, the bytes the replica had
-// before that point's cycle was applied: written over the images at that
-// point, they give the previous point. Format: magic "SRUN", version (1),
-// records (a zero record for a hole), CRC32C of everything before (4). A
-// record, little endian: disk name length (2) and name, offset (8), length
-// (8), flags (1: zero), then length bytes of data unless it is a zero
-// record (the batch body's extent encoding, written down here for the
-// file's own sake).
+// An undo file (undo/<n>.undo) holds, for one recovery point, the bytes
+// the replica had before that point's cycle was applied: written over the
+// images at that point, they give the previous point. Format version 1
+// (undoVersion): magic "SRUN", version (1), records (a zero record for a
+// hole), CRC32C of everything before (4). A record, little endian: disk
+// name length (2) and name, offset (8), length (8), flags (1: zero), then
+// length bytes of data unless it is a zero record (the batch body's extent
+// encoding, written down here for the file's own sake). A file of another
+// version is refused with ErrVersion, never read as this one; a new layout
+// takes a new version.
 const (
 	undoMagic    = "SRUN"
 	undoVersion  = 1
@@ -129,7 +131,7 @@ func openUndo(path string) (*undoFile, error) {
 	recs, err := indexUndo(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: undo %s: %w", ErrReplicaState, path, err)
+		return nil, fmt.Errorf("undo %s: %w", path, err)
 	}
 	return &undoFile{f: f, recs: recs}, nil
 }
@@ -137,29 +139,41 @@ func openUndo(path string) (*undoFile, error) {
 func indexUndo(f *os.File) ([]undoRec, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
 	end := st.Size() - 4
 	crc := crc32.New(undoCRCTable)
 	r := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(f, 0, max(end, 0)), crc), 1<<20)
-	head := make([]byte, 5)
-	if _, err := io.ReadFull(r, head); err != nil || string(head[:4]) != undoMagic || head[4] != undoVersion {
-		return nil, errors.New("bad header")
+	if err := readUndoHeader(r); err != nil {
+		return nil, err
 	}
 	var recs []undoRec
 	for pos := int64(5); pos < end; {
 		rec, n, err := readUndoRec(r, pos)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: record at %d: %w", ErrState, pos, err)
 		}
 		recs = append(recs, rec)
 		pos += n
 	}
 	var sum [4]byte
 	if _, err := f.ReadAt(sum[:], end); err != nil || binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
-		return nil, errors.New("CRC mismatch")
+		return nil, fmt.Errorf("%w: CRC mismatch", ErrState)
 	}
 	return recs, nil
+}
+
+// readUndoHeader reads the magic and the version: a file of another
+// version is refused before any record is read.
+func readUndoHeader(r io.Reader) error {
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(r, head); err != nil || string(head[:4]) != undoMagic {
+		return fmt.Errorf("%w: bad header", ErrState)
+	}
+	if head[4] != undoVersion {
+		return fmt.Errorf("%w: version %d, this build reads %d", ErrVersion, head[4], undoVersion)
+	}
+	return nil
 }
 
 // readUndoRec reads one record header at pos and skips its data.

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/cycle/cycletest"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
+	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
 // initialChunks cuts the disks of the model (random data, some zero runs)
@@ -28,11 +29,20 @@ func initialChunks(rng *rand.Rand, m cycletest.Model, chunk int64) []cycle.Cycle
 				}
 			}
 			c := cycle.Cycle{VM: "web01", Epoch: 1, Seq: uint64(len(out) + 1), ClosedAt: replicaTestTime0, Initial: true,
-				Extents: chunkExtents(name, off, p)}
+				Extents: []cycle.Extent{chunkExtent(name, off, p)}}
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// chunkExtent is a chunk as initial replication ships it: a zero extent
+// when it is all zeros, else its data (a random chunk holds no zero block).
+func chunkExtent(disk string, off int64, p []byte) cycle.Extent {
+	if sparse.IsZero(p) {
+		return cycle.Extent{Disk: disk, Offset: off, Length: int64(len(p)), Zero: true}
+	}
+	return cycle.Extent{Disk: disk, Offset: off, Length: int64(len(p)), Data: p}
 }
 
 func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
@@ -44,7 +54,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	chunks := initialChunks(rng, model, 96<<10) // not a multiple of the leaf
 	require.Greater(t, len(chunks), 8)
 
-	r, err := OpenReplica(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
+	r, err := Open(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
 	require.NoError(t, err)
 	require.True(t, r.FirstCopy())
 	for _, c := range chunks[:4] {
@@ -58,7 +68,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 	require.Equal(t, uint64(7), seq, "applied at once")
 	require.NoError(t, r.closeFiles()) // a crash: nothing synced since chunk 4
 
-	r = mustOpenReplica(t, dir, ReplicaOptions{})
+	r = mustOpenReplica(t, dir, Options{})
 	_, seq = r.LastApplied()
 	require.Equal(t, uint64(4), seq, "only the synced chunks are durable")
 	// The trees were dropped before the unsynced writes: rebuilt from the
@@ -91,7 +101,7 @@ func TestReplicaInitialCopyIsDurableOnlyAfterSync(t *testing.T) {
 func TestReplicaInitialRefusesBadChunksAndChangesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{})
+	r := mustOpenReplica(t, t.TempDir(), Options{})
 	rng := rand.New(rand.NewPCG(9, 10))
 	model := cycletest.NewModel()
 	chunks := initialChunks(rng, model, 256<<10)

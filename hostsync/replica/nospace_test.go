@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func TestReplicaNoSpaceOnAFullFileSystem(t *testing.T) {
 	mnt := mountSmallTmpfs(t, "6m")
 	const diskSize = 16 << 20
 	disks := []events.DiskSpec{{Name: "sda", Size: diskSize}}
-	r, err := OpenReplica(filepath.Join(mnt, "replica"), "web01", disks, zerolog.Nop())
+	r, err := Open(filepath.Join(mnt, "replica"), "web01", disks, zerolog.Nop())
 	require.NoError(t, err)
 	defer r.Close()
 	model := make([]byte, diskSize)

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"errors"
@@ -10,11 +10,8 @@ import (
 	"sync"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
-	"github.com/siterecovery/siterecovery/hostsync/nbd"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
-
-var _ nbd.ExportDisk = (*TestDisk)(nil)
 
 // TestView is a test failover's copy-on-write view of a recovery point:
 // one writable TestDisk per disk. Reads come from the point (the replica's
@@ -34,8 +31,9 @@ type TestView struct {
 	idxVersion uint64
 }
 
-// TestDisk is one disk of a TestView, served over NBD (it implements the
-// NBD server's ExportDisk). Safe for concurrent use.
+// TestDisk is one disk of a TestView, served over NBD: it has the methods
+// of the NBD server's nbd.ExportDisk (asserted in hostsync, which serves
+// it; this package does not import nbd). Safe for concurrent use.
 type TestDisk struct {
 	view    *TestView
 	name    string
@@ -66,7 +64,7 @@ func (r *Replica) TestCopy(id string, dir string) (*TestView, error) {
 			err = f.Truncate(r.disks[name].Size)
 		}
 		if err != nil {
-			v.closeOverlays()
+			v.Close()
 			return nil, err
 		}
 		v.disks[name] = &TestDisk{view: v, name: name, size: r.disks[name].Size, overlay: f}
@@ -91,7 +89,7 @@ func (v *TestView) Remove() error {
 			delete(v.r.pins, v.point)
 		}
 		v.r.mu.Unlock()
-		err = v.closeOverlays()
+		err = v.Close()
 		for name := range v.disks {
 			if rmErr := os.Remove(filepath.Join(v.dir, name+".overlay")); rmErr != nil && !os.IsNotExist(rmErr) {
 				err = errors.Join(err, rmErr)
@@ -101,7 +99,10 @@ func (v *TestView) Remove() error {
 	return err
 }
 
-func (v *TestView) closeOverlays() error {
+// Close closes the view's overlay files and leaves them on disk, the point
+// still pinned: for an agent that stops while a test failover runs. Remove
+// is what ends a view.
+func (v *TestView) Close() error {
 	var err error
 	for _, d := range v.disks {
 		err = errors.Join(err, d.overlay.Close())
@@ -213,7 +214,7 @@ func (r *Replica) readPoint(v *TestView, disk string, p []byte, off int64) error
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return ErrReplicaClosed
+		return ErrClosed
 	}
 	pieces, err := v.index(disk)
 	if err != nil {

@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"bufio"
@@ -73,7 +73,7 @@ var replicaApplyStages = []struct {
 // replica before the apply.
 func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c cycle.Cycle, prepare func(*Replica)) *Replica {
 	t.Helper()
-	r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+	r, err := OpenWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), Options{Hook: in.hook})
 	require.NoError(t, err)
 	if prepare != nil {
 		prepare(r)
@@ -88,7 +88,7 @@ func replicaCrashApply(t *testing.T, dir string, in *stageInjector, c cycle.Cycl
 		t.Fatalf("apply survived the crash at %s: %v", in.stage, err)
 	}()
 	require.NoError(t, r.closeFiles()) // the process dies: no cleanup runs
-	return mustOpenReplica(t, dir, ReplicaOptions{})
+	return mustOpenReplica(t, dir, Options{})
 }
 
 // TestReplicaCrashAtEveryStage: a crash at any stage of an apply reopens at
@@ -102,7 +102,7 @@ func TestReplicaCrashAtEveryStage(t *testing.T) {
 			t.Run(fmt.Sprintf("%s-%d-preimaged=%v", st.stage, st.nth, preimaged), func(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
-				r := mustOpenReplica(t, dir, ReplicaOptions{})
+				r := mustOpenReplica(t, dir, Options{})
 				h := newReplicaHistory(31)
 				h.applyN(t, r, 3)
 				require.NoError(t, r.Close())
@@ -145,7 +145,7 @@ func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
 		t.Run(fmt.Sprintf("%s-%d", st.stage, st.nth), func(t *testing.T) {
 			t.Parallel()
 			in := &stageInjector{nth: st.nth, err: errStageInjected}
-			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+			r := mustOpenReplica(t, t.TempDir(), Options{Hook: in.hook})
 			h := newReplicaHistory(32)
 			h.applyN(t, r, 2)
 			in.stage = st.stage
@@ -168,7 +168,7 @@ func TestReplicaFailureAtEveryStageRollsBack(t *testing.T) {
 func TestReplicaFailureAfterDurable(t *testing.T) {
 	t.Parallel()
 	in := &stageInjector{nth: 1, err: errStageInjected}
-	r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+	r := mustOpenReplica(t, t.TempDir(), Options{Hook: in.hook})
 	h := newReplicaHistory(35)
 	h.applyN(t, r, 2)
 	in.stage = StageStateWritten
@@ -193,7 +193,7 @@ func TestReplicaNoSpace(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			t.Parallel()
 			in := &stageInjector{stage: stage, nth: 1, err: syscall.ENOSPC}
-			r := mustOpenReplica(t, t.TempDir(), ReplicaOptions{Hook: in.hook})
+			r := mustOpenReplica(t, t.TempDir(), Options{Hook: in.hook})
 			h := newReplicaHistory(33)
 			in.stage = "" // fill up only later
 			h.applyN(t, r, 2)
@@ -226,7 +226,7 @@ func TestReplicaCrashDuringRevert(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			in := &stageInjector{}
-			r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+			r, err := OpenWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), Options{Hook: in.hook})
 			require.NoError(t, err)
 			h := newReplicaHistory(34)
 			h.applyN(t, r, 5)
@@ -238,7 +238,7 @@ func TestReplicaCrashDuringRevert(t *testing.T) {
 				t.Fatal("revert survived the crash")
 			}()
 			require.NoError(t, r.closeFiles())
-			r = mustOpenReplica(t, dir, ReplicaOptions{})
+			r = mustOpenReplica(t, dir, Options{})
 			requireImages(t, r, h.snaps[target.ID])
 			require.Equal(t, []string{PointID(1, 1), target.ID}, pointIDs(r.Points()))
 			requireNoStrayUndo(t, r)
@@ -259,7 +259,7 @@ func TestReplicaCrashDuringPrune(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
 				in := &stageInjector{}
-				r, err := OpenReplicaWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), ReplicaOptions{Hook: in.hook})
+				r, err := OpenWithOptions(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop(), Options{Hook: in.hook})
 				require.NoError(t, err)
 				h := newReplicaHistory(36)
 				h.applyN(t, r, 8)
@@ -272,7 +272,7 @@ func TestReplicaCrashDuringPrune(t *testing.T) {
 					t.Fatal("prune survived the crash")
 				}()
 				require.NoError(t, r.closeFiles())
-				r = mustOpenReplica(t, dir, ReplicaOptions{})
+				r = mustOpenReplica(t, dir, Options{})
 				requireImages(t, r, h.model)
 				for _, p := range r.Points() {
 					requirePoint(t, r, p.ID, h.snaps[p.ID])
@@ -303,7 +303,7 @@ func TestReplicaKillChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process of TestReplicaKill9")
 	}
-	r, err := OpenReplica(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
+	r, err := Open(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
 	require.NoError(t, err)
 	_, seq := r.LastApplied()
 	for s := seq + 1; ; s++ {
@@ -327,7 +327,7 @@ func TestReplicaKill9(t *testing.T) {
 		extra := time.Duration(rng.IntN(60)) * time.Millisecond
 		replicaKillAfterApplies(t, dir, round, extra)
 		_, pendErr := os.Stat(filepath.Join(dir, pendingFile))
-		r, err := OpenReplica(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
+		r, err := Open(dir, "web01", replicaTestDiskSpecs(), zerolog.Nop())
 		require.NoError(t, err)
 		_, seq := r.LastApplied()
 		t.Logf("round %d: killed after %s mid-apply=%v, reopened at cycle %d", round, extra, pendErr == nil, seq)

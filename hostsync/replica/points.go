@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"fmt"

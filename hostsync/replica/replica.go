@@ -1,8 +1,7 @@
-package hostsync
+package replica
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
-	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 )
 
@@ -48,11 +46,11 @@ type Replica struct {
 	// be rolled back in process: the next operation recovers first.
 	broken bool
 	// unsynced is set while chunks ApplyInitial wrote are not durable
-	// (replica_initial.go).
+	// (initial.go).
 	unsynced bool
 	closed   bool
 	// imageWrites counts the operations that wrote the images; prep is
-	// the undo data of the cycle being received (replica_prep.go), valid
+	// the undo data of the cycle being received (prep.go), valid
 	// while imageWrites stays as it began.
 	imageWrites uint64
 	prep        *undoPrep
@@ -60,8 +58,8 @@ type Replica struct {
 	preimaged uint64
 }
 
-// ReplicaOptions tune a replica. The zero value is the default.
-type ReplicaOptions struct {
+// Options tune a replica. The zero value is the default.
+type Options struct {
 	// Hook, when set, is called after each stage of an apply or revert
 	// (see the Stage constants) and again within stages that touch
 	// several files. An error it returns fails the operation at that
@@ -69,7 +67,7 @@ type ReplicaOptions struct {
 	Hook func(stage string) error
 }
 
-// Stages of an apply and a revert, as passed to ReplicaOptions.Hook.
+// Stages of an apply and a revert, as passed to Options.Hook.
 const (
 	StageReserved     = "reserved"      // image blocks allocated for the new data
 	StageUndoWritten  = "undo-written"  // undo file synced, nothing committed
@@ -84,44 +82,19 @@ const (
 	StagePruneSaved  = "prune-saved"  // state without the dropped point written, old undo files not yet removed
 )
 
-const (
-	stateFile   = "replica.json"
-	pendingFile = "pending.json"
-	undoDir     = "undo"
-	stateFormat = 1
-)
+// undoDir is the directory of the undo files, in the replica's.
+const undoDir = "undo"
 
-// replicaState is the durable state, replica.json.
-type replicaState struct {
-	Format   int               `json:"format"`
-	VM       string            `json:"vm"`
-	Disks    []events.DiskSpec `json:"disks"`
-	Epoch    uint64            `json:"epoch"`
-	Seq      uint64            `json:"seq"`
-	Fence    uint64            `json:"fence,omitempty"`
-	NextUndo uint64            `json:"next_undo"`
-	// Gen counts the changes of the images' contents (applies, reverts);
-	// hash tree files are stamped with it.
-	Gen    uint64        `json:"gen"`
-	Points []pointRecord `json:"points"`
-}
-
-// pointRecord is a retained point and its undo file (none for the oldest).
-type pointRecord struct {
-	Point
-	Undo string `json:"undo,omitempty"`
-}
-
-// OpenReplica opens (or creates) the replica of vm in dir with the default
+// Open opens (or creates) the replica of vm in dir with the default
 // options.
-func OpenReplica(dir string, vm string, disks []events.DiskSpec, logger zerolog.Logger) (*Replica, error) {
-	return OpenReplicaWithOptions(dir, vm, disks, logger, ReplicaOptions{})
+func Open(dir string, vm string, disks []events.DiskSpec, logger zerolog.Logger) (*Replica, error) {
+	return OpenWithOptions(dir, vm, disks, logger, Options{})
 }
 
-// OpenReplicaWithOptions opens (or creates) the replica of vm in dir. An
+// OpenWithOptions opens (or creates) the replica of vm in dir. An
 // operation interrupted by a crash is finished or rolled back first: the
 // replica opens at a retained point, bit for bit.
-func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zerolog.Logger, opts ReplicaOptions) (*Replica, error) {
+func OpenWithOptions(dir, vm string, disks []events.DiskSpec, logger zerolog.Logger, opts Options) (*Replica, error) {
 	if err := checkReplicaArgs(vm, disks); err != nil {
 		return nil, err
 	}
@@ -143,12 +116,12 @@ func OpenReplicaWithOptions(dir, vm string, disks []events.DiskSpec, logger zero
 
 func checkReplicaArgs(vm string, disks []events.DiskSpec) error {
 	if vm == "" || len(disks) == 0 {
-		return fmt.Errorf("%w: vm %q with %d disks", ErrReplicaState, vm, len(disks))
+		return fmt.Errorf("%w: vm %q with %d disks", ErrState, vm, len(disks))
 	}
 	seen := map[string]bool{}
 	for _, d := range disks {
 		if d.Name == "" || strings.ContainsAny(d.Name, "/\\") || d.Name[0] == '.' || d.Size < 0 || seen[d.Name] {
-			return fmt.Errorf("%w: disk %q of %d bytes", ErrReplicaState, d.Name, d.Size)
+			return fmt.Errorf("%w: disk %q of %d bytes", ErrState, d.Name, d.Size)
 		}
 		seen[d.Name] = true
 	}
@@ -166,7 +139,7 @@ func (r *Replica) open() error {
 		f, err := disk.OpenImage(r.ImagePath(name), r.disks[name].Size)
 		var sizeErr *disk.ImageSizeError
 		if errors.As(err, &sizeErr) {
-			err = fmt.Errorf("%w: %w", ErrReplicaState, err)
+			err = fmt.Errorf("%w: %w", ErrState, err)
 		}
 		if err != nil {
 			return err
@@ -180,52 +153,6 @@ func (r *Replica) open() error {
 		return err
 	}
 	return r.removeOrphans()
-}
-
-func (r *Replica) loadState() error {
-	buf, err := os.ReadFile(filepath.Join(r.dir, stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		r.state = replicaState{Format: stateFormat, VM: r.vm, Disks: r.diskSpecs(), NextUndo: 1}
-		return r.saveState()
-	}
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(buf, &r.state); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrReplicaState, stateFile, err)
-	}
-	if r.state.Format != stateFormat || r.state.VM != r.vm || !sameDisks(r.state.Disks, r.diskSpecs()) {
-		return fmt.Errorf("%w: %s holds vm %q disks %v, opened for %q %v", ErrReplicaState, r.dir, r.state.VM, r.state.Disks, r.vm, r.diskSpecs())
-	}
-	return nil
-}
-
-func (r *Replica) diskSpecs() []events.DiskSpec {
-	out := make([]events.DiskSpec, 0, len(r.order))
-	for _, n := range r.order {
-		out = append(out, r.disks[n])
-	}
-	return out
-}
-
-func sameDisks(a, b []events.DiskSpec) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (r *Replica) saveState() error {
-	buf, err := json.MarshalIndent(r.state, "", "  ")
-	if err != nil {
-		return err
-	}
-	return durable.WriteFile(filepath.Join(r.dir, stateFile), buf)
 }
 
 // ImagePath is the raw image of a disk at the latest recovery point.
@@ -342,7 +269,7 @@ func (r *Replica) usable() error {
 // recovered is usable without the sync of initial chunks.
 func (r *Replica) recovered() error {
 	if r.closed {
-		return ErrReplicaClosed
+		return ErrClosed
 	}
 	if !r.broken {
 		return nil

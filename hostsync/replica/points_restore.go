@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func (r *Replica) MaterializePoint(ctx context.Context, id string, dstDir string
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
-		return nil, ErrReplicaClosed
+		return nil, ErrClosed
 	}
 	k, err := r.pointIndex(id)
 	if err != nil {
@@ -52,7 +52,7 @@ func (r *Replica) materializeDisk(ctx context.Context, name string, k int, dst s
 		return err
 	}
 	defer f.Close()
-	if err := copySparse(ctx, f, r.images[name], r.disks[name].Size); err != nil {
+	if err := sparse.Copy(ctx, f, r.images[name], r.disks[name].Size); err != nil {
 		return err
 	}
 	for j := len(r.state.Points) - 1; j > k; j-- {
@@ -81,36 +81,6 @@ func applyUndoTo(f *os.File, u *undoFile, disk string) error {
 	return nil
 }
 
-// copySparse copies size bytes of src into the empty dst, writing only
-// data regions, and sets dst's size.
-func copySparse(ctx context.Context, dst, src *os.File, size int64) error {
-	if err := dst.Truncate(size); err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for _, reg := range sparse.Regions(src, 0, size) {
-		if !reg.Data {
-			continue
-		}
-		for off := reg.Offset; off < reg.Offset+reg.Length; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(int64(len(buf)), reg.Offset+reg.Length-off)
-			if _, err := src.ReadAt(buf[:n], off); err != nil {
-				return err
-			}
-			if !sparse.IsZero(buf[:n]) {
-				if _, err := dst.WriteAt(buf[:n], off); err != nil {
-					return err
-				}
-			}
-			off += n
-		}
-	}
-	return nil
-}
-
 // RevertTo rewinds the replica's own images to the older point id and
 // drops every newer point, durably: a crash part way finishes the revert
 // at the next open. The last applied cycle becomes the point's. Refused
@@ -127,7 +97,7 @@ func (r *Replica) RevertTo(ctx context.Context, id string) error {
 	}
 	for _, p := range r.state.Points[k+1:] {
 		if r.pins[p.ID] > 0 {
-			return fmt.Errorf("%w: point %s is used by a test copy", ErrReplicaState, p.ID)
+			return fmt.Errorf("%w: point %s is used by a test copy", ErrState, p.ID)
 		}
 	}
 	if k == len(r.state.Points)-1 {

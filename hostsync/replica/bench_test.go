@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func BenchmarkReplicaApply(b *testing.B) {
 	const size, block = 2 << 30, 64 << 10
 	const blocks = size / 100 / block // 1% of the disk per cycle
 	dir := b.TempDir()
-	r, err := OpenReplica(filepath.Join(dir, "replica"), "bench", []events.DiskSpec{{Name: "sda", Size: size}}, zerolog.Nop())
+	r, err := Open(filepath.Join(dir, "replica"), "bench", []events.DiskSpec{{Name: "sda", Size: size}}, zerolog.Nop())
 	require.NoError(b, err)
 	defer r.Close()
 	raw, err := os.Create(filepath.Join(dir, "raw.img"))

@@ -1,32 +1,15 @@
-package hostsync
+package replica
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
-	"github.com/siterecovery/siterecovery/hostsync/durable"
 	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
-)
-
-// pendingOp is pending.json: the commit record of an apply or a revert
-// under way. An apply found pending at open is rolled back with its undo
-// file (unless the state already names its point); a revert is redone.
-type pendingOp struct {
-	Kind   string `json:"kind"` // opApply or opRevert
-	Point  Point  `json:"point,omitzero"`
-	Undo   string `json:"undo,omitempty"`
-	Target string `json:"target,omitempty"`
-}
-
-const (
-	opApply  = "apply"
-	opRevert = "revert"
 )
 
 // PointID names the recovery point of a cycle.
@@ -215,18 +198,6 @@ func preImage(w *undoWriter, f *os.File, e cycle.Extent) error {
 // undoChunk bounds an undo record's data, so memory stays bounded.
 const undoChunk = 4 << 20
 
-// commit makes the operation durable as pending: from here a crash is
-// rolled back (apply) or finished (revert) at the next open. On error
-// nothing is pending.
-func (r *Replica) commit(p pendingOp) error {
-	path := filepath.Join(r.dir, pendingFile)
-	if err := writeJSONSynced(path, p); err != nil {
-		os.Remove(path)
-		return noSpace(StageCommitted, err)
-	}
-	return nil
-}
-
 // finishApply writes the cycle into the images, updates the trees and
 // records the point. An error wrapping errDurable means the point is
 // recorded and only the cleanup failed.
@@ -254,33 +225,6 @@ func (r *Replica) finishApply(c cycle.Cycle, pend pendingOp, plans *treePlans) (
 		os.Remove(r.undoPath(pend.Undo))
 	}
 	return p, r.doneApply()
-}
-
-// done removes the pending record of a durable operation, durably.
-func (r *Replica) done(after string) error { return r.removePending(after, true) }
-
-// doneApply removes the pending record of an apply whose state file names
-// its point. The removal need not reach the disk: a record found at open
-// whose point is the latest is merely removed then (recoverPending), and
-// the next operation's record replaces it.
-func (r *Replica) doneApply() error { return r.removePending(StageStateWritten, false) }
-
-func (r *Replica) removePending(after string, synced bool) error {
-	if after != "" {
-		if err := r.stage(after); err != nil {
-			return &StageError{Stage: after, Err: fmt.Errorf("%w: %w", errDurable, err)}
-		}
-	}
-	if err := os.Remove(filepath.Join(r.dir, pendingFile)); err != nil {
-		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
-	}
-	if !synced {
-		return nil
-	}
-	if err := durable.SyncParentDir(filepath.Join(r.dir, pendingFile)); err != nil {
-		return &StageError{Stage: StageDone, Err: fmt.Errorf("%w: %w", errDurable, err)}
-	}
-	return nil
 }
 
 // writeImages writes extents into the images, disk by disk, and syncs.
@@ -376,14 +320,3 @@ func extentsOf(extents []cycle.Extent, disk string) []cycle.Extent {
 }
 
 func genStamp(gen uint64) string { return fmt.Sprintf("gen-%d", gen) }
-
-func (r *Replica) saveStateAs(next replicaState) error {
-	prev := r.state
-	r.state = next
-	r.version++
-	if err := r.saveState(); err != nil {
-		r.state = prev
-		return err
-	}
-	return nil
-}

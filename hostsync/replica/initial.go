@@ -1,4 +1,4 @@
-package hostsync
+package replica
 
 import (
 	"context"
@@ -106,7 +106,7 @@ func (r *Replica) SyncInitial() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrReplicaClosed
+		return ErrClosed
 	}
 	if !r.unsynced {
 		return nil
