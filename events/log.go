@@ -3,6 +3,8 @@ package events
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -86,6 +88,20 @@ type Cursor interface {
 // command never appends twice.
 func MsgID(commandID string, agg Aggregate, index int) string {
 	return fmt.Sprintf("%s:%s:%s:%d", commandID, agg.Kind, agg.ID, index)
+}
+
+// MsgIndex is the event index at the end of a MsgID, 0 when msgID carries
+// no such index (an event published by another tool).
+func MsgIndex(msgID string) int {
+	i := strings.LastIndexByte(msgID, ':')
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(msgID[i+1:])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // CheckAppend validates an append's arguments: a valid aggregate, a command

@@ -2,8 +2,6 @@ package jetstream
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,19 +30,5 @@ func decodeRecord(seq uint64, subject string, hdr nats.Header, data []byte) (eve
 	if typ.Kind() != agg.Kind {
 		return fail(fmt.Errorf("%s is an event of kind %s, not %s: %w", typ, typ.Kind(), agg.Kind, events.ErrDecode))
 	}
-	return events.Record{Seq: seq, Aggregate: agg, Index: msgIndex(hdr.Get(jetstream.MsgIDHeader)), Meta: meta, Data: d}, nil
-}
-
-// msgIndex is the event index at the end of an events.MsgID, 0 when the
-// message carries no such id (an event published by another tool).
-func msgIndex(msgID string) int {
-	i := strings.LastIndexByte(msgID, ':')
-	if i < 0 {
-		return 0
-	}
-	n, err := strconv.Atoi(msgID[i+1:])
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
+	return events.Record{Seq: seq, Aggregate: agg, Index: events.MsgIndex(hdr.Get(jetstream.MsgIDHeader)), Meta: meta, Data: d}, nil
 }

@@ -2,8 +2,6 @@ package subscribe
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -55,18 +53,5 @@ func decode(m jetstream.Msg) (events.Record, error) {
 	if d.EventType() != typ || typ.Kind() != agg.Kind {
 		return fail(fmt.Errorf("payload is a %s of kind %s, subject says %s: %w", d.EventType(), typ.Kind(), m.Subject(), events.ErrDecode))
 	}
-	return events.Record{Seq: seq, Aggregate: agg, Index: msgIndex(m.Headers().Get(jetstream.MsgIDHeader)), Meta: meta, Data: d}, nil
-}
-
-// msgIndex is the event index at the end of an events.MsgID (0 if none).
-func msgIndex(msgID string) int {
-	i := strings.LastIndexByte(msgID, ':')
-	if i < 0 {
-		return 0
-	}
-	n, err := strconv.Atoi(msgID[i+1:])
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
+	return events.Record{Seq: seq, Aggregate: agg, Index: events.MsgIndex(m.Headers().Get(jetstream.MsgIDHeader)), Meta: meta, Data: d}, nil
 }
