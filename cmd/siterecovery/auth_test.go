@@ -103,6 +103,16 @@ func TestAuthInitWritesCertificates(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	}
+	for _, role := range pki.ContextRoles {
+		raw, err := os.ReadFile(filepath.Join(dir, pki.ContextFile(role)))
+		require.NoError(t, err)
+		var c pki.NATSContext
+		require.NoError(t, json.Unmarshal(raw, &c))
+		cert, key := pki.CertPaths(dir, role)
+		require.Equal(t, pki.NATSContext{Description: c.Description, URL: "nats://127.0.0.1:4222", Cert: cert, Key: key,
+			CA: filepath.Join(dir, pki.CAFile), InboxPrefix: pki.UserInbox(role, role)}, c, "the nats CLI context of %s", role)
+		require.True(t, filepath.IsAbs(c.Cert), "the CLI resolves relative paths against its working directory")
+	}
 	certs, err := pki.ScanClientCerts(dir)
 	require.NoError(t, err)
 	require.Equal(t, []pki.ClientCert{{Role: pki.RoleControl, Name: "control"}, {Role: pki.RoleHost, Name: "hv01"}, {Role: pki.RoleHost, Name: "hv02"}, {Role: pki.RoleOperator, Name: "operator"}, {Role: pki.RoleViewer, Name: "viewer"}}, certs)
@@ -129,6 +139,7 @@ func TestAuthInitUsage(t *testing.T) {
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "server"},           // reserved
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "hv01,hv01"},        // repeated
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "h", "--days", "0"}, // days
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "h", "--nats-url", "http://cp:4222"},
 	} {
 		var out, errOut bytes.Buffer
 		require.Equal(t, exitUsage, run(args, &out, &errOut), "%q", args)
@@ -497,4 +508,10 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "intruder.pem"), data, 0o644))
 	_, err = pki.ServerAuth(dir)
 	require.ErrorContains(t, err, "intruder.pem", "a certificate of another CA in the directory is refused")
+}
+
+func TestAuthInitContextURL(t *testing.T) {
+	require.Equal(t, "nats://cp.example.net:4222", pki.InitConfig{ServerNames: []string{"cp.example.net", "10.0.0.5"}}.ContextURL())
+	require.Equal(t, "nats://[::1]:4222", pki.InitConfig{ServerNames: []string{"::1"}}.ContextURL())
+	require.Equal(t, "tls://cp:7422", pki.InitConfig{NATSURL: "tls://cp:7422"}.ContextURL())
 }
