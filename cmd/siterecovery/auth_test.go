@@ -24,6 +24,7 @@ import (
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
+	"github.com/siterecovery/siterecovery/handlers"
 )
 
 // mustAuthDir writes a certificate directory for hosts hv01 and hv02.
@@ -198,7 +199,9 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err, "a host asks another for hash-tree leaves and gets the answer")
 	require.JSONEq(t, `{"leaves":[]}`, string(reply.Data))
 
-	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
+	// sr.evt.> too: an event carries the reply subject of the control
+	// plane's append, which allow_responses would let a host answer.
+	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>", "sr.evt.>"} {
 		_, err = hv01.SubscribeSync(subject)
 		require.NoError(t, err) // refused asynchronously
 		hv01.requireViolation(t, subject)
@@ -305,6 +308,36 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 	msg, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(msg.Subject(), "sr.evt.site.primary."), msg.Subject())
+}
+
+// TestSecurityAutomationConsumer: the automation runners' durable
+// consumer on SR_EVENTS is the control plane's alone, though every other
+// user may make and use consumers of its own there.
+func TestSecurityAutomationConsumer(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	name := handlers.AutomationConsumer
+	for _, user := range []string{"viewer", "operator", "hv01"} {
+		pc := mustConnectAs(t, cp.URL(), dir, user)
+		for _, subject := range []string{
+			"$JS.API.CONSUMER.MSG.NEXT.SR_EVENTS." + name,
+			"$JS.API.CONSUMER.DELETE.SR_EVENTS." + name,
+			"$JS.API.CONSUMER.CREATE.SR_EVENTS." + name + ".sr.evt.>",
+			"$JS.API.CONSUMER.CREATE.SR_EVENTS." + name,
+			"$JS.ACK.SR_EVENTS." + name + ".1.1.1.1.0",
+			"$JS.ACK.hub.acc.SR_EVENTS." + name + ".1.1.1.1.0.x",
+		} {
+			require.NoError(t, pc.Publish(subject, []byte(`{}`)))
+			pc.requireViolation(t, subject)
+		}
+		reply, err := pc.Request("$JS.API.CONSUMER.INFO.SR_EVENTS."+name, nil, 5*time.Second)
+		require.NoError(t, err, "%s reads the consumer's info", user)
+		require.Contains(t, string(reply.Data), `"name":"`+name+`"`)
+	}
+	js, err := natsjs.New(cp.Conn())
+	require.NoError(t, err)
+	_, err = js.Consumer(context.Background(), "SR_EVENTS", name)
+	require.NoError(t, err, "the consumer is still there")
 }
 
 func TestSecurityAgentEndToEnd(t *testing.T) {
