@@ -276,8 +276,14 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 
 	start := time.Now()
 	out := opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
-	require.Contains(t, out, "error: unauthorized: nats: permissions violation")
+	require.Contains(t, out, `error: unauthorized: certificate "viewer" (role viewer) may not publish to sr.cmd.site.register: that needs the operator certificate (--tls-cert operator)`)
+	require.Contains(t, out, `Permissions Violation for Publish to "sr.cmd.site.register"`, "and the server's words")
 	require.Less(t, time.Since(start), time.Second, "refused at once, not after --timeout")
+	out = opRun(t, cp.URL(), dir, exitRefused, "status", "--tls-cert", "hv01")
+	require.Contains(t, out, `certificate "hv01" (role host) may not publish to sr.q.status: that needs the operator certificate (--tls-cert operator) or the viewer certificate (--tls-cert viewer)`)
+	out = opRun(t, cp.URL(), dir, exitRefused, "events", "--follow", "--tls-cert", "hv01")
+	require.Contains(t, out, `certificate "hv01" (role host) may not subscribe to sr.evt.>: that needs the operator certificate`, "a refused follow ends")
+	require.Less(t, time.Since(start), 2*time.Second, "refused at once, not after --timeout")
 	followed := make(chan string, 1)
 	go func() {
 		var o, e bytes.Buffer
