@@ -46,16 +46,15 @@ func printContextUsage(w io.Writer, cfg pki.InitConfig) {
 		dir = cfg.Dir
 	}
 	op, viewer := filepath.Join(dir, pki.ContextFile(pki.RoleOperator)), filepath.Join(dir, pki.ContextFile(pki.RoleViewer))
-	fmt.Fprintf(w, "\nnats CLI contexts (server %s; certificate, key, CA and the inbox prefix the server expects):\n", cfg.ContextURL())
-	fmt.Fprintf(w, "  %s  operator: commands, queries, the log\n  %s  viewer: queries and the log only\n", op, viewer)
-	fmt.Fprintf(w, "use one with --context (the path must end in .json):\n")
+	name := pki.ContextName(pki.RoleViewer)
+	fmt.Fprintf(w, "\nnats CLI contexts for %s (CA, certificate, key and the inbox prefix the server expects):\n", cfg.ContextURL())
+	fmt.Fprintf(w, "  %s  operator: commands, queries, the log\n  %s    viewer: queries, the log\n", op, viewer)
+	fmt.Fprintf(w, "use one by its path (it must end in .json):\n")
 	fmt.Fprintf(w, "  nats --context %s stream view SR_EVENTS\n", viewer)
 	fmt.Fprintf(w, "  nats --context %s sub 'sr.evt.>'\n", viewer)
-	fmt.Fprintf(w, "  nats --context %s req sr.q.status '{}'\n", op)
-	fmt.Fprintf(w, "or install it and select it, then run nats as usual (nats stream view SR_EVENTS):\n")
-	name := pki.ContextName(pki.RoleViewer)
+	fmt.Fprintf(w, "or install one and select it, then run nats as usual (nats stream view SR_EVENTS):\n")
 	fmt.Fprintf(w, "  mkdir -p ~/.config/nats/context && cp %s ~/.config/nats/context/%s.json && nats context select %s\n", viewer, name, name)
-	fmt.Fprintf(w, "the paths in the contexts are absolute: on another machine, keep the directory at %s or edit them\n", dir)
+	fmt.Fprintf(w, "(the paths inside are absolute: on another machine keep the directory at %s, or edit them)\n", dir)
 }
 
 func parseAuthInit(args []string, stderr io.Writer) (pki.InitConfig, error) {
