@@ -323,6 +323,7 @@ func TestSecurityAutomationConsumer(t *testing.T) {
 	dir := mustAuthDir(t)
 	cp := mustOpenTLSControlPlane(t, dir)
 	name := handlers.AutomationConsumer
+	require.Equal(t, name, pki.AutomationConsumer, "the permissions deny the consumer the runners use")
 	for _, user := range []string{"viewer", "operator", "hv01"} {
 		pc := mustConnectAs(t, cp.URL(), dir, user)
 		for _, subject := range []string{

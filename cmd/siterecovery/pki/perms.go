@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/siterecovery/siterecovery/events/jetstream"
-	"github.com/siterecovery/siterecovery/handlers"
 )
 
 // The NATS permissions of each role (docs/security.md).
@@ -54,7 +53,13 @@ var denyAll = append([]string{
 	"$JS.API.CONSUMER.DURABLE.CREATE.>", "$JS.API.CONSUMER.PAUSE.>", "$JS.API.CONSUMER.UNPIN.>",
 	"$JS.API.STREAM.PURGE." + jetstream.DefaultStream,
 	"$SYS.>",
-}, controlConsumer(handlers.AutomationConsumer)...)
+}, controlConsumer(AutomationConsumer)...)
+
+// AutomationConsumer is the durable consumer the control plane's automation
+// runners share on SR_EVENTS: handlers.AutomationConsumer, named here so
+// that the permissions need not import the handlers (a test in package main
+// holds the two together).
+const AutomationConsumer = "sr-automation"
 
 // controlConsumer denies every call that uses, changes or removes the
 // control plane's durable consumer name on SR_EVENTS, and every ack of its
