@@ -4,7 +4,11 @@ BIN      := bin/siterecovery
 PKGS     := ./...
 # Debian packages whose tools the tests drive (command:package).
 TEST_TOOLS := qemu-io:qemu-utils qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin nbdinfo:libnbd-bin \
-              chromium:chromium rsync:rsync curl:curl
+              chromium:chromium rsync:rsync curl:curl script:bsdutils
+# The nats CLI the tests drive with auth init's contexts: go install of natscli's release
+# into a cache directory (where the tests look for it), only when missing.
+NATS_CLI     := github.com/nats-io/natscli/nats@v0.5.0
+NATS_CLI_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/siterecovery/bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build test test-deps demo bench soak fmt lint
@@ -15,10 +19,14 @@ build:
 ## test: installs the test tools when missing, vets, then runs every test with the race detector.
 test: test-deps
 	$(GO) vet $(PKGS)
-	SR_REQUIRE_BROWSER=1 $(GO) test -race -timeout 14m $(PKGS)
+	SR_REQUIRE_BROWSER=1 SR_REQUIRE_NATS_CLI=1 $(GO) test -race -timeout 14m $(PKGS)
 
-## test-deps: install the Debian packages the tests need, only when a tool is missing.
+## test-deps: install the Debian packages and the nats CLI the tests need, only when missing.
 test-deps:
+	@if [ ! -x "$(NATS_CLI_DIR)/nats" ]; then \
+		echo "installing the nats CLI ($(NATS_CLI)) into $(NATS_CLI_DIR)"; \
+		mkdir -p "$(NATS_CLI_DIR)" && GOBIN="$(NATS_CLI_DIR)" $(GO) install $(NATS_CLI); \
+	fi
 	@missing=""; \
 	for t in $(TEST_TOOLS); do \
 		cmd=$${t%%:*}; pkg=$${t##*:}; \

@@ -24,6 +24,7 @@ import (
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/controlplane"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/httpapi"
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
+	"github.com/siterecovery/siterecovery/handlers"
 )
 
 // mustAuthDir writes a certificate directory for hosts hv01 and hv02.
@@ -103,6 +104,16 @@ func TestAuthInitWritesCertificates(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	}
+	for _, role := range pki.ContextRoles {
+		raw, err := os.ReadFile(filepath.Join(dir, pki.ContextFile(role)))
+		require.NoError(t, err)
+		var c pki.NATSContext
+		require.NoError(t, json.Unmarshal(raw, &c))
+		cert, key := pki.CertPaths(dir, role)
+		require.Equal(t, pki.NATSContext{Description: c.Description, URL: "nats://127.0.0.1:4222", Cert: cert, Key: key,
+			CA: filepath.Join(dir, pki.CAFile), InboxPrefix: pki.UserInbox(role, role)}, c, "the nats CLI context of %s", role)
+		require.True(t, filepath.IsAbs(c.Cert), "the CLI resolves relative paths against its working directory")
+	}
 	certs, err := pki.ScanClientCerts(dir)
 	require.NoError(t, err)
 	require.Equal(t, []pki.ClientCert{{Role: pki.RoleControl, Name: "control"}, {Role: pki.RoleHost, Name: "hv01"}, {Role: pki.RoleHost, Name: "hv02"}, {Role: pki.RoleOperator, Name: "operator"}, {Role: pki.RoleViewer, Name: "viewer"}}, certs)
@@ -129,6 +140,7 @@ func TestAuthInitUsage(t *testing.T) {
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "server"},           // reserved
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "hv01,hv01"},        // repeated
 		{"auth", "init", "--dir", t.TempDir(), "--hosts", "h", "--days", "0"}, // days
+		{"auth", "init", "--dir", t.TempDir(), "--hosts", "h", "--nats-url", "http://cp:4222"},
 	} {
 		var out, errOut bytes.Buffer
 		require.Equal(t, exitUsage, run(args, &out, &errOut), "%q", args)
@@ -187,7 +199,9 @@ func TestSecurityHostPermissions(t *testing.T) {
 	require.NoError(t, err, "a host asks another for hash-tree leaves and gets the answer")
 	require.JSONEq(t, `{"leaves":[]}`, string(reply.Data))
 
-	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>"} {
+	// sr.evt.> too: an event carries the reply subject of the control
+	// plane's append, which allow_responses would let a host answer.
+	for _, subject := range []string{"sr.delta.>", pki.UserInbox(pki.RoleHost, "hv02") + ".>", "sr.ack.hv02.*", "sr.agent.hv02.>", "sr.evt.>"} {
 		_, err = hv01.SubscribeSync(subject)
 		require.NoError(t, err) // refused asynchronously
 		hv01.requireViolation(t, subject)
@@ -262,8 +276,14 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 
 	start := time.Now()
 	out := opRun(t, cp.URL(), dir, exitRefused, "site", "register", "primary", "--tls-cert", "viewer")
-	require.Contains(t, out, "error: unauthorized: nats: permissions violation")
+	require.Contains(t, out, `error: unauthorized: certificate "viewer" (role viewer) may not publish to sr.cmd.site.register: that needs the operator certificate (--tls-cert operator)`)
+	require.Contains(t, out, `Permissions Violation for Publish to "sr.cmd.site.register"`, "and the server's words")
 	require.Less(t, time.Since(start), time.Second, "refused at once, not after --timeout")
+	out = opRun(t, cp.URL(), dir, exitRefused, "status", "--tls-cert", "hv01")
+	require.Contains(t, out, `certificate "hv01" (role host) may not publish to sr.q.status: that needs the operator certificate (--tls-cert operator) or the viewer certificate (--tls-cert viewer)`)
+	out = opRun(t, cp.URL(), dir, exitRefused, "events", "--follow", "--tls-cert", "hv01")
+	require.Contains(t, out, `certificate "hv01" (role host) may not subscribe to sr.evt.>: that needs the operator certificate`, "a refused follow ends")
+	require.Less(t, time.Since(start), 2*time.Second, "refused at once, not after --timeout")
 	followed := make(chan string, 1)
 	go func() {
 		var o, e bytes.Buffer
@@ -294,6 +314,37 @@ func TestSecurityViewerQueriesOperatorCommands(t *testing.T) {
 	msg, err := cons.Next(natsjs.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(msg.Subject(), "sr.evt.site.primary."), msg.Subject())
+}
+
+// TestSecurityAutomationConsumer: the automation runners' durable
+// consumer on SR_EVENTS is the control plane's alone, though every other
+// user may make and use consumers of its own there.
+func TestSecurityAutomationConsumer(t *testing.T) {
+	dir := mustAuthDir(t)
+	cp := mustOpenTLSControlPlane(t, dir)
+	name := handlers.AutomationConsumer
+	require.Equal(t, name, pki.AutomationConsumer, "the permissions deny the consumer the runners use")
+	for _, user := range []string{"viewer", "operator", "hv01"} {
+		pc := mustConnectAs(t, cp.URL(), dir, user)
+		for _, subject := range []string{
+			"$JS.API.CONSUMER.MSG.NEXT.SR_EVENTS." + name,
+			"$JS.API.CONSUMER.DELETE.SR_EVENTS." + name,
+			"$JS.API.CONSUMER.CREATE.SR_EVENTS." + name + ".sr.evt.>",
+			"$JS.API.CONSUMER.CREATE.SR_EVENTS." + name,
+			"$JS.ACK.SR_EVENTS." + name + ".1.1.1.1.0",
+			"$JS.ACK.hub.acc.SR_EVENTS." + name + ".1.1.1.1.0.x",
+		} {
+			require.NoError(t, pc.Publish(subject, []byte(`{}`)))
+			pc.requireViolation(t, subject)
+		}
+		reply, err := pc.Request("$JS.API.CONSUMER.INFO.SR_EVENTS."+name, nil, 5*time.Second)
+		require.NoError(t, err, "%s reads the consumer's info", user)
+		require.Contains(t, string(reply.Data), `"name":"`+name+`"`)
+	}
+	js, err := natsjs.New(cp.Conn())
+	require.NoError(t, err)
+	_, err = js.Consumer(context.Background(), "SR_EVENTS", name)
+	require.NoError(t, err, "the consumer is still there")
 }
 
 func TestSecurityAgentEndToEnd(t *testing.T) {
@@ -497,4 +548,10 @@ func TestTLSDirFlagsAndBadDirs(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "intruder.pem"), data, 0o644))
 	_, err = pki.ServerAuth(dir)
 	require.ErrorContains(t, err, "intruder.pem", "a certificate of another CA in the directory is refused")
+}
+
+func TestAuthInitContextURL(t *testing.T) {
+	require.Equal(t, "nats://cp.example.net:4222", pki.InitConfig{ServerNames: []string{"cp.example.net", "10.0.0.5"}}.ContextURL())
+	require.Equal(t, "nats://[::1]:4222", pki.InitConfig{ServerNames: []string{"::1"}}.ContextURL())
+	require.Equal(t, "tls://cp:7422", pki.InitConfig{NATSURL: "tls://cp:7422"}.ContextURL())
 }

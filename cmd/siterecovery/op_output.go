@@ -345,6 +345,7 @@ func followEvents(o opOptions, req map[string]any, count int, stdout io.Writer) 
 		return err
 	}
 	defer nc.Close()
+	closed := nc.StatusChanged(nats.CLOSED) // a refused subscription closes nc
 	msgs := make(chan *nats.Msg, 1024)
 	sub, err := nc.ChanSubscribe(subject, msgs)
 	if err != nil {
@@ -352,7 +353,7 @@ func followEvents(o opOptions, req map[string]any, count int, stdout io.Writer) 
 	}
 	defer sub.Unsubscribe()
 	if err := nc.Flush(); err != nil {
-		return err
+		return followClosed(nc, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -360,6 +361,8 @@ func followEvents(o opOptions, req map[string]any, count int, stdout io.Writer) 
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-closed:
+			return followClosed(nc, nats.ErrConnectionClosed)
 		case msg := <-msgs:
 			if err := printEvent(stdout, msg, o.JSON); err != nil {
 				return err
@@ -367,6 +370,15 @@ func followEvents(o opOptions, req map[string]any, count int, stdout io.Writer) 
 		}
 	}
 	return nil
+}
+
+// followClosed is why events --follow stopped early: a refusal of its
+// subscription, or the connection's end.
+func followClosed(nc *nats.Conn, err error) error {
+	if denied := permissionDenied(nc, err); denied != nil {
+		return denied
+	}
+	return err
 }
 
 func followSubject(req map[string]any) (string, error) {

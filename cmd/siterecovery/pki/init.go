@@ -21,8 +21,9 @@ import (
 )
 
 // `siterecovery auth init --dir DIR --hosts h1,h2`: a CA, the server's
-// certificate, one client certificate per host and per role, and one HTTP
-// bearer token per role. ECDSA P-256; keys and tokens 0600.
+// certificate, one client certificate per host and per role, one HTTP
+// bearer token per role and a nats CLI context per operator-side role.
+// ECDSA P-256; keys and tokens 0600.
 
 // InitConfig is the configuration of `auth init`.
 type InitConfig struct {
@@ -31,6 +32,9 @@ type InitConfig struct {
 	ServerNames []string
 	Days        int
 	Force       bool
+	// NATSURL is the server the nats CLI contexts name (default
+	// DefaultNATSURL(ServerNames)).
+	NATSURL string
 }
 
 // reservedCertNames cannot be host names: they are the other files.
@@ -48,6 +52,11 @@ func (c InitConfig) Validate() error {
 	}
 	if c.Days < 1 || c.Days > 3650 {
 		return fmt.Errorf("--days %d: want 1 to 3650", c.Days)
+	}
+	if c.NATSURL != "" {
+		if err := validateNATSURL(c.NATSURL); err != nil {
+			return err
+		}
 	}
 	for i, h := range c.Hosts {
 		if err := events.ValidateToken("--hosts", h); err != nil {
@@ -127,7 +136,16 @@ func authFiles(cfg InitConfig, now time.Time) ([]authFile, error) {
 		}
 		files = append(files, authFile{r + TokenSuffix, []byte(hex.EncodeToString(tok) + "\n"), 0o600})
 	}
-	return files, nil
+	ctxs, err := contextFiles(cfg.Dir, cfg.ContextURL())
+	return append(files, ctxs...), err
+}
+
+// ContextURL is the server URL of the nats CLI contexts.
+func (c InitConfig) ContextURL() string {
+	if c.NATSURL != "" {
+		return c.NATSURL
+	}
+	return DefaultNATSURL(c.ServerNames)
 }
 
 func newCA(notBefore, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, []authFile, error) {

@@ -3,6 +3,9 @@ package pki
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/siterecovery/siterecovery/events/jetstream"
 )
@@ -12,9 +15,15 @@ import (
 // matched with "*" where they carry a site or VM name.
 
 // logReadAPI are the JetStream API calls that follow and load the event
-// log: stream info, direct gets, and ordered (ephemeral) consumers.
+// log: stream info, direct gets, and the readers' own consumers on
+// SR_EVENTS (ordered consumers, the nats CLI's stream pager, which acks
+// what it shows); plus the stream names and list, which say no more than
+// the info of each stream already does (`nats stream ls`, and the picker
+// of a nats command given no stream).
 var logReadAPI = []string{
 	"$JS.API.INFO",
+	"$JS.API.STREAM.NAMES",
+	"$JS.API.STREAM.LIST",
 	"$JS.API.STREAM.INFO.*",
 	"$JS.API.DIRECT.GET." + jetstream.DefaultStream,
 	"$JS.API.DIRECT.GET." + jetstream.DefaultStream + ".>",
@@ -23,16 +32,20 @@ var logReadAPI = []string{
 	"$JS.API.CONSUMER.INFO." + jetstream.DefaultStream + ".*",
 	"$JS.API.CONSUMER.DELETE." + jetstream.DefaultStream + ".*",
 	"$JS.API.CONSUMER.MSG.NEXT." + jetstream.DefaultStream + ".*",
+	"$JS.ACK." + jetstream.DefaultStream + ".*.>",
 }
 
-// logSubjects are the events as they are appended: every user may follow
-// them with a plain subscription (events --follow, nats sub).
+// logSubjects are the events as they are appended: the operator and the
+// viewer may follow them with a plain subscription (events --follow, nats
+// sub); hosts follow the log with an ordered consumer (hostUser).
 const logSubjects = "sr.evt.>"
 
 // denyAll are subjects no user but the control plane publishes to: the
-// events themselves, and the JetStream calls that change streams or read
-// another's messages by a side door.
-var denyAll = []string{
+// events themselves, the JetStream calls that change streams or read
+// another's messages by a side door, and the automation runners' durable
+// consumer (a deny wins over the allows that let readers make and use
+// consumers of their own on SR_EVENTS).
+var denyAll = append([]string{
 	"sr.evt.>",
 	"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
 	"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.SNAPSHOT.>", "$JS.API.STREAM.RESTORE.>",
@@ -40,6 +53,30 @@ var denyAll = []string{
 	"$JS.API.CONSUMER.DURABLE.CREATE.>", "$JS.API.CONSUMER.PAUSE.>", "$JS.API.CONSUMER.UNPIN.>",
 	"$JS.API.STREAM.PURGE." + jetstream.DefaultStream,
 	"$SYS.>",
+}, controlConsumer(AutomationConsumer)...)
+
+// AutomationConsumer is the durable consumer the control plane's automation
+// runners share on SR_EVENTS: handlers.AutomationConsumer, named here so
+// that the permissions need not import the handlers (a test in package main
+// holds the two together).
+const AutomationConsumer = "sr-automation"
+
+// controlConsumer denies every call that uses, changes or removes the
+// control plane's durable consumer name on SR_EVENTS, and every ack of its
+// messages (in both forms of the ack subject: $JS.ACK.<stream>.<consumer>...
+// and $JS.ACK.<domain>.<account>.<stream>.<consumer>...). Its info stays
+// readable (`nats consumer info SR_EVENTS sr-automation`: is automation
+// behind?).
+func controlConsumer(name string) []string {
+	s, c := jetstream.DefaultStream, name
+	return []string{
+		"$JS.API.CONSUMER.CREATE." + s + "." + c,
+		"$JS.API.CONSUMER.CREATE." + s + "." + c + ".>",
+		"$JS.API.CONSUMER.DELETE." + s + "." + c,
+		"$JS.API.CONSUMER.MSG.NEXT." + s + "." + c,
+		"$JS.ACK." + s + "." + c + ".>",
+		"$JS.ACK.*.*." + s + "." + c + ".>",
+	}
 }
 
 // serviceDiscovery lets a user find the micro service (nats micro ls).
@@ -49,7 +86,10 @@ var serviceDiscovery = []string{"$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.I
 // reports, the delta streams' consumers (one per VM, named by the VM: the
 // server cannot tell which host receives which VM), cycle acks, the
 // hash-tree leaves other hosts ask it for during a resync (answered with
-// allow_responses), and the log to follow.
+// allow_responses), and the log to follow with an ordered consumer. Not a
+// plain subscription to sr.evt.>: an event arrives with the reply subject
+// of the control plane's append, and allow_responses would let the host
+// answer it with a forged JetStream acknowledgement.
 func hostUser(h string) jetstream.TLSUser {
 	pub := []string{
 		"sr.delta.*." + h + ".>",
@@ -66,7 +106,7 @@ func hostUser(h string) jetstream.TLSUser {
 	return jetstream.TLSUser{
 		Subject:   subjectDN(RoleHost, h),
 		Publish:   &jetstream.SubjectRules{Allow: append(pub, logReadAPI...), Deny: denyAll},
-		Subscribe: &jetstream.SubjectRules{Allow: []string{UserInbox(RoleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>", logSubjects}},
+		Subscribe: &jetstream.SubjectRules{Allow: []string{UserInbox(RoleHost, h) + ".>", "sr.ack." + h + ".*", "sr.agent." + h + ".>"}},
 		Responses: true,
 	}
 }
@@ -126,4 +166,42 @@ func ServerAuth(dir string) (*jetstream.AuthConfig, error) {
 		return nil, fmt.Errorf("--tls-dir %s: %w", dir, ErrNoControlCert)
 	}
 	return cfg, nil
+}
+
+// RolesAllowed are the roles whose rules let a certificate publish to
+// subject (publish true) or subscribe to it, in the order operator,
+// viewer, host; a host's rules are its own subjects, so "host" stands for
+// the host the subject names. Empty when only the control plane may. The
+// CLI says with it what a refused call needs.
+func RolesAllowed(publish bool, subject string) []string {
+	var out []string
+	for _, u := range []struct {
+		role string
+		user jetstream.TLSUser
+	}{
+		{RoleOperator, operatorUser(RoleOperator)},
+		{RoleViewer, viewerUser(RoleViewer)},
+		{RoleHost, hostUser("*")},
+	} {
+		rules := u.user.Subscribe
+		if publish {
+			rules = u.user.Publish
+		}
+		if rulesAllow(rules, subject) {
+			out = append(out, u.role)
+		}
+	}
+	return out
+}
+
+// rulesAllow says whether rules let subject through as the server decides:
+// nil rules allow everything, a deny wins over an allow.
+func rulesAllow(rules *jetstream.SubjectRules, subject string) bool {
+	if rules == nil {
+		return true
+	}
+	match := func(filters []string) bool {
+		return slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) })
+	}
+	return (len(rules.Allow) == 0 || match(rules.Allow)) && !match(rules.Deny)
 }
