@@ -2,6 +2,7 @@ package hostsync_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/events"
+	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync"
 )
 
@@ -132,4 +135,40 @@ func TestUnplannedFailoverWithoutDivergenceSaysSo(t *testing.T) {
 	mark = time.Now()
 	w.latestPointAfter(mark, 10*time.Second)
 	requireSameBytes(t, w.imageOf("hv11", "vms/web01/d0.img"), w.imageOf("hv01", "replicas/web01/d0.img"), "replica after resync")
+}
+
+// A planned failover's final cycle is its source's last at that epoch:
+// waiting for the failover to complete (the recovery host's failover_ready
+// held back for three copy intervals) it closes and ships no more. One
+// more would land in the recovery site's delta stream after the recovery
+// host promoted and purged it, and be refused there as a stale_epoch
+// replication error (the VM Critical) the next time that host is the VM's
+// recovery host.
+func TestPlannedFailoverShipsNothingAfterTheFinalCycle(t *testing.T) {
+	t.Parallel()
+	var held sync.Once
+	w := protectFailover(t, func(cfg *hostsync.AgentConfig) {
+		if cfg.Host != "hv11" {
+			return
+		}
+		cfg.ReportHook = func(ctx context.Context, verb string) error {
+			if verb == agentproto.VerbFailoverReady {
+				held.Do(func() { // a slow report: the scenario, not a wait for a result
+					select {
+					case <-ctx.Done():
+					case <-time.After(3 * time.Second):
+					}
+				})
+			}
+			return nil
+		}
+	})
+	w.qemuAt("hv01", "write -P 0x5a 2M 128k")
+	w.cmd("sr.cmd.vm.planned_failover", m{"vm": "web01"})
+	w.waitVM(20*time.Second, "failed over to hv11", active("hv11", 2, events.FailoverCommitPending))
+	stream, err := w.js().Stream(w.ctx, agentproto.DeltaStream("secondary"))
+	require.NoError(t, err)
+	info, err := stream.Info(w.ctx, natsjs.WithSubjectFilter(agentproto.DeltaFilter("secondary", "web01")))
+	require.NoError(t, err)
+	require.Empty(t, info.State.Subjects, "batches of the old epoch left after the promotion")
 }
