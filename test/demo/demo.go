@@ -114,6 +114,7 @@ func (d *Demo) run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	d.say("agents running, their data in %s; the fabric below registers their hosts", d.w.HostDir("<host>"))
 	steps := []func(context.Context) error{d.Fabric, d.protect, d.replicate, d.testFailover, d.makePlan,
 		func(ctx context.Context) error { return d.plannedFailover(ctx, "hv01", "secondary") },
 		d.replicateBack,
