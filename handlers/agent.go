@@ -203,6 +203,16 @@ func (a *AgentHandlers) heartbeat(ctx context.Context, host string, r agentproto
 	})
 }
 
+// Heard is when this control plane last received a heartbeat from host
+// (the zero time: none since NewAgentHandlers). Heartbeats reach every
+// instance, so every one knows; the log records only the heartbeat that
+// made the host reachable.
+func (a *AgentHandlers) Heard(host string) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seen[host]
+}
+
 // Sweep decides the reachability of the hosts heard since NewAgentHandlers
 // and of names (e.g. every registered host from a read model) with
 // DecideSweep: a host heard recently becomes reachable (a heartbeat that

@@ -217,7 +217,8 @@ func decideResyncCompleted(v vmView, host string, r agentproto.ResyncCompletedRe
 }
 
 // decideDivergence records, once per host and epoch, that a fenced former
-// source kept writes made after the failover aside.
+// source kept writes made after the failover aside. A report of no block
+// is no divergence: nothing is recorded.
 func decideDivergence(v vmView, host string, r agentproto.DivergenceReport) (decision, error) {
 	switch {
 	case host == v.ActiveHost:
@@ -226,7 +227,7 @@ func decideDivergence(v vmView, host string, r agentproto.DivergenceReport) (dec
 		return decision{}, invalidArg("divergence at epoch %d: vm %s is at epoch %d", r.Epoch, v.Name, v.Epoch)
 	case r.Blocks < 0:
 		return decision{}, invalidArg("divergence of %d blocks", r.Blocks)
-	case v.Divergences[divergenceKey{host, r.Epoch}]:
+	case r.Blocks == 0, v.Divergences[divergenceKey{host, r.Epoch}]:
 		return decision{}, nil
 	}
 	return decided(reportJob(r.Job, v.Failover.Job), events.DivergenceDetectedData{

@@ -228,6 +228,10 @@ func TestDecideResyncAndDivergenceTable(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrInvalidArgument, "the active host")
 	_, err = decideDivergence(v, "hv01", agentproto.DivergenceReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 2}})
 	require.ErrorIs(t, err, events.ErrInvalidArgument, "the current epoch")
+	none := agentproto.DivergenceReport{ReportHead: agentproto.ReportHead{VM: "web01", Epoch: 1}}
+	d0, err := decideDivergence(v, "hv01", none)
+	require.NoError(t, err)
+	require.Empty(t, d0.evs, "no block written after the point is no divergence")
 	v = viewAfter(append(failedOver, d.evs[0])...)
 	d, err = decideDivergence(v, "hv01", div)
 	require.NoError(t, err)

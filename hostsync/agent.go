@@ -46,6 +46,11 @@ type AgentConfig struct {
 	ResendAfter time.Duration
 	// IRChunk is the size of one initial replication cycle (default 8 MiB).
 	IRChunk int64
+	// PeerWaitWarnAfter is how long a resync may wait for its peer (the
+	// recovery host's agent down, or not holding the replica yet) before
+	// the wait is logged as a warning; until then it is logged once, at
+	// info (default 1 min).
+	PeerWaitWarnAfter time.Duration
 	// DiskBootID overrides the boot id of the change logs (tests).
 	DiskBootID string
 	// ReplicaHook is passed to the replicas (tests inject crashes with it).
@@ -110,6 +115,9 @@ func (c *AgentConfig) check() error {
 	}
 	if c.IRChunk <= 0 {
 		c.IRChunk = 8 << 20
+	}
+	if c.PeerWaitWarnAfter <= 0 {
+		c.PeerWaitWarnAfter = time.Minute
 	}
 	return nil
 }

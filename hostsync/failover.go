@@ -2,10 +2,12 @@ package hostsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
@@ -39,6 +41,9 @@ type failoverSide struct {
 	served  bool             // what the VM driver was last told
 	// readyPoint is the point the last failover_ready reported.
 	readyPoint string
+	// peerWait is when the resync began to wait for its peer (zero: it
+	// does not wait).
+	peerWait time.Time
 }
 
 // failoverState is <data>/failover/<vm>.json.
@@ -56,8 +61,9 @@ type failoverState struct {
 	Promoted      uint64 `json:"promoted,omitempty"`
 	PromotedPoint string `json:"promoted_point,omitempty"`
 	PromotedStart uint64 `json:"promoted_start,omitempty"`
-	// AsideEpoch is the old epoch whose divergence was set aside and
-	// reported.
+	// AsideEpoch is the old epoch whose divergence was measured: set
+	// aside and reported when there was any (none: DivergenceSent, with
+	// nothing to send).
 	AsideEpoch uint64 `json:"aside_epoch,omitempty"`
 	// Divergence is what was set aside, until the control plane took
 	// the report (DivergenceSent).
@@ -167,11 +173,47 @@ func (c *vmCtl) failoverOwns(ctx context.Context, vm events.VM, enableSeq uint64
 	if err == nil {
 		err = c.reportDivergence(ctx)
 	}
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err == nil:
+		c.peerAnswered(vm)
+	case ctx.Err() != nil:
+	case errors.Is(err, ErrPeerUnavailable):
+		c.waitForPeer(vm, err)
+	default:
 		c.warnOnce("failover", err)
 	}
 	c.serveLeaves(vm)
 	return own
+}
+
+// waitForPeer logs a resync that waits for its peer, the recovery host:
+// its agent is down, or it does not hold the replica yet (after a reverse,
+// while it turns its old disks into the replica). Routine at first: once,
+// at info, when the wait begins; a warning every 10 s once it has lasted
+// PeerWaitWarnAfter.
+func (c *vmCtl) waitForPeer(vm events.VM, err error) {
+	now := time.Now()
+	if c.fo.peerWait.IsZero() {
+		c.fo.peerWait = now
+		c.logger.Info().Err(err).Str("peer", vm.RecoveryHost).Dur("warn_after", c.a.cfg.PeerWaitWarnAfter).
+			Msg("resync waits for its peer to answer")
+		return
+	}
+	waited := now.Sub(c.fo.peerWait)
+	if waited >= c.a.cfg.PeerWaitWarnAfter && c.due("warn:peer-wait", 10*time.Second) {
+		c.logger.Warn().Err(err).Str("peer", vm.RecoveryHost).Dur("waited", waited.Round(time.Second)).
+			Msg("resync still waiting for its peer")
+	}
+}
+
+// peerAnswered ends a wait for the resync's peer.
+func (c *vmCtl) peerAnswered(vm events.VM) {
+	if c.fo.peerWait.IsZero() {
+		return
+	}
+	c.logger.Info().Str("peer", vm.RecoveryHost).Dur("waited", time.Since(c.fo.peerWait).Round(time.Millisecond)).
+		Msg("resync no longer waits for its peer")
+	c.fo.peerWait = time.Time{}
 }
 
 // failoverPass dispatches on this host's role in the VM.

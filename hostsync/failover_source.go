@@ -57,6 +57,16 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 	return nil
 }
 
+// finalClosed says whether the planned failover under way has closed the
+// epoch's final cycle: no cycle follows it. The disks are fenced, so one
+// would be empty; shipped after the recovery host promoted and purged the
+// VM's batches, it would stay in the stream, and be refused as stale the
+// next time that host is the VM's recovery host.
+func (c *vmCtl) finalClosed(vm events.VM) bool {
+	start := c.fo.info.startSeq
+	return vm.State == events.PlannedFailoverInProgress && start != 0 && c.fo.st.FinalStart == start
+}
+
 // closeFinal flushes the disks and closes a cycle on each.
 func (c *vmCtl) closeFinal() (uint64, error) {
 	var seq uint64

@@ -20,7 +20,9 @@ import (
 // measures its divergence (the blocks written after the recovery point the
 // failover used, from its change log), copies each divergent disk aside to
 // <data>/aside/<vm>/<epoch>/<disk>.img and reports divergence, all before
-// reverse replication makes its disk the replica and overwrites it.
+// reverse replication makes its disk the replica and overwrites it. A
+// former source that wrote nothing after the point (its last cycles had
+// shipped) has not diverged: it sets nothing aside and reports nothing.
 
 // divergenceBlock is the unit divergence is counted in.
 const divergenceBlock = 4 << 10
@@ -53,6 +55,15 @@ func (c *vmCtl) setAside(ctx context.Context, vm events.VM) error {
 	if err != nil {
 		return err
 	}
+	if blocks == 0 {
+		c.fo.st.AsideEpoch, c.fo.st.DivergenceSent, c.fo.st.Divergence = old, true, agentproto.DivergenceReport{}
+		if err := c.saveFailover(); err != nil {
+			return err
+		}
+		c.logger.Info().Uint64("epoch", old).Str("point", vm.FailoverPoint).
+			Msg("former source: no divergence (nothing written after the failover's recovery point), nothing set aside")
+		return nil
+	}
 	c.fo.st.AsideEpoch, c.fo.st.DivergenceSent = old, false
 	c.fo.st.Divergence = agentproto.DivergenceReport{
 		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("divergence-%s-%s-%d", c.a.cfg.Host, c.name, old), VM: c.name, Epoch: old},
@@ -61,7 +72,8 @@ func (c *vmCtl) setAside(ctx context.Context, vm events.VM) error {
 	if err := c.saveFailover(); err != nil {
 		return err
 	}
-	c.logger.Warn().Int64("blocks", blocks).Uint64("epoch", old).Interface("aside", aside).Msg("former source diverged: disks set aside")
+	c.logger.Warn().Int64("blocks", blocks).Uint64("epoch", old).Str("point", vm.FailoverPoint).Interface("aside", aside).
+		Msg("former source diverged: blocks written after the failover's recovery point, disks set aside")
 	return c.reportDivergence(ctx)
 }
 

@@ -140,12 +140,14 @@ func clearVMDir(dir string, disks []events.DiskSpec) error {
 
 // openPromoted opens the materialized images as tracked disks whose
 // cycles start at 1, and records the initial replication as done (there
-// is none in the new direction: the other side keeps its disk).
+// is none in the new direction: the other side keeps its disk). A
+// materialized point has no change log and needs none (NewLog): its
+// tracking starts here, it is not lost.
 func (c *vmCtl) openPromoted(vm events.VM, enableSeq, epoch uint64) error {
 	src := &sourceSide{ship: shipState{sentAt: map[uint64]time.Time{}}}
 	for _, spec := range vm.Disks {
 		d, err := disk.Open(filepath.Join(c.a.vmDir(vm.Name), spec.Name+".img"), spec.Size, disk.Options{
-			Name: spec.Name, BootID: c.a.cfg.DiskBootID, Logger: c.logger,
+			Name: spec.Name, BootID: c.a.cfg.DiskBootID, NewLog: true, Logger: c.logger,
 		})
 		if err == nil {
 			src.disks = append(src.disks, d)

@@ -189,7 +189,7 @@ func (c *vmCtl) ship(ctx context.Context, vm events.VM, enableSeq uint64, ack cy
 		c.reportError(ctx, agentproto.CodeResyncRequired, errors.New(why))
 		return nil
 	}
-	if closeDue(vm.Name, s.lastClose, time.Now(), vm.Settings.CopyInterval()) {
+	if closeDue(vm.Name, s.lastClose, time.Now(), vm.Settings.CopyInterval()) && !c.finalClosed(vm) {
 		if err := c.closeCycle(ctx, vm); err != nil {
 			return err
 		}

@@ -22,8 +22,9 @@ type SiteView struct {
 // reachable or unreachable (events.Reachability); Reachable says
 // reachability == reachable, for the clients that read only it. LastSeen is
 // the last heartbeat the log records (the one that made the host
-// reachable, or the last before it went unreachable; null: never heard).
-// VMs are the VMs the host runs.
+// reachable, or the last before it went unreachable; null: never heard);
+// the control plane answering the query brings it up to the last heartbeat
+// it heard, which is not an event. VMs are the VMs the host runs.
 type HostView struct {
 	Name         string              `json:"name"`
 	Site         string              `json:"site"`

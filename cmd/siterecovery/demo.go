@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rs/zerolog"
+
 	"github.com/siterecovery/siterecovery/test/demo"
 )
 
@@ -25,7 +27,7 @@ func parseDemo(args []string, stderr io.Writer) (demoConfig, error) {
 	fs.BoolVar(&c.Keep, "keep", false, "leave the control plane running at the end, until interrupted")
 	fs.StringVar(&c.Data, "data", "", "data directory (default: a new temporary directory, removed at the end)")
 	fs.StringVar(&c.HTTP, "http", "127.0.0.1:0", "address of the HTTP endpoint")
-	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level of the components")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level of the components, which log to demo.log in the data directory")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -46,12 +48,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "siterecovery demo: %v\n", err)
 		return 2
 	}
-	logger, err := newLogger(cfg.LogLevel, stderr)
-	if err != nil {
+	if _, err := newLogger(cfg.LogLevel, io.Discard); err != nil {
 		fmt.Fprintf(stderr, "siterecovery demo: %v\n", err)
 		return 2
 	}
-	err = demo.Run(ctx, demo.Config{Keep: cfg.Keep, Data: cfg.Data, HTTP: cfg.HTTP, Logger: logger,
+	// The components log to the demo's log file, stdout is the narrative.
+	logTo := func(w io.Writer) zerolog.Logger {
+		logger, _ := newLogger(cfg.LogLevel, w) // the level was checked above
+		return logger
+	}
+	err = demo.Run(ctx, demo.Config{Keep: cfg.Keep, Data: cfg.Data, HTTP: cfg.HTTP, LogTo: logTo,
 		CLI: runOperator, TTY: isTerminal(stdout)}, stdout)
 	if err != nil {
 		return 1

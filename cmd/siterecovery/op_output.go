@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -68,13 +69,21 @@ func renderList(columns ...string) func(io.Writer, []byte) error {
 	}
 }
 
+// agoColumns are the times a table prints with how long ago they were: a
+// host's last heartbeat.
+var agoColumns = []string{"last_seen"}
+
 func table(w io.Writer, columns []string, rows []map[string]any) error {
+	now := time.Now()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.ToUpper(strings.Join(columns, "\t")))
 	for _, row := range rows {
 		cells := make([]string, len(columns))
 		for i, c := range columns {
 			cells[i] = cell(row[c])
+			if slices.Contains(agoColumns, c) {
+				cells[i] = agoCell(row[c], now)
+			}
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
@@ -108,6 +117,18 @@ func cell(v any) string {
 	}
 	raw, _ := json.Marshal(v)
 	return string(raw)
+}
+
+// agoCell prints an RFC 3339 time to the second with how long before now
+// it was ("2026-12-04T21:09:23Z (4s ago)"); anything else as cell does.
+func agoCell(v any, now time.Time) string {
+	s, ok := v.(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if !ok || err != nil {
+		return cell(v)
+	}
+	ago := max(now.Sub(t), 0).Round(time.Second)
+	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), ago)
 }
 
 // decodeJSON decodes raw keeping numbers as written (sizes, sequences).

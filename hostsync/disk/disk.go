@@ -24,6 +24,13 @@ type Options struct {
 	// BootID identifies the running kernel boot; default
 	// /proc/sys/kernel/random/boot_id. Tests set it to simulate a reboot.
 	BootID string
+	// NewLog says the image needs no change log from before: its content
+	// was just made whole from elsewhere (a recovery point materialized as
+	// a VM's disk at promotion), so there is nothing to track yet. A
+	// missing change log is then started empty, cycles from 1, instead of
+	// putting the disk in NeedsResync. An existing log is recovered as
+	// usual.
+	NewLog bool
 	Logger zerolog.Logger
 }
 
@@ -106,7 +113,8 @@ type Tracked struct {
 // "whatever the existing image holds". It recovers the change log after a
 // crash (see Tracked). A log that cannot be trusted does not fail
 // the open: the disk is returned in the NeedsResync state, which persists
-// until ResetAfterResync.
+// until ResetAfterResync. A missing log is one (the image may hold writes
+// no log recorded), unless opts.NewLog says there was none to keep.
 func Open(path string, size int64, opts Options) (*Tracked, error) {
 	d := &Tracked{path: path, logPath: path + ".hrl", name: opts.Name, logger: opts.Logger}
 	if d.name == "" {
@@ -127,7 +135,7 @@ func Open(path string, size int64, opts Options) (*Tracked, error) {
 	if d.maxLog <= 0 {
 		d.maxLog = d.size / 2
 	}
-	if err := d.openLog(created); err != nil {
+	if err := d.openLog(created, opts.NewLog); err != nil {
 		return nil, errors.Join(err, d.img.Close())
 	}
 	return d, nil

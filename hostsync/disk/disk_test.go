@@ -3,12 +3,14 @@ package disk
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
@@ -274,6 +276,38 @@ func requireNeedsResync(t *testing.T, d *Tracked) {
 	var re *ResyncError
 	require.ErrorAs(t, err, &re)
 	require.Empty(t, d.Pending())
+}
+
+// An image made whole from elsewhere (a recovery point materialized at
+// promotion) opened with NewLog starts a change log, cycles from 1, and
+// says nothing of a resync; the same image without NewLog needs one, with
+// a warning.
+func TestTrackedDiskNewLogStartsTrackingWithoutAWarning(t *testing.T) {
+	for _, newLog := range []bool{true, false} {
+		t.Run(fmt.Sprintf("NewLog=%t", newLog), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "d.img")
+			require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte{7}, 1<<20), 0o600))
+			var logged bytes.Buffer
+			d := mustOpenDisk(t, path, 1<<20, Options{NewLog: newLog, Logger: zerolog.New(&logged)})
+			if !newLog {
+				requireNeedsResync(t, d)
+				require.Contains(t, logged.String(), `"level":"warn"`)
+				require.Contains(t, logged.String(), "change log missing")
+				return
+			}
+			require.Empty(t, logged.String())
+			ok, why := d.NeedsResync()
+			require.False(t, ok, why)
+			require.NoError(t, d.WriteAt([]byte("tracked"), 4096, true))
+			seq, err := d.CloseCycle(time.Now(), false)
+			require.NoError(t, err)
+			require.Equal(t, uint64(1), seq)
+			c, err := d.Cycle(seq)
+			require.NoError(t, err)
+			require.Len(t, c.Extents, 1)
+			require.FileExists(t, path+".hrl")
+		})
+	}
 }
 
 func TestTrackedDiskCleanShutdownSurvivesReboot(t *testing.T) {

@@ -10,8 +10,10 @@ import (
 )
 
 // openLog opens or creates the change log and recovers it (see Tracked for
-// the rules); created says the image was just created.
-func (d *Tracked) openLog(created bool) error {
+// the rules); created says the image was just created, newLog that it has
+// no history to keep (Options.NewLog): a missing log is then started, not
+// a loss.
+func (d *Tracked) openLog(created, newLog bool) error {
 	_, statErr := os.Stat(d.logPath)
 	logExists := statErr == nil
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
@@ -20,7 +22,7 @@ func (d *Tracked) openLog(created bool) error {
 	switch {
 	case created && logExists:
 		return d.resetAtOpen("disk image was missing (created empty) while its change log exists")
-	case created:
+	case created, newLog && !logExists:
 		return d.replaceLog(1, "")
 	case !logExists:
 		return d.resetAtOpen("change log missing")

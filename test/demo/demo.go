@@ -25,8 +25,14 @@ type Config struct {
 	// at the end unless Keep).
 	Data string
 	// HTTP is the address of the HTTP endpoint ("": none).
-	HTTP   string
+	HTTP string
+	// Logger is the components' logger (the control plane's and the
+	// agents'), used as given by Open.
 	Logger zerolog.Logger
+	// LogTo, when set, makes Run's components log to the demo's log file
+	// (LogFile in the data directory) through the logger it returns, so
+	// that out carries the narrative alone; package main configures it.
+	LogTo func(w io.Writer) zerolog.Logger
 	// CLI runs the operator commands: package main's, so the demo shows
 	// and checks them as an operator types them.
 	CLI CLI
@@ -49,6 +55,8 @@ type Demo struct {
 	w     *world.World
 	start time.Time
 	outMu sync.Mutex
+	// logged says the components log to the log file (logs.go).
+	logged bool
 }
 
 // demoVMs are the demo's VMs, all on hv01 at the start.
@@ -61,31 +69,39 @@ func New(cfg Config, out io.Writer) *Demo {
 }
 
 // Run runs the demo and prints its verdict: nil when every step verified
-// what it did.
+// what it did. The components log to the demo's log file (Config.LogTo),
+// whose path it prints at the start and at the end; a temporary data
+// directory is removed at the end but for that file (and kept whole when
+// the demo failed).
 func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	d := New(cfg, out)
-	if err := d.run(ctx); err != nil {
-		fmt.Fprintf(out, "\nFAILED: %v\n", err)
-		return err
+	tmp := cfg.Data == ""
+	if tmp {
+		dir, err := os.MkdirTemp("", "siterecovery-demo-")
+		if err != nil {
+			return err
+		}
+		d.cfg.Data = dir
 	}
-	fmt.Fprintf(out, "\ndemo verified in %s\n", time.Since(d.start).Round(time.Millisecond))
-	return nil
+	err := d.runLogged(ctx)
+	if err != nil {
+		fmt.Fprintf(out, "\nFAILED: %v\n", err)
+	} else {
+		fmt.Fprintf(out, "\ndemo verified in %s\n", time.Since(d.start).Round(time.Millisecond))
+	}
+	d.endLog(err)
+	if tmp && !cfg.Keep && err == nil {
+		if rmErr := removeAllBut(d.cfg.Data, LogFile); rmErr != nil {
+			fmt.Fprintf(out, "remove the demo's data: %v\n", rmErr)
+		}
+	}
+	return err
 }
 
 // Start is when the demo began.
 func (d *Demo) Start() time.Time { return d.start }
 
 func (d *Demo) run(ctx context.Context) (err error) {
-	if d.cfg.Data == "" {
-		dir, err := os.MkdirTemp("", "siterecovery-demo-")
-		if err != nil {
-			return err
-		}
-		d.cfg.Data = dir
-		if !d.cfg.Keep {
-			defer os.RemoveAll(dir)
-		}
-	}
 	d.stage("control plane: embedded NATS with JetStream, event log, projections, command service")
 	if err := d.Open(ctx); err != nil {
 		return err
@@ -98,6 +114,7 @@ func (d *Demo) run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	d.say("agents running, their data in %s; the fabric below registers their hosts", d.w.HostDir("<host>"))
 	steps := []func(context.Context) error{d.Fabric, d.protect, d.replicate, d.testFailover, d.makePlan,
 		func(ctx context.Context) error { return d.plannedFailover(ctx, "hv01", "secondary") },
 		d.replicateBack,
@@ -115,8 +132,9 @@ func (d *Demo) run(ctx context.Context) (err error) {
 	return nil
 }
 
-// Fabric builds the two sites through the operator commands.
-func (d *Demo) Fabric(context.Context) error {
+// Fabric builds the two sites through the operator commands and waits
+// until both hosts are heard from.
+func (d *Demo) Fabric(ctx context.Context) error {
 	d.stage("fabric: two sites, a host each, a cloud each, a policy, a pairing")
 	steps := [][]string{
 		{"site", "register", "primary"},
@@ -134,6 +152,10 @@ func (d *Demo) Fabric(context.Context) error {
 			return err
 		}
 	}
+	if err := d.WaitReachable(ctx, demoHosts, 15*time.Second); err != nil {
+		return err
+	}
+	d.say("hv01 and hv02 are reachable: the control plane heard their agents' heartbeats (every second here); a host is unknown until its first")
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/siterecovery/siterecovery/hostsync"
@@ -141,8 +142,8 @@ func (d *Demo) plannedFailover(ctx context.Context, fromHost, to string) error {
 		if err := d.NotServed(fromHost, vm); err != nil {
 			return err
 		}
-		d.say("verified: %s runs at %s (epoch %d), its disk equals the source's last state: no data lost; the old primary refuses it",
-			vm, to, v.Epoch)
+		d.say("verified: %s runs at %s (epoch %d), its disk equals the source's last state: no data lost; %s no longer serves it",
+			vm, to, v.Epoch, fromHost)
 	}
 	d.say("planned failover of the plan took %s", took.Round(time.Millisecond))
 	shippedBefore := map[string]int64{}
@@ -245,24 +246,62 @@ func (d *Demo) unplanned(ctx context.Context) error {
 	if _, err := d.CLI("plan", "commit", "shop", "--wait"); err != nil {
 		return err
 	}
+	d.say("reverse by resync: hv02 waits until hv01 has turned its old disks into the replica, compares their hash trees")
+	d.say("with its own disks' and sends only the blocks that differ")
 	if _, err := d.CLI("plan", "reverse", "shop", "--wait"); err != nil {
 		return err
 	}
-	return world.Parallel(demoVMs, func(vm string) error {
-		v, err := d.WaitVM(ctx, vm, "protected again after the resync", 120*time.Second, func(v projections.VMView) bool {
-			return v.ProtectionState == "Protected" && v.ActiveSite == "secondary" && len(v.RecoveryPoints) > 0
-		}, nil)
+	if err := world.Parallel(demoVMs, func(vm string) error { return d.verifyResynced(ctx, vm) }); err != nil {
+		return err
+	}
+	return d.noDivergence("hv01")
+}
+
+// verifyResynced checks a VM protected again after the resync, its
+// replica equal to the source, and says what the resync sent.
+func (d *Demo) verifyResynced(ctx context.Context, vm string) error {
+	v, err := d.WaitVM(ctx, vm, "protected again after the resync", 120*time.Second, func(v projections.VMView) bool {
+		return v.ProtectionState == "Protected" && v.ActiveSite == "secondary" && len(v.RecoveryPoints) > 0
+	}, nil)
+	if err != nil {
+		return err
+	}
+	same, err := world.SameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return fmt.Errorf("%s: after the resync the replica on %s differs from the source", vm, v.RecoveryHost)
+	}
+	sent, err := d.lastSentBytes(vm, "reverse_replication_completed")
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("the resync sent %s of differing blocks", InMiB(sent))
+	if sent == 0 {
+		what = "the resync found no block differing (both sides still held the recovery point), so it sent none"
+	}
+	d.say("verified: %s protected %s → %s again; %s; the replica equals the source", vm, v.SourceHost, v.RecoveryHost, what)
+	return nil
+}
+
+// noDivergence checks that the returning former source held no write after
+// the recovery points the VMs were failed over to (the demo's writes had
+// all shipped before the host died): no divergence, nothing set aside.
+func (d *Demo) noDivergence(host string) error {
+	for _, vm := range demoVMs {
+		v, err := d.VM(vm)
 		if err != nil {
 			return err
 		}
-		same, err := world.SameBytes(v.Disks[0].Image, v.Disks[0].ReplicaImage)
-		if err != nil {
-			return err
+		if v.Divergence != nil {
+			return fmt.Errorf("%s: %s diverged by %d blocks after the recovery point, though everything had shipped", vm, host, v.Divergence.Blocks)
 		}
-		if !same {
-			return fmt.Errorf("%s: after the resync the replica on %s differs from the source", vm, v.RecoveryHost)
-		}
-		d.say("verified: %s protected %s → %s again; the replica equals the source", vm, v.SourceHost, v.RecoveryHost)
-		return nil
-	})
+	}
+	aside := filepath.Join(d.w.HostDir(host), "aside")
+	if _, err := os.Stat(aside); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s set disks aside in %s (err %v), though it had not diverged", host, aside, err)
+	}
+	d.say("verified: no divergence: %s had written nothing after the recovery points (its writes had all shipped), so nothing was set aside", host)
+	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/projections"
 	"github.com/siterecovery/siterecovery/test/world"
 )
@@ -84,6 +86,32 @@ func (d *Demo) WaitVM(ctx context.Context, name, what string, within time.Durati
 	}
 }
 
+// WaitReachable polls the hosts query until every one of hosts is
+// reachable, or the deadline passes.
+func (d *Demo) WaitReachable(ctx context.Context, hosts []string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		var views []projections.HostView
+		err := d.w.Query("hosts", nil, &views)
+		reach := map[string]events.Reachability{}
+		for _, h := range views {
+			reach[h.Name] = h.Reachability
+		}
+		missing := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return reach[h] == events.ReachabilityReachable })
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("hosts %v not reachable within %s (reachability %v, err %v)", missing, within, reach, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // progressBar draws done/total as a bar.
 func progressBar(label string, p *projections.Progress) string {
 	if p == nil || p.TotalBytes == 0 {
@@ -123,6 +151,28 @@ func (d *Demo) writeFor(dur time.Duration) (map[string]*world.Workload, error) {
 	}
 	time.Sleep(dur) // the workload's duration, not a wait for a result
 	return loads, world.StopWorkloads(loads)
+}
+
+// lastSentBytes is the sent_bytes of the VM's last event of type typ (0:
+// none).
+func (d *Demo) lastSentBytes(vm, typ string) (int64, error) {
+	var hist []struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := d.w.Query("events", map[string]any{"kind": "vm", "id": vm, "limit": 10000}, &hist); err != nil {
+		return 0, err
+	}
+	var sent int64
+	for _, e := range hist {
+		var b struct {
+			SentBytes int64 `json:"sent_bytes"`
+		}
+		if e.Type == typ && json.Unmarshal(e.Data, &b) == nil {
+			sent = b.SentBytes
+		}
+	}
+	return sent, nil
 }
 
 // shippedBytes sums the bytes the VM's recovery points and initial copy

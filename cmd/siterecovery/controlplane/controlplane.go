@@ -86,8 +86,9 @@ func Open(ctx context.Context, cfg Config, logger zerolog.Logger) (cp *ControlPl
 	if cp.store, err = projections.Open(ctx, dbPath, cp.log, logger.With().Str("component", "projections").Logger()); err != nil {
 		return cp, fmt.Errorf("projections: %w", err)
 	}
-	cp.svc = handlers.New(cp.log, cp.store, logger.With().Str("component", "handlers").Logger())
 	cp.agents = handlers.NewAgentHandlers(cp.log, handlers.DefaultUnreachableAfter, logger)
+	rm := readModel{Store: cp.store, heard: cp.agents.Heard}
+	cp.svc = handlers.New(cp.log, rm, logger.With().Str("component", "handlers").Logger())
 	cp.svc.Extend(cp.agents)
 	cp.svc.Extend(handlers.NewFailoverReports(cp.log, cp.store, logger))
 	cp.svc.Extend(handlers.NewVerifyHandlers(cp.log, cp.nc, logger)) // vm verify
