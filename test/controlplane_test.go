@@ -14,22 +14,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/siterecovery/siterecovery/test/world"
 )
 
 // buildFabric registers two sites, a host, a cloud each, a policy and a
 // pairing through the CLI.
 func buildFabric(t *testing.T, url string) {
 	t.Helper()
-	for _, args := range [][]string{
-		{"site", "register", "primary"},
-		{"site", "register", "secondary"},
-		{"host", "register", "hv01", "--site", "primary"},
-		{"host", "register", "hv02", "--site", "secondary"},
-		{"cloud", "create", "gold", "--site", "primary", "--hosts", "hv01"},
-		{"cloud", "create", "gold-dr", "--site", "secondary", "--hosts", "hv02"},
-		{"policy", "create", "p30", "--copy-frequency", "30s", "--retention", "24h", "--app-consistent-every", "4h"},
-		{"pairing", "create", "--source", "gold", "--target", "gold-dr", "--policy", "p30"},
-	} {
+	fabric := world.Fabric{Source: "hv01", Recovery: "hv02"}
+	for _, args := range fabric.CLI("p30", "--copy-frequency", "30s", "--retention", "24h", "--app-consistent-every", "4h") {
 		mustCLI(t, url, args...)
 	}
 }

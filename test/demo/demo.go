@@ -136,17 +136,8 @@ func (d *Demo) run(ctx context.Context) (err error) {
 // until both hosts are heard from.
 func (d *Demo) Fabric(ctx context.Context) error {
 	d.stage("fabric: two sites, a host each, a cloud each, a policy, a pairing")
-	steps := [][]string{
-		{"site", "register", "primary"},
-		{"site", "register", "secondary"},
-		{"host", "register", "hv01", "--site", "primary"},
-		{"host", "register", "hv02", "--site", "secondary"},
-		{"cloud", "create", "gold", "--site", "primary", "--hosts", "hv01"},
-		{"cloud", "create", "gold-dr", "--site", "secondary", "--hosts", "hv02"},
-		{"policy", "create", "p2", "--copy-frequency", "2s", "--retention", "24h", "--app-consistent-every", "1h"},
-		{"pairing", "create", "--source", "gold", "--target", "gold-dr", "--policy", "p2"},
-		{"netmap", "create", "lan", "--source-network", "lan-primary", "--target-network", "lan-secondary"},
-	}
+	steps := append(world.Fabric{Source: "hv01", Recovery: "hv02"}.CLI("p2", "--copy-frequency", "2s", "--retention", "24h", "--app-consistent-every", "1h"),
+		[]string{"netmap", "create", "lan", "--source-network", "lan-primary", "--target-network", "lan-secondary"})
 	for _, s := range steps {
 		if _, err := d.CLI(s...); err != nil {
 			return err

@@ -48,6 +48,22 @@ func (f Fabric) Commands() []Command {
 	}
 }
 
+// CLI is the fabric as operator commands, each the arguments after
+// `siterecovery`, in the order they are given; policy holds the arguments
+// of its `policy create`, the policy's name first.
+func (f Fabric) CLI(policy ...string) [][]string {
+	return [][]string{
+		{"site", "register", SitePrimary},
+		{"site", "register", SiteSecondary},
+		{"host", "register", f.Source, "--site", SitePrimary},
+		{"host", "register", f.Recovery, "--site", SiteSecondary},
+		{"cloud", "create", CloudPrimary, "--site", SitePrimary, "--hosts", f.Source},
+		{"cloud", "create", CloudRecovery, "--site", SiteSecondary, "--hosts", f.Recovery},
+		append([]string{"policy", "create"}, policy...),
+		{"pairing", "create", "--source", CloudPrimary, "--target", CloudRecovery, "--policy", policy[0]},
+	}
+}
+
 // Build sends the fabric's commands.
 func (w *World) Build(ctx context.Context, f Fabric) error {
 	for _, c := range f.Commands() {
