@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -102,20 +103,65 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	return s, nil
 }
 
-// init creates the buckets (and the counts of a file that has none) and
-// returns the stored checkpoint.
+// FileFormat is the layout of projections.db: its buckets, their keys and
+// their values (docs/reference/files.md), stamped in the meta bucket under
+// "format". The file is a cache of the log: Open empties a file of another
+// format and rebuilds the read models from the log, so a layout this build
+// does not know is never misread. A file with no stamp was written before
+// the stamp existed, in format 1's layout.
+const FileFormat = 1
+
+var keyFormat = []byte("format")
+
+// init creates the buckets (and the counts of a file that has none),
+// empties a file of another format (FileFormat) and returns the checkpoint
+// to resume from.
 func (s *Store) init() (uint64, error) {
 	var cp uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.checkFormat(tx); err != nil {
+			return err
+		}
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		if err := tx.Bucket(bucketMeta).Put(keyFormat, u64(FileFormat)); err != nil {
+			return fmt.Errorf("stamp format: %w", err)
+		}
 		cp = readMeta(tx, keyCheckpoint)
 		return initCounts(tx)
 	})
 	return cp, err
+}
+
+// checkFormat deletes every bucket of a file stamped with another format
+// than FileFormat, so that the read models are rebuilt from the log.
+func (s *Store) checkFormat(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return nil
+	}
+	v := meta.Get(keyFormat)
+	if v == nil || (len(v) == 8 && binary.BigEndian.Uint64(v) == FileFormat) {
+		return nil
+	}
+	s.logger.Warn().Hex("format", v).Int("want", FileFormat).Str("path", s.db.Path()).
+		Msg("read models of another format: rebuilding them from the log")
+	var names [][]byte
+	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		names = append(names, append([]byte(nil), name...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("drop bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Close stops the runner, waits for it and closes the file. It is safe to

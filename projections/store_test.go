@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/siterecovery/siterecovery/events"
 )
@@ -271,4 +272,42 @@ func TestFileOfAnotherLogIsRefused(t *testing.T) {
 	defer cancel()
 	require.ErrorIs(t, s.WaitFor(ctx, last+1), ErrAhead)
 	require.ErrorIs(t, s.Err(), ErrAhead)
+}
+
+// TestFileOfAnotherFormatIsRebuilt: a file stamped with a format this build
+// does not know is emptied and rebuilt from the log, never read; a file
+// with no stamp (written before the stamp) is read as format 1.
+func TestFileOfAnotherFormatIsRebuilt(t *testing.T) {
+	log := events.NewMemLog()
+	last := newWorld(t, log).scenario()
+	path := filepath.Join(t.TempDir(), "projections.db")
+	s := mustOpen(t, path, log)
+	waitFor(t, s, last)
+	before := allAnswers(t, s, "web01")
+	require.NoError(t, s.Close())
+
+	restamp := func(v []byte) {
+		db, err := bolt.Open(path, 0o600, nil)
+		require.NoError(t, err)
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if v == nil {
+				return meta.Delete(keyFormat)
+			}
+			// A read model this build would misread, under a format it
+			// does not know.
+			require.NoError(t, tx.Bucket(bucketVMs).Put([]byte("web01"), []byte(`{"garbage":`)))
+			return meta.Put(keyFormat, v)
+		}))
+		require.NoError(t, db.Close())
+	}
+	restamp(nil)
+	s = mustOpen(t, path, log)
+	require.Equal(t, last, s.Checkpoint(), "a file without a stamp is format 1: resumed, not rebuilt")
+	require.NoError(t, s.Close())
+
+	restamp(u64(FileFormat + 1))
+	s = mustOpen(t, path, log)
+	waitFor(t, s, last)
+	require.Equal(t, before, allAnswers(t, s, "web01"), "rebuilt from the log: the garbage under the unknown format is gone")
 }
