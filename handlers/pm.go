@@ -107,8 +107,16 @@ const (
 	deadlineSource = "source"
 )
 
+// pmFormat is the format of process-manager.json (docs/reference/files.md):
+// 2 adds deadlines of kind "source" (a planned failover waiting for its
+// source host's first heartbeat); a file with no format is 1, readable as
+// 2. A file of a newer format is not read: the log is folded from 1, as
+// without a checkpoint.
+const pmFormat = 2
+
 // pmState is what the process manager folds from the log and checkpoints.
 type pmState struct {
+	Format    int                 `json:"format,omitempty"`
 	Seq       uint64              `json:"seq"`
 	Deadlines map[string]deadline `json:"deadlines"`
 	Reversing map[string]bool     `json:"reversing"`
@@ -325,6 +333,11 @@ func (p *PM) loadCheckpoint() (pmState, error) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("process manager: checkpoint %s: %w", p.checkpointPath(), err)
 	}
+	if st.Format > pmFormat {
+		p.logger.Warn().Int("format", st.Format).Int("want", pmFormat).Str("path", p.checkpointPath()).
+			Msg("process manager checkpoint of a newer format: folding the log from the start")
+		return newPMState(), nil
+	}
 	if st.Deadlines == nil {
 		st.Deadlines = map[string]deadline{}
 	}
@@ -342,6 +355,7 @@ func (p *PM) loadCheckpoint() (pmState, error) {
 func (p *PM) saveCheckpoint(seq uint64) error {
 	p.mu.Lock()
 	p.st.Seq = seq
+	p.st.Format = pmFormat
 	raw, err := json.Marshal(p.st)
 	p.mu.Unlock()
 	if err != nil || p.cfg.Dir == "" {

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -388,4 +390,31 @@ func TestFailoverReportsRefuseBadInput(t *testing.T) {
 	require.Equal(t, before, f.lastSeq(), "refused reports append nothing")
 	_, err := NewFailoverReports(f.log, nil, zerolog.Nop()).Handle(context.Background(), "hv11", "nonsense", []byte(`{"vm":"web01"}`))
 	require.ErrorIs(t, err, events.ErrInvalidArgument)
+}
+
+// TestProcessManagerCheckpointFormat: the checkpoint carries its format; a
+// file without one is format 1 and read; a file of a newer format is not
+// read (the log is folded from the start instead).
+func TestProcessManagerCheckpointFormat(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pm := NewPM(events.NewMemLog(), PMConfig{Dir: dir}, zerolog.Nop())
+	require.NoError(t, pm.saveCheckpoint(7))
+	raw, err := os.ReadFile(filepath.Join(dir, pmCheckpointFile))
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"format":2`)
+
+	write := func(body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, pmCheckpointFile), []byte(body), 0o644))
+	}
+	write(`{"seq":7,"deadlines":{},"reversing":{},"jobs":{}}`)
+	st, err := pm.loadCheckpoint()
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), st.Seq, "no format: format 1, read")
+
+	write(`{"format":3,"seq":7,"deadlines":{"x/web01":{}},"reversing":{},"jobs":{}}`)
+	st, err = pm.loadCheckpoint()
+	require.NoError(t, err)
+	require.Zero(t, st.Seq, "a newer format is not read: the log is folded from the start")
+	require.Empty(t, st.Deadlines)
 }
