@@ -171,17 +171,38 @@ func (a *AgentHandlers) appendAgg(ctx context.Context, host string, agg events.A
 		commandID = newID()
 	}
 	meta := events.Meta{CommandID: commandID, CorrelationID: commandID, Actor: "agent:" + host}
+	return appendDecided(ctx, a.log, a.cache, agg, func(cur aggState) (reportAppend, error) {
+		evs, err := decide(cur)
+		meta.At = time.Now().UTC()
+		return reportAppend{version: cur.Seq, meta: meta, evs: evs}, err
+	})
+}
+
+// reportAppend is what a report decided on an aggregate's state: the
+// events to append on the version they were decided on, under meta; with
+// no events nothing is appended and reply is the answer.
+type reportAppend struct {
+	version uint64
+	meta    events.Meta
+	evs     []events.Data
+	reply   agentproto.Reply
+}
+
+// appendDecided loads agg, decides and appends what decide returns,
+// deciding again on a fresh load after a conflict, at most
+// maxConflictRetries times. An error of decide is returned with its reply.
+func appendDecided(ctx context.Context, log events.Log, cache *foldCache, agg events.Aggregate,
+	decide func(aggState) (reportAppend, error)) (agentproto.Reply, error) {
 	for range maxConflictRetries {
-		cur, err := a.cache.load(ctx, agg)
+		cur, err := cache.load(ctx, agg)
 		if err != nil {
 			return agentproto.Reply{}, fmt.Errorf("load %s: %w", agg, err)
 		}
-		evs, err := decide(cur)
-		if err != nil || len(evs) == 0 {
-			return agentproto.Reply{}, err
+		ra, err := decide(cur)
+		if err != nil || len(ra.evs) == 0 {
+			return ra.reply, err
 		}
-		meta.At = time.Now().UTC()
-		res, err := a.log.Append(ctx, agg, cur.Seq, meta, evs...)
+		res, err := log.Append(ctx, agg, ra.version, ra.meta, ra.evs...)
 		if errors.Is(err, events.ErrConflict) {
 			continue
 		}

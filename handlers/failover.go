@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -100,36 +99,24 @@ func (f *FailoverReports) append(ctx context.Context, host string, head agentpro
 	if commandID == "" {
 		commandID = newID()
 	}
-	for range maxConflictRetries {
-		cur, err := f.cache.load(ctx, agg)
-		if err != nil {
-			return agentproto.Reply{}, fmt.Errorf("load %s: %w", agg, err)
-		}
+	return appendDecided(ctx, f.log, f.cache, agg, func(cur aggState) (reportAppend, error) {
 		v := cur.View
 		if !v.Exists() {
-			return agentproto.Reply{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
+			return reportAppend{}, fmt.Errorf("vm %s: %w", head.VM, events.ErrNotFound)
 		}
 		if res, ok, err := handledBefore(cur.Marks, commandID); ok || err != nil {
-			return agentproto.Reply{Seqs: res.seqs}, err
+			return reportAppend{reply: agentproto.Reply{Seqs: res.seqs}}, err
 		}
 		d, err := decide(v)
-		if err != nil || len(d.evs) == 0 {
-			return agentproto.Reply{}, err
+		if err != nil {
+			return reportAppend{}, err
 		}
 		meta := events.Meta{At: time.Now().UTC(), CommandID: commandID, CorrelationID: d.job, Actor: "agent:" + host}
 		if meta.CorrelationID == "" {
 			meta.CorrelationID = commandID
 		}
-		res, err := f.log.Append(ctx, agg, v.Version, meta, d.evs...)
-		if errors.Is(err, events.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return agentproto.Reply{}, fmt.Errorf("append to %s: %w", agg, err)
-		}
-		return agentproto.Reply{Seqs: res.Seqs}, nil
-	}
-	return agentproto.Reply{}, fmt.Errorf("append to %s: still conflicting after %d tries: %w", agg, maxConflictRetries, events.ErrConflict)
+		return reportAppend{version: v.Version, meta: meta, evs: d.evs}, nil
+	})
 }
 
 // netmaps reads every live network mapping: source network → target, from
