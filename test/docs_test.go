@@ -20,7 +20,9 @@ import (
 // tree: a backticked repository path (`hostsync/batch`,
 // `handlers/<component>_decide.go`) must exist as written, a backticked
 // package path with an exported name (`events/subscribe.Follow`) must
-// declare it, a backticked bare Go file name (`codec.go`, `catalog_*.go`)
+// declare it, and so must a package of ours named by its name alone
+// (`agentproto.DeltaSubject`) unless an imported package outside the module
+// has that name too (`jetstream`), a backticked bare Go file name (`codec.go`, `catalog_*.go`)
 // must exist in some directory of the repository, and a relative Markdown
 // link must point to a file that exists. Names the program writes at run
 // time (`replica.json`, `ir.json`) are neither .go files nor repository
@@ -52,6 +54,8 @@ type docFile struct {
 type repoTree struct {
 	paths   map[string]bool
 	goFiles []string
+	pkgDirs map[string][]string        // a package's name → the directories of that name
+	foreign map[string]bool            // the names of the packages imported from outside the module
 	decls   map[string]map[string]bool // package dir → declared names, cached
 }
 
@@ -84,9 +88,10 @@ func TestDocsCheckCatchesStaleNames(t *testing.T) {
 	doc := parseDoc("docs/x.md", "See `hostsync/batch` and `decode.go`, the\n"+
 		"`handlers/<component>_decide.go` files, `events/subscribe.Follow`,\n"+
 		"[files](reference/files.md#the-replica), [web](https://nats.io/) and\n"+
-		"`replica.json`, `go test ./hostsync/...`.\n\n"+
+		"`replica.json`, `go test ./hostsync/...`, `agentproto.DeltaSubject`,\n"+
+		"`jetstream.AsyncPersistMode`, `nats.ErrPermissionViolation`, `demo.log`.\n\n"+
 		"```\n`hostsync/gone` in a fence\n```\n"+
-		"Stale: `hostsync/batch.go`, `batch_decode.go`, `hostsync/disk.TrackedDisk`,\n"+
+		"Stale: `hostsync/batch.go`, `batch_decode.go`, `hostsync/disk.TrackedDisk`, `hostsync.DeltaSubject`,\n"+
 		"`hostsync/gone/*.go`, [gone](reference/gone.md).\n")
 	var missing []string
 	for _, s := range doc.spans {
@@ -94,9 +99,9 @@ func TestDocsCheckCatchesStaleNames(t *testing.T) {
 			missing = append(missing, s.text)
 		}
 	}
-	require.Equal(t, []string{"hostsync/batch.go", "batch_decode.go", "hostsync/disk.TrackedDisk", "hostsync/gone/*.go"}, missing)
-	require.Equal(t, []docSpan{{3, "reference/files.md"}, {10, "reference/gone.md"}}, doc.links)
-	require.Equal(t, 9, doc.spans[len(doc.spans)-2].line)
+	require.Equal(t, []string{"hostsync/batch.go", "batch_decode.go", "hostsync/disk.TrackedDisk", "hostsync.DeltaSubject", "hostsync/gone/*.go"}, missing)
+	require.Equal(t, []docSpan{{3, "reference/files.md"}, {11, "reference/gone.md"}}, doc.links)
+	require.Equal(t, 10, doc.spans[len(doc.spans)-2].line)
 }
 
 // loadDocs reads README.md and every Markdown file below docs/.
@@ -186,7 +191,8 @@ func (d *docFile) parseParagraph(first int, para string) {
 // loadRepoTree lists the repository's paths, .git aside.
 func loadRepoTree(t *testing.T) *repoTree {
 	t.Helper()
-	tree := &repoTree{paths: map[string]bool{}, decls: map[string]map[string]bool{}}
+	tree := &repoTree{paths: map[string]bool{}, pkgDirs: map[string][]string{}, foreign: map[string]bool{},
+		decls: map[string]map[string]bool{}}
 	err := filepath.WalkDir(repoRoot, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -203,13 +209,32 @@ func loadRepoTree(t *testing.T) *repoTree {
 		}
 		tree.paths[filepath.ToSlash(rel)] = true
 		if !d.IsDir() && strings.HasSuffix(d.Name(), ".go") {
-			tree.goFiles = append(tree.goFiles, d.Name())
+			tree.addGoFile(filepath.ToSlash(rel))
 		}
 		return nil
 	})
 	require.NoError(t, err)
 	require.True(t, tree.paths["go.mod"], "the repository root is not %s", repoRoot)
 	return tree
+}
+
+// addGoFile records a Go file's name, its package directory and the
+// names of the packages it imports from outside the module.
+func (r *repoTree) addGoFile(rel string) {
+	r.goFiles = append(r.goFiles, path.Base(rel))
+	dir := path.Dir(rel)
+	if base := path.Base(dir); !slices.Contains(r.pkgDirs[base], dir) {
+		r.pkgDirs[base] = append(r.pkgDirs[base], dir)
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(repoRoot, filepath.FromSlash(rel)), nil, parser.ImportsOnly)
+	if err != nil {
+		return
+	}
+	for _, imp := range f.Imports {
+		if p := strings.Trim(imp.Path.Value, `"`); !strings.HasPrefix(p, module+"/") {
+			r.foreign[path.Base(p)] = true
+		}
+	}
 }
 
 var (
@@ -219,6 +244,8 @@ var (
 	bareGoFile = regexp.MustCompile(`^[A-Za-z0-9_.*<>-]+\.go$`)
 	// qualified is a package path with a name of it: events/subscribe.Follow.
 	qualified = regexp.MustCompile(`^([a-z0-9_/]+/[a-z0-9_]+)\.([A-Z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$`)
+	// byName is a package's name with a name of it: agentproto.DeltaSubject.
+	byName = regexp.MustCompile(`^([a-z][a-z0-9]*)\.([A-Z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$`)
 )
 
 // check says what of a code span's token is missing from the tree, or ""
@@ -233,6 +260,9 @@ func (r *repoTree) check(token string) string {
 			return "no Go file of that name in the repository"
 		}
 		return ""
+	}
+	if g := byName.FindStringSubmatch(token); g != nil {
+		return r.checkByName(g[1], g[2])
 	}
 	p := strings.TrimPrefix(token, "./")
 	if !slices.ContainsFunc(repoPathPrefixes, func(prefix string) bool { return strings.HasPrefix(p, prefix) }) {
@@ -254,6 +284,22 @@ func (r *repoTree) check(token string) string {
 		return "no such path in the repository"
 	}
 	return ""
+}
+
+// checkByName checks a name of a package of ours named by its package
+// name; a name no package of ours has, or an outside package's, is not
+// checked.
+func (r *repoTree) checkByName(pkg, name string) string {
+	dirs := r.pkgDirs[pkg]
+	if len(dirs) == 0 || r.foreign[pkg] {
+		return ""
+	}
+	for _, dir := range dirs {
+		if r.checkDecl(dir, name) == "" {
+			return ""
+		}
+	}
+	return "package " + pkg + " (" + strings.Join(dirs, ", ") + ") declares no " + name
 }
 
 // checkDecl says whether package dir declares name: a top-level name, or
