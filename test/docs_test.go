@@ -17,16 +17,20 @@ import (
 )
 
 // The docs tests hold README.md and every Markdown file of docs/ to the
-// tree: a backticked repository path (`hostsync/batch`,
-// `handlers/<component>_decide.go`) must exist as written, a backticked
-// package path with an exported name (`events/subscribe.Follow`) must
-// declare it, and so must a package of ours named by its name alone
-// (`agentproto.DeltaSubject`) unless an imported package outside the module
-// has that name too (`jetstream`), a backticked bare Go file name (`codec.go`, `catalog_*.go`)
-// must exist in some directory of the repository, and a relative Markdown
-// link must point to a file that exists. Names the program writes at run
-// time (`replica.json`, `ir.json`) are neither .go files nor repository
-// paths and are not checked; neither is code in fenced blocks.
+// tree, outside fenced code blocks:
+//   - a backticked repository path (`hostsync/batch`,
+//     `handlers/<component>_decide.go`) must exist as written;
+//   - a backticked package path with an exported name
+//     (`events/subscribe.Follow`) must declare it, and so must a package of
+//     ours named by its name alone (`agentproto.DeltaSubject`), unless a
+//     package imported from outside the module has that name too
+//     (`jetstream`);
+//   - a backticked bare Go file name (`codec.go`, `catalog_*.go`) must exist
+//     in some directory of the repository;
+//   - a relative Markdown link must point to a file that exists.
+//
+// Files the program writes at run time (`replica.json`, `ir.json`) are
+// neither Go files nor repository paths and are not checked.
 
 // repoRoot is the repository, seen from the test/ directory tests run in.
 const repoRoot = ".."
@@ -50,7 +54,8 @@ type docFile struct {
 }
 
 // repoTree is what the docs may name: every path of the repository
-// (slash-separated, from its root) and the base names of its Go files.
+// (slash-separated, from its root), the base names of its Go files, its
+// packages and what they declare.
 type repoTree struct {
 	paths   map[string]bool
 	goFiles []string
