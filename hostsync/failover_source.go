@@ -265,6 +265,10 @@ func (c *vmCtl) loadTrees() bool {
 	stamp := ""
 	for _, d := range c.src.disks {
 		tree, st, err := hashtree.Load(d.Path() + ".hashtree")
+		if errors.Is(err, hashtree.ErrVersion) {
+			c.logger.Info().Err(err).Str("disk", d.Name()).Str("hash", hashtree.HashName).
+				Msg("hash tree file of another version (an older build's hash): rebuilding it from the image")
+		}
 		if err != nil || tree.Size() != d.Size() || (stamp != "" && st != stamp) {
 			return false
 		}

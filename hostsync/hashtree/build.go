@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
@@ -43,37 +45,84 @@ func HashLeaves(r io.ReaderAt, size int64, first, end int) ([]byte, error) {
 }
 
 // hashLeaves hashes leaves [first, end) of a disk of size bytes read from
-// r; the leaves of holes of an *os.File are the zero leaf, unread.
+// r on every CPU; the leaves of holes of an *os.File are the zero leaf,
+// unread.
 func hashLeaves(r io.ReaderAt, size int64, first, end int) ([]Hash, error) {
+	return hashLeavesWith(r, size, first, end, runtime.GOMAXPROCS(0), treeHasher())
+}
+
+// leafHasher hashes a leaf's block (leaf) and knows the hash of a zero
+// block (zero), which holes and zero blocks take unhashed.
+type leafHasher struct {
+	leaf func(block []byte) Hash
+	zero Hash
+}
+
+// treeHasher is the trees' leaf hash (BLAKE3).
+func treeHasher() leafHasher { return leafHasher{leaf: leafHash, zero: zeroLeafHash()} }
+
+// minLeavesPerWorker keeps a small range on one goroutine: 64 leaves are
+// 4 MiB, well above what a goroutine costs.
+const minLeavesPerWorker = 64
+
+// hashLeavesWith hashes leaves [first, end) with up to workers goroutines,
+// each over one contiguous range of leaves with its own buffer, hashing a
+// block with hash. Each leaf's hash lands at its own index, so the result
+// is the one worker's whatever the split; the first error (in leaf order)
+// is returned.
+func hashLeavesWith(r io.ReaderAt, size int64, first, end, workers int, hash leafHasher) ([]Hash, error) {
 	leaves := make([]Hash, end-first)
+	// The holes are asked once, before the workers: finding them moves an
+	// *os.File's offset, which ReadAt does not use.
 	data := dataRegions(r, int64(first)*LeafSize, min(int64(end)*LeafSize, size))
-	buf := make([]byte, LeafSize)
-	for j := range leaves {
-		off := int64(first+j) * LeafSize
-		if !overlapsAny(data, off, LeafSize) {
-			leaves[j] = zeroLeafHash()
-			continue
-		}
-		h, err := hashLeafAt(r, buf, off, size)
-		if err != nil {
-			return nil, err
-		}
-		leaves[j] = h
+	workers = max(1, min(workers, len(leaves)/minLeavesPerWorker))
+	per := (len(leaves) + workers - 1) / max(1, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := min(w*per, len(leaves)), min((w+1)*per, len(leaves))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = hashRange(r, size, first, leaves[lo:hi], lo, data, hash)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return leaves, nil
 }
 
+// hashRange fills out, the leaves from first+at on, with their hashes.
+func hashRange(r io.ReaderAt, size int64, first int, out []Hash, at int, data []cycle.Range, hash leafHasher) error {
+	buf := make([]byte, LeafSize)
+	for j := range out {
+		off := int64(first+at+j) * LeafSize
+		if !overlapsAny(data, off, LeafSize) {
+			out[j] = hash.zero
+			continue
+		}
+		h, err := hashLeafAt(r, buf, off, size, hash)
+		if err != nil {
+			return err
+		}
+		out[j] = h
+	}
+	return nil
+}
+
 // hashLeafAt reads and hashes the leaf at off (zero padded past size).
-func hashLeafAt(r io.ReaderAt, buf []byte, off, size int64) (Hash, error) {
+func hashLeafAt(r io.ReaderAt, buf []byte, off, size int64, hash leafHasher) (Hash, error) {
 	n := min(int64(len(buf)), size-off)
 	clear(buf[n:])
 	if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
 		return Hash{}, fmt.Errorf("hash tree: read at %d: %w", off, err)
 	}
 	if sparse.IsZero(buf) {
-		return zeroLeafHash(), nil
+		return hash.zero, nil
 	}
-	return leafHash(buf), nil
+	return hash.leaf(buf), nil
 }
 
 // dataRegions lists the data (non-hole) regions of [from, to) of r if it

@@ -13,10 +13,15 @@
 // after), at a cost that grows with the changes, not with the disk. Its
 // leaves travel as bytes (LeafHashes, FromLeaves) and are saved in a tree
 // file (Save, SaveCache, Load) whose format, named and versioned, is
-// documented in file.go; the version names the hash (version 1: SHA-256),
-// and a file of another version is refused with ErrVersion so its owner
-// rebuilds the tree from the image.
+// documented in file.go; the version names the hash (version 2: BLAKE3;
+// version 1, of older builds: SHA-256), and a file of another version is
+// refused with ErrVersion so its owner rebuilds the tree from the image.
+// Where roots and leaves travel, HashName names the hash beside them and
+// SameHash tells whether a peer's can be compared at all: a root of
+// another hash is not a mismatch. Build and HashLeaves hash a disk's leaves
+// on every CPU (runtime.GOMAXPROCS workers over leaf ranges), with results
+// identical to one worker's.
 //
 // It imports hostsync/cycle (extents and ranges), hostsync/sparse and
-// hostsync/durable, and nothing of the agent.
+// hostsync/durable, lukechampine.com/blake3, and nothing of the agent.
 package hashtree

@@ -9,25 +9,26 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/durable"
 )
 
-// The hash tree file ("SRHT"), version 1. All integers little endian.
+// The hash tree file ("SRHT"), version 2. All integers little endian.
 //
 //	offset size  field
 //	0      4     magic "SRHT"
-//	4      1     format version (1)
+//	4      1     format version (2)
 //	5      4     leaf size in bytes (LeafSize)
 //	9      8     disk size in bytes
 //	17     2     stamp length n, then the stamp (n bytes)
 //	19+n   32*L  the L = LeafCount(disk size) leaf hashes, in block order
 //	end-4  4     CRC32C (Castagnoli) of every byte before it
 //
-// The version names the hash: version 1 leaves are SHA-256 as Tree
-// describes. Interior nodes are not stored; Load recomputes them. A file of
-// another version is refused with an error matching ErrVersion, never read
-// as this one: its owner rebuilds the tree from the image. A new hash
-// takes a new version number.
+// The version names the hash: version 2 leaves are BLAKE3 as Tree
+// describes; version 1 (the same layout) held SHA-256 leaves, of the builds
+// before. Interior nodes are not stored; Load recomputes them. A file of
+// another version, version 1 included, is refused with an error matching
+// ErrVersion, never read as this one: its owner rebuilds the tree from the
+// image (and saves it as version 2). A new hash takes a new version number.
 const (
 	fileMagic   = "SRHT"
-	fileVersion = 1
+	fileVersion = 2
 	// fileHeaderLen is the fixed header before the stamp; fileCRCLen
 	// the CRC32C at the end.
 	fileHeaderLen = 19
@@ -106,7 +107,7 @@ func Load(path string) (*Tree, string, error) {
 	return decodeFile(path, buf[:end])
 }
 
-// decodeFile decodes a version 1 file whose CRC was checked (buf without
+// decodeFile decodes a version 2 file whose CRC was checked (buf without
 // the CRC).
 func decodeFile(path string, buf []byte) (*Tree, string, error) {
 	if leaf := binary.LittleEndian.Uint32(buf[5:]); leaf != LeafSize {

@@ -1,28 +1,48 @@
 package hashtree
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"lukechampine.com/blake3"
+	"lukechampine.com/blake3/guts"
 )
 
 const (
 	// LeafSize is the block a leaf covers: 64 KiB.
 	LeafSize = 64 << 10
-	// HashSize is the size of a node's hash: SHA-256.
-	HashSize = sha256.Size
+	// HashSize is the size of a node's hash: BLAKE3 with a 32-byte output.
+	HashSize = 32
+	// HashName names the trees' hash wherever a root or a leaf travels (the
+	// roots_hash and hash fields, the batch's hash id; docs/reference).
+	// Trees of this build are BLAKE3; HashSHA256 names the hash of the
+	// trees before it (tree file version 1), which a field left empty by
+	// an older peer means.
+	HashName   = "blake3"
+	HashSHA256 = "sha256"
 )
+
+// SameHash says whether a root or leaves named with hash (as a peer sent
+// it; empty means an older peer's SHA-256) can be compared with this
+// build's. Roots of another hash are neither a match nor a mismatch: they
+// vouch for nothing and never mean corruption.
+func SameHash(hash string) bool {
+	if hash == "" {
+		hash = HashSHA256
+	}
+	return hash == HashName
+}
 
 // Hash is a node's hash: a leaf's or a parent's.
 type Hash [HashSize]byte
 
-// Tree is a Merkle tree over a disk's fixed blocks: leaf i is SHA-256 of
-// 0x00 and block i (the last one padded with zeros), a parent is SHA-256 of
-// 0x01 and its two children, and an odd last node is promoted as it is. Two
+// Tree is a Merkle tree over a disk's fixed blocks: leaf i is BLAKE3 (32
+// bytes) of block i (LeafSize bytes, the last one padded with zeros), a
+// parent is BLAKE3 of 0x01 and its two children (65 bytes: the inputs'
+// lengths keep leaves and parents apart), and an odd last node is promoted as it is. Two
 // trees of one size compare from the root down. Not safe for concurrent
 // mutation; the owner serialises Update.
 type Tree struct {
@@ -34,12 +54,26 @@ var zeroLeafHash = sync.OnceValue(func() Hash {
 	return leafHash(make([]byte, LeafSize))
 })
 
+// leafHash is BLAKE3-256 of a block of LeafSize bytes, computed as BLAKE3's
+// own tree over the block's 64 chunks: four runs of guts.MaxSIMD chunks
+// compressed side by side (AVX-512 or AVX2 where the CPU has them), then
+// their parents, on the caller's goroutine. It equals blake3.Sum256(block)
+// (TestTreeHashIsBLAKE3) at about three times its speed on a 64 KiB block,
+// which the hasher splits into uneven subtrees on goroutines of their own.
 func leafHash(block []byte) Hash {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(block)
+	const run = guts.MaxSIMD * guts.ChunkSize // LeafSize is 4 runs
+	var cv [LeafSize / run][8]uint32
+	for i := range cv {
+		n := guts.CompressBuffer((*[run]byte)(block[i*run:]), run, &guts.IV, uint64(i*guts.MaxSIMD), 0)
+		cv[i] = guts.ChainingValue(n)
+	}
+	left := guts.ChainingValue(guts.ParentNode(cv[0], cv[1], &guts.IV, 0))
+	right := guts.ChainingValue(guts.ParentNode(cv[2], cv[3], &guts.IV, 0))
+	root := guts.ParentNode(left, right, &guts.IV, 0)
+	root.Flags |= guts.FlagRoot
+	words := guts.WordsToBytes(guts.CompressNode(root))
 	var out Hash
-	h.Sum(out[:0])
+	copy(out[:], words[:HashSize])
 	return out
 }
 
@@ -48,7 +82,7 @@ func parentHash(l, r Hash) Hash {
 	buf[0] = 1
 	copy(buf[1:], l[:])
 	copy(buf[1+HashSize:], r[:])
-	return Hash(sha256.Sum256(buf[:]))
+	return Hash(blake3.Sum256(buf[:]))
 }
 
 // LeafCount is the number of leaves of a tree of a disk of size bytes (at

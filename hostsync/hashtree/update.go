@@ -57,7 +57,7 @@ func (t *Tree) Apply(r io.ReaderAt, p *Plan) error {
 			if bufs[w] == nil {
 				bufs[w] = make([]byte, LeafSize)
 			}
-			h, err := hashLeafAt(r, bufs[w], int64(p.dirty[j])*LeafSize, t.size)
+			h, err := hashLeafAt(r, bufs[w], int64(p.dirty[j])*LeafSize, t.size, treeHasher())
 			if err != nil {
 				return err
 			}

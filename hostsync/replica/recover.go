@@ -115,6 +115,10 @@ func (r *Replica) loadTrees() error {
 			r.trees[name] = t
 			continue
 		}
+		if errors.Is(err, hashtree.ErrVersion) {
+			r.log.Info().Err(err).Str("disk", name).Str("hash", hashtree.HashName).
+				Msg("hash tree file of another version (an older build's hash): rebuilding it from the image")
+		}
 		if err := r.rebuildTree(name); err != nil {
 			return err
 		}
