@@ -124,7 +124,10 @@ type RecoveryPointCreatedData struct {
 	Cycle         uint64            `json:"cycle"`
 	Epoch         uint64            `json:"epoch"`
 	Roots         map[string]string `json:"roots,omitempty"`
-	Bytes         int64             `json:"bytes"`
+	// RootsHash names the hash of Roots ("blake3"); omitted by agents
+	// before it, whose roots are SHA-256 (hostsync/hashtree.HashName).
+	RootsHash string `json:"roots_hash,omitempty"`
+	Bytes     int64  `json:"bytes"`
 }
 
 // RecoveryPointsPrunedData: points dropped by the retention policy or at
@@ -196,6 +199,10 @@ type SourceStoppedData struct {
 	Host       string            `json:"host"`
 	FinalCycle uint64            `json:"final_cycle"`
 	Roots      map[string]string `json:"roots,omitempty"`
+	// RootsHash names the hash of Roots ("blake3"); omitted by agents
+	// before it, whose roots are SHA-256. The recovery host verifies only
+	// roots of its own hash.
+	RootsHash string `json:"roots_hash,omitempty"`
 }
 
 // FailoverFailedData: a failover step failed. Mode test ends a test

@@ -135,7 +135,7 @@ func DecideRecoveryPoint(vm events.VM, host string, r agentproto.RecoveryPointRe
 	}
 	evs := []events.Data{events.RecoveryPointCreatedData{
 		ID: r.ID, Time: r.Time.UTC(), AppConsistent: r.AppConsistent, Cycle: r.Cycle,
-		Epoch: r.Epoch, Roots: r.Roots, Bytes: r.Bytes,
+		Epoch: r.Epoch, Roots: r.Roots, RootsHash: r.RootsHash, Bytes: r.Bytes,
 	}}
 	if vm.Health == events.HealthCritical && vm.State != events.ResyncRequiredState {
 		evs = append(evs, events.HealthChangedData{Health: events.HealthNormal})

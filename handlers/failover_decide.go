@@ -45,7 +45,7 @@ func decideVMStopped(v vmView, host string, r agentproto.VMStoppedReport) (decis
 	case f.Stopped || f.Cancelled || (r.Job != "" && r.Job != f.Job):
 		return decision{}, nil
 	}
-	return decided(reportJob(r.Job, f.Job), events.SourceStoppedData{Host: host, FinalCycle: r.FinalCycle, Roots: r.Roots})
+	return decided(reportJob(r.Job, f.Job), events.SourceStoppedData{Host: host, FinalCycle: r.FinalCycle, Roots: r.Roots, RootsHash: r.RootsHash})
 }
 
 // decideFailoverReady: the failover's recovery host serves the VM at e+1. A

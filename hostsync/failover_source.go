@@ -52,7 +52,7 @@ func (c *vmCtl) plannedStop(ctx context.Context, vm events.VM, enableSeq uint64,
 	}
 	c.reportNow(ctx, fmt.Sprintf("vm-stopped:%d", start), agentproto.VerbVMStopped, agentproto.VMStoppedReport{
 		ReportHead: agentproto.ReportHead{CommandID: fmt.Sprintf("stopped-%s-%d", c.name, start), VM: c.name, Job: c.fo.info.startJob, Epoch: vm.Epoch},
-		FinalCycle: c.fo.st.FinalCycle, Roots: roots,
+		FinalCycle: c.fo.st.FinalCycle, Roots: roots, RootsHash: hashtree.HashName,
 	})
 	return nil
 }

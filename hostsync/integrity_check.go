@@ -8,6 +8,7 @@ import (
 
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/replica"
 )
 
@@ -17,7 +18,17 @@ import (
 // point (a block corrupted behind the agent's back, or lost): it is
 // reported as resync_required, which the control plane turns into
 // ResyncRequired and Critical health, and the point is not reported.
+//
+// Roots of another hash than the replica's (a source of another build:
+// cyc.RootsHash names it, empty for SHA-256) vouch for nothing: they are
+// neither a match nor a mismatch, the point is reported unchecked and a
+// warning says so (rootsComparable).
 func (rx *receiver) rootsMatch(ctx context.Context, cyc cycle.Cycle, p replica.Point) bool {
+	if !rootsComparable(cyc) {
+		rx.c.warnOnce("roots-hash", fmt.Errorf("%w: cycle %d: the source's roots are %s, this host's trees %s: the point is not checked against them",
+			ErrOtherHash, cyc.Seq, hashOrSHA256(cyc.RootsHash), hashtree.HashName))
+		return true
+	}
 	if err := compareRoots(p.ID, p.Roots, cyc.Roots); err != nil {
 		rx.side.mismatched.add(p.ID)
 		rx.c.reportError(ctx, agentproto.CodeResyncRequired, err)
@@ -42,6 +53,20 @@ func compareRoots(point string, replica, source map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// rootsComparable says whether the cycle's roots are of this build's hash:
+// only those are compared with the replica's.
+func rootsComparable(cyc cycle.Cycle) bool {
+	return len(cyc.Roots) == 0 || hashtree.SameHash(cyc.RootsHash)
+}
+
+// hashOrSHA256 names a peer's hash: empty is an older build's SHA-256.
+func hashOrSHA256(hash string) string {
+	if hash == "" {
+		return hashtree.HashSHA256
+	}
+	return hash
 }
 
 func orNone(s string) string {

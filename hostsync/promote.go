@@ -11,6 +11,7 @@ import (
 	"github.com/siterecovery/siterecovery/events"
 	"github.com/siterecovery/siterecovery/events/agentproto"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -42,7 +43,17 @@ func (c *vmCtl) plannedPromote(ctx context.Context, vm events.VM, enableSeq uint
 	if err != nil {
 		return false, err
 	}
+	if !hashtree.SameHash(in.stopped.RootsHash) && len(in.stopped.Roots) > 0 {
+		// A source of another build: its roots are of another hash and
+		// vouch for nothing here; the replica holds every cycle up to the
+		// final one, each applied whole.
+		c.logger.Warn().Str("source_hash", hashOrSHA256(in.stopped.RootsHash)).Str("hash", hashtree.HashName).
+			Msg("planned failover: the source's roots are of another hash, the replica is not verified against them")
+	}
 	for disk, want := range in.stopped.Roots {
+		if !hashtree.SameHash(in.stopped.RootsHash) {
+			break
+		}
 		if roots[disk] != want {
 			err := fmt.Errorf("%w: disk %s: replica root %s, source root %s", ErrVerifyFailed, disk, roots[disk], want)
 			c.reportError(ctx, agentproto.CodeVerifyFailed, err)

@@ -225,7 +225,7 @@ func (c *vmCtl) reportReplica(ctx context.Context, vm events.VM) {
 func pointBody(vm string, p replica.Point, bytes int64) agentproto.RecoveryPointReport {
 	return agentproto.RecoveryPointReport{
 		CommandID: "point-" + vm + "-" + p.ID, VM: vm, ID: p.ID, Time: p.Time, AppConsistent: p.AppConsistent,
-		Cycle: p.Cycle, Epoch: p.Epoch, Roots: p.Roots, Bytes: bytes,
+		Cycle: p.Cycle, Epoch: p.Epoch, Roots: p.Roots, RootsHash: p.RootsHash, Bytes: bytes,
 	}
 }
 

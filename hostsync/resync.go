@@ -59,6 +59,11 @@ type leavesRequest struct {
 	// Rehash asks for leaves re-read from the image, not the kept tree
 	// (verify.go: a scrub).
 	Rehash bool `json:"rehash,omitempty"`
+	// Hash names the hash the leaves are asked in (hashtree.HashName);
+	// empty from a build before it, which asks for SHA-256. A host
+	// answers leaves only in its own hash and refuses the others with an
+	// error naming both. Sub-block hashes (Sub) are SHA-256 in every build.
+	Hash string `json:"hash,omitempty"`
 }
 
 // leavesReply is the replica's position and the leaves asked for.
@@ -68,6 +73,25 @@ type leavesReply struct {
 	Size   int64  `json:"size"`
 	Leaves []byte `json:"leaves"`
 	Error  string `json:"error,omitempty"`
+	// Hash names the hash of Leaves (hashtree.HashName) when they are
+	// tree leaves; empty from a build before it (SHA-256), whose leaves
+	// the asker refuses (checkLeavesHash) rather than compare.
+	Hash string `json:"hash,omitempty"`
+}
+
+// newLeavesRequest asks for tree leaves in this build's hash.
+func newLeavesRequest(disk string, first, n int, rehash bool) leavesRequest {
+	return leavesRequest{Disk: disk, First: first, N: n, Rehash: rehash, Hash: hashtree.HashName}
+}
+
+// checkLeavesHash refuses tree leaves (not sub-block hashes) of another
+// hash than this build's, with an error wrapping ErrOtherHash and kind:
+// they would differ everywhere and are no sign of corruption.
+func checkLeavesHash(req leavesRequest, rep leavesReply, kind error) error {
+	if len(req.Sub) > 0 || hashtree.SameHash(rep.Hash) {
+		return nil
+	}
+	return fmt.Errorf("%w: %w: the peer's leaves are %s, this host's trees %s", kind, ErrOtherHash, hashOrSHA256(rep.Hash), hashtree.HashName)
 }
 
 // serveLeaves answers leaves requests while this host holds the VM's
@@ -116,6 +140,8 @@ func answerLeaves(rep *replica.Replica, data []byte, respond func([]byte) error)
 		err = fmt.Errorf("%w: %d leaves asked at once", hashtree.ErrInvalid, len(req.Sub))
 	case len(req.Sub) > 0:
 		out.Leaves, err = rep.SubHashes(req.Disk, req.Sub)
+	case !hashtree.SameHash(req.Hash):
+		err = fmt.Errorf("%w: leaves asked in %s, this host's trees are %s", ErrOtherHash, hashOrSHA256(req.Hash), hashtree.HashName)
 	case req.Rehash: // a scrub: hostsync/replica, rehash.go
 		out.Epoch, out.Seq, out.Size, out.Leaves, err = rep.RehashLeaves(req.Disk, req.First, min(req.N, leafPage))
 	default:
@@ -125,6 +151,8 @@ func answerLeaves(rep *replica.Replica, data []byte, respond func([]byte) error)
 	}
 	if err != nil {
 		out.Error = err.Error()
+	} else if len(req.Sub) == 0 {
+		out.Hash = hashtree.HashName
 	}
 	reply, _ := json.Marshal(out)
 	_ = respond(reply)
@@ -309,7 +337,7 @@ func (c *vmCtl) peerTree(ctx context.Context, vm events.VM, d events.DiskSpec) (
 		// Rehash: the replica's images are read again, so a block damaged
 		// behind the agent's back (which its kept tree cannot know) is
 		// found and repaired (Replica.RehashLeaves, hostsync/replica).
-		rep, err := c.askLeaves(ctx, vm, leavesRequest{Disk: d.Name, First: first, N: leafPage, Rehash: true})
+		rep, err := c.askLeaves(ctx, vm, newLeavesRequest(d.Name, first, leafPage, true))
 		if err != nil {
 			return nil, 0, 0, err
 		}
@@ -341,6 +369,9 @@ func (c *vmCtl) askLeaves(ctx context.Context, vm events.VM, req leavesRequest) 
 	}
 	if rep.Error != "" {
 		return leavesReply{}, fmt.Errorf("%w: %s", ErrPeerUnavailable, rep.Error)
+	}
+	if err := checkLeavesHash(req, rep, ErrPeerUnavailable); err != nil {
+		return leavesReply{}, err
 	}
 	return rep, nil
 }

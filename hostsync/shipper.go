@@ -16,6 +16,7 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/batch"
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 	"github.com/siterecovery/siterecovery/hostsync/disk"
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/nbd"
 )
 
@@ -404,6 +405,9 @@ func (c *vmCtl) sendPending(ctx context.Context, vm events.VM) error {
 			return err
 		}
 		cyc.Roots = c.src.integrity().rootsFor(seq)
+		if cyc.Roots != nil {
+			cyc.RootsHash = hashtree.HashName
+		}
 		if err := c.publishCycle(ctx, vm, cyc); err != nil {
 			c.reportError(ctx, agentproto.CodeShipFailed, err)
 			return err

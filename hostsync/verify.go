@@ -119,7 +119,7 @@ func (c *vmCtl) compareAt(ctx context.Context, in *sourceIntegrity, vm events.VM
 	if len(vm.Disks) == 0 {
 		return out, false, fmt.Errorf("%w: vm has no disks", ErrNotVerifiable)
 	}
-	pos, err := c.askRehash(ctx, vm.RecoveryHost, leavesRequest{Disk: vm.Disks[0].Name}) // position only: cheap
+	pos, err := c.askRehash(ctx, vm.RecoveryHost, newLeavesRequest(vm.Disks[0].Name, 0, 0, false)) // position only: cheap
 	if err != nil {
 		return out, false, err
 	}
@@ -158,7 +158,7 @@ func (c *vmCtl) rehashedTree(ctx context.Context, vm events.VM, disk string, seq
 	var leaves []byte
 	var size int64
 	for first := 0; ; first += leafPage {
-		rep, err := c.askRehash(ctx, vm.RecoveryHost, leavesRequest{Disk: disk, First: first, N: leafPage, Rehash: true})
+		rep, err := c.askRehash(ctx, vm.RecoveryHost, newLeavesRequest(disk, first, leafPage, true))
 		if err != nil {
 			return nil, err
 		}
@@ -190,6 +190,9 @@ func (c *vmCtl) askRehash(ctx context.Context, host string, req leavesRequest) (
 	}
 	if rep.Error != "" {
 		return leavesReply{}, fmt.Errorf("%w: recovery host %s: %s", ErrNotVerifiable, host, rep.Error)
+	}
+	if err := checkLeavesHash(req, rep, ErrNotVerifiable); err != nil {
+		return leavesReply{}, err
 	}
 	return rep, nil
 }

@@ -38,6 +38,9 @@ type VMStoppedReport struct {
 	ReportHead
 	FinalCycle uint64            `json:"final_cycle,omitempty"`
 	Roots      map[string]string `json:"roots,omitempty"`
+	// RootsHash names the hash of Roots (hostsync/hashtree.HashName);
+	// empty from agents before it (SHA-256).
+	RootsHash string `json:"roots_hash,omitempty"`
 }
 
 // ReadyDisk is a disk an agent serves after a (test) failover.

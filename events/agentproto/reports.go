@@ -88,7 +88,10 @@ type RecoveryPointReport struct {
 	Cycle         uint64            `json:"cycle"`
 	Epoch         uint64            `json:"epoch"`
 	Roots         map[string]string `json:"roots,omitempty"`
-	Bytes         int64             `json:"bytes"`
+	// RootsHash names the hash of Roots (hostsync/hashtree.HashName);
+	// empty from agents before it (SHA-256).
+	RootsHash string `json:"roots_hash,omitempty"`
+	Bytes     int64  `json:"bytes"`
 }
 
 // PointsPrunedReport: the recovery host dropped points per the retention.

@@ -87,7 +87,7 @@ func (a *Assembler) cycle() cycle.Cycle {
 	last := a.parts[len(a.parts)-1]
 	c := cycle.Cycle{
 		VM: a.vm, Epoch: last.Epoch, Seq: last.Cycle, ClosedAt: last.ClosedAt,
-		AppConsistent: last.AppConsistent, Initial: last.Initial, Roots: last.Roots,
+		AppConsistent: last.AppConsistent, Initial: last.Initial, Roots: last.Roots, RootsHash: last.RootsHash,
 	}
 	for _, p := range a.parts {
 		c.Extents = append(c.Extents, p.Extents...)

@@ -21,7 +21,7 @@ func Decode(msg []byte) (Batch, error) {
 	if string(msg[:4]) != magic {
 		return Batch{}, fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
-	if msg[4] != VersionBase && msg[4] != VersionRoots {
+	if msg[4] != VersionBase && msg[4] != VersionRoots && msg[4] != VersionRootsHash {
 		return Batch{}, fmt.Errorf("%w: version %d", ErrVersion, msg[4])
 	}
 	end := len(msg) - crcLen
@@ -32,8 +32,8 @@ func Decode(msg []byte) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	if msg[4] == VersionRoots {
-		if b.Roots, err = decodeRoots(msg[hdr.bodyAt+hdr.stored : end]); err != nil {
+	if msg[4] != VersionBase {
+		if b.Roots, b.RootsHash, err = decodeRootsSection(msg[4], msg[hdr.bodyAt+hdr.stored:end]); err != nil {
 			return Batch{}, err
 		}
 	}
@@ -74,7 +74,7 @@ func decodeHeader(msg []byte) (Batch, header, error) {
 	switch {
 	case vmLen == 0 || vmLen > maxNameLen || hdr.bodyAt > len(msg):
 		return Batch{}, header{}, fmt.Errorf("%w: vm name length %d", ErrCorrupt, vmLen)
-	case msg[4] == VersionRoots && stored > len(msg)-hdr.bodyAt:
+	case msg[4] != VersionBase && stored > len(msg)-hdr.bodyAt:
 		return Batch{}, header{}, fmt.Errorf("%w: body of %d bytes declared, %d present", ErrCorrupt, stored, len(msg)-hdr.bodyAt)
 	case msg[4] == VersionBase && stored != len(msg)-hdr.bodyAt:
 		return Batch{}, header{}, fmt.Errorf("%w: body of %d bytes declared, %d present", ErrCorrupt, stored, len(msg)-hdr.bodyAt)

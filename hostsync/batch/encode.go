@@ -33,13 +33,13 @@ func EncodeCycle(c cycle.Cycle, opts Options) ([][]byte, error) {
 // allocating a buffer per batch. An error of emit stops the encoding and
 // is returned.
 func EncodeCycleEach(c cycle.Cycle, opts Options, emit func(batch []byte) error) error {
-	if err := checkBatchOptions(c.VM, c.Roots, opts); err != nil {
+	if err := checkBatchOptions(c.VM, c.Roots, c.RootsHash, opts); err != nil {
 		return err
 	}
-	if err := checkRoots(c.Roots); err != nil {
+	if err := checkRoots(c.Roots, c.RootsHash); err != nil {
 		return err
 	}
-	avail := min(opts.MaxPayload-fixedHeaderLen-len(c.VM)-crcLen-rootsLen(c.Roots), MaxBody)
+	avail := min(opts.MaxPayload-fixedHeaderLen-len(c.VM)-crcLen-rootsLen(c.Roots, c.RootsHash), MaxBody)
 	enc := newCycleEncoder(c, opts, avail)
 	enc.emit = emit
 	return enc.encode()
@@ -54,7 +54,7 @@ func (ce *cycleEncoder) encode() error {
 	return ce.flush(true)
 }
 
-func checkBatchOptions(vm string, roots map[string]string, opts Options) error {
+func checkBatchOptions(vm string, roots map[string]string, hash string, opts Options) error {
 	if _, ok := compressionCode(opts.Compression); !ok {
 		return fmt.Errorf("%w: compression %q (want none, s2 or zstd)", ErrOptions, opts.Compression)
 	}
@@ -62,7 +62,7 @@ func checkBatchOptions(vm string, roots map[string]string, opts Options) error {
 		return fmt.Errorf("%w: vm name of %d bytes", ErrOptions, len(vm))
 	}
 	minimum := fixedHeaderLen + len(vm) + crcLen + extentHeaderLen + maxNameLen + 1
-	if opts.MaxPayload < minimum+rootsLen(roots) {
+	if opts.MaxPayload < minimum+rootsLen(roots, hash) {
 		return fmt.Errorf("%w: max payload %d below %d", ErrOptions, opts.MaxPayload, minimum)
 	}
 	return nil
@@ -158,7 +158,7 @@ func (ce *cycleEncoder) flush(last bool) error {
 		Compression: ce.opts.Compression,
 	}
 	if last {
-		b.Roots = ce.c.Roots
+		b.Roots, b.RootsHash = ce.c.Roots, ce.c.RootsHash
 	}
 	if ce.buf == nil {
 		ce.buf = make([]byte, ce.prefix, ce.prefix+crcLen)
@@ -197,7 +197,7 @@ func Encode(b Batch) ([]byte, error) {
 	if len(b.VM) == 0 || len(b.VM) > maxNameLen || b.Index < 0 || b.Index > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: vm %q index %d", ErrOptions, b.VM, b.Index)
 	}
-	if err := checkRoots(b.Roots); err != nil {
+	if err := checkRoots(b.Roots, b.RootsHash); err != nil {
 		return nil, err
 	}
 	prefix := fixedHeaderLen + len(b.VM)
@@ -238,7 +238,7 @@ func sealBatch(b Batch, buf []byte, count int) ([]byte, error) {
 		msg = append(msg, stored...)
 	}
 	putBatchHeader(msg[:prefix], b, code, count, len(body), len(stored))
-	msg = appendRoots(msg, b.Roots)
+	msg = appendRoots(msg, b.Roots, b.RootsHash)
 	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, crcTable)), nil
 }
 

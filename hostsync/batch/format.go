@@ -12,12 +12,12 @@ import (
 	"github.com/siterecovery/siterecovery/hostsync/cycle"
 )
 
-// The delta batch wire format ("SRDB"), versions 1 (VersionBase) and 2
-// (VersionRoots). All integers little endian.
+// The delta batch wire format ("SRDB"), versions 1 (VersionBase), 2
+// (VersionRoots) and 3 (VersionRootsHash). All integers little endian.
 //
 //	offset size  field
 //	0      4     magic "SRDB"
-//	4      1     format version (1, or 2 when the batch carries roots)
+//	4      1     format version (1; 2 or 3 when the batch carries roots)
 //	5      1     flags: 1 last of cycle (end-of-cycle marker), 2 app-consistent, 4 initial
 //	6      1     compression: 0 none, 1 S2, 2 zstd
 //	7      1     reserved, 0
@@ -30,15 +30,21 @@ import (
 //	44     4     body length as stored
 //	48     2     VM name length, then the VM name
 //	...          body as stored
-//	...          version 2 only: the roots (see below)
+//	...          versions 2 and 3 only: the roots (see below)
 //	end-4  4     CRC32C (Castagnoli) of every byte before it
 //
 // Version 2 adds, after the body, the source disks' hash tree roots at the
 // cycle's close (set on the last batch of a cycle only): a count (2), then
 // per disk, in name order, its name length (2) and name and the 32-byte
-// root (roots.go). A batch without roots is written as version 1, byte for
-// byte as before, and both versions decode; any other version is refused
-// with ErrVersion.
+// root (roots.go), SHA-256 roots: the hash of the builds before BLAKE3.
+// Version 3 is version 2 with the roots' hash named before them: its name
+// length (1) and name ("blake3", hostsync/hashtree.HashName), then the
+// roots section as in version 2. A batch with roots of a named hash is
+// written as version 3; with roots whose hash is not named (RootsHash
+// empty: SHA-256) as version 2; without roots as version 1, byte for byte
+// as before. All three decode (a version 2 batch with RootsHash empty); any
+// other version is refused with ErrVersion, and a build before version 3
+// refuses version 3 so, never reading BLAKE3 roots as SHA-256 ones.
 //
 // The body (after decompression) is the extents, one after the other:
 // disk name length (2) and name, offset (8), length (8), flags (1: zero),
@@ -49,6 +55,9 @@ const (
 	// VersionRoots is the format version of a batch that carries roots:
 	// version 1 with the roots section after the body.
 	VersionRoots = 2
+	// VersionRootsHash is version 2 with the roots' hash named before the
+	// roots section.
+	VersionRootsHash = 3
 	// MaxBody caps a batch's decompressed body: a batch declaring more is
 	// refused before any allocation (no decompression bombs).
 	MaxBody = 64 << 20
@@ -121,6 +130,9 @@ type Batch struct {
 	// close, carried by the cycle's last batch (format version 2); nil
 	// when the source does not vouch for them.
 	Roots map[string]string
+	// RootsHash names the hash of Roots (version 3: "blake3"); empty for
+	// a version 2 batch, whose roots are SHA-256.
+	RootsHash string
 }
 
 // MsgID is the JetStream Nats-Msg-Id of a batch, so a batch sent

@@ -52,6 +52,10 @@ type Cycle struct {
 	// vouch for them. The recovery host checks its replica against them
 	// after applying the cycle.
 	Roots map[string]string
+	// RootsHash names the hash of Roots (hostsync/hashtree.HashName);
+	// empty means SHA-256, a source before BLAKE3. The recovery host
+	// compares only roots of its own hash (hashtree.SameHash).
+	RootsHash string
 }
 
 // MaxNameLen bounds a VM's and a disk's name: the batch format carries

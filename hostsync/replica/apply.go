@@ -209,7 +209,7 @@ func (r *Replica) finishApply(c cycle.Cycle, pend pendingOp, plans *treePlans) (
 		return Point{}, err
 	}
 	p := pend.Point
-	p.Roots = r.roots()
+	p.Roots, p.RootsHash = r.roots(), hashtree.HashName
 	rec := pointRecord{Point: p, Undo: pend.Undo}
 	firstPoint := len(r.state.Points) == 0
 	if firstPoint {

@@ -22,6 +22,9 @@ type Point struct {
 	Cycle         uint64    `json:"cycle"`
 	// Roots are the disks' hash tree roots (hex) at this point.
 	Roots map[string]string `json:"roots,omitempty"`
+	// RootsHash names the hash of Roots (hashtree.HashName); empty for a
+	// point applied by a build before it (SHA-256).
+	RootsHash string `json:"roots_hash,omitempty"`
 }
 
 // RetentionPolicy says which points Prune keeps: the latest, every point of

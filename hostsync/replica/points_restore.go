@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/siterecovery/siterecovery/hostsync/hashtree"
 	"github.com/siterecovery/siterecovery/hostsync/sparse"
 )
 
@@ -183,8 +184,8 @@ func (r *Replica) recordRevert(k int) error {
 // checkRoots logs loudly when the trees after a revert disagree with the
 // roots recorded at the point.
 func (r *Replica) checkRoots(p Point) {
-	if len(r.trees) == 0 {
-		return
+	if len(r.trees) == 0 || !hashtree.SameHash(p.RootsHash) {
+		return // roots of another hash (an older build's point) tell nothing
 	}
 	for name, want := range p.Roots {
 		if got := r.trees[name].Root(); got != want {
