@@ -101,6 +101,8 @@ func TestBatchRootsCorruptRefused(t *testing.T) {
 func FuzzDecodeBatchRoots(f *testing.F) {
 	msg, _ := Encode(Batch{VM: "v", Last: true, Roots: map[string]string{"d": strings.Repeat("01", 32)}})
 	f.Add(msg)
+	msg, _ = Encode(Batch{VM: "v", Last: true, Roots: map[string]string{"d": strings.Repeat("01", 32)}, RootsHash: "blake3"})
+	f.Add(msg)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Decode(data)
 		if err != nil {
@@ -111,5 +113,62 @@ func FuzzDecodeBatchRoots(f *testing.F) {
 		back, err := Decode(again)
 		require.NoError(t, err)
 		require.Equal(t, b.Roots, back.Roots)
+		require.Equal(t, b.RootsHash, back.RootsHash)
 	})
+}
+
+// Roots of a named hash ride as version 3 with the name before them and
+// come back with it through the assembler; roots without a name (SHA-256,
+// the builds before) stay version 2 and decode with no name, so the
+// receiver never takes them for roots of its own hash.
+func TestBatchRootsHashIsVersion3(t *testing.T) {
+	c := rootsCycle()
+	c.RootsHash = "blake3"
+	msgs, err := EncodeCycle(c, Options{MaxPayload: 128 << 10, Compression: CompressionS2})
+	require.NoError(t, err)
+	asm := NewAssembler("web01", 2, 9)
+	var got cycle.Cycle
+	for i, m := range msgs {
+		last := i == len(msgs)-1
+		want := byte(VersionBase)
+		if last {
+			want = VersionRootsHash
+		}
+		require.Equal(t, want, m[4], "batch %d version", i)
+		b, err := Decode(m)
+		require.NoError(t, err)
+		if last {
+			require.Equal(t, "blake3", b.RootsHash)
+		}
+		cyc, whole, err := asm.Add(b)
+		require.NoError(t, err)
+		if whole {
+			got = cyc
+		}
+	}
+	require.Equal(t, c.Roots, got.Roots)
+	require.Equal(t, "blake3", got.RootsHash)
+
+	old := rootsCycle() // a source before the hash was named
+	msgs, err = EncodeCycle(old, Options{MaxPayload: 1 << 20})
+	require.NoError(t, err)
+	last := msgs[len(msgs)-1]
+	require.Equal(t, byte(VersionRoots), last[4])
+	b, err := Decode(last)
+	require.NoError(t, err)
+	require.Equal(t, old.Roots, b.Roots)
+	require.Empty(t, b.RootsHash, "a version 2 batch's roots are SHA-256: no name")
+
+	msg, err := Encode(Batch{VM: "web01", Last: true, Roots: c.Roots, RootsHash: "blake3"})
+	require.NoError(t, err)
+	for i := range msg {
+		bad := bytes.Clone(msg)
+		bad[i] ^= 0x5a
+		_, err := Decode(bad)
+		require.True(t, errors.Is(err, ErrCorrupt) || errors.Is(err, ErrVersion), "byte %d: %v", i, err)
+		_, err = Decode(msg[:i])
+		require.Error(t, err)
+	}
+	_, err = Encode(Batch{VM: "web01", Last: true, Roots: c.Roots, RootsHash: strings.Repeat("x", 33)})
+	require.ErrorIs(t, err, ErrOptions)
 }
