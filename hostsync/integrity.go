@@ -15,7 +15,8 @@ import (
 //   - The source keeps one hash tree per disk exact at each cycle it closes
 //     (keptTree, closeCycleKept: the leaves a cycle wrote are re-hashed while
 //     writes wait, so the cost grows with the changes), and sends the roots
-//     with the cycle's last batch (format version 2, Cycle.Roots).
+//     with the cycle's last batch (format version 3, Cycle.Roots, named by
+//     Cycle.RootsHash).
 //   - The recovery host, after applying a cycle that carries roots,
 //     compares its replica's roots with them; a difference is reported as
 //     resync_required (the control plane raises ResyncRequired and Critical;
