@@ -33,7 +33,7 @@
 //     failovers read a point through its copy-on-write TestView, which the
 //     agent serves over NBD (testfailover.go).
 //   - Hash trees (package hashtree; integrity*.go, irtree.go keep them
-//     here): SHA-256 over 64 KiB leaves on both sides, kept exact at every
+//     here): BLAKE3 over 64 KiB leaves on both sides, kept exact at every
 //     close, for the per-cycle integrity check, verify, planned failover
 //     and resync. Images are read as sparse files (package sparse) and
 //     state files written crash-safely (package durable).
