@@ -1,11 +1,13 @@
 package hostsync
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -74,4 +76,24 @@ func TestLeavesAnsweredOnlyInTheAskedHash(t *testing.T) {
 	require.Empty(t, subs.Error)
 	require.Empty(t, subs.Hash)
 	require.NoError(t, checkLeavesHash(sub, subs, ErrPeerUnavailable))
+}
+
+// The receiver's check after an apply: a cycle whose roots are of another
+// hash is let through, unchecked, with no mismatch recorded and no
+// resync_required reported (the vmCtl here has no agent to report with: a
+// report would panic); roots of its own hash are compared, equal ones
+// pass (a difference raising ResyncRequired with the real embedded server:
+// TestCycleRootsCatchCorruptionAndResyncRepairs, integrity_e2e_test.go).
+func TestReceiverLetsRootsOfAnotherHashThrough(t *testing.T) {
+	c := &vmCtl{name: "vm", logger: zerolog.Nop(), reports: map[string]time.Time{}}
+	rx := &receiver{c: c, side: &recoverySide{}}
+	p := replica.Point{ID: "rp-1-4", Roots: map[string]string{"d0": strings.Repeat("cd", 32)}, RootsHash: hashtree.HashName}
+	old := cycle.Cycle{Seq: 4, Roots: map[string]string{"d0": strings.Repeat("ab", 32)}} // SHA-256, unnamed
+	require.True(t, rx.rootsMatch(context.Background(), old, p))
+	require.False(t, rx.side.mismatched.has(p.ID))
+
+	same := old
+	same.Roots, same.RootsHash = p.Roots, hashtree.HashName
+	require.True(t, rx.rootsMatch(context.Background(), same, p))
+	require.False(t, rx.side.mismatched.has(p.ID))
 }
