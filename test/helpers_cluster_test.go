@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -82,7 +83,11 @@ func mustSiteWorldProcs(t testing.TB) *siteWorld {
 func newSiteWorld(t testing.TB) *siteWorld {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return &siteWorld{t: t, ctx: ctx, logger: zerolog.Nop(), servers: map[string]siteServer{},
+	logger := zerolog.Nop()
+	if os.Getenv("SR_SITELOSS_LOG") != "" { // the drill's components' logs, in the test's log
+		logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	return &siteWorld{t: t, ctx: ctx, logger: logger, servers: map[string]siteServer{},
 		planes: map[string]*sitePlane{}, agents: map[string]*siteAgent{}, dirs: map[string]string{}}
 }
 
