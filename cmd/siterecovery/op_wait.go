@@ -77,8 +77,8 @@ func waitJob(nc *nats.Conn, o opOptions, reply []byte, stdout io.Writer) error {
 	return &refusedError{Code: "unavailable", Message: msg}
 }
 
-// unanswered says, once per run of unanswered queries, that --wait goes
-// on asking.
+// unanswered says that a job query went unanswered and --wait goes on
+// asking.
 func (w *jobWatch) unanswered(err error) {
 	if !w.quiet {
 		fmt.Fprintf(w.out, "waiting: %v; asking again\n", err)
