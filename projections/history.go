@@ -88,12 +88,16 @@ func (s *Store) recentEvents(ctx context.Context, limit int) ([]EventView, error
 // Status is the answer of the status query: the fabric and the VMs at a
 // glance.
 type Status struct {
-	Checkpoint      uint64         `json:"checkpoint"`
-	ProjectionError string         `json:"projection_error,omitempty"`
-	Sites           int            `json:"sites"`
-	Hosts           HostCounts     `json:"hosts"`
-	VMs             VMCounts       `json:"vms"`
-	Jobs            map[string]int `json:"jobs"`
+	Checkpoint      uint64 `json:"checkpoint"`
+	ProjectionError string `json:"projection_error,omitempty"`
+	// CatchingUp is true while the read models are behind the log or the
+	// log does not answer; CatchingUpReason says which (lag.go).
+	CatchingUp       bool           `json:"catching_up"`
+	CatchingUpReason string         `json:"catching_up_reason,omitempty"`
+	Sites            int            `json:"sites"`
+	Hosts            HostCounts     `json:"hosts"`
+	VMs              VMCounts       `json:"vms"`
+	Jobs             map[string]int `json:"jobs"`
 }
 
 // HostCounts counts hosts by reachability.
@@ -119,6 +123,7 @@ func (s *Store) status(_ context.Context, _ Params) (any, error) {
 	if err := s.Err(); err != nil {
 		st.ProjectionError = err.Error()
 	}
+	st.CatchingUp, st.CatchingUpReason = s.CatchingUp()
 	err := s.view(func(tx *bolt.Tx) error {
 		sites, err := all[events.Site](tx, bucketSites)
 		if err != nil {

@@ -20,6 +20,8 @@ const (
 	fieldCheckpoint = "checkpoint"
 	fieldPath       = "path"
 	fieldEvents     = "events"
+	fieldReason     = "reason"
+	fieldLogLast    = "log_last_seq"
 )
 
 // defaultBatch is the most events the runner applies in one transaction
@@ -47,6 +49,9 @@ type Store struct {
 
 	checkpoint atomic.Uint64
 	closed     atomic.Bool
+	// catchUp is the lag watch's last verdict (lag.go), nil before it.
+	catchUp atomic.Pointer[catchUp]
+	lagDone chan struct{}
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after each commit and when the runner stops
@@ -86,7 +91,7 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	s := &Store{
 		db: db, log: log, now: time.Now, batchSize: defaultBatch,
 		logger:  logger,
-		changed: make(chan struct{}), done: make(chan struct{}), cache: newRunnerCache(),
+		changed: make(chan struct{}), done: make(chan struct{}), lagDone: make(chan struct{}), cache: newRunnerCache(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -100,6 +105,7 @@ func open(ctx context.Context, path string, log events.Log, logger zerolog.Logge
 	s.cancel = cancel
 	s.logger.Info().Str(fieldPath, path).Uint64(fieldCheckpoint, cp).Msg("projections opened")
 	go s.run(runCtx)
+	go s.watchLag(runCtx)
 	return s, nil
 }
 
@@ -171,6 +177,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		s.cancel()
 		<-s.done
+		<-s.lagDone
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr

@@ -20,6 +20,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(natsChildEnv); cfg != "" {
+		os.Exit(runNATSChild(cfg))
+	}
 	dir, err := os.MkdirTemp("", "siterecovery-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

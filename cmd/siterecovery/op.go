@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/siterecovery/siterecovery/cmd/siterecovery/pki"
 )
@@ -33,9 +32,12 @@ const defaultNATSURL = "nats://127.0.0.1:4222"
 
 // opOptions are the flags every operator command takes.
 type opOptions struct {
-	NATSURL   string
-	JSON      bool
-	Timeout   time.Duration
+	NATSURL string
+	JSON    bool
+	Timeout time.Duration
+	// SendOnce: a request is sent again only while no control plane
+	// responds, never because its reply is slow (vm verify).
+	SendOnce  bool
 	CommandID string
 	AfterSeq  uint64
 	// Wait and WaitTimeout: --wait on a long operation (op_wait.go).
@@ -187,7 +189,7 @@ func commonFlags(fs *flag.FlagSet, o *opOptions, command bool) {
 	}
 	fs.StringVar(&o.NATSURL, "nats", url, "NATS URL of the control plane (env SR_NATS_URL)")
 	fs.BoolVar(&o.JSON, "json", false, "print the reply as JSON")
-	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "how long to wait for the reply")
+	fs.DurationVar(&o.Timeout, "timeout", defaultTimeout, "how long to wait for the reply, sending again while no control plane answers")
 	fs.StringVar(&o.TLSDir, "tls-dir", tlsDirFlagDefault(), "directory with ca.pem and the client certificate: connect with mTLS (env SR_TLS_DIR)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "client certificate name in --tls-dir (default operator; viewer for read-only)")
 	if command {
@@ -218,29 +220,6 @@ func opConnect(o opOptions) (*nats.Conn, error) {
 		return nil, fmt.Errorf("cannot connect to %s: %w", o.NATSURL, err)
 	}
 	return nc, nil
-}
-
-// request sends body to subject and returns the reply payload, or a
-// *refusedError for an error reply.
-func request(nc *nats.Conn, o opOptions, subject string, body any) ([]byte, error) {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := nc.Request(subject, raw, o.Timeout)
-	if denied := permissionDenied(nc, err); denied != nil {
-		return nil, denied
-	}
-	if errors.Is(err, nats.ErrNoResponders) {
-		return nil, &refusedError{Code: "unavailable", Message: "no control plane answers on " + subject + " (is siterecovery serve running?)"}
-	}
-	if err != nil {
-		return nil, &refusedError{Code: "unavailable", Message: fmt.Sprintf("%s: %v", subject, err)}
-	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return nil, &refusedError{Code: code, Message: msg.Header.Get(micro.ErrorHeader)}
-	}
-	return msg.Data, nil
 }
 
 // printJSON writes raw indented.

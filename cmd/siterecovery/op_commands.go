@@ -112,6 +112,9 @@ func (c *opCommand) run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if o.CommandID == "" && !c.query {
+		o.CommandID = newCommandID() // one id for every resend (op_request.go)
+	}
 	if o.CommandID != "" {
 		req["command_id"] = o.CommandID
 	}

@@ -280,10 +280,15 @@ func printStatus(w io.Writer, parts map[string]json.RawMessage) error {
 			ByState  map[string]int `json:"by_protection_state"`
 			ByHealth map[string]int `json:"by_health"`
 		} `json:"vms"`
-		Jobs map[string]int `json:"jobs"`
+		Jobs       map[string]int `json:"jobs"`
+		CatchingUp bool           `json:"catching_up"`
+		Reason     string         `json:"catching_up_reason"`
 	}
 	if err := json.Unmarshal(parts["status"], &st); err != nil {
 		return fmt.Errorf("status reply: %w", err)
+	}
+	if st.CatchingUp {
+		fmt.Fprintf(w, "catching up: %s (what follows may be behind the log)\n", st.Reason)
 	}
 	fmt.Fprintf(w, "sites: %d   hosts: %d (%s)   vms: %d\n", st.Sites, st.Hosts.Total,
 		hostCounts(st.Hosts.Reachable, st.Hosts.Unknown, st.Hosts.Unreachable), st.VMs.Total)

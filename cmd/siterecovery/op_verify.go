@@ -37,7 +37,7 @@ func runVerify(o opOptions, req map[string]any, stdout io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	o.Timeout = max(o.Timeout, verifyTimeout)
+	o.Timeout, o.SendOnce = max(o.Timeout, verifyTimeout), true
 	raw, err := request(nc, o, "sr.cmd.vm.verify", req)
 	if err != nil {
 		return err

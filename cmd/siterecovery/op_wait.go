@@ -49,11 +49,17 @@ func waitJob(nc *nats.Conn, o opOptions, reply []byte, stdout io.Writer) error {
 	}
 	w := jobWatch{out: stdout, quiet: o.JSON}
 	deadline := time.Now().Add(o.WaitTimeout)
+	var unanswered error
 	for time.Now().Before(deadline) {
 		raw, err := request(nc, o, "sr.q.job", map[string]any{"job": res.Job, "after_seq": res.Seq})
 		var re *refusedError
 		switch {
 		case errors.As(err, &re) && re.Code == "not_found":
+		case errors.As(err, &re) && re.Code == "unavailable":
+			// The job query went unanswered for --timeout (a control plane
+			// catching up after a site loss): the job goes on; ask again.
+			unanswered = err
+			w.unanswered(err)
 		case err != nil:
 			return err
 		default:
@@ -64,7 +70,19 @@ func waitJob(nc *nats.Conn, o opOptions, reply []byte, stdout io.Writer) error {
 		}
 		time.Sleep(waitPoll)
 	}
-	return &refusedError{Code: "unavailable", Message: fmt.Sprintf("job %s did not end within %s", res.Job, o.WaitTimeout)}
+	msg := fmt.Sprintf("job %s did not end within %s", res.Job, o.WaitTimeout)
+	if unanswered != nil {
+		msg += "; the last query: " + unanswered.Error()
+	}
+	return &refusedError{Code: "unavailable", Message: msg}
+}
+
+// unanswered says that a job query went unanswered and --wait goes on
+// asking.
+func (w *jobWatch) unanswered(err error) {
+	if !w.quiet {
+		fmt.Fprintf(w.out, "waiting: %v; asking again\n", err)
+	}
 }
 
 // waitedJob is what --wait reads of a job.

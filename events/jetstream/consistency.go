@@ -3,9 +3,11 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/siterecovery/siterecovery/events"
@@ -61,8 +63,18 @@ type msgGetResponse struct {
 	} `json:"message"`
 }
 
+// leaderAsk bounds one request to the stream leader. A stream whose leader
+// is lost does not answer at all until it elects another (its API
+// subscriptions stay on every server: no "no responders"), which takes up
+// to about ten seconds after a kill -9 (docs/operations.md, "Losing a
+// site"): an attempt is given up after leaderAsk and sent again, so that
+// the call returns soon after the new leader is elected rather than at its
+// own deadline.
+const leaderAsk = 2 * time.Second
+
 // leaderLastSeq asks the stream leader (the message get API, not a direct
-// get) for the sequence of the last message on filter, 0 if none.
+// get) for the sequence of the last message on filter, 0 if none. It asks
+// again, every leaderAsk, while no leader answers, until ctx ends.
 func (l *Log) leaderLastSeq(ctx context.Context, filter string) (uint64, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
@@ -70,7 +82,7 @@ func (l *Log) leaderLastSeq(ctx context.Context, filter string) (uint64, error) 
 	if err != nil {
 		return 0, err
 	}
-	msg, err := l.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+l.stream, req)
+	msg, err := l.askLeader(ctx, "$JS.API.STREAM.MSG.GET."+l.stream, req)
 	if err != nil {
 		return 0, fmt.Errorf("last sequence of %s: %w", filter, err)
 	}
@@ -87,4 +99,24 @@ func (l *Log) leaderLastSeq(ctx context.Context, filter string) (uint64, error) 
 		return 0, fmt.Errorf("last sequence of %s: empty reply", filter)
 	}
 	return resp.Message.Seq, nil
+}
+
+// askLeader sends req to subject, answered by the stream leader, each
+// attempt bounded by leaderAsk, until one is answered or ctx ends.
+func (l *Log) askLeader(ctx context.Context, subject string, req []byte) (*nats.Msg, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, leaderAsk)
+		msg, err := l.nc.RequestWithContext(actx, subject, req)
+		cancel()
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders)
+		if err == nil || !unanswered || ctx.Err() != nil {
+			return msg, err
+		}
+		l.logger.Debug().Err(err).Str("subject", subject).Msg("stream leader did not answer; asking again")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }

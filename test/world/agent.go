@@ -29,6 +29,9 @@ type AgentOptions struct {
 	// ReportHook runs before each of the agent's reports (tests: delay
 	// or drop one); see hostsync.AgentConfig.ReportHook.
 	ReportHook func(ctx context.Context, verb string) error
+	// NATSOptions are added to the agent's connection's (tests: a client
+	// that reconnects to its own server only).
+	NATSOptions []nats.Option
 }
 
 // Agent is a host agent running in this process on a NATS connection and
@@ -43,7 +46,7 @@ type Agent struct {
 // StartAgent connects to the NATS server at url and runs host's agent with
 // its data in dir until Close.
 func StartAgent(ctx context.Context, url, host, dir string, o AgentOptions) (*Agent, error) {
-	nc, err := controlplane.Connect(url, "siterecovery-agent-"+host, o.Logger)
+	nc, err := controlplane.Connect(url, "siterecovery-agent-"+host, o.Logger, o.NATSOptions...)
 	if err != nil {
 		return nil, err
 	}

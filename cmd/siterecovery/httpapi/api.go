@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/siterecovery/siterecovery/cmd/siterecovery/resend"
 	"github.com/siterecovery/siterecovery/handlers"
 )
 
@@ -72,6 +73,19 @@ func (a *httpAPI) command(w http.ResponseWriter, r *http.Request) {
 	a.forward(w, r, subject, body)
 }
 
+// withCommandID gives a command without a command_id one, so that the
+// resends of forward are one command, applied once.
+func withCommandID(obj map[string]json.RawMessage) ([]byte, error) {
+	if _, ok := obj["command_id"]; !ok {
+		id, err := json.Marshal(resend.NewCommandID("http-"))
+		if err != nil {
+			return nil, err
+		}
+		obj["command_id"] = id
+	}
+	return json.Marshal(obj)
+}
+
 // readCommandBody reads a command's body: a JSON object (empty means {}),
 // at most MaxBody bytes.
 func readCommandBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -85,13 +99,13 @@ func readCommandBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
-		return []byte("{}"), nil
+		return withCommandID(map[string]json.RawMessage{})
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
 		return nil, apiErrorf(http.StatusBadRequest, handlers.CodeInvalidArgument, "the request body must be a JSON object: %s", jsonProblem(err))
 	}
-	return body, nil
+	return withCommandID(obj)
 }
 
 func jsonProblem(err error) string {
@@ -148,12 +162,11 @@ func urlQuery(r *http.Request) (url.Values, error) {
 	return values, nil
 }
 
-// forward sends body to subject and writes the reply: the body as it is,
-// with the status of its error code when it is an error reply.
+// forward sends body to subject, again while no control plane answers
+// (package resend), and writes the reply: the body as it is, with the
+// status of its error code when it is an error reply.
 func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, subject string, body []byte) {
-	ctx, cancel := context.WithTimeout(r.Context(), apiRequestTimeout)
-	defer cancel()
-	msg, err := a.nc.RequestWithContext(ctx, subject, body)
+	msg, err := resend.Request(r.Context(), a.nc, subject, body, resend.Options{Timeout: apiRequestTimeout})
 	if err != nil {
 		a.fail(w, r, apiErrorf(http.StatusServiceUnavailable, handlers.CodeUnavailable, "%s: %v", subject, requestProblem(err)))
 		return
@@ -176,7 +189,10 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, subject string
 }
 
 func requestProblem(err error) string {
+	var un *resend.Unanswered
 	switch {
+	case errors.As(err, &un):
+		return strings.TrimPrefix(un.Error(), un.Subject+": ")
 	case errors.Is(err, nats.ErrNoResponders):
 		return "no control plane answers (the siterecovery service is not running)"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):

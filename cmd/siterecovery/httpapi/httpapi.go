@@ -18,8 +18,9 @@ import (
 const (
 	// MaxBody is the largest command body the API accepts.
 	MaxBody = 1 << 20
-	// apiRequestTimeout bounds one forwarded command or query: a little
-	// more than the service's own timeout, so its answer wins.
+	// apiRequestTimeout bounds one forwarded command or query, its resends
+	// included: a little more than the service's own timeout, so its
+	// answer wins, and more than a takeover after a site loss.
 	apiRequestTimeout = 35 * time.Second
 	// streamMaxClients bounds the concurrent event streams (each holds an
 	// ordered consumer on the log).
