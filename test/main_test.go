@@ -128,12 +128,19 @@ type cliResult struct {
 	stdout, stderr string
 }
 
-// cli runs an operator command against the given control plane.
+// cli runs an operator command against the given control plane, bounded
+// by 30 s.
 func cli(t testing.TB, url string, args ...string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return cliAt(t, 30*time.Second, url, args...)
+}
+
+// cliAt runs an operator command with its default timeouts, bounded by d.
+func cliAt(t testing.TB, d time.Duration, url string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var out, errb bytes.Buffer
+	var out, errb strings.Builder
 	c := exec.CommandContext(ctx, binary, append(args, "--nats", url)...)
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()

@@ -1,10 +1,8 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -86,22 +84,4 @@ func siteLossRound(t *testing.T, leaderLost bool) time.Duration {
 	t.Logf("SR_EVENTS led by %s (the lost server: %v); takeover %s; CLI said:\n%s", leader, leaderLost,
 		durationMS(took), strings.TrimSpace(res.stdout))
 	return took
-}
-
-// cliAt runs an operator command with its default timeouts, bounded by d.
-func cliAt(t testing.TB, d time.Duration, url string, args ...string) cliResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var out, errb strings.Builder
-	c := exec.CommandContext(ctx, binary, append(args, "--nats", url)...)
-	c.Stdout, c.Stderr = &out, &errb
-	err := c.Run()
-	code := 0
-	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		require.True(t, ok, "run %v: %v", args, err)
-		code = ee.ExitCode()
-	}
-	return cliResult{code: code, stdout: out.String(), stderr: errb.String()}
 }
