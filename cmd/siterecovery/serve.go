@@ -26,6 +26,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.NATSURL, "nats", "", "use this NATS server or cluster instead of embedding one")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server")
 	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "address of the HTTP API, console and metrics (empty: off)")
+	fs.DurationVar(&c.FailoverTimeout, "failover-timeout", 0, "bound of a failover from its start to the recovery host serving (0: 10m)")
 	fs.IntVar(&c.Replicas, "replicas", 0, "stream replicas (0: 3 when the JetStream cluster has at least 3 servers, else 1)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.StringVar(&c.TLSDir, "tls-dir", tlsDirFlagDefault(), "certificates of siterecovery auth init: require mTLS on NATS, HTTPS and bearer tokens on HTTP (env SR_TLS_DIR)")
